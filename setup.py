@@ -1,0 +1,27 @@
+"""sparkdl: Spark DataFrames in, Horovod-trained PyTorch models back in the lake."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+def _requirements(name):
+    lines = (Path(__file__).parent / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+setup(
+    name="sparkdl",
+    version="0.1.0",
+    description="End-to-end deep learning on Spark: ETL, Horovod training in one barrier stage, "
+    "write-back to the lake and batch scoring.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9,<3.13",
+    packages=find_packages(include=["sparkdl", "sparkdl.*"]),
+    include_package_data=True,
+    package_data={"sparkdl": ["data/*/*.csv.gz", "data/*/*.md"]},
+    install_requires=_requirements("requirements.txt"),
+    extras_require={"test": _requirements("requirements-test.txt")},
+    entry_points={"console_scripts": ["sparkdl=sparkdl.cli:main"]},
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)

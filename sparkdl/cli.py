@@ -1,0 +1,77 @@
+"""The ``sparkdl`` command line: prepare, train, run, score, runs."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Dict, List, Optional
+
+from sparkdl.config import ConfigError
+
+log = logging.getLogger("sparkdl")
+
+EXIT_USAGE = 2
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        print(f"sparkdl {name}: not implemented yet in this version.", file=sys.stderr)
+        return EXIT_USAGE
+    return handler
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="job config YAML (see conf/adult.yaml)")
+    p.add_argument("--lake", required=True, help="lake directory (local path or URI) for datasets and runs")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+
+
+def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int]]] = None) -> argparse.ArgumentParser:
+    handlers = handlers or {}
+    parser = argparse.ArgumentParser(
+        prog="sparkdl",
+        description="Deep learning on Spark: ETL, Horovod training in one barrier stage, write-back, scoring.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("prepare", help="ingest → features → materialize a training dataset in the lake")
+    _add_config_args(p)
+    p.set_defaults(handler=handlers.get("prepare", _not_yet("prepare")))
+
+    p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
+    _add_config_args(p)
+    p.set_defaults(handler=handlers.get("train", _not_yet("train")))
+
+    p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report")
+    _add_config_args(p)
+    p.set_defaults(handler=handlers.get("run", _not_yet("run")))
+
+    p = sub.add_parser("score", help="batch inference with a finished run")
+    p.add_argument("--run", required=True, help="run directory in the lake")
+    p.add_argument("--input", required=True, help="data to score (any DataFrame-readable path)")
+    p.add_argument("--output", required=True, help="where to write predictions (Parquet)")
+    p.set_defaults(handler=handlers.get("score", _not_yet("score")))
+
+    p = sub.add_parser("runs", help="list or show runs in a lake")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--lake", required=True)
+    p.set_defaults(handler=handlers.get("runs", _not_yet("runs")))
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as e:
+        print(f"sparkdl: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

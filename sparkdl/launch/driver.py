@@ -1,0 +1,179 @@
+"""Driver side of the barrier stage: check slots, launch, watch, and translate failures.
+
+``run_on_ranks`` runs ``fn(RankContext)`` on N Horovod ranks inside ONE barrier-mode
+Spark stage and returns each rank's (small) result. While the stage runs, the driver
+logs the ranks' events as they arrive and enforces three bounds: every rank must start
+within ``start_timeout_s``, some rank must report within ``progress_timeout_s``, and a
+failing rank ends the whole stage at once as a :class:`TrainingError` naming that rank.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional
+
+from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutError
+from sparkdl.launch.events import EventServer
+from sparkdl.launch.task import LaunchSettings, RankContext, run_barrier_task
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class LaunchTimeouts:
+    """Bounds on every wait of a launch, in seconds."""
+
+    start_s: float = 120.0
+    rendezvous_s: float = 60.0
+    progress_s: float = 600.0
+    cancel_grace_s: float = 30.0
+
+
+def log_event(event: Dict[str, Any]) -> None:
+    """Default event handler: one log line per event."""
+    kind, rank = event.get("type"), event.get("rank")
+    if kind == "log":
+        level = logging.WARNING if event.get("level") == "warning" else logging.INFO
+        log.log(level, "rank %s: %s", rank, event.get("message"))
+    elif kind == "started":
+        log.info("rank %s started on %s (partition %s, pid %s)", rank, event.get("host"),
+                 event.get("partition"), event.get("pid"))
+    elif kind not in ("done", "error"):
+        fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "rank", "time", "received"))
+        log.info("rank %s %s %s", rank, kind, fields)
+
+
+def driver_host(spark) -> str:
+    conf = spark.sparkContext.getConf()
+    return conf.get("spark.driver.bindAddress", None) or conf.get("spark.driver.host", "127.0.0.1")
+
+
+def check_slots(spark, num_ranks: int) -> int:
+    """Raise LaunchError, saying how many slots exist, if ``num_ranks`` cannot run at once."""
+    from sparkdl.session import task_slots
+
+    slots = task_slots(spark)
+    if num_ranks > slots:
+        raise LaunchError(
+            f"{num_ranks} ranks need {num_ranks} concurrent task slots, but the cluster has {slots} "
+            f"(master {spark.sparkContext.master}). A barrier stage starts all its tasks at once: "
+            f"lower train.ranks to {slots} or add executors/cores.")
+    return slots
+
+
+_PY_TRACE = re.compile(r"(Traceback \(most recent call last\):.*?)(?:\n\tat |\Z)", re.S)
+
+
+def error_from_spark(exc: BaseException) -> TrainingError:
+    """Turn a Spark/Py4J job failure into a TrainingError with the Python traceback tail."""
+    text = str(exc)
+    m = _PY_TRACE.search(text)
+    tail = "\n".join(m.group(1).rstrip().splitlines()[-25:]) if m else ""
+    last = tail.splitlines()[-1] if tail else text.strip().splitlines()[0][:300] if text.strip() else repr(exc)
+    return TrainingError(None, last, tail)
+
+
+class _StageRunner(threading.Thread):
+    """Runs the barrier job in its own thread under a job group, so it can be cancelled."""
+
+    def __init__(self, spark, job_group: str, n: int, task: Callable):
+        super().__init__(name="sparkdl-barrier-stage", daemon=True)
+        self.spark, self.job_group, self.n, self.task = spark, job_group, n, task
+        self.result: Optional[List[bytes]] = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        sc = self.spark.sparkContext
+        try:
+            sc.setJobGroup(self.job_group, f"sparkdl: {self.n} Horovod ranks (barrier stage)", interruptOnCancel=True)
+            rdd = sc.parallelize(range(self.n), self.n).barrier().mapPartitions(self.task)
+            self.result = rdd.collect()
+        except BaseException as e:  # reported by the watcher
+            self.error = e
+
+
+def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[int] = None,
+                 timeouts: LaunchTimeouts = LaunchTimeouts(), on_event: EventHandler = log_event,
+                 attempt: int = 1, env: Optional[Dict[str, str]] = None) -> List[Any]:
+    """Run ``fn`` on every rank of one barrier stage; return results ordered by rank."""
+    from sparkdl.session import task_slots
+
+    n = num_ranks or task_slots(spark)
+    check_slots(spark, n)
+    token = secrets.token_hex(16)
+    job_group = f"sparkdl-{token[:12]}"
+    with EventServer(driver_host(spark), token) as server:
+        settings = LaunchSettings(server.address, token, timeouts.rendezvous_s, attempt, dict(env or {}))
+        runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings))
+        t0 = time.monotonic()
+        runner.start()
+        log.info("launched %d ranks in one barrier stage (attempt %d)", n, attempt)
+        failure = _watch(spark, runner, server, n, timeouts, on_event, job_group, t0)
+    if failure is not None:
+        raise failure
+    import cloudpickle
+
+    results = dict(cloudpickle.loads(b) for b in runner.result or [])
+    return [results[r] for r in range(n)]
+
+
+def _watch(spark, runner: _StageRunner, server: EventServer, n: int, timeouts: LaunchTimeouts,
+           on_event: EventHandler, job_group: str, t0: float) -> Optional[TrainingError]:
+    """Consume events until the stage ends; return the error to raise, if any."""
+    started: set = set()
+    errors: Dict[int, TrainingError] = {}
+    last_event = time.monotonic()
+    failure: Optional[TrainingError] = None
+    while True:
+        event = server.get(timeout=0.2)
+        now = time.monotonic()
+        if event is not None:
+            last_event = now
+            kind, rank = event.get("type"), event.get("rank")
+            if kind == "started":
+                started.add(rank)
+            if kind == "error":
+                errors.setdefault(rank, TrainingError(rank, event.get("exception", "?"), event.get("traceback", "")))
+                failure = failure or errors[rank]
+            try:
+                on_event(event)
+            except Exception:  # a broken handler must not break training
+                log.exception("event handler failed on %s", event)
+        if failure is not None:
+            break
+        if not runner.is_alive():
+            break
+        if len(started) < n and now - t0 > timeouts.start_s:
+            missing = sorted(set(range(n)) - started)
+            failure = TrainingTimeoutError(
+                f"{len(started)} of {n} ranks started within {timeouts.start_s:.0f}s; still waiting for "
+                f"rank(s) {missing}. Check that the cluster has {n} free slots and that executors can reach "
+                f"the driver at {server.address}; raise train.start_timeout_s if startup is slow.", missing)
+            break
+        if len(started) == n and now - last_event > timeouts.progress_s:
+            failure = TrainingTimeoutError(
+                f"no rank reported anything for {timeouts.progress_s:.0f}s (a hung collective or a stuck "
+                f"reader?). Raise train.progress_timeout_s if epochs are legitimately that long.")
+            break
+    if failure is not None or runner.error is not None:
+        if runner.is_alive():
+            spark.sparkContext.cancelJobGroup(job_group)
+            runner.join(timeouts.cancel_grace_s)
+            if runner.is_alive():
+                log.warning("the barrier stage did not stop within %.0fs of being cancelled", timeouts.cancel_grace_s)
+        # Drain: a rank's own error report usually arrives just before Spark's failure.
+        deadline = time.monotonic() + 2.0
+        while failure is None and time.monotonic() < deadline:
+            event = server.get(timeout=0.1)
+            if event and event.get("type") == "error":
+                failure = TrainingError(event.get("rank"), event.get("exception", "?"), event.get("traceback", ""))
+        if failure is None:
+            failure = error_from_spark(runner.error)
+    return failure

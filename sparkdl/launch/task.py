@@ -1,0 +1,134 @@
+"""Executor side of the barrier stage: one task becomes one Horovod rank.
+
+Each task derives the same host plan from the barrier tasks' addresses; the rank-0
+task runs Horovod's rendezvous server and shares its port with ``allGather``; every
+task exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo and runs the
+user function. Failures are sent to the driver at once with their traceback tail.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Optional
+
+from sparkdl.launch.devices import select_device, task_resources
+from sparkdl.launch.events import EventClient
+from sparkdl.launch.plan import host_plan, hosts_string, interface_for, resolve_ip
+
+log = logging.getLogger(__name__)
+
+TRACEBACK_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What every task needs from the driver (small and picklable)."""
+
+    event_address: Optional[str]
+    token: str
+    rendezvous_timeout_s: float = 60.0
+    attempt: int = 1
+    env: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RankContext:
+    """What the user function gets: its place in the world, its device, and a way to report."""
+
+    rank: int
+    size: int
+    local_rank: int
+    local_size: int
+    cross_rank: int
+    cross_size: int
+    partition: int
+    attempt: int
+    device: str
+    events: EventClient
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def report(self, type: str, **fields: Any) -> None:
+        """Send an event (e.g. ``epoch``) to the driver, which logs it as it arrives."""
+        self.events.send(type, **fields)
+
+
+def traceback_tail(exc: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
+                     _rows: Iterator[Any]) -> Iterator[bytes]:
+    """Body of each barrier task (used with ``rdd.barrier().mapPartitions``)."""
+    import cloudpickle
+    from pyspark import BarrierTaskContext
+
+    ctx = BarrierTaskContext.get()
+    pid = ctx.partitionId()
+    events = EventClient(settings.event_address, settings.token, rank=pid)
+    server = None
+    try:
+        plan = host_plan([info.address for info in ctx.getTaskInfos()])
+        slot = plan[pid]
+        events.rank = slot.rank
+        events.send("started", partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
+        port = None
+        if slot.rank == 0:
+            from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
+            from horovod.runner.http.http_server import RendezvousServer
+
+            server = RendezvousServer()
+            port = server.start()
+            server.init(get_host_assignments(parse_hosts(hosts_string(plan)), len(plan)))
+        ports = [json.loads(m)["port"] for m in ctx.allGather(json.dumps({"port": port}))]
+        chief = next(s for s in plan if s.rank == 0)
+        my_ip = resolve_ip(slot.hostname)
+        iface = interface_for(my_ip)
+        env = {
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": resolve_ip(chief.hostname),
+            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(next(p for p in ports if p)),
+            "HOROVOD_CONTROLLER": "gloo",
+            "HOROVOD_CPU_OPERATIONS": "gloo",
+            "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(settings.rendezvous_timeout_s)),
+            **slot.env(),
+            **settings.env,
+        }
+        if iface:
+            env["HOROVOD_GLOO_IFACE"] = iface
+        os.environ.update(env)
+
+        import horovod.torch as hvd
+        import torch
+
+        device, note = select_device(task_resources(), torch.cuda.is_available(),
+                                     torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                                     hvd.nccl_built())
+        if note:
+            events.send("log", level="warning", message=note)
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        hvd.init()
+        if hvd.rank() != slot.rank or hvd.size() != slot.size:
+            raise RuntimeError(f"hvd.init() gave rank {hvd.rank()}/{hvd.size()}, plan said {slot.rank}/{slot.size}")
+        rc = RankContext(slot.rank, slot.size, slot.local_rank, slot.local_size, slot.cross_rank,
+                         slot.cross_size, pid, settings.attempt, device, events)
+        try:
+            result = fn(rc)
+        finally:
+            hvd.shutdown()
+        events.send("done")
+        ctx.barrier()  # the rendezvous server outlives every rank's use of it
+        yield cloudpickle.dumps((slot.rank, result))
+    except BaseException as exc:
+        events.send("error", exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc))
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+        events.close()

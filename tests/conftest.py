@@ -1,0 +1,76 @@
+"""Shared fixtures. Tiers are directories (unit/, integration/, cluster/, e2e/); tests run
+in tier order so each kind of SparkSession is started once per pytest process."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TIERS = ["unit", "integration", "cluster", "e2e"]
+REPO = Path(__file__).resolve().parent.parent
+ADULT_DIR = REPO.parent / "shared" / "datasets" / "adult"
+
+
+def pytest_collection_modifyitems(config, items):
+    def tier(item):
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        return parts[0] if parts and parts[0] in TIERS else "unit"
+
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier(item)))
+    items.sort(key=lambda it: TIERS.index(tier(it)))
+
+
+def _session(master: str, **conf):
+    from pyspark.sql import SparkSession
+
+    from sparkdl.config import SparkConfig
+    from sparkdl.session import get_spark
+
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        active.stop()
+    base = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
+            "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    base.update(conf)
+    return get_spark(SparkConfig(master=master, app_name="sparkdl-tests", conf=base))
+
+
+@pytest.fixture(autouse=True)
+def _ship_test_module_by_value(request):
+    """Executors cannot import test modules: send functions defined in them by value."""
+    from pyspark import cloudpickle
+
+    module = sys.modules.get(request.module.__name__)
+    if module is not None:
+        cloudpickle.register_pickle_by_value(module)
+
+
+@pytest.fixture(scope="session")
+def spark_local():
+    """Spark in local[2] mode (integration tier)."""
+    spark = _session("local[2]")
+    yield spark
+
+
+@pytest.fixture(scope="session")
+def spark_cluster():
+    """local-cluster[2,1,1024]: two real executor JVMs with one core each (cluster tier)."""
+    spark = _session("local-cluster[2,1,1024]")
+    yield spark
+
+
+@pytest.fixture(scope="session")
+def adult_dir() -> Path:
+    if not (ADULT_DIR / "adult.data.csv").is_file():
+        pytest.skip(f"the Adult dataset is not at {ADULT_DIR}")
+    return ADULT_DIR
+
+
+@pytest.fixture
+def lake(tmp_path) -> Path:
+    path = tmp_path / "lake"
+    path.mkdir()
+    return path

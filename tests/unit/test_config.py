@@ -1,0 +1,92 @@
+import textwrap
+
+import pytest
+
+from sparkdl.config import ConfigError, JobConfig, load_config, parse_config
+
+MINIMAL = {
+    "data": {"train": "/data/train.csv"},
+    "schema": {
+        "columns": [{"name": "x", "type": "double"}, {"name": "c", "type": "string"}, {"name": "y", "type": "string"}],
+        "numeric": ["x"], "categorical": ["c"], "label": "y", "classes": ["a", "b"],
+    },
+}
+
+
+def _with(**changes):
+    import copy
+
+    raw = copy.deepcopy(MINIMAL)
+    for path, value in changes.items():
+        node = raw
+        keys = path.split("__")
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return raw
+
+
+def test_minimal_config_gets_defaults():
+    cfg = parse_config(MINIMAL)
+    assert isinstance(cfg, JobConfig)
+    assert cfg.spark.master == "local-cluster[2,1,1024]"
+    assert cfg.train.compression == "none" and cfg.train.backward_passes_per_step == 1
+    assert cfg.schema.features == ["x", "c"]
+
+
+@pytest.mark.parametrize("raw, path, words", [
+    (_with(train={"epochz": 3}), "train.epochz", "unknown key"),
+    (_with(train={"epochs": "three"}), "train.epochs", "expected an integer"),
+    (_with(train={"epochs": True}), "train.epochs", "expected an integer"),
+    (_with(train={"lr": "fast"}), "train.lr", "expected a number"),
+    (_with(train={"compression": "zstd"}), "train.compression", "'none', 'fp16'"),
+    (_with(train={"epochs": 0}), "train.epochs", ">= 1"),
+    (_with(schema__label="nope"), "schema.label", "not among schema.columns"),
+    (_with(schema__numeric=["c"]), "schema.numeric[0]", "declared as string"),
+    (_with(schema__columns=[{"name": "x", "type": "decimal"}]), "schema.columns[0].type", "one of"),
+    (_with(schema__columns=[{"name": "x"}]), "schema.columns[0].type", "required value missing"),
+    (_with(data={"format": "csv"}), "data.train", "required value missing"),
+    (_with(spark={"conf": {"a": {"b": 1}}}), "spark.conf.a", "string or number"),
+    (_with(model={"kind": "custom"}), "model.factory", "module:function"),
+    (_with(train={"ranks": 8}), "train.ranks", "max_ranks"),
+])
+def test_errors_name_the_key_path(raw, path, words):
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert e.value.path == path
+    assert words in str(e.value)
+    assert f"'{path}'" in str(e.value)
+
+
+def test_load_yaml_resolves_relative_paths_and_overrides(tmp_path):
+    (tmp_path / "job.yaml").write_text(textwrap.dedent("""
+        name: t
+        data: {train: data/train.csv, test: /abs/test.csv}
+        schema:
+          columns: [{name: x, type: double}, {name: y, type: string}]
+          numeric: [x]
+          label: y
+          classes: [a, b]
+    """))
+    cfg = load_config(tmp_path / "job.yaml", ["train.epochs=3", "spark.conf.spark.ui.enabled=false"])
+    assert cfg.data.train == str(tmp_path / "data" / "train.csv")
+    assert cfg.data.test == "/abs/test.csv"
+    assert cfg.train.epochs == 3
+    assert cfg.spark.conf == {"spark.ui.enabled": "false"}
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "job.yaml").write_text("data: {train: x}\n")
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(tmp_path / "job.yaml", ["epochs3"])
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    confs = sorted((Path(__file__).parents[2] / "conf").glob("*.yaml"))
+    assert confs, "conf/ has no job configs"
+    for path in confs:
+        load_config(path)
