@@ -7,6 +7,9 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from sparkdl.config import ConfigError
+from sparkdl.ingest import BadDataError
+from sparkdl.lake import LakeError
+from sparkdl.launch.errors import LaunchError, TrainingError
 
 log = logging.getLogger("sparkdl")
 
@@ -18,6 +21,32 @@ def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
         print(f"sparkdl {name}: not implemented yet in this version.", file=sys.stderr)
         return EXIT_USAGE
     return handler
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from sparkdl.config import load_config
+    from sparkdl.materialize import MANIFEST
+    from sparkdl.workflow import prepare
+
+    cfg = load_config(args.config, args.overrides)
+    manifest = prepare(cfg, args.lake)
+    print(f"{manifest.paths['dataset']}/{MANIFEST}")
+    print(f"rows: {manifest.rows}  splits: {manifest.splits}  features: {manifest.feature_width}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sparkdl.config import load_config
+    from sparkdl.training import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg, args.lake)
+    print(result.run_id)
+    print(result.path)
+    return 0
+
+
+HANDLERS = {"prepare": _prepare, "train": _train}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -63,14 +92,32 @@ def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(HANDLERS).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, BadDataError, LakeError, LaunchError) as e:
         print(f"sparkdl: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingError as e:
+        print(f"sparkdl: training failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_spark_we_started()
+
+
+def _stop_spark_we_started() -> None:
+    """Stop the embedded cluster cleanly (a JVM torn down at exit logs spurious errors)."""
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark.sql import SparkSession
+
+    from sparkdl.session import launched_by_spark_submit
+
+    active = SparkSession.getActiveSession()
+    if active is not None and not launched_by_spark_submit():
+        active.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

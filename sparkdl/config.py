@@ -104,7 +104,7 @@ class DataConfig:
     """Where the raw data lives and how to read it."""
 
     train: str
-    format: Literal["csv", "parquet", "json", "jdbc"] = "csv"
+    format: Literal["csv", "parquet", "json", "jdbc", "synthetic"] = "csv"
     test: Optional[str] = None
     options: Dict[str, str] = field(default_factory=dict)
     null_values: List[str] = field(default_factory=lambda: ["?", ""])
@@ -114,6 +114,9 @@ class DataConfig:
         _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
         if self.format == "jdbc":
             _check("url" in self.options, "data.options.url", "jdbc sources need options.url (and dbtable or query)")
+        if self.format == "synthetic":
+            _check(set(self.options) <= {"rows", "seed", "partitions"} and "rows" in self.options, "data.options",
+                   "synthetic data takes options rows (required), seed and partitions")
 
 
 @dataclass(frozen=True)
@@ -390,7 +393,7 @@ def load_config(path: "str | os.PathLike[str]", overrides: Optional[List[str]] =
         raise ConfigError("(file)", "the top level must be a mapping", str(p))
     raw = apply_overrides(raw, overrides or [])
     data = raw.get("data")
-    if isinstance(data, dict):
+    if isinstance(data, dict) and data.get("format", "csv") not in ("jdbc", "synthetic"):
         for key in ("train", "test"):
             val = data.get(key)
             if isinstance(val, str) and _is_relative_local(val):

@@ -1,0 +1,122 @@
+"""The feature pipeline: a Spark ML ``Pipeline`` built from the config.
+
+Numeric columns are imputed and scaled; categorical columns get an explicit
+``(missing)`` category for nulls, then StringIndexer(handleInvalid="keep") and a
+one-hot encoding whose dropped last slot is the unseen-category bucket, so a category
+never seen in training scores as all zeros instead of crashing. Everything lands in a
+dense ``float32`` array column ``features`` plus an integer ``label``. The fitted
+``PipelineModel`` is saved with the dataset and reused unchanged at scoring time.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import List
+
+from sparkdl.config import FeaturesConfig, SchemaConfig
+
+log = logging.getLogger(__name__)
+
+FEATURES, LABEL = "features", "label"
+MISSING = "(missing)"
+_VEC = "_features_vec"
+
+
+def _tmp(name: str, suffix: str) -> str:
+    return f"_{name}__{suffix}"
+
+
+def build_pipeline(schema: SchemaConfig, cfg: FeaturesConfig):
+    """An unfitted Pipeline whose output column ``_features_vec`` holds all features."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import (Imputer, MinMaxScaler, OneHotEncoder, SQLTransformer, StandardScaler,
+                                    StringIndexer, VectorAssembler)
+
+    stages, parts = [], []
+    if schema.numeric:
+        as_double = ", ".join(f"CAST(`{n}` AS DOUBLE) AS `{_tmp(n, 'num')}`" for n in schema.numeric)
+        stages.append(SQLTransformer(statement=f"SELECT *, {as_double} FROM __THIS__"))
+        num = [_tmp(n, "num") for n in schema.numeric]
+        imputed = [_tmp(n, "imp") for n in schema.numeric]
+        stages.append(Imputer(inputCols=num, outputCols=imputed, strategy=cfg.impute))
+        stages.append(VectorAssembler(inputCols=imputed, outputCol="_numeric_vec"))
+        if cfg.scaler == "standard":
+            stages.append(StandardScaler(inputCol="_numeric_vec", outputCol="_numeric_scaled",
+                                         withMean=True, withStd=True))
+        elif cfg.scaler == "minmax":
+            stages.append(MinMaxScaler(inputCol="_numeric_vec", outputCol="_numeric_scaled"))
+        parts.append("_numeric_scaled" if cfg.scaler != "none" else "_numeric_vec")
+    if schema.categorical:
+        filled = ", ".join(f"COALESCE(CAST(`{c}` AS STRING), '{MISSING}') AS `{_tmp(c, 'str')}`"
+                           for c in schema.categorical)
+        stages.append(SQLTransformer(statement=f"SELECT *, {filled} FROM __THIS__"))
+        stages.append(StringIndexer(inputCols=[_tmp(c, "str") for c in schema.categorical],
+                                    outputCols=[_tmp(c, "idx") for c in schema.categorical],
+                                    handleInvalid="keep", stringOrderType="frequencyDesc"))
+        # StringIndexer's "keep" bucket is the last index; dropLast drops exactly that slot.
+        stages.append(OneHotEncoder(inputCols=[_tmp(c, "idx") for c in schema.categorical],
+                                    outputCols=[_tmp(c, "ohe") for c in schema.categorical], dropLast=True))
+        parts.extend(_tmp(c, "ohe") for c in schema.categorical)
+    stages.append(VectorAssembler(inputCols=parts, outputCol=_VEC))
+    return Pipeline(stages=stages)
+
+
+def feature_names(model, schema: SchemaConfig) -> List[str]:
+    """Expanded feature names in vector order, e.g. ``age``, ``occupation=Sales``."""
+    from pyspark.ml.feature import StringIndexerModel
+
+    names = list(schema.numeric)
+    indexers = [s for s in model.stages if isinstance(s, StringIndexerModel)]
+    if indexers:
+        for col, labels in zip(schema.categorical, indexers[0].labelsArray):
+            names.extend(f"{col}={label}" for label in labels)
+    return names
+
+
+def label_index(schema: SchemaConfig):
+    """The label as its position in ``schema.classes`` (null for anything else)."""
+    from pyspark.sql import functions as F
+
+    col = F.trim(F.col(f"`{schema.label}`").cast("string"))
+    expr = F.lit(None).cast("int")
+    for i, cls in reversed(list(enumerate(schema.classes))):
+        expr = F.when(col == F.lit(cls), F.lit(i)).otherwise(expr)
+    return expr
+
+
+def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True):
+    """Apply a fitted PipelineModel: ``features`` (array<float>), ``label`` (int) and ``keep`` columns."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    out = model.transform(df)
+    cols = [F.col(f"`{k}`") for k in keep]
+    cols.append(vector_to_array(F.col(_VEC), "float32").alias(FEATURES))
+    if with_label:
+        cols.append(label_index(schema).alias(LABEL))
+    return out.select(*cols)
+
+
+@dataclass(frozen=True)
+class FittedFeatures:
+    """A fitted pipeline and what it produces."""
+
+    model: object
+    names: List[str]
+
+    @property
+    def width(self) -> int:
+        return len(self.names)
+
+
+def fit(df, schema: SchemaConfig, cfg: FeaturesConfig) -> FittedFeatures:
+    """Fit the pipeline on ``df`` (the training split only) and check the width it produces."""
+    model = build_pipeline(schema, cfg).fit(df)
+    names = feature_names(model, schema)
+    attrs = model.transform(df.limit(0)).schema[_VEC].metadata.get("ml_attr", {})
+    width = attrs.get("num_attrs")
+    if width is not None and width != len(names):
+        raise RuntimeError(f"feature pipeline produced {width} features but {len(names)} names were derived")
+    log.info("features: %d (%d numeric, %d one-hot from %d categorical columns)", len(names),
+             len(schema.numeric), len(names) - len(schema.numeric), len(schema.categorical))
+    return FittedFeatures(model, names)

@@ -1,0 +1,131 @@
+"""The lake's layout and atomic writes.
+
+```
+<lake>/datasets/<job>/CURRENT            id of the dataset training uses (replaced atomically)
+<lake>/datasets/<job>/<id>/              manifest.json, train/, validation/, test/,
+                                         preprocessing/, quarantine/
+<lake>/runs/<run_id>/                    a finished run (see sparkdl.runs)
+```
+
+Everything is first written under a hidden staging name and renamed into place only
+when complete, so an interrupted write never looks like a finished dataset or run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+STAGING_PREFIX = ".staging-"
+COMMIT_MARKER = "_COMMITTED"
+
+
+class LakeError(RuntimeError):
+    """The lake does not hold what was asked for."""
+
+
+def local_path(uri: str) -> Path:
+    """A lake URI or path as a local Path (``file://`` accepted; other schemes are not yet supported)."""
+    if uri.startswith("file://"):
+        return Path(uri[len("file://"):])
+    if "://" in uri:
+        raise LakeError(f"lake {uri!r}: only local or file:// lakes are supported by this version "
+                        "(mount the object store, or use a shared file system path)")
+    return Path(uri)
+
+
+def new_id(prefix: str = "") -> str:
+    """Sortable, unique id: UTC time plus a random suffix."""
+    return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield a staging directory beside ``final``; rename it to ``final`` only on success."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        raise LakeError(f"{final} already exists; refusing to overwrite it")
+    staging = final.with_name(f"{STAGING_PREFIX}{final.name}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+        (staging / COMMIT_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def is_committed(path: Path) -> bool:
+    return path.is_dir() and not path.name.startswith(STAGING_PREFIX) and (path / COMMIT_MARKER).is_file()
+
+
+class Lake:
+    """Paths inside one lake directory."""
+
+    def __init__(self, root: str):
+        self.root = local_path(root).resolve()
+
+    def dataset_root(self, job: str) -> Path:
+        return self.root / "datasets" / job
+
+    def publish_dataset(self, job: str, dataset_id: str) -> None:
+        write_text_atomic(self.dataset_root(job) / "CURRENT", dataset_id + "\n")
+
+    def current_dataset(self, job: str) -> Path:
+        """The directory of the dataset ``job`` trains on; a clear error if none was prepared."""
+        pointer = self.dataset_root(job) / "CURRENT"
+        if not pointer.is_file():
+            raise LakeError(f"no prepared dataset for job '{job}' in lake {self.root}: "
+                            f"run `sparkdl prepare CONFIG --lake {self.root}` first")
+        path = self.dataset_root(job) / pointer.read_text().strip()
+        if not is_committed(path):
+            raise LakeError(f"{pointer} points to {path}, which is not a complete dataset; prepare it again")
+        return path
+
+    @property
+    def runs_root(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_root / run_id
+
+    def find_run(self, run: str) -> Path:
+        """A run by id or path; a clear error if it is missing or incomplete."""
+        candidate = Path(run) if os.sep in run or Path(run).is_dir() else self.run_dir(run)
+        if not is_committed(candidate):
+            raise LakeError(f"{candidate} is not a complete run (missing, or its write was interrupted)")
+        return candidate
+
+    def list_runs(self, committed_only: bool = True) -> list:
+        if not self.runs_root.is_dir():
+            return []
+        runs = sorted(p for p in self.runs_root.iterdir() if p.is_dir())
+        return [p for p in runs if is_committed(p)] if committed_only else runs
+

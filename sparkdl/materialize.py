@@ -1,0 +1,174 @@
+"""Materialize: ingest → features → a training-ready Parquet dataset with its manifest.
+
+The split is a seeded hash of each record's raw text, so it is deterministic whatever
+the partitioning (and identical records never straddle train and validation). Each
+split is written as Parquet that Petastorm's ``make_batch_reader`` reads, in enough
+row groups that every rank of the largest configured world gets several. The
+``manifest.json`` is what training and scoring read; nothing re-derives it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sparkdl import features as feats
+from sparkdl.config import JobConfig
+from sparkdl.ingest import RAW, ingest
+from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+_HASH_BUCKETS = 1_000_000
+
+
+class DatasetTooSmallError(ValueError):
+    """A split has fewer rows than the row groups every rank needs."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything about a materialized dataset that training and scoring need."""
+
+    name: str
+    dataset_id: str
+    created: str
+    rows: Dict[str, int]
+    splits: Dict[str, int]
+    row_groups: Dict[str, int]
+    feature_width: int
+    feature_names: List[str]
+    label: Dict[str, Any]
+    schema_hash: str
+    paths: Dict[str, str]
+    quarantine: Dict[str, Any] = field(default_factory=dict)
+    test_rows: Optional[Dict[str, int]] = None
+    columns: Dict[str, str] = field(default_factory=lambda: {"features": feats.FEATURES, "label": feats.LABEL,
+                                                             "dtype": "float32"})
+    version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any]) -> "Manifest":
+        if raw.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {raw.get('version')!r} is not {MANIFEST_VERSION}; "
+                             "prepare the dataset again with this sparkdl")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def save(self, path: "Path | str") -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: "Path | str") -> "Manifest":
+        p = Path(path)
+        if p.is_dir():
+            p = p / MANIFEST
+        return cls.from_dict(json.loads(p.read_text()))
+
+    @property
+    def classes(self) -> List[str]:
+        return list(self.label["classes"])
+
+
+def schema_hash(cfg: JobConfig, names: List[str]) -> str:
+    """Identifies the input schema, feature settings and resulting feature layout."""
+    blob = json.dumps({"schema": dataclasses.asdict(cfg.schema), "features": dataclasses.asdict(cfg.features),
+                       "feature_names": names}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_validation(seed: int, fraction: float):
+    """Seeded hash split on the raw record text."""
+    from pyspark.sql import functions as F
+
+    bucket = F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
+    return bucket < F.lit(int(round(fraction * _HASH_BUCKETS)))
+
+
+def parquet_layout(path: Path) -> Dict[str, int]:
+    """Rows and row groups of a written Parquet directory, from the file footers only."""
+    import pyarrow.parquet as pq
+
+    rows = groups = 0
+    for f in sorted(path.glob("*.parquet")):
+        meta = pq.ParquetFile(f).metadata
+        rows += meta.num_rows
+        groups += meta.num_row_groups
+    return {"rows": rows, "row_groups": groups}
+
+
+def write_split(df, path: Path, row_groups: int) -> Dict[str, int]:
+    """Write one split as ``row_groups`` Parquet files (one row group each at this scale)."""
+    df.repartition(row_groups).write.mode("overwrite").parquet(str(path))
+    return parquet_layout(path)
+
+
+def materialize(spark, cfg: JobConfig, lake: Lake) -> Manifest:
+    """Run ingest → features → write for ``cfg``; publish the dataset in ``lake`` atomically."""
+    from pyspark.sql import functions as F
+
+    t0 = time.monotonic()
+    dataset_id = new_id()
+    final = lake.dataset_root(cfg.name) / dataset_id
+    m = cfg.materialize
+    groups = m.max_ranks * m.row_groups_per_rank
+    with staged_dir(final) as stage:
+        accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train, str(stage / "quarantine" / "train"))
+        val_flag = is_validation(m.seed, m.validation_fraction)
+        train_df, val_df = accepted.where(~val_flag), accepted.where(val_flag)
+        t1 = time.monotonic()
+        fitted = feats.fit(train_df, cfg.schema, cfg.features)
+        fitted.model.save(str(stage / "preprocessing"))
+        log.info("stage features: fitted in %.1fs", time.monotonic() - t1)
+
+        layouts, test_report = {}, None
+        splits = {"train": train_df, "validation": val_df}
+        if cfg.data.test:
+            test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
+                                          str(stage / "quarantine" / "test"), key="test")
+            splits["test"] = test_df
+        for split, df in splits.items():
+            t2 = time.monotonic()
+            layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema), stage / split, groups)
+            rows = layouts[split]["rows"]
+            log.info("stage materialize: %s %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
+                     layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
+            if split != "test" and rows < m.max_ranks:
+                raise DatasetTooSmallError(
+                    f"the {split} split has {rows} rows, fewer than materialize.max_ranks={m.max_ranks}; "
+                    "every rank needs data. Add data, lower max_ranks, or change validation_fraction.")
+        accepted.unpersist()
+        quarantine = {"train": report.to_dict()}
+        if test_report is not None:
+            quarantine["test"] = test_report.to_dict()
+        manifest = Manifest(
+            name=cfg.name, dataset_id=dataset_id,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            rows={"input": report.input, "accepted": report.accepted, "quarantined": report.quarantined},
+            splits={k: v["rows"] for k, v in layouts.items()},
+            row_groups={k: v["row_groups"] for k, v in layouts.items()},
+            feature_width=fitted.width, feature_names=fitted.names,
+            label={"name": cfg.schema.label, "classes": list(cfg.schema.classes),
+                   "index": {c: i for i, c in enumerate(cfg.schema.classes)}},
+            schema_hash=schema_hash(cfg, fitted.names),
+            paths={**{k: str(final / k) for k in layouts}, "preprocessing": str(final / "preprocessing"),
+                   "quarantine": str(final / "quarantine"), "dataset": str(final)},
+            quarantine=quarantine,
+            test_rows=({"input": test_report.input, "accepted": test_report.accepted,
+                        "quarantined": test_report.quarantined} if test_report else None),
+        )
+        manifest.save(stage / MANIFEST)
+    lake.publish_dataset(cfg.name, dataset_id)
+    log.info("prepared dataset %s in %.1fs: %s", dataset_id, time.monotonic() - t0, final / MANIFEST)
+    return manifest
+
