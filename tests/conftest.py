@@ -74,3 +74,20 @@ def lake(tmp_path) -> Path:
     path = tmp_path / "lake"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def adult_config():
+    from sparkdl.config import load_config
+
+    return load_config(REPO / "conf" / "adult.yaml")
+
+
+@pytest.fixture(scope="session")
+def adult_lake(spark_cluster, adult_config, tmp_path_factory):
+    """A lake holding the prepared Adult dataset (prepared once per test session)."""
+    from sparkdl.workflow import prepare
+
+    lake = tmp_path_factory.mktemp("adult-lake")
+    manifest = prepare(adult_config, str(lake), spark=spark_cluster)
+    return lake, manifest

@@ -72,12 +72,17 @@ _PY_TRACE = re.compile(r"(Traceback \(most recent call last\):.*?)(?:\n\tat |\Z)
 
 
 def error_from_spark(exc: BaseException) -> TrainingError:
-    """Turn a Spark/Py4J job failure into a TrainingError with the Python traceback tail."""
+    """Turn a Spark/Py4J job failure into a TrainingError: the Python traceback tail when
+    there is one, otherwise Spark's own failure lines (lost executor, crashed worker)."""
     text = str(exc)
     m = _PY_TRACE.search(text)
-    tail = "\n".join(m.group(1).rstrip().splitlines()[-25:]) if m else ""
-    last = tail.splitlines()[-1] if tail else text.strip().splitlines()[0][:300] if text.strip() else repr(exc)
-    return TrainingError(None, last, tail)
+    if m:
+        tail = "\n".join(m.group(1).rstrip().splitlines()[-25:])
+        return TrainingError(None, tail.splitlines()[-1], tail)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("\tat ", "at "))]
+    reasons = [ln for ln in lines if any(w in ln for w in ("Exception", "Failure", "Reason", "exited", "Error"))]
+    summary = reasons[-1] if reasons else (lines[0] if lines else repr(exc))
+    return TrainingError(None, summary[:500], "\n".join(reasons[-8:]))
 
 
 class _StageRunner(threading.Thread):
@@ -124,31 +129,53 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     return [results[r] for r in range(n)]
 
 
+#: Errors that are a symptom of another rank's failure, not a cause.
+PEER_SYMPTOMS = ("HorovodInternalError", "Horovod has been shut down", "Connection closed by peer",
+                 "Connection reset by peer", "Gloo")
+ROOT_CAUSE_WAIT_S = 1.5
+
+
+def _root_cause(errors: List[TrainingError]) -> TrainingError:
+    """The first error that is not merely a peer's reaction to another rank's failure."""
+    for err in errors:
+        if not any(s in err.exception for s in PEER_SYMPTOMS):
+            return err
+    return errors[0]
+
+
+def _error_from_event(event: Dict[str, Any]) -> TrainingError:
+    return TrainingError(event.get("rank"), event.get("exception", "?"), event.get("traceback", ""))
+
+
 def _watch(spark, runner: _StageRunner, server: EventServer, n: int, timeouts: LaunchTimeouts,
            on_event: EventHandler, job_group: str, t0: float) -> Optional[TrainingError]:
     """Consume events until the stage ends; return the error to raise, if any."""
     started: set = set()
-    errors: Dict[int, TrainingError] = {}
+    errors: List[TrainingError] = []
     last_event = time.monotonic()
     failure: Optional[TrainingError] = None
+    first_error_at: Optional[float] = None
     while True:
         event = server.get(timeout=0.2)
         now = time.monotonic()
         if event is not None:
             last_event = now
-            kind, rank = event.get("type"), event.get("rank")
+            kind = event.get("type")
             if kind == "started":
-                started.add(rank)
-            if kind == "error":
-                errors.setdefault(rank, TrainingError(rank, event.get("exception", "?"), event.get("traceback", "")))
-                failure = failure or errors[rank]
+                started.add(event.get("rank"))
+            elif kind == "error":
+                errors.append(_error_from_event(event))
+                first_error_at = first_error_at or now
             try:
                 on_event(event)
             except Exception:  # a broken handler must not break training
                 log.exception("event handler failed on %s", event)
-        if failure is not None:
+        if errors and (now - first_error_at > ROOT_CAUSE_WAIT_S or len(errors) == n):
+            failure = _root_cause(errors)
             break
         if not runner.is_alive():
+            if errors:
+                failure = _root_cause(errors)
             break
         if len(started) < n and now - t0 > timeouts.start_s:
             missing = sorted(set(range(n)) - started)
@@ -173,7 +200,7 @@ def _watch(spark, runner: _StageRunner, server: EventServer, n: int, timeouts: L
         while failure is None and time.monotonic() < deadline:
             event = server.get(timeout=0.1)
             if event and event.get("type") == "error":
-                failure = TrainingError(event.get("rank"), event.get("exception", "?"), event.get("traceback", ""))
+                failure = _error_from_event(event)
         if failure is None:
             failure = error_from_spark(runner.error)
     return failure

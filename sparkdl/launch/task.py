@@ -63,6 +63,10 @@ def traceback_tail(exc: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _report_error(events: EventClient, exc: BaseException) -> None:
+    events.send("error", exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc))
+
+
 def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
                      _rows: Iterator[Any]) -> Iterator[bytes]:
     """Body of each barrier task (used with ``rdd.barrier().mapPartitions``)."""
@@ -73,6 +77,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
     pid = ctx.partitionId()
     events = EventClient(settings.event_address, settings.token, rank=pid)
     server = None
+    reported = False
     try:
         plan = host_plan([info.address for info in ctx.getTaskInfos()])
         slot = plan[pid]
@@ -120,13 +125,20 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
                          slot.cross_size, pid, settings.attempt, device, events)
         try:
             result = fn(rc)
+        except BaseException as exc:
+            # Report before hvd.shutdown(): the shutdown makes every peer fail too, and the
+            # driver must hear this rank's own error first.
+            _report_error(events, exc)
+            reported = True
+            raise
         finally:
             hvd.shutdown()
         events.send("done")
         ctx.barrier()  # the rendezvous server outlives every rank's use of it
         yield cloudpickle.dumps((slot.rank, result))
     except BaseException as exc:
-        events.send("error", exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc))
+        if not reported:
+            _report_error(events, exc)
         raise
     finally:
         if server is not None:

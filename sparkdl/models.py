@@ -1,0 +1,127 @@
+"""Networks sparkdl trains, and how a saved model is rebuilt from its spec.
+
+A model is described by a small JSON-able spec (kind, sizes, factory) saved beside its
+weights, so scoring and fine-tuning rebuild exactly the same module.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+from sparkdl.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS, SPEC = "weights.pt", "spec.json"
+
+
+def model_spec(cfg: ModelConfig, input_width: int, num_classes: int) -> Dict[str, Any]:
+    """What it takes to rebuild the network (saved as model/spec.json)."""
+    spec = {"kind": cfg.kind, "input_width": input_width, "num_classes": num_classes,
+            "hidden": list(cfg.hidden), "dropout": cfg.dropout}
+    if cfg.kind == "cnn":
+        c, h, w = cfg.image_shape
+        if c * h * w != input_width:
+            raise ValueError(f"model.image_shape {list(cfg.image_shape)} holds {c * h * w} values but the "
+                             f"dataset has {input_width} features per row; fix model.image_shape")
+        spec["image_shape"] = [c, h, w]
+    if cfg.kind == "custom":
+        spec["factory"], spec["factory_args"] = cfg.factory, dict(cfg.factory_args)
+    return spec
+
+
+def _mlp(input_width: int, hidden: Sequence[int], num_classes: int, dropout: float):
+    from torch import nn
+
+    layers: List[nn.Module] = []
+    width = input_width
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+        width = h
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _cnn(image_shape: Tuple[int, int, int], hidden: Sequence[int], num_classes: int, dropout: float):
+    """Two conv blocks and a small head, for image-shaped tensors flattened into ``features``."""
+    from torch import nn
+
+    c, h, w = image_shape
+    ch = list(hidden[:2]) if len(hidden) >= 2 else [32, 64]
+    return nn.Sequential(
+        nn.Unflatten(1, (c, h, w)),
+        nn.Conv2d(c, ch[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(ch[0], ch[1], 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch[1], num_classes))
+
+
+def load_factory(path: str):
+    """``package.module:function`` → the function; a clear error when it is not there."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"model.factory {path!r}: cannot import {module_name!r} ({e}); it must be importable "
+                         "on the driver and on every executor") from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"model.factory {path!r}: {module_name} has no callable {attr!r}")
+    return fn
+
+
+def build_model(spec: Dict[str, Any]):
+    """A fresh torch module from a spec."""
+    kind = spec["kind"]
+    if kind == "mlp":
+        return _mlp(spec["input_width"], spec["hidden"], spec["num_classes"], spec["dropout"])
+    if kind == "cnn":
+        return _cnn(tuple(spec["image_shape"]), spec["hidden"], spec["num_classes"], spec["dropout"])
+    if kind == "custom":
+        return load_factory(spec["factory"])(spec["input_width"], spec["num_classes"], **spec.get("factory_args", {}))
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def save_model(model, spec: Dict[str, Any], directory: Path) -> None:
+    """Write ``weights.pt`` (a plain state dict) and ``spec.json``."""
+    import torch
+
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS)
+    (directory / SPEC).write_text(json.dumps(spec, indent=2))
+
+
+def load_model(directory: "Path | str", device: str = "cpu"):
+    """Rebuild a saved model (weights loaded with ``weights_only=True``); returns (model, spec)."""
+    import torch
+
+    directory = Path(directory)
+    spec = json.loads((directory / SPEC).read_text())
+    model = build_model(spec)
+    model.load_state_dict(torch.load(directory / WEIGHTS, map_location=device, weights_only=True))
+    return model.to(device).eval(), spec
+
+
+def load_matching(model, state: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """Copy every tensor of ``state`` whose name and shape match ``model``; return (loaded, skipped)."""
+    own = model.state_dict()
+    loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
+    skipped = sorted(set(own) - set(loaded))
+    own.update({k: state[k] for k in loaded})
+    model.load_state_dict(own)
+    return loaded, skipped
+
+
+def freeze(model, prefixes: Sequence[str]) -> List[str]:
+    """Turn off gradients for parameters whose names start with any prefix; return their names."""
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(name.startswith(pfx) for pfx in prefixes):
+            p.requires_grad_(False)
+            frozen.append(name)
+    if prefixes and not frozen:
+        names = [n for n, _ in model.named_parameters()]
+        raise ValueError(f"train.freeze {list(prefixes)} matches no parameter; names are {names}")
+    return frozen

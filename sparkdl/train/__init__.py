@@ -1,0 +1,1 @@
+"""Executor-side training: the per-rank loop, its reader, checkpoints and fault injection."""

@@ -1,0 +1,131 @@
+"""Horovod training in one barrier stage on real executors, and the run it writes back."""
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from sparkdl.lake import COMMIT_MARKER, Lake
+from sparkdl.launch.errors import TrainingError
+from sparkdl.materialize import Manifest
+from sparkdl.models import load_model
+from sparkdl.train.faults import FaultSpec
+from sparkdl.training import train
+
+
+def _with_train(cfg, **changes):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+
+
+@pytest.fixture(scope="module")
+def adult_run(spark_cluster, adult_config, adult_lake):
+    lake, manifest = adult_lake
+    cfg = _with_train(adult_config, epochs=4, ranks=2)
+    return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)
+
+
+def _validation_arrays(manifest):
+    table = pq.read_table(manifest.paths["validation"])
+    x = np.stack(table.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)
+    return torch.from_numpy(x), torch.tensor(table.column("label").to_pylist())
+
+
+def test_two_ranks_reach_the_accuracy_target(adult_run):
+    m = adult_run.metrics
+    assert m["train"]["ranks"] == 2 and m["train"]["devices"] == ["cpu", "cpu"]
+    assert m["validation"]["accuracy"] >= 0.84
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3, 4]
+    for h in m["history"]:
+        assert {"epoch", "loss", "val_loss", "val_accuracy", "samples_per_sec", "seconds"} <= set(h)
+        assert h["samples_per_sec"] > 0 and h["val_rows"] == 3169
+
+
+def test_ranks_end_with_identical_parameters(adult_run):
+    # the check is made by train() from every rank's parameter digest; it is recorded only if it passed
+    assert adult_run.metrics["train"]["identical_parameters"] is True
+
+
+def test_run_directory_is_complete_and_reloads_to_the_same_predictions(adult_run, adult_lake):
+    _, manifest = adult_lake
+    run = adult_run.path
+    for name in ("model/weights.pt", "model/spec.json", "preprocessing", "checkpoints", "manifest.json",
+                 "metrics.json", "config.yaml", "metrics.png", "summary.txt", COMMIT_MARKER):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"history", "train", "attempts"} <= set(metrics)
+    assert {"ranks", "samples_per_sec", "epochs"} <= set(metrics["train"])
+    assert Manifest.load(run / "manifest.json") == manifest
+    assert Lake(str(run.parent.parent)).find_run(adult_run.run_id) == run
+
+    model, spec = load_model(run / "model")
+    x, y = _validation_arrays(manifest)
+    with torch.no_grad():
+        logits = model(x)
+    correct = int((logits.argmax(1) == y).sum())
+    assert correct == round(metrics["validation"]["accuracy"] * len(y))  # the same rows right, exactly
+    # the last checkpoint holds the same weights as the exported model
+    last = torch.load(sorted((run / "checkpoints").glob("epoch-*.pt"))[-1], weights_only=True)
+    fresh, _ = load_model(run / "model")
+    fresh.load_state_dict(last["model"])
+    with torch.no_grad():
+        assert torch.equal(fresh(x), logits)
+
+
+def _write_uneven_dataset(root: Path, base: Manifest) -> Manifest:
+    """Row groups that split 3/1 between two ranks (shard 0: 3000 rows, shard 1: 1000)."""
+    src = pq.read_table(base.paths["train"])
+    val = pq.read_table(base.paths["validation"])
+    train_dir, val_dir = root / "train", root / "validation"
+    train_dir.mkdir(parents=True), val_dir.mkdir(parents=True)
+    pq.write_table(src.slice(0, 3000), train_dir / "part-0.parquet", row_group_size=3000)
+    pq.write_table(src.slice(3000, 1000), train_dir / "part-1.parquet", row_group_size=1000)
+    pq.write_table(val.slice(0, 600), val_dir / "part-0.parquet", row_group_size=600)
+    pq.write_table(val.slice(600, 200), val_dir / "part-1.parquet", row_group_size=200)
+    paths = dict(base.paths, train=str(train_dir), validation=str(val_dir))
+    return dataclasses.replace(base, paths=paths, row_groups={"train": 2, "validation": 2},
+                               splits={"train": 4000, "validation": 800})
+
+
+def test_uneven_shards_train_with_equal_steps_and_no_hang(spark_cluster, adult_config, adult_lake, tmp_path):
+    lake, manifest = adult_lake
+    uneven = _write_uneven_dataset(tmp_path / "uneven", manifest)
+    cfg = _with_train(adult_config, epochs=2, ranks=2, batch_size=100, progress_timeout_s=60)
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=uneven)
+    t = result.metrics["train"]
+    assert t["rows_per_shard"] == [3000, 1000]
+    assert t["steps_per_epoch"] == 10  # the smaller shard's 1000 rows / batch 100, on both ranks
+    assert [h["steps"] for h in result.metrics["history"]] == [10, 10]
+    assert result.metrics["history"][-1]["val_rows"] == 800
+
+
+def test_a_rank_that_raises_is_reported_with_its_rank_quickly(spark_cluster, adult_config, adult_lake, tmp_path):
+    lake, manifest = adult_lake
+    cfg = _with_train(adult_config, epochs=2, ranks=2)
+    t0 = time.monotonic()
+    with pytest.raises(TrainingError) as e:
+        train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+              fault=FaultSpec(rank=1, epoch=1, step=7, mode="raise"))
+    elapsed = time.monotonic() - t0
+    assert e.value.rank == 1
+    assert "InjectedFault" in str(e.value) and "rank 1 epoch 1 step 7" in str(e.value)
+    assert "loop.py" in e.value.traceback_tail  # the rank's own traceback, not a JVM stack
+    assert elapsed < 60
+    # nothing half-written looks like a run
+    assert Lake(str(tmp_path / "lake")).list_runs() == []
+
+
+def test_fine_tuning_starts_from_an_earlier_run_with_frozen_layers(spark_cluster, adult_config, adult_lake,
+                                                                     adult_run):
+    lake, manifest = adult_lake
+    cfg = _with_train(adult_config, epochs=1, ranks=2, init_from=adult_run.run_id, freeze=["0."], lr=1e-4)
+    tuned = train(cfg, str(lake), spark=spark_cluster, manifest=manifest)
+    before = torch.load(adult_run.path / "model" / "weights.pt", weights_only=True)
+    after = torch.load(tuned.path / "model" / "weights.pt", weights_only=True)
+    assert torch.equal(before["0.weight"], after["0.weight"])  # frozen: untouched
+    assert not torch.equal(before["3.weight"], after["3.weight"])  # trained on
+    assert tuned.metrics["validation"]["accuracy"] >= 0.84  # started from a trained model
