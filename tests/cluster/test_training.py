@@ -129,3 +129,23 @@ def test_fine_tuning_starts_from_an_earlier_run_with_frozen_layers(spark_cluster
     assert torch.equal(before["0.weight"], after["0.weight"])  # frozen: untouched
     assert not torch.equal(before["3.weight"], after["3.weight"])  # trained on
     assert tuned.metrics["validation"]["accuracy"] >= 0.84  # started from a trained model
+
+
+def test_compression_accumulation_and_bf16_train_well(spark_cluster, adult_config, adult_lake, tmp_path):
+    lake, manifest = adult_lake
+    cfg = _with_train(adult_config, epochs=2, ranks=2, compression="fp16", backward_passes_per_step=2,
+                      mixed_precision="bf16", batch_size=64)
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
+    assert result.metrics["train"]["steps_per_epoch"] % 2 == 0
+    assert result.metrics["validation"]["accuracy"] >= 0.84
+    assert result.metrics["train"]["identical_parameters"] is True
+
+
+def test_a_user_model_factory_trains(spark_cluster, adult_config, adult_lake, tmp_path):
+    lake, manifest = adult_lake
+    cfg = dataclasses.replace(_with_train(adult_config, epochs=2, ranks=2, lr=0.01),
+                              model=dataclasses.replace(adult_config.model, kind="custom", factory="torch.nn:Linear"))
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
+    model, spec = load_model(result.path / "model")
+    assert isinstance(model, torch.nn.Linear) and spec["factory"] == "torch.nn:Linear"
+    assert result.metrics["validation"]["accuracy"] >= 0.82  # logistic regression on the same features
