@@ -126,8 +126,9 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
         attempts: List[Dict[str, Any]] = []
         try:
             results = supervise(spark, spec, ranks, cfg, attempts)
-        except TrainingError:
-            log.error("training failed; attempts: %s", json.dumps(attempts))
+        except TrainingError as err:
+            err.attempts = attempts  # what was tried, for callers and reports
+            log.error("training failed after %d attempt(s): %s", len(attempts), json.dumps(attempts))
             raise
         check_identical(results)
         chief = results[0]

@@ -60,6 +60,7 @@ def spark_cluster():
     """local-cluster[2,1,1024]: two real executor JVMs with one core each (cluster tier)."""
     spark = _session("local-cluster[2,1,1024]")
     yield spark
+    spark.stop()  # an embedded cluster torn down by interpreter exit relaunches executors noisily
 
 
 @pytest.fixture(scope="session")

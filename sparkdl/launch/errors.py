@@ -17,6 +17,7 @@ class TrainingError(RuntimeError):
         self.exception = exception
         self.traceback_tail = traceback_tail
         self.others = others or []
+        self.attempts: List[dict] = []
         who = f"rank {rank}" if rank is not None else "a rank (which one Spark did not say)"
         msg = f"{who} failed: {exception}"
         if traceback_tail:
@@ -33,7 +34,7 @@ class TrainingTimeoutError(TrainingError):
     def __init__(self, message: str, missing_ranks: Optional[List[int]] = None):
         self.missing_ranks = missing_ranks or []
         RuntimeError.__init__(self, message)
-        self.rank, self.exception, self.traceback_tail, self.others = None, message, "", []
+        self.rank, self.exception, self.traceback_tail, self.others, self.attempts = None, message, "", [], []
 
     def __reduce__(self):
         return (TrainingTimeoutError, (self.exception, self.missing_ranks))

@@ -4,7 +4,7 @@ Set ``SPARKDL_FAULT`` on the driver (or pass a FaultSpec), e.g.
 ``rank=1,epoch=2,step=5,mode=raise`` (modes: ``raise`` a Python error, ``exit`` the
 Python worker hard, ``kill`` it with SIGKILL, ``checkpoint``: die while writing the
 checkpoint of that epoch). ``attempt`` (default 1) limits it to one attempt, so a
-retried stage runs clean.
+retried stage runs clean; ``attempt=0`` fails every attempt.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class FaultSpec:
         return cls.parse(text) if text else None
 
     def applies(self, rank: int, epoch: int, attempt: int) -> bool:
-        return rank == self.rank and epoch == self.epoch and attempt == self.attempt
+        return rank == self.rank and epoch == self.epoch and self.attempt in (0, attempt)
 
     def at_step(self, rank: int, epoch: int, step: int, attempt: int) -> None:
         """Fail here if this is the chosen (rank, epoch, step, attempt)."""

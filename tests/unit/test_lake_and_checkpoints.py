@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from sparkdl.lake import COMMIT_MARKER, Lake, LakeError, is_committed, staged_dir
+from sparkdl.train.checkpoints import list_checkpoints, load_latest, save_checkpoint
+
+
+def test_staged_dir_commits_only_on_success(tmp_path):
+    final = tmp_path / "runs" / "r1"
+    with staged_dir(final) as stage:
+        (stage / "metrics.json").write_text("{}")
+        assert not final.exists()
+    assert is_committed(final) and (final / COMMIT_MARKER).is_file()
+    with pytest.raises(RuntimeError):
+        with staged_dir(tmp_path / "runs" / "r2") as stage:
+            (stage / "partial").write_text("x")
+            raise RuntimeError("crash")
+    assert not (tmp_path / "runs" / "r2").exists()
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r1"]
+    with pytest.raises(LakeError, match="already exists"):
+        with staged_dir(final):
+            pass
+
+
+def test_lake_lists_only_complete_runs(tmp_path):
+    lake = Lake(str(tmp_path))
+    (lake.runs_root / ".staging-r0").mkdir(parents=True)  # a writer that died mid-way
+    (lake.runs_root / "r-unmarked").mkdir()
+    with staged_dir(lake.run_dir("r-ok")):
+        pass
+    assert [p.name for p in lake.list_runs()] == ["r-ok"]
+    with pytest.raises(LakeError, match="not a complete run"):
+        lake.find_run("r-unmarked")
+    with pytest.raises(LakeError, match="run `sparkdl prepare"):
+        lake.current_dataset("adult")
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    for epoch in (1, 2, 3):
+        save_checkpoint(tmp_path, epoch, {"model": {"w": torch.tensor([float(epoch)])}})
+    (tmp_path / "epoch-0003.pt").write_bytes(b"\x00" * 10)  # torn write from outside
+    (tmp_path / ".epoch-0004.pt.abcd.tmp").write_bytes(b"half")  # never renamed: ignored
+    state = load_latest(tmp_path)
+    assert state["epoch"] == 2 and float(state["model"]["w"]) == 2.0
+
+
+def test_checkpoints_keep_the_newest(tmp_path):
+    for epoch in range(1, 6):
+        save_checkpoint(tmp_path, epoch, {"x": epoch}, keep=2)
+    assert [e for e, _ in list_checkpoints(tmp_path)] == [5, 4]
+
+
+def test_a_crash_before_rename_leaves_the_previous_checkpoint(tmp_path):
+    save_checkpoint(tmp_path, 1, {"x": 1})
+
+    def crash(_tmp):
+        raise SystemExit("worker died")
+
+    with pytest.raises(SystemExit):
+        save_checkpoint(tmp_path, 2, {"x": 2}, before_rename=crash)
+    assert load_latest(tmp_path)["epoch"] == 1
