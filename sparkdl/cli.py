@@ -46,7 +46,58 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"prepare": _prepare, "train": _train}
+def _run(args: argparse.Namespace) -> int:
+    from sparkdl.config import load_config
+    from sparkdl.workflow import run_job
+
+    cfg = load_config(args.config, args.overrides)
+    result = run_job(cfg, args.lake)
+    print(result.run_id)
+    print(result.path)
+    test = result.metrics.get("test", {})
+    print(f"test accuracy {test.get('accuracy', float('nan')):.4f}  auc {test.get('auc', float('nan')):.4f}")
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from sparkdl.inference import score
+    from sparkdl.lake import Lake, require_run
+    from sparkdl.session import get_spark
+
+    run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
+    report = score(get_spark(), run, args.input, args.output, fmt=args.format)
+    print(report.output)
+    print(f"rows in {report.input} = scored {report.scored} + quarantined {report.quarantined}"
+          + (f" ({report.quarantine_path})" if report.quarantine_path else ""))
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import json
+
+    from sparkdl.lake import Lake
+
+    lake = Lake(args.lake)
+    if args.action == "list":
+        runs = lake.list_runs()
+        if not runs:
+            print(f"no complete runs in {lake.root}")
+        for run in runs:
+            m = json.loads((run / "metrics.json").read_text())
+            print(f"{run.name}  epochs {m['train']['epochs']}  ranks {m['train']['ranks']}  "
+                  f"val_acc {m.get('validation', {}).get('accuracy', float('nan')):.4f}  "
+                  f"test_acc {m.get('test', {}).get('accuracy', float('nan')):.4f}")
+        return 0
+    if not args.run_id:
+        print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)
+        return EXIT_USAGE
+    run = lake.find_run(args.run_id)
+    print((run / "summary.txt").read_text(), end="")
+    print(f"files: {run}")
+    return 0
+
+
+HANDLERS = {"prepare": _prepare, "train": _train, "run": _run, "score": _score, "runs": _runs}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -78,9 +129,11 @@ def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int
     p.set_defaults(handler=handlers.get("run", _not_yet("run")))
 
     p = sub.add_parser("score", help="batch inference with a finished run")
-    p.add_argument("--run", required=True, help="run directory in the lake")
+    p.add_argument("--run", required=True, help="run directory (or run id with --lake)")
     p.add_argument("--input", required=True, help="data to score (any DataFrame-readable path)")
     p.add_argument("--output", required=True, help="where to write predictions (Parquet)")
+    p.add_argument("--lake", help="lake directory, when --run is a run id")
+    p.add_argument("--format", help="input format if not the run's (csv, json, parquet, ...)")
     p.set_defaults(handler=handlers.get("score", _not_yet("score")))
 
     p = sub.add_parser("runs", help="list or show runs in a lake")
@@ -95,6 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser(HANDLERS).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    had_session = _active_session() is not None
     try:
         return int(args.handler(args) or 0)
     except (ConfigError, BadDataError, LakeError, LaunchError) as e:
@@ -104,20 +158,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"sparkdl: training failed: {e}", file=sys.stderr)
         return 1
     finally:
-        _stop_spark_we_started()
+        started = _active_session()
+        if started is not None and not had_session:
+            started.stop()  # stop the embedded cluster cleanly; a JVM torn down at exit logs spurious errors
 
 
-def _stop_spark_we_started() -> None:
-    """Stop the embedded cluster cleanly (a JVM torn down at exit logs spurious errors)."""
+def _active_session():
+    """The active SparkSession, without importing pyspark when nothing used it."""
     if "pyspark" not in sys.modules:
-        return
+        return None
     from pyspark.sql import SparkSession
 
     from sparkdl.session import launched_by_spark_submit
 
-    active = SparkSession.getActiveSession()
-    if active is not None and not launched_by_spark_submit():
-        active.stop()
+    return None if launched_by_spark_submit() else SparkSession.getActiveSession()
 
 
 if __name__ == "__main__":  # pragma: no cover

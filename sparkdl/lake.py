@@ -86,6 +86,14 @@ def is_committed(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(STAGING_PREFIX) and (path / COMMIT_MARKER).is_file()
 
 
+def require_run(path: "os.PathLike[str] | str") -> Path:
+    """``path`` as a complete run directory; a clear error when it is missing or incomplete."""
+    path = Path(path)
+    if not is_committed(path):
+        raise LakeError(f"{path} is not a complete run (missing, or its write was interrupted)")
+    return path
+
+
 class Lake:
     """Paths inside one lake directory."""
 
@@ -118,10 +126,7 @@ class Lake:
 
     def find_run(self, run: str) -> Path:
         """A run by id or path; a clear error if it is missing or incomplete."""
-        candidate = Path(run) if os.sep in run or Path(run).is_dir() else self.run_dir(run)
-        if not is_committed(candidate):
-            raise LakeError(f"{candidate} is not a complete run (missing, or its write was interrupted)")
-        return candidate
+        return require_run(Path(run) if os.sep in run or Path(run).is_dir() else self.run_dir(run))
 
     def list_runs(self, committed_only: bool = True) -> list:
         if not self.runs_root.is_dir():

@@ -14,13 +14,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
 from sparkdl.config import JobConfig
 from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
-from sparkdl.launch.driver import LaunchTimeouts, run_on_ranks
+from sparkdl.launch.driver import LaunchTimeouts, check_slots, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutError
 from sparkdl.materialize import MANIFEST, Manifest
 from sparkdl.models import model_spec
@@ -54,18 +54,6 @@ class RunResult:
     metrics: Dict[str, Any]
 
 
-def _wait_for_slots(spark, n: int, timeout_s: float) -> None:
-    """After a lost executor, wait (bounded) until the cluster has ``n`` slots again."""
-    from sparkdl.session import task_slots
-
-    deadline = time.monotonic() + timeout_s
-    while task_slots(spark) < n:
-        if time.monotonic() > deadline:
-            raise LaunchError(f"the cluster still has only {task_slots(spark)} of the {n} slots needed "
-                              f"{timeout_s:.0f}s after a failure; not retrying")
-        time.sleep(0.5)
-
-
 def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]]) -> List[Any]:
     """Run the training stage, retrying retryable failures up to ``train.max_attempts``."""
     t = cfg.train
@@ -78,8 +66,8 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         attempts.append(record)
         t0 = time.monotonic()
         try:
-            if attempt > 1:
-                _wait_for_slots(spark, ranks, t.start_timeout_s)
+            if attempt > 1:  # a lost executor takes a while to come back
+                check_slots(spark, ranks, wait_s=t.start_timeout_s)
             results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, timeouts, attempt=attempt)
             record["seconds"] = round(time.monotonic() - t0, 2)
             return results
@@ -100,8 +88,12 @@ def check_identical(results: List[Dict[str, Any]]) -> None:
 
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
-          fault: Optional[FaultSpec] = None, run_id: Optional[str] = None) -> RunResult:
-    """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run."""
+          fault: Optional[FaultSpec] = None, run_id: Optional[str] = None,
+          before_commit: Optional[Callable[[Path, Dict[str, Any]], None]] = None) -> RunResult:
+    """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
+
+    ``before_commit(stage_dir, metrics)`` runs once the model is written and may add to
+    ``metrics`` (e.g. test-set evaluation) before the run becomes visible."""
     from sparkdl.session import get_spark, task_slots
 
     lake_ = Lake(lake)
@@ -149,6 +141,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
         shutil.copytree(manifest.paths["preprocessing"], stage / "preprocessing")
         manifest.save(stage / MANIFEST)
         (stage / CONFIG).write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+        if before_commit is not None:
+            before_commit(stage, metrics)
         write_json_atomic(stage / METRICS, metrics)
         write_report(stage, metrics)
     log.info("run %s committed in %.1fs: %s (validation accuracy %.4f)", run_id, time.monotonic() - t0, final,

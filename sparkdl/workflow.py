@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
 
 from sparkdl.config import JobConfig
 from sparkdl.lake import Lake
@@ -24,4 +28,47 @@ def current_manifest(cfg: JobConfig, lake: str) -> Manifest:
     return Manifest.load(Lake(lake).current_dataset(cfg.name))
 
 
+class StageClock:
+    """Wall time per named stage, logged as each one ends."""
 
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t0, 3)
+            log.info("stage %s: %.1fs", name, self.seconds[name])
+
+
+def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True):
+    """The whole job: prepare → train → write back, evaluated on the held-out split with a
+    logistic-regression baseline beside it; returns the committed RunResult."""
+    from sparkdl.evaluation import evaluate_network, logistic_regression_baseline
+    from sparkdl.training import train
+
+    clock = StageClock()
+    with clock.stage("session"):
+        spark = spark or get_spark(cfg.spark)
+    with clock.stage("prepare"):
+        manifest = prepare(cfg, lake, spark)
+    held_out = "test" if "test" in manifest.paths else "validation"
+
+    def evaluate(stage: Path, metrics: Dict[str, Any]) -> None:
+        with clock.stage("evaluate"):
+            metrics["test"] = {"split": held_out, **evaluate_network(
+                spark, manifest.paths[held_out], str(stage / "model"), manifest.classes, manifest.feature_width)}
+            if baseline:
+                metrics["baseline"] = {"logistic_regression": logistic_regression_baseline(
+                    spark, manifest.paths["train"], manifest.paths[held_out], manifest.classes)}
+        metrics["stages"] = dict(clock.seconds, train=metrics["train"]["seconds"])
+
+    with clock.stage("train_and_write_back"):
+        result = train(cfg, lake, spark=spark, manifest=manifest, before_commit=evaluate)
+    log.info("run %s: test accuracy %.4f (logistic regression %.4f)", result.run_id,
+             result.metrics["test"]["accuracy"],
+             result.metrics.get("baseline", {}).get("logistic_regression", {}).get("accuracy", float("nan")))
+    return result

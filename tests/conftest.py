@@ -92,3 +92,15 @@ def adult_lake(spark_cluster, adult_config, tmp_path_factory):
     lake = tmp_path_factory.mktemp("adult-lake")
     manifest = prepare(adult_config, str(lake), spark=spark_cluster)
     return lake, manifest
+
+
+@pytest.fixture(scope="session")
+def adult_run(spark_cluster, adult_config, adult_lake):
+    """A 4-epoch, 2-rank run on the prepared Adult dataset."""
+    import dataclasses
+
+    from sparkdl.training import train
+
+    lake, manifest = adult_lake
+    cfg = dataclasses.replace(adult_config, train=dataclasses.replace(adult_config.train, epochs=4, ranks=2))
+    return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)

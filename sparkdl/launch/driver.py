@@ -55,16 +55,21 @@ def driver_host(spark) -> str:
     return conf.get("spark.driver.bindAddress", None) or conf.get("spark.driver.host", "127.0.0.1")
 
 
-def check_slots(spark, num_ranks: int) -> int:
-    """Raise LaunchError, saying how many slots exist, if ``num_ranks`` cannot run at once."""
+def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
+    """Wait up to ``wait_s`` for ``num_ranks`` concurrent task slots (executors of a real
+    cluster register after the driver starts); raise LaunchError saying how many exist."""
     from sparkdl.session import task_slots
 
+    deadline = time.monotonic() + wait_s
     slots = task_slots(spark)
+    while slots < num_ranks and time.monotonic() < deadline:
+        time.sleep(0.5)
+        slots = task_slots(spark)
     if num_ranks > slots:
         raise LaunchError(
             f"{num_ranks} ranks need {num_ranks} concurrent task slots, but the cluster has {slots} "
-            f"(master {spark.sparkContext.master}). A barrier stage starts all its tasks at once: "
-            f"lower train.ranks to {slots} or add executors/cores.")
+            f"(master {spark.sparkContext.master}{f', after waiting {wait_s:.0f}s' if wait_s else ''}). "
+            f"A barrier stage starts all its tasks at once: lower train.ranks to {slots} or add executors/cores.")
     return slots
 
 
@@ -108,10 +113,10 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
                  timeouts: LaunchTimeouts = LaunchTimeouts(), on_event: EventHandler = log_event,
                  attempt: int = 1, env: Optional[Dict[str, str]] = None) -> List[Any]:
     """Run ``fn`` on every rank of one barrier stage; return results ordered by rank."""
-    from sparkdl.session import task_slots
+    from sparkdl.session import expected_executors, task_slots
 
     n = num_ranks or task_slots(spark)
-    check_slots(spark, n)
+    check_slots(spark, n, wait_s=0.0 if expected_executors(spark.sparkContext.master) else timeouts.start_s)
     token = secrets.token_hex(16)
     job_group = f"sparkdl-{token[:12]}"
     with EventServer(driver_host(spark), token) as server:

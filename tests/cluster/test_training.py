@@ -22,13 +22,6 @@ def _with_train(cfg, **changes):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
 
 
-@pytest.fixture(scope="module")
-def adult_run(spark_cluster, adult_config, adult_lake):
-    lake, manifest = adult_lake
-    cfg = _with_train(adult_config, epochs=4, ranks=2)
-    return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)
-
-
 def _validation_arrays(manifest):
     table = pq.read_table(manifest.paths["validation"])
     x = np.stack(table.column("features").to_numpy(zero_copy_only=False)).astype(np.float32)

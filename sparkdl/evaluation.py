@@ -1,0 +1,62 @@
+"""Held-out evaluation of a trained network, and a Spark MLlib baseline beside it."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Dict, List
+
+from sparkdl.features import FEATURES, LABEL
+from sparkdl.inference import PREDICTION, PROBABILITIES, predict_frame
+
+log = logging.getLogger(__name__)
+
+
+def _binary_auc(df, score_col: str) -> float:
+    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+
+    return float(BinaryClassificationEvaluator(rawPredictionCol=score_col, labelCol=LABEL,
+                                               metricName="areaUnderROC").evaluate(df))
+
+
+def evaluate_network(spark, split_path: str, model_dir: str, classes: List[str], width: int) -> Dict[str, float]:
+    """Accuracy (and ROC AUC for two classes) of the network on a materialized split."""
+    from pyspark.sql import functions as F
+
+    t0 = time.monotonic()
+    df = spark.read.parquet(split_path)
+    preds = predict_frame(df, model_dir, classes, width, [LABEL]).cache()
+    label_name = F.element_at(F.array(*[F.lit(c) for c in classes]), F.col(LABEL) + 1)
+    row = preds.agg(F.count(F.lit(1)).alias("n"), F.avg((F.col(PREDICTION) == label_name).cast("double")).alias("acc")
+                    ).collect()[0]
+    out = {"accuracy": float(row["acc"]), "rows": int(row["n"])}
+    if len(classes) == 2:
+        out["auc"] = _binary_auc(preds.withColumn(LABEL, F.col(LABEL).cast("double"))
+                                 .withColumn("p1", F.col(PROBABILITIES)[1]), "p1")
+    preds.unpersist()
+    log.info("stage evaluate: network %s in %.1fs", out, time.monotonic() - t0)
+    return out
+
+
+def logistic_regression_baseline(spark, train_path: str, test_path: str, classes: List[str]) -> Dict[str, float]:
+    """Spark MLlib LogisticRegression on the same features: what the network must beat."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    t0 = time.monotonic()
+
+    def load(path):
+        return spark.read.parquet(path).select(array_to_vector(FEATURES).alias("vec"),
+                                               F.col(LABEL).cast("double").alias(LABEL))
+
+    model = LogisticRegression(featuresCol="vec", labelCol=LABEL, maxIter=100, regParam=1e-4).fit(load(train_path))
+    preds = model.transform(load(test_path)).cache()
+    acc = preds.agg(F.avg((F.col("prediction") == F.col(LABEL)).cast("double"))).collect()[0][0]
+    out = {"accuracy": float(acc)}
+    if len(classes) == 2:
+        from pyspark.ml.functions import vector_to_array
+
+        out["auc"] = _binary_auc(preds.withColumn("p1", vector_to_array("probability")[1]), "p1")
+    preds.unpersist()
+    log.info("stage evaluate: logistic regression baseline %s in %.1fs", out, time.monotonic() - t0)
+    return out

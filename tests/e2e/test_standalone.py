@@ -1,0 +1,122 @@
+"""End to end on a real standalone Spark cluster (a master and two workers started from
+pyspark's own bin/spark-class on loopback), driven with spark-submit exactly as users do."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spark_home() -> str:
+    import pyspark
+
+    return os.path.dirname(pyspark.__file__)
+
+
+def _env():
+    env = dict(os.environ, SPARK_HOME=_spark_home(), PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    return env
+
+
+def _wait(what: str, check, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """A master and two 1-core workers on 127.0.0.1; stopped whatever happens."""
+    work = tmp_path_factory.mktemp("standalone")
+    spark_class = os.path.join(_spark_home(), "bin", "spark-class")
+    port, ui = _free_port(), _free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    procs = []
+
+    def start(name, args):
+        log = open(work / f"{name}.log", "w")
+        procs.append(subprocess.Popen([spark_class, *args], env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+
+    try:
+        start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+                         "--webui-port", str(ui)])
+        _wait("the master's web UI", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2), 90)
+        for i in range(2):
+            start(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
+                                 "--cores", "1", "--memory", "2g", "--webui-port", str(_free_port()),
+                                 "--work-dir", str(work / f"work{i}")])
+
+        def two_workers():
+            state = json.load(urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2))
+            return state.get("aliveworkers", 0) >= 2
+
+        _wait("two workers to register with the master", two_workers, 90)
+        yield master_url, work
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _submit(master: str, script: str, *args: str, timeout: int = 1200) -> dict:
+    cmd = [os.path.join(_spark_home(), "bin", "spark-submit"), "--master", master,
+           "--conf", "spark.executor.memory=1g", "--conf", "spark.executor.cores=1",
+           "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
+           "--conf", "spark.ui.enabled=false", str(REPO / "jobs" / script), *args]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def test_submit_etl_train_then_score(standalone, tmp_path):
+    master, _ = standalone
+    lake = tmp_path / "lake"
+    result = _submit(master, "etl_train.py", "--config", "conf/adult.yaml", "--lake", str(lake))
+    run = Path(result["run_path"])
+    assert (run / "_COMMITTED").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train"]["ranks"] == 2 and len(metrics["history"]) == 10
+    assert metrics["test"]["rows"] == 16281
+    assert metrics["test"]["accuracy"] >= 0.85
+    assert "accuracy" in metrics["baseline"]["logistic_regression"] and "auc" in metrics["test"]
+    assert (run / "metrics.png").is_file() and (run / "summary.txt").is_file()
+
+    test_file = REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz"
+    scored = _submit(master, "score.py", "--run", str(run), "--input", str(test_file),
+                     "--output", str(tmp_path / "preds"))
+    assert (scored["rows_in"], scored["rows_scored"], scored["rows_quarantined"]) == ("16281", "16281", "0")
+    preds = pq.read_table(tmp_path / "preds").to_pandas()
+    assert len(preds) == 16281
+    acc = float((preds["prediction"] == preds["class"]).mean())
+    assert acc == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
