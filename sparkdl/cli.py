@@ -23,39 +23,33 @@ def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _prepare(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
     from sparkdl.config import load_config
+
+    return load_config(args.config, args.overrides)  # validated before Spark starts
+
+
+def _prepare(args: argparse.Namespace) -> int:
     from sparkdl.materialize import MANIFEST
     from sparkdl.workflow import prepare
 
-    cfg = load_config(args.config, args.overrides)
-    manifest = prepare(cfg, args.lake)
+    manifest = prepare(_config(args), args.lake)
     print(f"{manifest.paths['dataset']}/{MANIFEST}")
     print(f"rows: {manifest.rows}  splits: {manifest.splits}  features: {manifest.feature_width}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sparkdl.config import load_config
+    """`train` trains on the prepared dataset; `run` does the whole job. Both print the run."""
     from sparkdl.training import train
-
-    cfg = load_config(args.config, args.overrides)
-    result = train(cfg, args.lake)
-    print(result.run_id)
-    print(result.path)
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from sparkdl.config import load_config
     from sparkdl.workflow import run_job
 
-    cfg = load_config(args.config, args.overrides)
-    result = run_job(cfg, args.lake)
+    result = (run_job if args.command == "run" else train)(_config(args), args.lake)
     print(result.run_id)
     print(result.path)
-    test = result.metrics.get("test", {})
-    print(f"test accuracy {test.get('accuracy', float('nan')):.4f}  auc {test.get('auc', float('nan')):.4f}")
+    test = result.metrics.get("test")
+    if test:
+        print(f"test accuracy {test['accuracy']:.4f}  auc {test.get('auc', float('nan')):.4f}")
     return 0
 
 
@@ -97,7 +91,7 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"prepare": _prepare, "train": _train, "run": _run, "score": _score, "runs": _runs}
+HANDLERS = {"prepare": _prepare, "train": _train, "run": _train, "score": _score, "runs": _runs}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

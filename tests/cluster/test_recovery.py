@@ -20,10 +20,9 @@ def _epochs(metrics):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(spark_cluster, adult_config, adult_lake, tmp_path_factory):
-    lake, manifest = adult_lake
-    return train(_cfg(adult_config, epochs=4, ranks=2), str(tmp_path_factory.mktemp("lake")),
-                 spark=spark_cluster, manifest=manifest)
+def uninterrupted(adult_run):
+    """The session's 4-epoch, 2-rank run: the same config and seed as the interrupted one."""
+    return adult_run
 
 
 def test_sigkilled_worker_resumes_and_matches_an_uninterrupted_run(spark_cluster, adult_config, adult_lake,

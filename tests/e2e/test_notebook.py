@@ -1,0 +1,20 @@
+"""The quickstart notebook runs top to bottom in a fresh kernel, so it cannot rot."""
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_notebook_executes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARKDL_REPO", str(REPO))
+    monkeypatch.setenv("SPARKDL_LAKE", str(tmp_path / "lake"))
+    nb = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                      for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "epoch   2" in outputs  # the summary printed by the training cell
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
