@@ -115,7 +115,6 @@ def write_split(df, path: Path, row_groups: int) -> Dict[str, int]:
 
 def materialize(spark, cfg: JobConfig, lake: Lake) -> Manifest:
     """Run ingest → features → write for ``cfg``; publish the dataset in ``lake`` atomically."""
-    from pyspark.sql import functions as F
 
     t0 = time.monotonic()
     dataset_id = new_id()

@@ -5,7 +5,7 @@ import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator
 
 from sparkdl.config import JobConfig
 from sparkdl.lake import Lake

@@ -2,7 +2,6 @@
 in tier order so each kind of SparkSession is started once per pytest process."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutError
 from sparkdl.launch.events import EventServer
@@ -50,9 +50,11 @@ def log_event(event: Dict[str, Any]) -> None:
         log.info("rank %s %s %s", rank, kind, fields)
 
 
-def driver_host(spark) -> str:
+def driver_addresses(spark) -> Tuple[str, str]:
+    """(address to listen on, address executors reach the driver at), as Spark's own RPC uses."""
     conf = spark.sparkContext.getConf()
-    return conf.get("spark.driver.bindAddress", None) or conf.get("spark.driver.host", "127.0.0.1")
+    host = conf.get("spark.driver.host", "127.0.0.1")
+    return conf.get("spark.driver.bindAddress", host), host
 
 
 def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
@@ -119,7 +121,8 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     check_slots(spark, n, wait_s=0.0 if expected_executors(spark.sparkContext.master) else timeouts.start_s)
     token = secrets.token_hex(16)
     job_group = f"sparkdl-{token[:12]}"
-    with EventServer(driver_host(spark), token) as server:
+    bind, advertise = driver_addresses(spark)
+    with EventServer(bind, token, advertise) as server:
         settings = LaunchSettings(server.address, token, timeouts.rendezvous_s, attempt, dict(env or {}))
         runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings))
         t0 = time.monotonic()

@@ -24,7 +24,8 @@ _MAX_LINE = 1 << 20
 class EventServer:
     """Driver side: receives events into a queue. Use as a context manager."""
 
-    def __init__(self, host: str, token: str):
+    def __init__(self, host: str, token: str, advertise: Optional[str] = None):
+        """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``)."""
         self.token = token
         self.events: "queue.Queue[Dict[str, Any]]" = queue.Queue()
         outer = self
@@ -47,7 +48,7 @@ class EventServer:
             allow_reuse_address = True
 
         self._server = Server((host, 0), Handler)
-        self.host = host
+        self.host = advertise or host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="sparkdl-events", daemon=True)
 

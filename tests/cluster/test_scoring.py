@@ -1,6 +1,5 @@
 """Batch scoring with a finished run on real executors."""
 import gzip
-import json
 
 import pyarrow.parquet as pq
 import pytest

@@ -1,5 +1,4 @@
 """The quickstart notebook runs top to bottom in a fresh kernel, so it cannot rot."""
-import os
 from pathlib import Path
 
 import nbformat

@@ -1,4 +1,3 @@
-import pytest
 
 from sparkdl.launch.driver import error_from_spark
 from sparkdl.launch.errors import TrainingError
@@ -36,3 +35,10 @@ def test_py4j_wall_becomes_python_traceback_tail():
     err = error_from_spark(RuntimeError(wall))
     assert err.exception == "ZeroDivisionError: division by zero"
     assert "boom()" in err.traceback_tail and "org.apache" not in err.traceback_tail
+
+
+def test_server_listens_on_one_address_and_advertises_another():
+    with EventServer("0.0.0.0", "t", advertise="127.0.0.1") as server:
+        assert server.address.startswith("127.0.0.1:")
+        EventClient(server.address, "t", rank=0).send("started")
+        assert server.get(timeout=5)["type"] == "started"
