@@ -147,7 +147,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
     """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``."""
     from pyspark.sql import functions as F
 
-    null_set = [v for v in null_values]
+    null_set = list(null_values)
     typed, checks = [], [F.when(F.col(CORRUPT).isNotNull(),
                                 F.lit(f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"))]
     for c in schema.columns:
@@ -166,7 +166,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
         if dict(rows.dtypes)[schema.label] == "string":
             label = F.trim(label)
         label = label.cast("string")
-        checks.append(F.when(label.isNull() | label.isin(list(null_set)),
+        checks.append(F.when(label.isNull() | label.isin(null_set),
                              F.lit(f"label '{schema.label}' is missing")))
         checks.append(F.when(~label.isin(list(schema.classes)),
                              F.concat(F.lit(f"label '{schema.label}': '"), label,

@@ -11,13 +11,11 @@ class LaunchError(RuntimeError):
 class TrainingError(RuntimeError):
     """A rank failed. Carries the rank, its exception and the tail of its traceback."""
 
-    def __init__(self, rank: Optional[int], exception: str, traceback_tail: str = "",
-                 others: Optional[List["TrainingError"]] = None):
+    def __init__(self, rank: Optional[int], exception: str, traceback_tail: str = ""):
         self.rank = rank
         self.exception = exception
         self.traceback_tail = traceback_tail
-        self.others = others or []
-        self.attempts: List[dict] = []
+        self.attempts: List[dict] = []  # filled by the driver's supervisor
         who = f"rank {rank}" if rank is not None else "a rank (which one Spark did not say)"
         msg = f"{who} failed: {exception}"
         if traceback_tail:
@@ -25,7 +23,7 @@ class TrainingError(RuntimeError):
         super().__init__(msg)
 
     def __reduce__(self):
-        return (TrainingError, (self.rank, self.exception, self.traceback_tail, self.others))
+        return (TrainingError, (self.rank, self.exception, self.traceback_tail))
 
 
 class TrainingTimeoutError(TrainingError):
@@ -34,7 +32,7 @@ class TrainingTimeoutError(TrainingError):
     def __init__(self, message: str, missing_ranks: Optional[List[int]] = None):
         self.missing_ranks = missing_ranks or []
         RuntimeError.__init__(self, message)
-        self.rank, self.exception, self.traceback_tail, self.others, self.attempts = None, message, "", [], []
+        self.rank, self.exception, self.traceback_tail, self.attempts = None, message, "", []
 
     def __reduce__(self):
         return (TrainingTimeoutError, (self.exception, self.missing_ranks))

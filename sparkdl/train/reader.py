@@ -55,8 +55,7 @@ def shard_rows(path: str, size: int) -> List[int]:
             if piece.path not in footers:
                 footers[piece.path] = pq.ParquetFile(reader.dataset.fs.open(piece.path)).metadata
             meta = footers[piece.path]
-            rg = piece.row_group if piece.row_group is not None else None
-            n = meta.row_group(rg).num_rows if rg is not None else meta.num_rows
+            n = meta.row_group(piece.row_group).num_rows if piece.row_group is not None else meta.num_rows
             rows[i % size] += n
     return rows
 
