@@ -44,23 +44,20 @@ def new_id(prefix: str = "") -> str:
     return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:
-    """Write JSON so readers see the old file or the new one, never half of one."""
+def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
+    """Write a file so readers see the old content or the new, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 @contextlib.contextmanager

@@ -23,11 +23,6 @@ def prepare(cfg: JobConfig, lake: str, spark=None) -> Manifest:
     return manifest
 
 
-def current_manifest(cfg: JobConfig, lake: str) -> Manifest:
-    """The manifest of the dataset ``cfg`` last prepared in ``lake``."""
-    return Manifest.load(Lake(lake).current_dataset(cfg.name))
-
-
 class StageClock:
     """Wall time per named stage, logged as each one ends."""
 
