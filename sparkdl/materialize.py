@@ -21,6 +21,7 @@ from sparkdl import features as feats
 from sparkdl.config import JobConfig
 from sparkdl.ingest import RAW, ingest
 from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
+from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -113,34 +114,39 @@ def write_split(df, path: Path, row_groups: int) -> Dict[str, int]:
     return parquet_layout(path)
 
 
-def materialize(spark, cfg: JobConfig, lake: Lake) -> Manifest:
-    """Run ingest → features → write for ``cfg``; publish the dataset in ``lake`` atomically."""
-
+def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] = None) -> Manifest:
+    """Run ingest → features → write for ``cfg``; publish the dataset in ``lake`` atomically.
+    ``clock`` (optional) gets the ingest, features and materialize stage times."""
+    clock = clock or StageClock()
     t0 = time.monotonic()
     dataset_id = new_id()
     final = lake.dataset_root(cfg.name) / dataset_id
     m = cfg.materialize
     groups = m.max_ranks * m.row_groups_per_rank
     with staged_dir(final) as stage:
-        accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train, str(stage / "quarantine" / "train"))
+        with clock.stage("ingest"):
+            accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train,
+                                      str(stage / "quarantine" / "train"))
         val_flag = is_validation(m.seed, m.validation_fraction)
         train_df, val_df = accepted.where(~val_flag), accepted.where(val_flag)
-        t1 = time.monotonic()
-        fitted = feats.fit(train_df, cfg.schema, cfg.features)
-        fitted.model.save(str(stage / "preprocessing"))
-        log.info("stage features: fitted in %.1fs", time.monotonic() - t1)
+        with clock.stage("features"):
+            fitted = feats.fit(train_df, cfg.schema, cfg.features)
+            fitted.model.save(str(stage / "preprocessing"))
 
         layouts, test_report = {}, None
         splits = {"train": train_df, "validation": val_df}
         if cfg.data.test:
-            test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
-                                          str(stage / "quarantine" / "test"), key="test")
+            with clock.stage("ingest"):
+                test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
+                                              str(stage / "quarantine" / "test"), key="test")
             splits["test"] = test_df
         for split, df in splits.items():
             t2 = time.monotonic()
-            layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema), stage / split, groups)
+            with clock.stage("materialize"):
+                layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema),
+                                             stage / split, groups)
             rows = layouts[split]["rows"]
-            log.info("stage materialize: %s %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
+            log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
                      layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
             if split != "test" and rows < m.max_ranks:
                 raise DatasetTooSmallError(

@@ -45,6 +45,8 @@ def summary_text(metrics: Dict[str, Any]) -> str:
     for h in metrics.get("history", []):
         lines.append(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  val_loss {h['val_loss']:.4f}  "
                      f"val_acc {h['val_accuracy']:.4f}  {h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s")
+    if metrics.get("stages"):
+        lines.append("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["stages"].items()))
     failed = [a for a in metrics.get("attempts", []) if a.get("error")]
     if failed:
         lines.append(f"{len(failed)} failed attempt(s) recovered:")

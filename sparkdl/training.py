@@ -25,6 +25,7 @@ from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutErr
 from sparkdl.materialize import MANIFEST, Manifest
 from sparkdl.models import model_spec
 from sparkdl.report import write_report
+from sparkdl.stages import StageClock
 from sparkdl.train.checkpoints import list_checkpoints
 from sparkdl.train.faults import FaultSpec
 from sparkdl.train.loop import TrainSpec, train_rank
@@ -64,12 +65,15 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         record = {"attempt": attempt, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   "resumed_from_epoch": done[0][0] if done else 0, "error": None}
         attempts.append(record)
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=t.start_timeout_s)
             results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, timeouts, attempt=attempt)
             record["seconds"] = round(time.monotonic() - t0, 2)
+            # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
+            # worker start, imports, rendezvous, hvd.init, broadcast, shard plan).
+            record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
             return results
         except TrainingError as err:
             record.update(seconds=round(time.monotonic() - t0, 2), error=str(err).splitlines()[0],
@@ -89,11 +93,13 @@ def check_identical(results: List[Dict[str, Any]]) -> None:
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
           fault: Optional[FaultSpec] = None, run_id: Optional[str] = None,
-          before_commit: Optional[Callable[[Path, Dict[str, Any]], None]] = None) -> RunResult:
+          before_commit: Optional[Callable[[Path, Dict[str, Any]], None]] = None,
+          clock: Optional[StageClock] = None) -> RunResult:
     """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
 
     ``before_commit(stage_dir, metrics)`` runs once the model is written and may add to
-    ``metrics`` (e.g. test-set evaluation) before the run becomes visible."""
+    ``metrics`` (e.g. test-set evaluation) before the run becomes visible. ``clock`` gets
+    the launch, train and write_back stage times; all its stages go to ``metrics.json``."""
     from sparkdl.session import get_spark, task_slots
 
     lake_ = Lake(lake)
@@ -110,6 +116,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     run_id = run_id or new_id(f"{cfg.name}-")
     final = lake_.run_dir(run_id)
     fault = fault or FaultSpec.from_env()
+    clock = clock or StageClock()
     t0 = time.monotonic()
     with staged_dir(final) as stage:
         spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
@@ -126,6 +133,9 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
         chief = results[0]
         history = chief["history"]
         train_seconds = sum(a.get("seconds", 0) for a in attempts)
+        launch_seconds = attempts[-1]["time_to_first_step_s"]
+        clock.add("launch", launch_seconds)
+        clock.add("train", train_seconds - launch_seconds)
         metrics = {
             "run_id": run_id,
             "history": history,
@@ -133,18 +143,21 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                       "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
                       "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
                       "devices": [r["device"] for r in results], "seconds": round(train_seconds, 2),
+                      "time_to_first_step_s": launch_seconds,
                       "identical_parameters": True},
             "validation": {"accuracy": history[-1]["val_accuracy"], "loss": history[-1]["val_loss"]} if history else {},
             "attempts": attempts,
             "dataset": {"id": manifest.dataset_id, "path": manifest.paths["dataset"]},
         }
-        shutil.copytree(manifest.paths["preprocessing"], stage / "preprocessing")
-        manifest.save(stage / MANIFEST)
-        (stage / CONFIG).write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
+        with clock.stage("write_back"):
+            shutil.copytree(manifest.paths["preprocessing"], stage / "preprocessing")
+            manifest.save(stage / MANIFEST)
+            (stage / CONFIG).write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False))
         if before_commit is not None:
             before_commit(stage, metrics)
-        write_json_atomic(stage / METRICS, metrics)
+        metrics["stages"] = dict(clock.seconds)  # write_back so far; the report and metrics.json follow
         write_report(stage, metrics)
+        write_json_atomic(stage / METRICS, metrics)
     log.info("run %s committed in %.1fs: %s (validation accuracy %.4f)", run_id, time.monotonic() - t0, final,
              metrics["validation"].get("accuracy", float("nan")))
     return RunResult(run_id, final, metrics)

@@ -2,41 +2,24 @@
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Optional
 
 from sparkdl.config import JobConfig
 from sparkdl.lake import Lake
 from sparkdl.materialize import MANIFEST, Manifest, materialize
 from sparkdl.session import get_spark
+from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
 
 
-def prepare(cfg: JobConfig, lake: str, spark=None) -> Manifest:
+def prepare(cfg: JobConfig, lake: str, spark=None, clock: Optional[StageClock] = None) -> Manifest:
     """Ingest, featurize and materialize ``cfg``'s data into ``lake``; return the manifest."""
     spark = spark or get_spark(cfg.spark)
-    manifest = materialize(spark, cfg, Lake(lake))
+    manifest = materialize(spark, cfg, Lake(lake), clock)
     log.info("manifest: %s/%s", manifest.paths["dataset"], MANIFEST)
     return manifest
-
-
-class StageClock:
-    """Wall time per named stage, logged as each one ends."""
-
-    def __init__(self) -> None:
-        self.seconds: Dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.monotonic() - t0, 3)
-            log.info("stage %s: %.1fs", name, self.seconds[name])
 
 
 def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True):
@@ -48,21 +31,19 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True):
     clock = StageClock()
     with clock.stage("session"):
         spark = spark or get_spark(cfg.spark)
-    with clock.stage("prepare"):
-        manifest = prepare(cfg, lake, spark)
+    manifest = prepare(cfg, lake, spark, clock)
     held_out = "test" if "test" in manifest.paths else "validation"
 
     def evaluate(stage: Path, metrics: Dict[str, Any]) -> None:
         with clock.stage("evaluate"):
             metrics["test"] = {"split": held_out, **evaluate_network(
                 spark, manifest.paths[held_out], str(stage / "model"), manifest.classes, manifest.feature_width)}
-            if baseline:
+        if baseline:
+            with clock.stage("baseline"):
                 metrics["baseline"] = {"logistic_regression": logistic_regression_baseline(
                     spark, manifest.paths["train"], manifest.paths[held_out], manifest.classes)}
-        metrics["stages"] = dict(clock.seconds, train=metrics["train"]["seconds"])
 
-    with clock.stage("train_and_write_back"):
-        result = train(cfg, lake, spark=spark, manifest=manifest, before_commit=evaluate)
+    result = train(cfg, lake, spark=spark, manifest=manifest, before_commit=evaluate, clock=clock)
     log.info("run %s: test accuracy %.4f (logistic regression %.4f)", result.run_id,
              result.metrics["test"]["accuracy"],
              result.metrics.get("baseline", {}).get("logistic_regression", {}).get("accuracy", float("nan")))

@@ -157,6 +157,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             f"lr {t.lr * lr_scale(ctx.size, t.lr_scaling):g}; compression {t.compression}; accumulation {k}; "
             f"precision {t.mixed_precision}; device {device}; frozen {len(frozen)} tensors"))
 
+    first_step_at = None
     for epoch in range(start_epoch + 1, t.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -181,6 +182,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                 opt.zero_grad()
             loss_sum += loss.detach().double() * len(y)
             rows += len(y)
+            if first_step_at is None:
+                first_step_at = time.time()
         seconds = time.perf_counter() - t0
         total_loss, total_rows = _allreduce_sums([float(loss_sum), float(rows)], f"train.{epoch}")
         metrics = evaluate(model, val_reader, device, max(t.batch_size, 1024), epoch)
@@ -198,4 +201,5 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         save_model(model, spec.model_spec, Path(spec.model_dir))
     return {"rank": ctx.rank, "digest": parameter_digest(model), "steps_per_epoch": plan.steps,
             "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
+            "first_step_at": first_step_at or time.time(),
             "history": history if ctx.is_chief else None}

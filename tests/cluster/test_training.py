@@ -51,6 +51,11 @@ def test_run_directory_is_complete_and_reloads_to_the_same_predictions(adult_run
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"history", "train", "attempts"} <= set(metrics)
     assert {"ranks", "samples_per_sec", "epochs"} <= set(metrics["train"])
+    stages = metrics["stages"]
+    assert set(stages) == {"launch", "train", "write_back"} and all(v > 0 for v in stages.values())
+    # launch ends at rank 0's first step: after the stage starts, before training ends
+    assert 0 < metrics["train"]["time_to_first_step_s"] == stages["launch"] < metrics["train"]["seconds"]
+    assert "stages: launch" in (run / "summary.txt").read_text()
     assert Manifest.load(run / "manifest.json") == manifest
     assert Lake(str(run.parent.parent)).find_run(adult_run.run_id) == run
 

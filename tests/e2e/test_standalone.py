@@ -111,6 +111,8 @@ def test_submit_etl_train_then_score(standalone, tmp_path):
     assert metrics["test"]["accuracy"] >= 0.85
     assert "accuracy" in metrics["baseline"]["logistic_regression"] and "auc" in metrics["test"]
     assert (run / "metrics.png").is_file() and (run / "summary.txt").is_file()
+    assert set(metrics["stages"]) == {"session", "ingest", "features", "materialize", "launch", "train",
+                                      "write_back", "evaluate", "baseline"}
 
     test_file = REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz"
     scored = _submit(master, "score.py", "--run", str(run), "--input", str(test_file),
