@@ -189,6 +189,9 @@ class TrainConfig:
     rendezvous_timeout_s: float = 60.0
     progress_timeout_s: float = 600.0
     max_attempts: int = 3
+    #: Extra environment for every rank, set before ``hvd.init()``: Horovod's tuning knobs
+    #: (HOROVOD_CYCLE_TIME, HOROVOD_FUSION_THRESHOLD) or its profiler (HOROVOD_TIMELINE).
+    env: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         _check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
@@ -202,6 +205,9 @@ class TrainConfig:
         for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s"):
             _check(getattr(self, key) > 0, f"train.{key}", "must be > 0 seconds")
         _check(self.max_attempts >= 1, "train.max_attempts", "must be >= 1")
+        for name in self.env:
+            _check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.env.{name}",
+                   "is not an environment variable name (letters, digits, underscores)")
 
 
 @dataclass(frozen=True)

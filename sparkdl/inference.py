@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from sparkdl.features import FEATURES
+from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class ScoreReport:
     scored: int
     quarantined: int
     quarantine_path: Optional[str]
+    stages: Dict[str, float] = field(default_factory=dict)
 
 
 def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: Optional[str] = None,
@@ -105,15 +107,21 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     manifest = Manifest.load(run)
     data = cfg.data if fmt is None else dataclasses.replace(cfg.data, format=fmt)
     quarantine = f"{output_path.rstrip('/')}.quarantine"
-    accepted, report = ingest(spark, data, cfg.schema, input_path, quarantine, key="input", require_label=False)
+    clock = StageClock()
+    with clock.stage("ingest"):
+        accepted, report = ingest(spark, data, cfg.schema, input_path, quarantine, key="input",
+                                  require_label=False)
     keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
-    pipeline = PipelineModel.load(str(run / "preprocessing"))
-    feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
-    preds = predict_frame(feats, str(run / "model"), manifest.classes, manifest.feature_width, keep)
-    preds.write.mode("overwrite").parquet(output_path)
-    scored = spark.read.parquet(output_path).count()
+    with clock.stage("predict_and_write"):  # features, the model and the Parquet write run as one Spark job
+        pipeline = PipelineModel.load(str(run / "preprocessing"))
+        feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
+        preds = predict_frame(feats, str(run / "model"), manifest.classes, manifest.feature_width, keep)
+        preds.write.mode("overwrite").parquet(output_path)
+    with clock.stage("verify"):
+        scored = spark.read.parquet(output_path).count()
     accepted.unpersist()
     if scored != report.accepted:
         raise RuntimeError(f"scored {scored} rows but {report.accepted} were accepted: rows were lost")
     log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, output_path)
-    return ScoreReport(output_path, report.input, scored, report.quarantined, report.quarantine_path)
+    return ScoreReport(output_path, report.input, scored, report.quarantined, report.quarantine_path,
+                       clock.seconds)

@@ -69,7 +69,8 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=t.start_timeout_s)
-            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, timeouts, attempt=attempt)
+            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, timeouts, attempt=attempt,
+                                   env=t.env)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
             # worker start, imports, rendezvous, hvd.init, broadcast, shard plan).

@@ -28,6 +28,7 @@ def test_rows_in_equal_rows_out_plus_quarantined(spark_cluster, adult_run, test_
     assert report.input == n_test + 3
     assert report.quarantined == 2 and report.scored == n_test + 1
     assert report.input == report.scored + report.quarantined
+    assert set(report.stages) == {"ingest", "predict_and_write", "verify"}
     out = pq.read_table(tmp_path / "preds").to_pandas()
     assert len(out) == report.scored
     unseen = out[out["occupation"] == "Astronaut"]

@@ -130,10 +130,12 @@ def test_fine_tuning_starts_from_an_earlier_run_with_frozen_layers(spark_cluster
 
 def test_compression_accumulation_and_bf16_train_well(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
+    timeline = tmp_path / "timeline.json"  # train.env reaches hvd.init: Horovod's profiler writes here
     cfg = _with_train(adult_config, epochs=2, ranks=2, compression="fp16", backward_passes_per_step=2,
-                      mixed_precision="bf16", batch_size=64)
+                      mixed_precision="bf16", batch_size=64, env={"HOROVOD_TIMELINE": str(timeline)})
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
     assert result.metrics["train"]["steps_per_epoch"] % 2 == 0
+    assert "ALLREDUCE" in timeline.read_text()
     assert result.metrics["validation"]["accuracy"] >= 0.84
     assert result.metrics["train"]["identical_parameters"] is True
 

@@ -49,6 +49,7 @@ def test_minimal_config_gets_defaults():
     (_with(spark={"conf": {"a": {"b": 1}}}), "spark.conf.a", "string or number"),
     (_with(model={"kind": "custom"}), "model.factory", "module:function"),
     (_with(train={"ranks": 8}), "train.ranks", "max_ranks"),
+    (_with(train={"env": {"HOROVOD-CYCLE": "1"}}), "train.env.HOROVOD-CYCLE", "environment variable name"),
 ])
 def test_errors_name_the_key_path(raw, path, words):
     with pytest.raises(ConfigError) as e:

@@ -1,0 +1,68 @@
+"""Data path: samples/s the training loop receives from sparkdl's reader (shuffled
+float32 batches, one rank of two) against a bare pyarrow → numpy → torch loop over the
+same Parquet files with the same batch size."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import numpy as np
+
+from benchmarks.measure import ratio, timed
+
+
+def write_parquet(path: Path, rows: int, width: int, files: int, seed: int = 0) -> None:
+    """``files`` Parquet files of float32 ``features`` arrays and int ``label``s, as materialize writes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    per = rows // files
+    for i in range(files):
+        x = rng.standard_normal((per, width), dtype=np.float32)
+        feats = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), width).cast(pa.list_(pa.float32()))
+        pq.write_table(pa.table({"features": feats, "label": pa.array(rng.integers(0, 2, per), pa.int32())}),
+                       path / f"part-{i:03d}.parquet")
+
+
+def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 16) -> Dict[str, Any]:
+    import pyarrow.parquet as pq
+    import torch
+
+    from sparkdl.train.reader import ShardPlan, ShardReader
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data"
+        write_parquet(path, rows, width, files)
+        shard = sorted(path.glob("*.parquet"))[0::2]
+
+        def bare() -> int:
+            n = 0
+            for f in shard:
+                t = pq.read_table(f, columns=["features", "label"])
+                x = t.column("features").combine_chunks().flatten().to_numpy().reshape(-1, width)
+                y = t.column("label").to_numpy()
+                for i in range(0, len(y) - batch + 1, batch):
+                    n += len(torch.from_numpy(y[i:i + batch]))
+                    torch.from_numpy(x[i:i + batch])
+            return n
+
+        plan = ShardPlan.for_dataset(str(path), 2, batch)
+        to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
+
+        def sparkdl_reader(buffer: int) -> Callable[[], int]:
+            def run() -> int:
+                reader = ShardReader(str(path), 0, 2, plan, buffer, 0, 4, to_tensors=to_tensors)
+                return sum(len(y) for _, y in reader.epoch(1))
+            return run
+
+        base = timed(bare, repeat=3)
+        unshuffled = timed(sparkdl_reader(0), repeat=3)
+        shuffled = timed(sparkdl_reader(100_000), repeat=3)
+    return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled,
+            "ratio_shuffled": ratio(shuffled["rows_per_sec"], base["rows_per_sec"]),
+            "ratio_unshuffled": ratio(unshuffled["rows_per_sec"], base["rows_per_sec"]),
+            "settings": {"rows": rows, "width": width, "batch": batch, "files": files, "ranks": 2,
+                         "shuffle_buffer": 100_000, "prefetch_batches": 4}}

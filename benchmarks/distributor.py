@@ -1,0 +1,120 @@
+"""Against Spark's own TorchDistributor (DDP over Gloo, one torchrun per barrier task):
+the same model, data, batch, epochs and number of processes; time to first step,
+training samples/s and total wall time for each.
+
+The TorchDistributor function is what its users write: load the split into memory,
+shard it like DistributedSampler, wrap the model in DDP, validate each epoch and let
+rank 0 save a checkpoint each epoch and the model at the end, as sparkdl does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from typing import Any, Dict
+
+import numpy as np
+
+from benchmarks.measure import ratio
+
+
+def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, epochs: int, lr: float,
+              seed: int, out_dir: str, called_at: float) -> Dict[str, Any]:
+    """Runs inside each torchrun process that TorchDistributor starts."""
+    import pyarrow.parquet as pq
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from sparkdl.models import build_model
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.set_num_threads(1)
+
+    def load(path):
+        t = pq.read_table(path, columns=["features", "label"])
+        feats = t.column("features").combine_chunks()
+        x = feats.flatten().to_numpy().reshape(len(t), -1).astype(np.float32)
+        return torch.from_numpy(x), torch.from_numpy(t.column("label").to_numpy().astype(np.int64))
+
+    x, y = load(train_path)
+    vx, vy = load(val_path)
+    vx, vy = vx[rank::world], vy[rank::world]
+    torch.manual_seed(seed)
+    model = DDP(build_model(spec))
+    opt = torch.optim.Adam(model.parameters(), lr=lr * world)
+    steps = len(y) // world // batch
+    first_step_at, epochs_out = None, []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed * 1000 + epoch))[rank::world]
+        t0 = time.perf_counter()
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if first_step_at is None:
+                first_step_at = time.time()
+        seconds = time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            correct = torch.tensor([float((model(vx).argmax(1) == vy).sum()), float(len(vy))])
+        dist.all_reduce(correct)
+        if rank == 0:
+            torch.save({"model": model.module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch},
+                       os.path.join(out_dir, f"checkpoint-{epoch}.pt"))
+        epochs_out.append({"samples_per_sec": steps * batch * world / seconds, "seconds": seconds,
+                           "val_accuracy": float(correct[0] / correct[1])})
+    if rank == 0:
+        torch.save(model.module.state_dict(), os.path.join(out_dir, "model.pt"))
+    dist.destroy_process_group()
+    return {"time_to_first_step_s": first_step_at - called_at, "epochs": epochs_out}
+
+
+def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str, Any]:
+    """sparkdl's ``train`` and TorchDistributor on the same prepared dataset."""
+    from pyspark import cloudpickle
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from sparkdl.models import model_spec
+    from sparkdl.training import train
+
+    t = dataclasses.replace(cfg.train, epochs=epochs)
+    cfg = dataclasses.replace(cfg, train=t)
+    t0 = time.perf_counter()
+    result = train(cfg, lake, spark=spark, manifest=manifest)
+    sparkdl_wall = time.perf_counter() - t0
+    history = result.metrics["history"]
+
+    spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # torchrun workers need not import benchmarks
+    with tempfile.TemporaryDirectory(dir=lake) as out_dir:
+        called_at = time.time()
+        t0 = time.perf_counter()
+        td = TorchDistributor(num_processes=t.ranks, local_mode=False, use_gpu=False).run(
+            ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs, t.lr,
+            t.seed, out_dir, called_at)
+        td_wall = time.perf_counter() - t0
+    steady = lambda rates: float(np.median(rates[1:] or rates))  # noqa: E731
+    ours = steady([h["samples_per_sec"] for h in history])
+    theirs = steady([e["samples_per_sec"] for e in td["epochs"]])
+    return {
+        "settings": {"ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs, "model": spec},
+        "sparkdl": {"time_to_first_step_s": result.metrics["train"]["time_to_first_step_s"],
+                    "samples_per_sec": round(ours, 1), "wall_seconds": round(sparkdl_wall, 2),
+                    "val_accuracy": round(history[-1]["val_accuracy"], 4)},
+        "torch_distributor": {"time_to_first_step_s": round(td["time_to_first_step_s"], 2),
+                              "samples_per_sec": round(theirs, 1), "wall_seconds": round(td_wall, 2),
+                              "val_accuracy": round(td["epochs"][-1]["val_accuracy"], 4)},
+        "ratio_samples_per_sec": ratio(ours, theirs),
+        "ratio_time_to_first_step": ratio(result.metrics["train"]["time_to_first_step_s"], td["time_to_first_step_s"]),
+        "ratio_wall": ratio(sparkdl_wall, td_wall),
+        "note": "its function reads the whole split into memory on every process (no streaming reader) and "
+                "starts a fresh torchrun per task; sparkdl's ranks run in Spark's reused Python workers",
+    }

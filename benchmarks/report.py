@@ -1,0 +1,86 @@
+"""The benchmark results as a markdown report (the JSON holds every number)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _table(header: List[str], rows: List[List[Any]]) -> List[str]:
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + \
+           ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
+def to_markdown(res: Dict[str, Any]) -> str:
+    m = res["machine"]
+    out = [f"# sparkdl benchmarks ({res['mode']}, {res['time']})", "",
+           f"{m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, torch {m['torch']}, Horovod "
+           f"{m['horovod']}, Spark {m['pyspark']}, pyarrow {m['pyarrow']}, Petastorm {m['petastorm']}; "
+           f"Spark {res.get('master', '?')}", "",
+           "Ratios are sparkdl / baseline from the same run: above 1 is faster for rates; "
+           "for times (TorchDistributor), below 1 is faster.", ""]
+    rows: List[List[Any]] = []
+    notes: List[str] = []
+    d = res.get("data_path")
+    if d:
+        rows.append(["1. data path, shuffled batches (rows/s, rank 0 of 2)", _n(d["sparkdl_shuffled"]["rows_per_sec"]),
+                     f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_shuffled"]])
+        rows.append(["1. data path, unshuffled", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
+                     f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_unshuffled"]])
+    e = res.get("end_to_end")
+    if e:
+        for t in e["training"]:
+            rows.append([f"2. training, {t['ranks']} ranks x batch {t['batch_per_rank']} (samples/s)",
+                         _n(t["sparkdl_samples_per_sec"]),
+                         f"{_n(t['plain_torch_samples_per_sec'])} plain torch, {t['plain_torch_threads']} threads, "
+                         f"batch {t['global_batch']}", t["ratio"]])
+            tl = t.get("horovod_timeline") or {}
+            if tl:
+                notes.append(f"Training at batch {t['batch_per_rank']}/rank: a step takes {t['step_ms']} ms; after "
+                             f"the backward it waits {tl['exposed_ms']} ms for the gradients (negotiation "
+                             f"{tl['negotiate_ms']} ms, Gloo allreduce {tl['allreduce_ms']} ms; Horovod timeline "
+                             f"of rank 0, {tl['steps']} steps).")
+    td = res.get("distributor")
+    if td:
+        s, o = td["sparkdl"], td["torch_distributor"]
+        rows.append(["4. vs TorchDistributor: time to first step (s)", s["time_to_first_step_s"],
+                     o["time_to_first_step_s"], td["ratio_time_to_first_step"]])
+        rows.append(["4. vs TorchDistributor: training samples/s", _n(s["samples_per_sec"]),
+                     _n(o["samples_per_sec"]), td["ratio_samples_per_sec"]])
+        rows.append(["4. vs TorchDistributor: total wall (s)", s["wall_seconds"], o["wall_seconds"], td["ratio_wall"]])
+        notes.append("TorchDistributor: " + td["note"] + ".")
+    if e:
+        sc = e["scoring"]
+        rows.append([f"5. scoring {sc['sparkdl_score']['rows']:,} Adult rows (rows/s)",
+                     _n(sc["sparkdl_score"]["rows_per_sec"]),
+                     f"{_n(sc['in_memory_one_process']['rows_per_sec'])} in memory", sc["ratio"]])
+    for run in (res.get("scale") or {}).get("runs", []):
+        if "scoring" in run:
+            sc = run["scoring"]
+            rows.append([f"5. scoring {run['rows']:,} synthetic rows (rows/s)", _n(sc["sparkdl_score"]["rows_per_sec"]),
+                         f"{_n(sc['in_memory_one_process']['rows_per_sec'])} in memory", sc["ratio"]])
+    out += _table(["what", "sparkdl", "baseline", "ratio"], rows) + [n + "\n" for n in notes]
+    if e:
+        out += [f"## 3. End to end on Adult: {e['wall_seconds']} s, then scoring", ""]
+        out += _table(list(e["stages"]), [[f"{v:.1f}" for v in e["stages"].values()]])
+        out += [f"Time to first step (cold Python workers): {e['time_to_first_step_s']} s. "
+                f"Scoring stages (s): {e['scoring']['stages']}.", ""]
+        bl = (e.get("baseline") or {}).get("logistic_regression", {})
+        out += [f"Test accuracy {e['test']['accuracy']:.4f} (AUC {e['test'].get('auc', float('nan')):.3f}); "
+                f"logistic regression {bl.get('accuracy', float('nan')):.4f}.", ""]
+    sc = res.get("scale")
+    if sc:
+        runs = sc["runs"]
+        stages = list(runs[-1]["stages"])
+        roles = sorted({r for run in runs for r in run["peak_memory_mib"]})
+        out += ["## 6. Scale: the synthetic job (seconds per stage, peak MiB per role)", ""]
+        out += _table(["rows", "wall"] + stages + [f"peak {r}" for r in roles],
+                      [[f"{run['rows']:,}", run["wall_seconds"]] + [run["stages"].get(k, "") for k in stages]
+                       + [_n(run["peak_memory_mib"].get(r, 0)) for r in roles] for run in runs])
+        out += [f"Rows grew x{sc['rows_growth']:g}; stage time grew {sc['stage_time_growth']}; "
+                f"peak memory grew {sc['peak_memory_growth']}.", ""]
+        out += ["Scoring stages (s): " + "; ".join(f"{run['rows']:,} rows {run['scoring']['stages']}" for run in runs),
+                ""]
+    return "\n".join(out)
