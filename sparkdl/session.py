@@ -28,6 +28,8 @@ DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
+    # Python workers fork from a daemon that has torch and Horovod imported already.
+    "spark.python.daemon.module": "sparkdl.launch.worker_daemon",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +32,17 @@ class StageClock:
             dt = time.monotonic() - t0
             self.add(name, dt)
             log.info("stage %s: %.1fs", name, dt)
+
+
+class Laps:
+    """Consecutive steps timed by one stopwatch: ``lap(name)`` records the time since the
+    previous lap (used for the launch, where each step starts as the last one ends)."""
+
+    def __init__(self, seconds: Optional[Dict[str, float]] = None) -> None:
+        self.seconds: Dict[str, float] = dict(seconds or {})
+        self._mark = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._mark, 3)
+        self._mark = now

@@ -145,6 +145,9 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                       "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
                       "devices": [r["device"] for r in results], "seconds": round(train_seconds, 2),
                       "time_to_first_step_s": launch_seconds,
+                      # where the launch went on rank 0; spark_task_start: submission → the task running
+                      "startup": {"spark_task_start": round(launch_seconds - sum(chief["startup"].values()), 3),
+                                  **chief["startup"]},
                       "identical_parameters": True},
             "validation": {"accuracy": history[-1]["val_accuracy"], "loss": history[-1]["val_loss"]} if history else {},
             "attempts": attempts,

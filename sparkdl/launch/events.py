@@ -4,6 +4,10 @@ The driver runs a small TCP server (JSON lines, one per event, each carrying a p
 token); every rank connects once. A failure reaches the driver at once, with its
 traceback tail, instead of after Spark has torn the stage down. Standard library only:
 both halves run anywhere.
+
+The same channel carries the launch's small exchanges (rank 0's rendezvous port, "every
+rank has finished"): a rank ``put``s a value and others ``get`` it, blocking until it is
+there. Spark's own ``allGather``/``barrier`` would do, but each call polls once a second.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ class EventServer:
         """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``)."""
         self.token = token
         self.events: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+        self._values: Dict[str, Any] = {}
+        self._values_changed = threading.Condition()
         outer = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -39,7 +45,15 @@ class EventServer:
                         event = json.loads(raw)
                     except ValueError:
                         continue
-                    if isinstance(event, dict) and event.pop("token", None) == outer.token:
+                    if not isinstance(event, dict) or event.pop("token", None) != outer.token:
+                        continue
+                    if event.get("type") == "put":
+                        outer._put(str(event.get("key")), event.get("value"))
+                    elif event.get("type") == "get":
+                        value = outer._wait_for(str(event.get("key")), float(event.get("timeout_s", 60)))
+                        self.wfile.write((json.dumps({"key": event.get("key"), "value": value}) + "\n").encode())
+                        self.wfile.flush()
+                    else:
                         event.setdefault("received", time.time())
                         outer.events.put(event)
 
@@ -64,6 +78,16 @@ class EventServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def _put(self, key: str, value: Any) -> None:
+        with self._values_changed:
+            self._values[key] = value
+            self._values_changed.notify_all()
+
+    def _wait_for(self, key: str, timeout_s: float) -> Any:
+        with self._values_changed:
+            self._values_changed.wait_for(lambda: key in self._values, timeout=timeout_s)
+            return self._values.get(key)
+
     def get(self, timeout: float) -> Optional[Dict[str, Any]]:
         """Next event, or None after ``timeout`` seconds."""
         try:
@@ -72,12 +96,19 @@ class EventServer:
             return None
 
 
+class ExchangeError(RuntimeError):
+    """A launch value could not be exchanged through the driver."""
+
+
 class EventClient:
-    """Rank side: sends events to the driver. Never raises: progress is best effort."""
+    """Rank side: sends events to the driver (never raises: progress is best effort), and
+    exchanges launch values through it (raises :class:`ExchangeError`: a launch cannot go on)."""
 
     def __init__(self, address: Optional[str], token: str, rank: int, connect_timeout_s: float = 10.0):
         self.rank = rank
         self.token = token
+        self.address = address
+        self._timeout_s = connect_timeout_s
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
         if address:
@@ -101,6 +132,41 @@ class EventClient:
             except OSError as e:
                 log.warning("rank %d lost the driver's event server (%s)", self.rank, e)
                 self._sock = None
+
+    def _require_connection(self) -> None:
+        if self._sock is None:
+            raise ExchangeError(
+                f"rank {self.rank} cannot reach the driver's event server at {self.address}: executors must reach "
+                "the driver (check spark.driver.host, spark.driver.bindAddress and firewalls)")
+
+    def put(self, key: str, value: Any) -> None:
+        self._require_connection()
+        self.send("put", key=key, value=value)
+
+    def get_value(self, key: str, timeout_s: float) -> Any:
+        """The value some rank ``put`` under ``key``; waits up to ``timeout_s`` for it."""
+        self._require_connection()
+        with self._lock:
+            try:
+                self._sock.settimeout(timeout_s + 10)
+                self._sock.sendall((json.dumps({"type": "get", "key": key, "timeout_s": timeout_s, "rank": self.rank,
+                                                "token": self.token}) + "\n").encode())
+                reply = b""
+                while not reply.endswith(b"\n"):
+                    chunk = self._sock.recv(65536)
+                    if not chunk:
+                        raise ExchangeError(f"the driver closed the event channel while rank {self.rank} "
+                                            f"waited for {key!r}")
+                    reply += chunk
+            except OSError as e:
+                raise ExchangeError(f"rank {self.rank} lost the driver's event server waiting for {key!r}: {e}")
+            finally:
+                if self._sock is not None:
+                    self._sock.settimeout(self._timeout_s)
+        value = json.loads(reply)["value"]
+        if value is None:
+            raise ExchangeError(f"rank {self.rank} waited {timeout_s:.0f}s for {key!r} from another rank")
+        return value
 
     def close(self) -> None:
         if self._sock is not None:

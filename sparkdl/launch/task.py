@@ -1,13 +1,13 @@
 """Executor side of the barrier stage: one task becomes one Horovod rank.
 
 Each task derives the same host plan from the barrier tasks' addresses; the rank-0
-task runs Horovod's rendezvous server and shares its port with ``allGather``; every
-task exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo and runs the
+task runs Horovod's rendezvous server and shares its port through the driver's event
+channel (Spark's ``allGather`` would cost a second: it polls once a second); every task
+exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo and runs the
 user function. Failures are sent to the driver at once with their traceback tail.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import traceback
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from sparkdl.launch.devices import select_device, task_resources
-from sparkdl.launch.events import EventClient
+from sparkdl.launch.events import EventClient, ExchangeError
 from sparkdl.launch.plan import host_plan, hosts_string, interface_for, resolve_ip
+from sparkdl.stages import Laps
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class RankContext:
     attempt: int
     device: str
     events: EventClient
+    #: Seconds each launch step took on this rank (rendezvous, imports, hvd.init), so the
+    #: user function can add its own and report where time to the first step went.
+    startup: Dict[str, float] = field(default_factory=dict)
 
     @property
     def is_chief(self) -> bool:
@@ -67,6 +71,22 @@ def _report_error(events: EventClient, exc: BaseException) -> None:
     events.send("error", exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc))
 
 
+RENDEZVOUS_PORT = "rendezvous_port"
+
+
+def _wait_until_all_finished(events: EventClient, rank: int, size: int, timeout_s: float) -> None:
+    """Rank 0 hosts the rendezvous server, so it waits until every rank is past hvd.shutdown()."""
+    if rank != 0:
+        events.put(f"finished.{rank}", True)
+        return
+    for other in range(1, size):
+        try:
+            events.get_value(f"finished.{other}", timeout_s)
+        except ExchangeError as e:  # the run itself is done: do not fail it over this
+            log.warning("not waiting any longer for rank %d to finish: %s", other, e)
+            return
+
+
 def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
                      _rows: Iterator[Any]) -> Iterator[bytes]:
     """Body of each barrier task (used with ``rdd.barrier().mapPartitions``)."""
@@ -75,6 +95,8 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
 
     ctx = BarrierTaskContext.get()
     pid = ctx.partitionId()
+    laps = Laps()
+
     events = EventClient(settings.event_address, settings.token, rank=pid)
     server = None
     reported = False
@@ -83,7 +105,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         slot = plan[pid]
         events.rank = slot.rank
         events.send("started", partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
-        port = None
+        laps.lap("host_plan")
         if slot.rank == 0:
             from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
             from horovod.runner.http.http_server import RendezvousServer
@@ -91,13 +113,16 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
             server = RendezvousServer()
             port = server.start()
             server.init(get_host_assignments(parse_hosts(hosts_string(plan)), len(plan)))
-        ports = [json.loads(m)["port"] for m in ctx.allGather(json.dumps({"port": port}))]
+            events.put(RENDEZVOUS_PORT, port)
+        else:
+            port = int(events.get_value(RENDEZVOUS_PORT, settings.rendezvous_timeout_s))
+        laps.lap("rendezvous")
         chief = next(s for s in plan if s.rank == 0)
         my_ip = resolve_ip(slot.hostname)
         iface = interface_for(my_ip)
         env = {
             "HOROVOD_GLOO_RENDEZVOUS_ADDR": resolve_ip(chief.hostname),
-            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(next(p for p in ports if p)),
+            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
             "HOROVOD_CONTROLLER": "gloo",
             "HOROVOD_CPU_OPERATIONS": "gloo",
             "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(settings.rendezvous_timeout_s)),
@@ -111,6 +136,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         import horovod.torch as hvd
         import torch
 
+        laps.lap("import_torch_horovod")
         device, note = select_device(task_resources(), torch.cuda.is_available(),
                                      torch.cuda.device_count() if torch.cuda.is_available() else 0,
                                      hvd.nccl_built())
@@ -119,10 +145,11 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
         hvd.init()
+        laps.lap("hvd_init")
         if hvd.rank() != slot.rank or hvd.size() != slot.size:
             raise RuntimeError(f"hvd.init() gave rank {hvd.rank()}/{hvd.size()}, plan said {slot.rank}/{slot.size}")
         rc = RankContext(slot.rank, slot.size, slot.local_rank, slot.local_size, slot.cross_rank,
-                         slot.cross_size, pid, settings.attempt, device, events)
+                         slot.cross_size, pid, settings.attempt, device, events, laps.seconds)
         try:
             result = fn(rc)
         except BaseException as exc:
@@ -134,7 +161,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         finally:
             hvd.shutdown()
         events.send("done")
-        ctx.barrier()  # the rendezvous server outlives every rank's use of it
+        _wait_until_all_finished(events, slot.rank, slot.size, settings.rendezvous_timeout_s)
         yield cloudpickle.dumps((slot.rank, result))
     except BaseException as exc:
         if not reported:

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 from sparkdl.config import TrainConfig
 from sparkdl.launch.task import RankContext
 from sparkdl.models import build_model, freeze, load_matching, save_model, WEIGHTS
+from sparkdl.stages import Laps
 from sparkdl.train.checkpoints import load_latest, save_checkpoint
 from sparkdl.train.faults import FaultSpec
 from sparkdl.train.reader import ShardPlan, ShardReader
@@ -110,6 +111,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     import torch.nn.functional as F
 
     t = spec.train
+    laps = Laps(ctx.startup)
     torch.set_num_threads(_task_cpus())
     torch.manual_seed(t.seed * 1000 + ctx.rank)
     device = torch.device(ctx.device)
@@ -124,6 +126,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     model.to(device)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     base_opt = _optimizer(t.optimizer, [p for _, p in named], t.lr * lr_scale(ctx.size, t.lr_scaling), t.weight_decay)
+    laps.lap("model_and_optimizer")
 
     start_epoch, history = 0, []
     if ctx.is_chief:
@@ -137,6 +140,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     hvd.broadcast_optimizer_state(base_opt, root_rank=0)
     start_epoch, history = hvd.broadcast_object((start_epoch, history), root_rank=0, name="resume")
+    laps.lap("resume_and_broadcast")
 
     k = t.backward_passes_per_step
     compression = hvd.Compression.fp16 if t.compression == "fp16" else hvd.Compression.none
@@ -146,6 +150,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
     reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.shuffle_buffer, t.seed, t.prefetch_batches,
                          spec.features, spec.label, to_tensors)
+    laps.lap("shard_plan")
     val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
                              spec.features, spec.label, to_tensors)
     use_cuda = device.type == "cuda"
@@ -164,6 +169,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         loss_sum = torch.zeros((), dtype=torch.float64)
         rows = 0
         for step, (x, y) in enumerate(reader.epoch(epoch)):
+            if first_step_at is None:
+                laps.lap("first_batch")
             if spec.fault is not None:
                 spec.fault.at_step(ctx.rank, epoch, step, ctx.attempt)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -184,6 +191,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             rows += len(y)
             if first_step_at is None:
                 first_step_at = time.time()
+                laps.lap("first_step")
+                if ctx.is_chief:
+                    ctx.report("log", level="info", message="startup (s): " + ", ".join(
+                        f"{k} {v:.2f}" for k, v in laps.seconds.items()))
         seconds = time.perf_counter() - t0
         total_loss, total_rows = _allreduce_sums([float(loss_sum), float(rows)], f"train.{epoch}")
         metrics = evaluate(model, val_reader, device, max(t.batch_size, 1024), epoch)
@@ -201,5 +212,5 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         save_model(model, spec.model_spec, Path(spec.model_dir))
     return {"rank": ctx.rank, "digest": parameter_digest(model), "steps_per_epoch": plan.steps,
             "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
-            "first_step_at": first_step_at or time.time(),
+            "first_step_at": first_step_at or time.time(), "startup": laps.seconds,
             "history": history if ctx.is_chief else None}

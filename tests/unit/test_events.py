@@ -1,3 +1,4 @@
+import pytest
 
 from sparkdl.launch.driver import error_from_spark
 from sparkdl.launch.errors import TrainingError
@@ -42,3 +43,27 @@ def test_server_listens_on_one_address_and_advertises_another():
         assert server.address.startswith("127.0.0.1:")
         EventClient(server.address, "t", rank=0).send("started")
         assert server.get(timeout=5)["type"] == "started"
+
+
+def test_ranks_exchange_values_through_the_driver_without_polling():
+    import threading
+    import time
+
+    from sparkdl.launch.events import ExchangeError
+
+    with EventServer("127.0.0.1", "t") as server:
+        waiter, giver = EventClient(server.address, "t", rank=1), EventClient(server.address, "t", rank=0)
+        got = {}
+        t = threading.Thread(target=lambda: got.update(port=waiter.get_value("rendezvous_port", 10)))
+        t0 = time.monotonic()
+        t.start()
+        time.sleep(0.2)
+        giver.put("rendezvous_port", 4242)
+        t.join(5)
+        assert got == {"port": 4242} and time.monotonic() - t0 < 1.0  # answered on arrival, not on a poll
+        giver.send("epoch", epoch=1)  # events still flow; exchanges never show up as events
+        assert server.get(timeout=2)["type"] == "epoch" and server.get(timeout=0.2) is None
+        with pytest.raises(ExchangeError, match="waited 0s for 'finished.3'"):
+            waiter.get_value("finished.3", 0.3)
+    with pytest.raises(ExchangeError, match="cannot reach the driver's event server at 127.0.0.1:1"):
+        EventClient("127.0.0.1:1", "t", rank=2, connect_timeout_s=0.5).get_value("rendezvous_port", 1)
