@@ -27,7 +27,7 @@ def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
     """A finished run's steady samples/s against plain torch at the same global batch and cores."""
     ranks = result.metrics["train"]["ranks"]
     spec = json.loads((result.path / "model" / "spec.json").read_text())
-    plain = plain_torch_training(*load_split(train_path), spec, batch_size * ranks, epochs=3, threads=ranks)
+    plain = plain_torch_training(*load_split(train_path), spec, batch_size * ranks, epochs=6, threads=ranks)
     history = result.metrics["history"]
     rate = _steady_rate(history)
     return {"batch_per_rank": batch_size, "global_batch": batch_size * ranks, "ranks": ranks,
