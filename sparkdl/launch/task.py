@@ -96,7 +96,6 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
     ctx = BarrierTaskContext.get()
     pid = ctx.partitionId()
     laps = Laps()
-
     events = EventClient(settings.event_address, settings.token, rank=pid)
     server = None
     reported = False
