@@ -15,15 +15,14 @@ import tempfile
 import time
 from typing import Any, Dict
 
-import numpy as np
-
-from benchmarks.measure import ratio
+from benchmarks import baselines
+from benchmarks.baselines import load_split
+from benchmarks.measure import ratio, steady_rate
 
 
 def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, epochs: int, lr: float,
               seed: int, out_dir: str, called_at: float) -> Dict[str, Any]:
     """Runs inside each torchrun process that TorchDistributor starts."""
-    import pyarrow.parquet as pq
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -35,14 +34,8 @@ def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, 
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(1)
 
-    def load(path):
-        t = pq.read_table(path, columns=["features", "label"])
-        feats = t.column("features").combine_chunks()
-        x = feats.flatten().to_numpy().reshape(len(t), -1).astype(np.float32)
-        return torch.from_numpy(x), torch.from_numpy(t.column("label").to_numpy().astype(np.int64))
-
-    x, y = load(train_path)
-    vx, vy = load(val_path)
+    x, y = load_split(train_path)
+    vx, vy = load_split(val_path)
     vx, vy = vx[rank::world], vy[rank::world]
     torch.manual_seed(seed)
     model = DDP(build_model(spec))
@@ -93,7 +86,8 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
     history = result.metrics["history"]
 
     spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # torchrun workers need not import benchmarks
+    for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
+        cloudpickle.register_pickle_by_value(module)
     with tempfile.TemporaryDirectory(dir=lake) as out_dir:
         called_at = time.time()
         t0 = time.perf_counter()
@@ -101,9 +95,8 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
             ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs, t.lr,
             t.seed, out_dir, called_at)
         td_wall = time.perf_counter() - t0
-    steady = lambda rates: float(np.median(rates[1:] or rates))  # noqa: E731
-    ours = steady([h["samples_per_sec"] for h in history])
-    theirs = steady([e["samples_per_sec"] for e in td["epochs"]])
+    ours = steady_rate([h["samples_per_sec"] for h in history])
+    theirs = steady_rate([e["samples_per_sec"] for e in td["epochs"]])
     return {
         "settings": {"ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs, "model": spec},
         "sparkdl": {"time_to_first_step_s": result.metrics["train"]["time_to_first_step_s"],

@@ -12,15 +12,10 @@ from typing import Any, Dict
 import numpy as np
 
 from benchmarks.baselines import load_split, plain_torch_scoring, plain_torch_training
-from benchmarks.measure import ratio, timed
+from benchmarks.measure import ratio, steady_rate, timed
 from benchmarks.timeline import step_breakdown
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _steady_rate(history) -> float:
-    rates = [h["samples_per_sec"] for h in history[1:]] or [history[0]["samples_per_sec"]]
-    return float(np.median(rates))
 
 
 def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
@@ -29,7 +24,7 @@ def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
     spec = json.loads((result.path / "model" / "spec.json").read_text())
     plain = plain_torch_training(*load_split(train_path), spec, batch_size * ranks, epochs=6, threads=ranks)
     history = result.metrics["history"]
-    rate = _steady_rate(history)
+    rate = steady_rate([h["samples_per_sec"] for h in history])
     return {"batch_per_rank": batch_size, "global_batch": batch_size * ranks, "ranks": ranks,
             "sparkdl_samples_per_sec": round(rate, 1), "plain_torch_samples_per_sec": round(plain, 1),
             "ratio": ratio(rate, plain), "plain_torch_threads": ranks,

@@ -21,6 +21,13 @@ def timed(fn: Callable[[], int], repeat: int = 1) -> Dict[str, float]:
     return {"seconds": round(best, 4), "rows": rows, "rows_per_sec": round(rows / best, 1)}
 
 
+def steady_rate(rates: List[float]) -> float:
+    """The median per-epoch rate after the first epoch (which pays for warm-up)."""
+    import statistics
+
+    return float(statistics.median(rates[1:] or rates))
+
+
 def ratio(value: float, baseline: float) -> float:
     return round(value / baseline, 3) if baseline else float("nan")
 
