@@ -31,11 +31,16 @@ def _uniform(seed: int, stream: int):
     return (F.pmod(h, F.lit(2 ** 31 - 1)) + F.lit(0.5)) / F.lit(float(2 ** 31 - 1))
 
 
+#: Rows per generated partition when none is asked for: a partition is cached and
+#: written as one unit, so it must stay far below an executor's heap at any row count.
+ROWS_PER_PARTITION = 500_000
+
+
 def synthetic_frame(spark, rows: int, seed: int = 0, partitions: int = 0):
     """A DataFrame of ``rows`` synthetic rows (lazily generated on the executors)."""
     from pyspark.sql import functions as F
 
-    n_parts = partitions or max(1, spark.sparkContext.defaultParallelism)
+    n_parts = partitions or max(1, spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_PARTITION))
     df = spark.range(0, rows, 1, n_parts)
     cols, logit = [], F.lit(-0.3)
     for i, name in enumerate(NUMERIC):  # standard normals via Box-Muller

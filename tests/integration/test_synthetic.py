@@ -15,6 +15,12 @@ def test_same_rows_whatever_the_partitioning(spark_local):
     assert a != c
 
 
+def test_partitions_stay_bounded_as_rows_grow(spark_local):
+    # 10 M rows in 2 partitions ran an executor with a 1 GiB heap out of memory while caching
+    assert synthetic.synthetic_frame(spark_local, 10_000_000).rdd.getNumPartitions() == 20
+    assert synthetic.synthetic_frame(spark_local, 1000).rdd.getNumPartitions() == 2  # local[2] parallelism
+
+
 def test_label_is_learnable_and_both_classes_occur(spark_local):
     df = synthetic.synthetic_frame(spark_local, 20000, seed=1)
     pos = df.where(f"{synthetic.LABEL} = '{synthetic.CLASSES[1]}'").count() / 20000
