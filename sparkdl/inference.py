@@ -99,7 +99,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
 
     from sparkdl.config import parse_config
     from sparkdl.features import to_training_frame
-    from sparkdl.ingest import ingest
+    from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
 
     run = Path(run_dir)
@@ -119,7 +119,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
         preds.write.mode("overwrite").parquet(output_path)
     with clock.stage("verify"):
         scored = spark.read.parquet(output_path).count()
-    accepted.unpersist()
+    release(accepted)
     if scored != report.accepted:
         raise RuntimeError(f"scored {scored} rows but {report.accepted} were accepted: rows were lost")
     log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, output_path)

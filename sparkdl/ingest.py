@@ -47,6 +47,16 @@ class IngestReport:
                 "quarantine_path": self.quarantine_path}
 
 
+_CACHE = "_sparkdl_ingest_cache"
+
+
+def release(accepted) -> None:
+    """Drop the cache behind a frame :func:`ingest` returned. ``accepted.unpersist()`` would
+    not: the cache belongs to the validated frame it derives from, and left alone it lasts
+    as long as the session, one per ingest."""
+    getattr(accepted, _CACHE, accepted).unpersist()
+
+
 def resolve_path(path: str) -> str:
     """``embedded:adult/adult.data.csv.gz`` → the file shipped in the package; others unchanged."""
     if not path.startswith(EMBEDDED_PREFIX):
@@ -212,6 +222,7 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: str, quarantine_
             report_path = quarantine_dir
         log.warning("data.%s: quarantined %d of %d rows %s", key, bad, total, reasons)
     good = checked.where(F.col(REASON).isNull()).drop(REASON, FILE)
+    setattr(good, _CACHE, checked)  # for release(): the cache belongs to ``checked``
     report = IngestReport(path, total, accepted, bad, reasons, report_path)
     log.info("ingest %s: %d rows in, %d accepted, %d quarantined", path, total, accepted, bad)
     return good, report

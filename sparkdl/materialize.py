@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from sparkdl import features as feats
 from sparkdl.config import JobConfig
-from sparkdl.ingest import RAW, ingest
+from sparkdl.ingest import RAW, ingest, release
 from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
 from sparkdl.stages import StageClock
 
@@ -152,7 +152,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                 raise DatasetTooSmallError(
                     f"the {split} split has {rows} rows, fewer than materialize.max_ranks={m.max_ranks}; "
                     "every rank needs data. Add data, lower max_ranks, or change validation_fraction.")
-        accepted.unpersist()
+        release(accepted)
+        if cfg.data.test:
+            release(splits["test"])
         quarantine = {"train": report.to_dict()}
         if test_report is not None:
             quarantine["test"] = test_report.to_dict()

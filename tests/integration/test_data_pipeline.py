@@ -11,7 +11,7 @@ import pytest
 
 from sparkdl.config import load_config
 from sparkdl.features import FEATURES, LABEL, MISSING, to_training_frame
-from sparkdl.ingest import BadDataError, ingest, resolve_path
+from sparkdl.ingest import BadDataError, ingest, release, resolve_path
 from sparkdl.lake import Lake
 from sparkdl.materialize import MANIFEST, Manifest
 from sparkdl.workflow import prepare
@@ -85,6 +85,10 @@ def test_split_is_deterministic_whatever_the_partitioning(spark_local, adult_con
     one = sorted(r[RAW] for r in accepted.coalesce(1).where(flag).select(RAW).collect())
     many = sorted(r[RAW] for r in accepted.repartition(7).where(flag).select(RAW).collect())
     assert one == many and len(one) == m.splits["validation"]
+    cache = accepted._sparkdl_ingest_cache
+    assert cache.storageLevel.useDisk  # the validated rows are cached for the passes that follow
+    release(accepted)  # accepted.unpersist() would leave that cache for the rest of the session
+    assert not cache.storageLevel.useDisk and not cache.storageLevel.useMemory
 
 
 def test_manifest_round_trips_and_is_current(prepared, adult_cfg):
