@@ -197,7 +197,9 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: str, quarantine_
     resolved = resolve_path(path)
     precheck(data, schema, resolved, key)
     checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label)
-    checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+    # DISK_ONLY: blocks stream to disk; MEMORY_AND_DISK unrolls whole partitions in the heap first
+    # and ran 1 GiB executors out of memory at 10 M rows.
+    checked = checked.persist(StorageLevel.DISK_ONLY)
     stats = checked.groupBy(F.col(REASON).isNull().alias("ok")).count().collect()
     counts = {row["ok"]: row["count"] for row in stats}
     accepted, bad = counts.get(True, 0), counts.get(False, 0)
