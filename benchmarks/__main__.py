@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from benchmarks.measure import machine
-from benchmarks.report import to_markdown
+from benchmarks.report import pairs, to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 PARTS = ("data_path", "end_to_end", "distributor", "scale")
@@ -88,7 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
-    md = to_markdown(res) + f"\nBenchmark time per part (s): {res['seconds']}\n"
+    md = to_markdown(res) + f"\nBenchmark time per part (s): {pairs(res['seconds'])}.\n"
     stem.with_suffix(".md").write_text(md)
     sys.stdout.write(md)
     log.info("written: %s.json, %s.md", stem, stem)

@@ -8,6 +8,12 @@ def _n(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def pairs(values: Dict[str, Any], unit: str = "") -> str:
+    """``{'ingest': 3.3, 'train': 10.2}`` → ``ingest 3.3x, train 10.2x`` (with ``unit="x"``)."""
+    return ", ".join(f"{k.replace('_', ' ')} {v:g}{unit}" if isinstance(v, (int, float)) else f"{k} {v}"
+                     for k, v in values.items())
+
+
 def _table(header: List[str], rows: List[List[Any]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + \
            ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
@@ -66,7 +72,7 @@ def to_markdown(res: Dict[str, Any]) -> str:
         out += [f"## 3. End to end on Adult: {e['wall_seconds']} s, then scoring", ""]
         out += _table(list(e["stages"]), [[f"{v:.1f}" for v in e["stages"].values()]])
         out += [f"Time to first step (cold Python workers): {e['time_to_first_step_s']} s. "
-                f"Scoring stages (s): {e['scoring']['stages']}.", ""]
+                f"Scoring stages (s): {pairs(e['scoring']['stages'])}.", ""]
         bl = (e.get("baseline") or {}).get("logistic_regression", {})
         out += [f"Test accuracy {e['test']['accuracy']:.4f} (AUC {e['test'].get('auc', float('nan')):.3f}); "
                 f"logistic regression {bl.get('accuracy', float('nan')):.4f}.", ""]
@@ -79,8 +85,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
         out += _table(["rows", "wall"] + stages + [f"peak {r}" for r in roles],
                       [[f"{run['rows']:,}", run["wall_seconds"]] + [run["stages"].get(k, "") for k in stages]
                        + [_n(run["peak_memory_mib"].get(r, 0)) for r in roles] for run in runs])
-        out += [f"Rows grew x{sc['rows_growth']:g}; stage time grew {sc['stage_time_growth']}; "
-                f"peak memory grew {sc['peak_memory_growth']}.", ""]
-        out += ["Scoring stages (s): " + "; ".join(f"{run['rows']:,} rows {run['scoring']['stages']}" for run in runs),
-                ""]
+        out += [f"Rows grew x{sc['rows_growth']:g}; stage time grew {pairs(sc['stage_time_growth'], 'x')}; "
+                f"peak memory grew {pairs(sc['peak_memory_growth'], 'x')}.", ""]
+        out += ["Scoring stages (s): " + "; ".join(
+            f"{run['rows']:,} rows: {pairs(run['scoring']['stages'])}" for run in runs if "scoring" in run), ""]
     return "\n".join(out)
