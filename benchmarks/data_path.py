@@ -1,6 +1,7 @@
 """Data path: samples/s the training loop receives from sparkdl's reader (shuffled
 float32 batches, one rank of two) against a bare pyarrow → numpy → torch loop over the
-same Parquet files with the same batch size."""
+same Parquet files with the same batch size; and the same reader with Petastorm's own
+decoder, the one users of Petastorm's loaders get."""
 from __future__ import annotations
 
 import tempfile
@@ -52,17 +53,20 @@ def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 
         plan = ShardPlan.for_dataset(str(path), 2, batch)
         to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
 
-        def sparkdl_reader(buffer: int) -> Callable[[], int]:
+        def sparkdl_reader(buffer: int, decoder: str = "pyarrow") -> Callable[[], int]:
             def run() -> int:
-                reader = ShardReader(str(path), 0, 2, plan, buffer, 0, 4, to_tensors=to_tensors)
+                reader = ShardReader(str(path), 0, 2, plan, buffer, 0, 4, to_tensors=to_tensors, decoder=decoder)
                 return sum(len(y) for _, y in reader.epoch(1))
             return run
 
         base = timed(bare, repeat=3)
         unshuffled = timed(sparkdl_reader(0), repeat=3)
         shuffled = timed(sparkdl_reader(100_000), repeat=3)
+        petastorm = timed(sparkdl_reader(100_000, "petastorm"), repeat=3)
     return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled,
+            "petastorm_decoder_shuffled": petastorm,
             "ratio_shuffled": ratio(shuffled["rows_per_sec"], base["rows_per_sec"]),
             "ratio_unshuffled": ratio(unshuffled["rows_per_sec"], base["rows_per_sec"]),
+            "ratio_petastorm_decoder": ratio(petastorm["rows_per_sec"], base["rows_per_sec"]),
             "settings": {"rows": rows, "width": width, "batch": batch, "files": files, "ranks": 2,
                          "shuffle_buffer": 100_000, "prefetch_batches": 4}}

@@ -35,6 +35,10 @@ def to_markdown(res: Dict[str, Any]) -> str:
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_shuffled"]])
         rows.append(["1. data path, unshuffled", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_unshuffled"]])
+        if "petastorm_decoder_shuffled" in d:
+            rows.append(["1. data path, shuffled, `train.reader: petastorm`",
+                         _n(d["petastorm_decoder_shuffled"]["rows_per_sec"]),
+                         f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_petastorm_decoder"]])
     e = res.get("end_to_end")
     if e:
         for t in e["training"]:

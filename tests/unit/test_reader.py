@@ -4,7 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.train.reader import Prefetcher, ShardPlan, ShardReader, shard_rows, shuffled_batches
+from sparkdl.train.reader import (DECODERS, Prefetcher, ShardPlan, ShardReader, feature_matrix, shard_rows,
+                                  shuffled_batches)
 
 
 @pytest.fixture
@@ -21,13 +22,14 @@ def dataset(tmp_path):
     return str(tmp_path), rid
 
 
-def test_every_row_once_across_ranks_every_time(dataset):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_every_row_once_across_ranks_every_time(dataset, decoder):
     path, total = dataset
     plan = ShardPlan.for_dataset(path, 2, 10)
     for _ in range(20):  # Petastorm's thread pool dropped row groups at random; this must not
         seen = []
         for rank in (0, 1):
-            reader = ShardReader(path, rank, 2, plan, 0, 0, 0)
+            reader = ShardReader(path, rank, 2, plan, 0, 0, 0, decoder=decoder)
             seen.extend(int(v) for x, _ in reader.all_rows(64) for v in x[:, 0])
         assert sorted(seen) == list(range(total))
 
@@ -37,16 +39,52 @@ def test_shard_rows_follow_petastorms_assignment(dataset):
     rows = shard_rows(path, 3)
     assert sum(rows) == total
     for rank in range(3):
-        reader = ShardReader(path, rank, 3, ShardPlan(rows, 1, 1), 0, 0, 0)
+        reader = ShardReader(path, rank, 3, ShardPlan(rows, 1, 1), 0, 0, 0, decoder="petastorm")
         assert sum(len(y) for _, y in reader.all_rows(1000)) == rows[rank]
 
 
-def test_equal_steps_and_seeded_shuffle(dataset):
+def test_pyarrow_decoder_reads_exactly_what_petastorm_gives_each_rank(dataset):
+    path, _ = dataset
+    plan = ShardPlan(shard_rows(path, 3), 1, 1)
+    for rank in range(3):
+        got = {}
+        for decoder in DECODERS:
+            batches = list(ShardReader(path, rank, 3, plan, 0, 0, 0, decoder=decoder).all_rows(1000))
+            x, y = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+            assert x.dtype == np.float32 and y.dtype == np.int64 and x.flags.c_contiguous
+            got[decoder] = (x, y)
+        assert np.array_equal(got["pyarrow"][0], got["petastorm"][0])  # same rows, same order
+        assert np.array_equal(got["pyarrow"][1], got["petastorm"][1])
+
+
+def test_feature_matrix_takes_fixed_and_variable_size_lists():
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 3)
+    assert np.array_equal(feature_matrix(fixed, "features", "f"), x)
+    sliced = fixed.cast(pa.list_(pa.float64())).slice(1, 2)  # offsets not starting at 0; doubles
+    out = feature_matrix(pa.chunked_array([sliced]), "features", "f")
+    assert out.dtype == np.float32 and np.array_equal(out, x[1:3])
+
+
+@pytest.mark.parametrize("column, message", [
+    (pa.array([[1.0, 2.0], [3.0]], pa.list_(pa.float32())), r"'features' in part-7.*row 1 .* 1 values, row 0 has 2"),
+    (pa.array([[1.0, 2.0], None], pa.list_(pa.float32())), r"'features' in part-7 has 1 null rows"),
+    (pa.array([[1.0, None]], pa.list_(pa.float32())), r"'features' in part-7 has 1 null values inside"),
+    (pa.array([1.0, 2.0], pa.float32()), r"'features' in part-7 is float, not an array column"),
+])
+def test_feature_matrix_names_the_column_and_file_of_bad_storage(column, message):
+    with pytest.raises(ValueError, match=message):
+        feature_matrix(column, "features", "part-7")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_equal_steps_and_seeded_shuffle(dataset, decoder):
     path, _ = dataset
     plan = ShardPlan.for_dataset(path, 2, 32, multiple_of=2)
     assert plan.steps == (min(plan.rows_per_shard) // 32) // 2 * 2
     def epoch(rank, e, seed=5):
-        return [x[:, 0].copy() for x, _ in ShardReader(path, rank, 2, plan, 200, seed, 2).epoch(e)]
+        reader = ShardReader(path, rank, 2, plan, 200, seed, 2, decoder=decoder)
+        return [x[:, 0].copy() for x, _ in reader.epoch(e)]
     a, b = epoch(0, 1), epoch(1, 1)
     assert len(a) == len(b) == plan.steps and all(len(x) == 32 for x in a + b)
     assert all(np.array_equal(x, y) for x, y in zip(a, epoch(0, 1)))  # same seed, same epoch: same order
@@ -68,6 +106,11 @@ def test_too_few_rows_for_one_step_is_a_clear_error(dataset):
     path, _ = dataset
     with pytest.raises(ValueError, match="fewer than one step"):
         ShardPlan.for_dataset(path, 2, 10_000)
+
+
+def test_unknown_decoder_is_a_clear_error(dataset):
+    with pytest.raises(ValueError, match="train.reader='arrow'"):
+        ShardReader(dataset[0], 0, 2, ShardPlan([1, 1], 1, 1), 0, 0, 0, decoder="arrow")
 
 
 def test_prefetcher_reraises_producer_errors():
