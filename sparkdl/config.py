@@ -183,7 +183,7 @@ class TrainConfig:
     shuffle_buffer: int = 10000
     prefetch_batches: int = 4
     #: How ranks decode row groups: pyarrow straight into one matrix per row group, or
-    #: Petastorm's batch reader (a numpy array per row, then stacked; about 2.5x slower).
+    #: Petastorm's batch reader (a numpy array per row, then stacked; less than half the rate).
     reader: Literal["pyarrow", "petastorm"] = "pyarrow"
     seed: int = 0
     init_from: Optional[str] = None

@@ -10,7 +10,7 @@ epoch, so no rank waits in an allreduce that another never joins.
 Two decoders read a rank's row groups. ``pyarrow`` (the default) reads each row group's
 array column straight into one contiguous float32 matrix (no per-row objects);
 ``petastorm`` uses Petastorm's own batch reader, which converts every row's array to its
-own numpy array and stacks them (about a third of the pyarrow decoder's rate).
+own numpy array and stacks them (less than half the pyarrow decoder's rate).
 """
 from __future__ import annotations
 
