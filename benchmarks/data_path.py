@@ -1,7 +1,8 @@
 """Data path: samples/s the training loop receives from sparkdl's reader (shuffled
 float32 batches, one rank of two) against a bare pyarrow → numpy → torch loop over the
-same Parquet files with the same batch size; and the same reader with Petastorm's own
-decoder, the one users of Petastorm's loaders get."""
+same Parquet files with the same batch size; the same reader with Petastorm's own
+decoder; and Petastorm's ``BatchedDataLoader`` with its defaults (the loader users of
+Petastorm pick) and the same shuffle buffer."""
 from __future__ import annotations
 
 import tempfile
@@ -59,14 +60,30 @@ def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 
                 return sum(len(y) for _, y in reader.epoch(1))
             return run
 
+        def petastorm_loader() -> int:
+            import warnings
+
+            from petastorm import make_batch_reader
+            from petastorm.pytorch import BatchedDataLoader
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with make_batch_reader(f"file://{path}", schema_fields=["features", "label"], cur_shard=0,
+                                       shard_count=2, num_epochs=1) as reader:
+                    loader = BatchedDataLoader(reader, batch_size=batch, shuffling_queue_capacity=100_000)
+                    return sum(len(b["label"]) for b in loader)
+
         base = timed(bare, repeat=3)
         unshuffled = timed(sparkdl_reader(0), repeat=3)
         shuffled = timed(sparkdl_reader(100_000), repeat=3)
         petastorm = timed(sparkdl_reader(100_000, "petastorm"), repeat=3)
+        loader = timed(petastorm_loader, repeat=3)
     return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled,
-            "petastorm_decoder_shuffled": petastorm,
+            "petastorm_decoder_shuffled": petastorm, "petastorm_batched_loader_shuffled": loader,
             "ratio_shuffled": ratio(shuffled["rows_per_sec"], base["rows_per_sec"]),
             "ratio_unshuffled": ratio(unshuffled["rows_per_sec"], base["rows_per_sec"]),
             "ratio_petastorm_decoder": ratio(petastorm["rows_per_sec"], base["rows_per_sec"]),
+            "ratio_petastorm_loader": ratio(loader["rows_per_sec"], base["rows_per_sec"]),
             "settings": {"rows": rows, "width": width, "batch": batch, "files": files, "ranks": 2,
+                         "rank0_rows": plan.rows_per_shard[0],
                          "shuffle_buffer": 100_000, "prefetch_batches": 4}}

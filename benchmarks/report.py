@@ -39,6 +39,14 @@ def to_markdown(res: Dict[str, Any]) -> str:
             rows.append(["1. data path, shuffled, `train.reader: petastorm`",
                          _n(d["petastorm_decoder_shuffled"]["rows_per_sec"]),
                          f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_petastorm_decoder"]])
+        if "petastorm_batched_loader_shuffled" in d:
+            rows.append(["1. data path, Petastorm's BatchedDataLoader, shuffled (defaults)",
+                         _n(d["petastorm_batched_loader_shuffled"]["rows_per_sec"]),
+                         f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_petastorm_loader"]])
+            got, want = d["petastorm_batched_loader_shuffled"]["rows"], d["settings"].get("rank0_rows")
+            if want and got != want:
+                notes.append(f"Petastorm's BatchedDataLoader delivered {got:,} of rank 0's {want:,} rows "
+                             "(its default thread pool drops row groups; sparkdl uses the synchronous pool).")
     e = res.get("end_to_end")
     if e:
         for t in e["training"]:

@@ -167,35 +167,68 @@ def _petastorm_chunks(path: str, rank: int, size: int, seed: Optional[int], shuf
             yield np.ascontiguousarray(x, dtype=np.float32), np.asarray(getattr(batch, label), dtype=np.int64)
 
 
+Rows = Tuple[np.ndarray, np.ndarray]
+
+
+def _rebatch(blocks: Iterator[Rows], batch_size: int) -> Iterator[Rows]:
+    """Cut a stream of row blocks into ``batch_size`` batches (the last may be short):
+    slices of each block, with a copy only where a batch spans two blocks."""
+    held: List[Tuple[np.ndarray, np.ndarray]] = []
+    n_held = 0
+    for x, y in blocks:
+        if n_held:
+            need = batch_size - n_held
+            held.append((x[:need], y[:need]))
+            n_held += len(y[:need])
+            x, y = x[need:], y[need:]
+            if n_held < batch_size:
+                continue
+            yield np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held])
+            held, n_held = [], 0
+        whole = len(y) // batch_size * batch_size
+        for i in range(0, whole, batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+        if whole < len(y):
+            held, n_held = [(x[whole:], y[whole:])], len(y) - whole
+    if n_held:
+        yield np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held])
+
+
+def _shuffled_rows(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], capacity: int,
+                   rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """A shuffle buffer of ``capacity`` rows. Once it is full, every arriving row takes the
+    slot of a uniformly drawn buffered row, which leaves: each row is copied in once and
+    out once. A chunk larger than the buffer is instead permuted together with it, and
+    ``capacity`` of those rows stay (one copy of each instead of many small draws)."""
+    bx = by = None
+    n = 0
+    for x, y in chunks:
+        if bx is None:
+            bx = np.empty((capacity,) + x.shape[1:], x.dtype)
+            by = np.empty((capacity,) + y.shape[1:], y.dtype)
+        start = min(capacity - n, len(y))
+        bx[n:n + start], by[n:n + start] = x[:start], y[:start]
+        n += start
+        if len(y) - start > capacity:
+            ax, ay = np.concatenate([bx, x[start:]]), np.concatenate([by, y[start:]])
+            order = rng.permutation(len(ay))
+            yield ax.take(order[capacity:], axis=0), ay.take(order[capacity:], axis=0)
+            bx, by = ax.take(order[:capacity], axis=0), ay.take(order[:capacity], axis=0)
+        elif start < len(y):
+            slots = rng.choice(capacity, len(y) - start, replace=False)
+            yield bx.take(slots, axis=0), by.take(slots, axis=0)  # copies, before the slots are refilled
+            bx[slots], by[slots] = x[start:], y[start:]
+    if n:
+        order = rng.permutation(n)
+        yield bx[:n].take(order, axis=0), by[:n].take(order, axis=0)
+
+
 def shuffled_batches(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], batch_size: int, buffer_rows: int,
                      rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Re-batch row-group chunks into ``batch_size`` batches, shuffling within a buffer of
-    at least ``buffer_rows`` rows (vectorised: one permutation per refill, not per row)."""
-    xs: List[np.ndarray] = []
-    ys: List[np.ndarray] = []
-    held = 0
-
-    def drain(keep: int):
-        nonlocal xs, ys, held
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        if buffer_rows:
-            order = rng.permutation(len(y))
-            x, y = x[order], y[order]
-        n_out = (len(y) - keep) // batch_size * batch_size
-        for i in range(0, n_out, batch_size):
-            yield x[i:i + batch_size], y[i:i + batch_size]
-        xs, ys, held = [x[n_out:]], [y[n_out:]], len(y) - n_out
-
-    for x, y in chunks:
-        xs.append(x)
-        ys.append(y)
-        held += len(y)
-        if held >= buffer_rows + batch_size:
-            yield from drain(keep=buffer_rows // 2)
-    if held:
-        yield from drain(keep=0)
-        if held:  # the tail, smaller than a batch
-            yield xs[0], ys[0]
+    """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
+    shuffled through a buffer of ``buffer_rows`` rows (0: in order)."""
+    rows = _shuffled_rows(chunks, buffer_rows, rng) if buffer_rows else chunks
+    return _rebatch(rows, batch_size)
 
 
 class Prefetcher:

@@ -94,12 +94,24 @@ def test_equal_steps_and_seeded_shuffle(dataset, decoder):
     assert np.any(np.diff(flat) < 0)  # shuffled, not file order
 
 
-def test_shuffle_buffer_keeps_every_row():
-    chunks = [(np.arange(i * 50, i * 50 + 50, dtype=np.float32)[:, None], np.zeros(50)) for i in range(7)]
+@pytest.mark.parametrize("chunk", [50, 200])  # smaller than the buffer (slot draws), larger (one permutation)
+def test_shuffle_buffer_keeps_every_row_and_mixes_them(chunk):
+    chunks = [(np.arange(i, i + chunk, dtype=np.float32)[:, None], np.arange(i, i + chunk))
+              for i in range(0, 1400, chunk)]
     out = list(shuffled_batches(iter(chunks), 16, 64, np.random.default_rng(0)))
     flat = np.concatenate([x[:, 0] for x, _ in out])
-    assert sorted(flat.tolist()) == list(range(350))
+    assert sorted(flat.tolist()) == list(range(1400))
+    assert np.array_equal(flat, np.concatenate([y for _, y in out]))  # features and labels stay paired
     assert all(len(x) == 16 for x, _ in out[:-1])
+    assert np.abs(flat - np.arange(1400)).mean() > 16  # rows move well beyond a batch ...
+    assert np.corrcoef(flat, np.arange(1400))[0, 1] > 0.5  # ... but a 64-row buffer is no full shuffle
+
+
+def test_no_shuffle_buffer_keeps_file_order_and_cuts_batches_across_chunks():
+    chunks = [(np.arange(i, i + 50, dtype=np.float32)[:, None], np.zeros(50)) for i in range(0, 350, 50)]
+    out = list(shuffled_batches(iter(chunks), 16, 0, np.random.default_rng(0)))
+    assert np.array_equal(np.concatenate([x[:, 0] for x, _ in out]), np.arange(350))
+    assert [len(x) for x, _ in out] == [16] * 21 + [14]
 
 
 def test_too_few_rows_for_one_step_is_a_clear_error(dataset):
