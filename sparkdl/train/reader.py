@@ -226,8 +226,12 @@ def _shuffled_rows(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], capacity: in
 def shuffled_batches(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], batch_size: int, buffer_rows: int,
                      rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
-    shuffled through a buffer of ``buffer_rows`` rows (0: in order)."""
-    rows = _shuffled_rows(chunks, buffer_rows, rng) if buffer_rows else chunks
+    shuffled through a buffer of ``buffer_rows`` rows (0: in order). Batches are writable
+    (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
+    if buffer_rows:
+        rows = _shuffled_rows(chunks, buffer_rows, rng)
+    else:
+        rows = ((np.require(x, requirements="W"), np.require(y, requirements="W")) for x, y in chunks)
     return _rebatch(rows, batch_size)
 
 
