@@ -1,6 +1,6 @@
 """sparkdl benchmarks: each stage against a baseline measured in the same run, as ratios.
 
-    python -m benchmarks [--quick] [--out bench-results] [--only data_path,end_to_end,...]
+    python -m benchmarks [--quick] [--out bench-results] [--only data_path,exchange,end_to_end,...]
 
 Writes ``<out>/bench-<time>.json`` and ``.md``. Thresholds live in the report, not in tests;
 ``--quick`` (100 k / 1 M rows for scale) is CI's smoke run.
@@ -20,12 +20,13 @@ from benchmarks.measure import machine
 from benchmarks.report import pairs, to_markdown
 
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("data_path", "end_to_end", "distributor", "scale")
+PARTS = ("data_path", "exchange", "end_to_end", "distributor", "scale")
 log = logging.getLogger("benchmarks")
 
 
 def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.data_path import bench_data_path
+    from benchmarks.exchange import bench_exchange
 
     res: Dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine(),
                            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": {}}
@@ -38,7 +39,8 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             res["seconds"][name] = round(time.perf_counter() - t0, 1)
 
     part("data_path", lambda: bench_data_path(200_000 if quick else 1_000_000))
-    if not set(parts) - {"data_path"}:
+    part("exchange", lambda: bench_exchange(steps=200 if quick else 1000))
+    if not set(parts) - {"data_path", "exchange"}:
         return res
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end

@@ -79,7 +79,22 @@ def to_markdown(res: Dict[str, Any]) -> str:
             sc = run["scoring"]
             rows.append([f"5. scoring {run['rows']:,} synthetic rows (rows/s)", _n(sc["sparkdl_score"]["rows_per_sec"]),
                          f"{_n(sc['in_memory_one_process']['rows_per_sec'])} in memory", sc["ratio"]])
-    out += _table(["what", "sparkdl", "baseline", "ratio"], rows) + [n + "\n" for n in notes]
+    if rows:
+        out += _table(["what", "sparkdl", "baseline", "ratio"], rows) + [n + "\n" for n in notes]
+    x = res.get("exchange")
+    if x:
+        lat = ", ".join(f"{int(n):,} floats {ms} ms" for n, ms in x["gloo_allreduce_ms"].items())
+        out += ["## Gradient exchange, outside Spark (2 processes, in-memory tensors, batch "
+                f"{x['settings']['batch_per_rank']} per rank)", ""]
+        out += _table(["step", "ms per step", "samples/s per rank", "ratio"], [
+            ["independent (no exchange)", x["independent"]["ms_per_step"],
+             _n(x["independent"]["samples_per_sec_per_rank"]), 1.0],
+            ["Horovod DistributedOptimizer, Gloo", x["horovod"]["ms_per_step"],
+             _n(x["horovod"]["samples_per_sec_per_rank"]), x["ratio_horovod"]],
+            ["torch.distributed Gloo, one flat allreduce", x["gloo_flat"]["ms_per_step"],
+             _n(x["gloo_flat"]["samples_per_sec_per_rank"]), x["ratio_gloo_flat"]]])
+        out += [f"Gloo allreduce alone: {lat} (the model has {x['independent']['gradient_floats']:,} "
+                "gradient floats).", ""]
     if e:
         out += [f"## 3. End to end on Adult: {e['wall_seconds']} s, then scoring", ""]
         out += _table(list(e["stages"]), [[f"{v:.1f}" for v in e["stages"].values()]])
