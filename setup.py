@@ -1,4 +1,7 @@
-"""sparkdl: Spark DataFrames in, Horovod-trained PyTorch models back in the lake."""
+"""sparkdl: Spark DataFrames in, Horovod-trained PyTorch models back in the lake.
+
+The distribution is ``sparkdl-torch`` (``sparkdl`` on PyPI is an unrelated 2018
+project); the import package is ``sparkdl``."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -10,13 +13,13 @@ def _requirements(name):
 
 
 setup(
-    name="sparkdl",
-    version="0.1.0",
+    name="sparkdl-torch",
+    version="0.2.0",
     description="End-to-end deep learning on Spark: ETL, Horovod training in one barrier stage, "
     "write-back to the lake and batch scoring.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9,<3.13",
+    python_requires=">=3.11,<3.14",
     packages=find_packages(include=["sparkdl", "sparkdl.*"]),
     include_package_data=True,
     package_data={"sparkdl": ["data/*/*.csv.gz", "data/*/*.md"]},

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from benchmarks.measure import machine
+from benchmarks.measure import REPO, machine
 from benchmarks.report import pairs, to_markdown
 
-REPO = Path(__file__).resolve().parent.parent
 PARTS = ("data_path", "exchange", "end_to_end", "distributor", "scale")
 log = logging.getLogger("benchmarks")
 

@@ -12,10 +12,9 @@ from typing import Any, Dict
 import numpy as np
 
 from benchmarks.baselines import load_split, plain_torch_scoring, plain_torch_training
-from benchmarks.measure import ratio, steady_rate, timed
+from benchmarks.measure import REPO, ratio, steady_rate, timed
 from benchmarks.timeline import step_breakdown
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
@@ -52,14 +51,14 @@ def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
     from sparkdl.models import load_model
     from sparkdl.workflow import run_job
 
-    cfg = load_config(os.path.join(REPO, "conf", "adult.yaml"), [f"train.epochs={epochs}"])
+    cfg = load_config(REPO / "conf" / "adult.yaml", [f"train.epochs={epochs}"])
     t0 = time.perf_counter()
     result = run_job(cfg, lake, spark=spark)
     wall = time.perf_counter() - t0
     m = result.metrics
     manifest = Manifest.load(result.path)
 
-    test_file = os.path.join(REPO, "sparkdl", "data", "adult", "adult.test.csv.gz")
+    test_file = str(REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz")
     score_stages: Dict[str, float] = {}
 
     def run_score() -> int:

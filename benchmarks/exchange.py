@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from benchmarks.measure import ratio
+from benchmarks.measure import REPO, ratio
 
-REPO = Path(__file__).resolve().parent.parent
 SIZES = (1, 1_000, 60_000, 600_000)
 _TAG = "EXCHANGE "
 

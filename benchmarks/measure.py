@@ -6,7 +6,11 @@ import os
 import platform
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
+
+#: The repository root: configs, the embedded data and the compatibility env live under it.
+REPO = Path(__file__).resolve().parent.parent
 
 
 def timed(fn: Callable[[], int], repeat: int = 1) -> Dict[str, Any]:
@@ -38,7 +42,7 @@ def ratio(value: float, baseline: float) -> float:
 def machine() -> Dict[str, Any]:
     """Cores, memory and versions, recorded with every result."""
     import horovod
-    import petastorm
+    import numpy
     import pyarrow
     import pyspark
     import torch
@@ -46,7 +50,7 @@ def machine() -> Dict[str, Any]:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     return {"cores": os.cpu_count(), "memory_gib": round(mem, 1), "python": platform.python_version(),
             "torch": torch.__version__, "horovod": horovod.__version__, "pyspark": pyspark.__version__,
-            "pyarrow": pyarrow.__version__, "petastorm": petastorm.__version__, "platform": platform.platform()}
+            "pyarrow": pyarrow.__version__, "numpy": numpy.__version__, "platform": platform.platform()}
 
 
 def _executor_id(cmdline: List[str]) -> Optional[str]:

@@ -23,7 +23,7 @@ def to_markdown(res: Dict[str, Any]) -> str:
     m = res["machine"]
     out = [f"# sparkdl benchmarks ({res['mode']}, {res['time']})", "",
            f"{m['cores']} cores, {m['memory_gib']} GiB; Python {m['python']}, torch {m['torch']}, Horovod "
-           f"{m['horovod']}, Spark {m['pyspark']}, pyarrow {m['pyarrow']}, Petastorm {m['petastorm']}; "
+           f"{m['horovod']}, Spark {m['pyspark']}, pyarrow {m['pyarrow']}, numpy {m['numpy']}; "
            f"Spark {res.get('master', '?')}", "",
            "Ratios are sparkdl / baseline from the same run: above 1 is faster for rates; "
            "for times (TorchDistributor), below 1 is faster.", ""]
@@ -35,20 +35,16 @@ def to_markdown(res: Dict[str, Any]) -> str:
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_shuffled"]])
         rows.append(["1. data path, unshuffled", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_unshuffled"]])
-        if "petastorm_decoder_shuffled" in d:
-            rows.append(["1. data path, shuffled, `train.reader: petastorm`",
-                         _n(d["petastorm_decoder_shuffled"]["rows_per_sec"]),
-                         f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_petastorm_decoder"]])
-        if "petastorm_batched_loader_shuffled" in d:
-            rows.append(["1. data path, Petastorm's BatchedDataLoader, shuffled (defaults)",
-                         _n(d["petastorm_batched_loader_shuffled"]["rows_per_sec"]),
-                         f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_petastorm_loader"]])
-            loader = d["petastorm_batched_loader_shuffled"]
+        if "petastorm_reader_unshuffled" in d:
+            loader = d["petastorm_reader_unshuffled"]
+            rows.append(["1. data path, Petastorm 0.13.1 `make_batch_reader` (its own env, pyarrow 14), in order",
+                         _n(loader["rows_per_sec"]), f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
+                         d["ratio_petastorm_reader"]])
             got, want = loader.get("rows_per_run", [loader["rows"]]), d["settings"].get("rank0_rows")
             if want and any(n != want for n in got):
-                notes.append(f"Petastorm's BatchedDataLoader delivered {', '.join(f'{n:,}' for n in got)} of rank "
+                notes.append(f"Petastorm's make_batch_reader delivered {', '.join(f'{n:,}' for n in got)} of rank "
                              f"0's {want:,} rows in its {len(got)} runs (its default thread pool drops row "
-                             "groups; sparkdl uses the synchronous pool). Its rate is its best run's.")
+                             "groups; sparkdl reads every one). Its rate is its best run's.")
     e = res.get("end_to_end")
     if e:
         for t in e["training"]:

@@ -9,9 +9,8 @@ import time
 from typing import Any, Dict, List
 
 from benchmarks.baselines import load_split, plain_torch_scoring
-from benchmarks.measure import PeakMemory, ratio, timed
+from benchmarks.measure import REPO, PeakMemory, ratio, timed
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS_PER_ROW_GROUP = 65_536
 
 
@@ -21,7 +20,7 @@ def run_size(spark, lake: str, rows: int, epochs: int) -> Dict[str, Any]:
 
     # Row groups grow with the data so each stays about ROWS_PER_ROW_GROUP rows.
     per_rank = max(4, rows // (4 * ROWS_PER_ROW_GROUP))
-    cfg = load_config(os.path.join(REPO, "conf", "synthetic.yaml"), [
+    cfg = load_config(REPO / "conf" / "synthetic.yaml", [
         f"data.options.rows={rows}", f"train.epochs={epochs}", f"materialize.row_groups_per_rank={per_rank}"])
     t0 = time.perf_counter()
     with PeakMemory() as memory:

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# One-command setup: virtual environment, pinned dependencies, Horovod 0.28.1
-# built from its sdist (with the C++17 patches) and cached outside the repo.
+# One-command setup: virtual environment, dependencies on today's releases, Horovod
+# 0.28.1 built from its sdist (with the C++17 patches) and cached outside the repo, and a
+# small second environment with the last stack Petastorm runs on, for the tier that
+# proves sparkdl's datasets open in Petastorm.
 #
 # Environment:
-#   PYTHON               interpreter for the venv            (default: python3)
-#   SPARKDL_VENV         venv directory                      (default: .venv)
-#   SPARKDL_TORCH_SPEC   pip spec for torch                  (default: torch==2.13.0)
-#   SPARKDL_CACHE_DIR    where built Horovod wheels are kept (default: ~/.cache/sparkdl)
+#   PYTHON               interpreter for the venv, 3.11-3.13   (default: python3)
+#   SPARKDL_VENV         venv directory                        (default: .venv)
+#   SPARKDL_TORCH_SPEC   pip spec for torch                    (default: torch==2.13.0, the CPU build;
+#                        "torch==2.14.1" takes PyPI's Linux build, which has CUDA; pip options may follow)
+#   SPARKDL_CACHE_DIR    where built Horovod wheels are kept   (default: ~/.cache/sparkdl)
 #   SPARKDL_HOROVOD_GPU  "nccl" forces NCCL, "none" disables it (default: NCCL when torch has CUDA)
+#   SPARKDL_PETASTORM_VENV  the Petastorm compatibility venv, "none" to skip it (default: .venv-petastorm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,17 +26,17 @@ say() { echo "[setup $(( $(date +%s) - START ))s] $*"; }
 die() { echo "[setup] ERROR: $*" >&2; exit 1; }
 
 # --- prerequisites, checked before anything slow --------------------------------
-command -v "$PY" >/dev/null || die "'$PY' not found. Install Python 3.9-3.12 or set PYTHON=/path/to/python3."
-"$PY" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 12) else 1)' \
-  || die "Python $("$PY" -c 'import sys; print(sys.version.split()[0])') is not supported (need 3.9-3.12: pyarrow<15 has no wheels beyond). Set PYTHON=/path/to/python3.11."
+command -v "$PY" >/dev/null || die "'$PY' not found. Install Python 3.11-3.13 or set PYTHON=/path/to/python3."
+"$PY" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)' \
+  || die "Python $("$PY" -c 'import sys; print(sys.version.split()[0])') is not supported (need 3.11-3.13: pyspark 4.3 needs >= 3.11). Set PYTHON=/path/to/python3.11."
 
 JAVA=java
 [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ] && JAVA="$JAVA_HOME/bin/java"
 command -v "$JAVA" >/dev/null \
-  || die "Java not found. Spark 4.0 needs Java 17 or 21: 'apt-get install openjdk-17-jre-headless' (or set JAVA_HOME)."
+  || die "Java not found. Spark 4.3 needs Java 17 or 21: 'apt-get install openjdk-17-jre-headless' (or set JAVA_HOME)."
 JAVA_MAJOR=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
 [ "${JAVA_MAJOR:-0}" -ge 17 ] \
-  || die "Java ${JAVA_MAJOR:-unknown} found at $(command -v "$JAVA"); Spark 4.0 needs Java 17 or 21. Install openjdk-17 and set JAVA_HOME."
+  || die "Java ${JAVA_MAJOR:-unknown} found at $(command -v "$JAVA"); Spark 4.3 needs Java 17 or 21. Install openjdk-17 and set JAVA_HOME."
 
 CXX_BIN=${CXX:-}
 if [ -z "$CXX_BIN" ]; then for c in g++ c++ clang++; do command -v $c >/dev/null && { CXX_BIN=$c; break; }; done; fi
@@ -48,10 +52,11 @@ VPY="$(cd "$VENV" && pwd)/bin/python"
 pip_install() {  # quiet, minus the noise of index locations that lack a package
   "$VPY" -m pip install --quiet --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 }
-pip_install "setuptools>=65" wheel "cmake>=3.18,<4" "numpy>=1.23,<2"   # cmake < 4: Horovod's CMake predates 4.0's policy removals
+pip_install "setuptools>=77.0.3" wheel "cmake>=3.18,<4"   # cmake < 4: Horovod's CMake predates 4.0's policy removals
 
 say "installing $TORCH_SPEC"
-pip_install "$TORCH_SPEC"
+# shellcheck disable=SC2086  # the spec may carry pip options (--index-url for a CUDA build)
+pip_install $TORCH_SPEC "numpy>=2,<3"
 read -r TORCH_VER TORCH_CUDA PYTAG < <("$VPY" -c 'import sys, torch; print(torch.__version__, torch.version.cuda or "cpu", "cp%d%d" % sys.version_info[:2])')
 
 # --- Horovod: cached wheel or a patched build -----------------------------------
@@ -103,26 +108,43 @@ else
   echo "$KEY" > "$VENV/.sparkdl-horovod-key"
 fi
 
-# --- the package and its pinned dependencies ------------------------------------
-# petastorm 0.13.1 declares setuptools<70 while torch >= 2.13 needs setuptools >= 77, and
-# pip's resolver "solves" that by swapping in an old CUDA build of torch (gigabytes). The
-# pin is stale (petastorm only needs distutils' LooseVersion, still shipped), so petastorm
-# goes in without its declared deps, its real runtime deps go in explicitly, and sparkdl
-# itself is installed without re-resolving.
-say "installing pinned dependencies and sparkdl (editable)"
-pip_install -r <(grep -vE '^(torch|horovod|petastorm)' requirements.txt) -r requirements-test.txt \
-  "setuptools>=77.0.3,<81" dill diskcache future pyzmq six fsspec psutil \
-  cloudpickle packaging cffi   # petastorm's and horovod's runtime deps
-pip_install --no-deps "$(grep -E '^petastorm' requirements.txt)"
-pip_install --no-deps -e .
+# --- the package and its dependencies --------------------------------------------
+# torch is already in place, so `torch>=2.1` is satisfied and pip keeps the build Horovod
+# was compiled against. Horovod went in without its deps; its runtime ones are listed.
+say "installing dependencies and sparkdl (editable)"
+pip_install -r requirements-test.txt -e . cloudpickle psutil packaging cffi
 
 SPARKDL_TORCH_VER="$TORCH_VER" "$VPY" - <<'PYEOF'
-import os, horovod.torch as hvd, torch, pyspark, pyarrow, petastorm
-from petastorm import make_batch_reader
+import importlib.util, os, horovod.torch as hvd, numpy, pyarrow, pyspark, torch
 assert hvd.gloo_built(), "horovod was built without Gloo"
 assert torch.__version__ == os.environ["SPARKDL_TORCH_VER"], \
     f"torch changed to {torch.__version__} during setup (Horovod was built for {os.environ['SPARKDL_TORCH_VER']})"
+assert importlib.util.find_spec("petastorm") is None, "petastorm is in the main venv; sparkdl must not need it"
+import sparkdl.train.reader  # noqa: F401  (pyarrow only)
 print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} nccl={hvd.nccl_built()}, "
-      f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, petastorm {petastorm.__version__}")
+      f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}")
 PYEOF
+
+# --- Petastorm compatibility env --------------------------------------------------
+# Petastorm 0.13.1 (its last release) imports only with pyarrow < 15 and numpy < 2, so it
+# cannot share the main venv. This one reads datasets the main venv wrote
+# (tests/compat). Its deps are listed by hand: petastorm declares pyspark (300 MB) and
+# a setuptools<70 pin that it does not need to open a batch reader.
+PETA_VENV=${SPARKDL_PETASTORM_VENV:-.venv-petastorm}
+PETA_SPEC="petastorm==0.13.1 pyarrow==14.0.2 numpy==1.26.4 pandas==2.1.4"
+if [ "$PETA_VENV" = none ]; then
+  say "skipping the Petastorm compatibility env (SPARKDL_PETASTORM_VENV=none)"
+elif [ -x "$PETA_VENV/bin/python" ] && [ "$(cat "$PETA_VENV/.sparkdl-spec" 2>/dev/null)" = "$PETA_SPEC" ]; then
+  say "petastorm compatibility env ready ($PETA_VENV)"
+else
+  say "creating the petastorm compatibility env $PETA_VENV ($PETA_SPEC)"
+  rm -rf "$PETA_VENV"
+  "$PY" -m venv "$PETA_VENV"
+  PPY="$(cd "$PETA_VENV" && pwd)/bin/python"
+  "$PPY" -m pip install --quiet --disable-pip-version-check pyarrow==14.0.2 numpy==1.26.4 pandas==2.1.4 \
+    dill diskcache future fsspec packaging psutil pyzmq six "setuptools<70" 2> >(grep -v "is ignored" >&2)
+  "$PPY" -m pip install --quiet --disable-pip-version-check --no-deps petastorm==0.13.1 2> >(grep -v "is ignored" >&2)
+  "$PPY" -c 'import petastorm, pyarrow; from petastorm import make_batch_reader; print(f"[setup] ok: petastorm {petastorm.__version__}, pyarrow {pyarrow.__version__}")'
+  echo "$PETA_SPEC" > "$PETA_VENV/.sparkdl-spec"
+fi
 say "done"

@@ -182,9 +182,6 @@ class TrainConfig:
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
     shuffle_buffer: int = 10000
     prefetch_batches: int = 4
-    #: How ranks decode row groups: pyarrow straight into one matrix per row group, or
-    #: Petastorm's batch reader (a numpy array per row, then stacked; less than half the rate).
-    reader: Literal["pyarrow", "petastorm"] = "pyarrow"
     seed: int = 0
     init_from: Optional[str] = None
     freeze: List[str] = field(default_factory=list)
@@ -323,10 +320,21 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(path, f"unsupported type {tp}")  # pragma: no cover - a bug in this module
 
 
+#: Keys that sparkdl no longer reads, and what to do about them.
+_REMOVED = {
+    "train.reader": "sparkdl reads every dataset with pyarrow since it stopped depending on Petastorm "
+                    "(Petastorm cannot be installed beside Spark >= 4.1); delete this key",
+}
+
+
 def _build(cls: type, raw: Any, path: str) -> Any:
     where = path or "top level"
     if not isinstance(raw, dict):
         raise ConfigError(where, f"expected a mapping, got {raw!r}")
+    for key in raw:
+        full = f"{path}.{key}" if path else str(key)
+        if full in _REMOVED:
+            raise ConfigError(full, f"this key was removed: {_REMOVED[full]}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))

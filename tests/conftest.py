@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ["unit", "integration", "cluster", "e2e"]
+TIERS = ["unit", "integration", "cluster", "compat", "e2e"]
 REPO = Path(__file__).resolve().parent.parent
 ADULT_DIR = REPO.parent / "shared" / "datasets" / "adult"
 

@@ -7,7 +7,7 @@ takes about 4 s off each barrier task's time to first step and off every model-s
 task. sparkdl sets ``spark.python.daemon.module`` to this module unless the user chose
 another.
 
-Only modules that start no threads on import are preloaded: pyarrow (and so Petastorm)
+Only modules that start no threads on import are preloaded: pyarrow
 starts jemalloc's background thread, which a forked child would not have. Nothing may
 reach stdout before the daemon reports its port there, so the imports run with file
 descriptor 1 pointed at stderr.

@@ -149,10 +149,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
     to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
     reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.shuffle_buffer, t.seed, t.prefetch_batches,
-                         spec.features, spec.label, to_tensors, t.reader)
+                         spec.features, spec.label, to_tensors)
     laps.lap("shard_plan")
     val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
-                             spec.features, spec.label, to_tensors, t.reader)
+                             spec.features, spec.label, to_tensors)
     use_cuda = device.type == "cuda"
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and use_cuda) else None

@@ -50,6 +50,7 @@ def test_minimal_config_gets_defaults():
     (_with(model={"kind": "custom"}), "model.factory", "module:function"),
     (_with(train={"ranks": 8}), "train.ranks", "max_ranks"),
     (_with(train={"env": {"HOROVOD-CYCLE": "1"}}), "train.env.HOROVOD-CYCLE", "environment variable name"),
+    (_with(train={"reader": "petastorm"}), "train.reader", "removed: sparkdl reads every dataset with pyarrow"),
 ])
 def test_errors_name_the_key_path(raw, path, words):
     with pytest.raises(ConfigError) as e:

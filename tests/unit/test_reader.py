@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.train.reader import (DECODERS, Prefetcher, ShardPlan, ShardReader, feature_matrix, shard_rows,
+from sparkdl.train.reader import (Prefetcher, RowGroups, ShardPlan, ShardReader, feature_matrix, shard_rows,
                                   shuffled_batches)
 
 
@@ -22,40 +22,60 @@ def dataset(tmp_path):
     return str(tmp_path), rid
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
-def test_every_row_once_across_ranks_every_time(dataset, decoder):
+def test_every_row_once_across_ranks_every_time(dataset):
     path, total = dataset
     plan = ShardPlan.for_dataset(path, 2, 10)
     for _ in range(20):  # Petastorm's thread pool dropped row groups at random; this must not
         seen = []
         for rank in (0, 1):
-            reader = ShardReader(path, rank, 2, plan, 0, 0, 0, decoder=decoder)
+            reader = ShardReader(path, rank, 2, plan, 0, 0, 0)
             seen.extend(int(v) for x, _ in reader.all_rows(64) for v in x[:, 0])
         assert sorted(seen) == list(range(total))
 
 
-def test_shard_rows_follow_petastorms_assignment(dataset):
-    path, total = dataset
-    rows = shard_rows(path, 3)
-    assert sum(rows) == total
-    for rank in range(3):
-        reader = ShardReader(path, rank, 3, ShardPlan(rows, 1, 1), 0, 0, 0, decoder="petastorm")
-        assert sum(len(y) for _, y in reader.all_rows(1000)) == rows[rank]
+def test_plan_is_petastorms_sorted_files_and_row_groups_round_robin(tmp_path):
+    """Files sorted by path, '_'/'.' names skipped, each row group a piece, piece i to rank
+    i % size: what make_batch_reader does (tests/compat checks it against Petastorm itself)."""
+    def write(name, starts):
+        tables = [pa.table({"features": pa.array([[float(s + j)] for j in range(5)], pa.list_(pa.float32())),
+                            "label": pa.array([0] * 5, pa.int64())}) for s in starts]
+        with pq.ParquetWriter(tmp_path / name, tables[0].schema) as w:
+            for t in tables:
+                w.write_table(t)
+    write("part-b.parquet", [200, 300])
+    write("part-a.parquet", [0, 100])
+    write("part-c.parquet", [400])
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / ".part-a.parquet.crc").write_text("not parquet")
+    groups = RowGroups.of(f"file://{tmp_path}")  # URIs and plain paths alike
+    assert [(g.path.rsplit("/", 1)[1], g.index) for g in groups.groups] == [
+        ("part-a.parquet", 0), ("part-a.parquet", 1), ("part-b.parquet", 0), ("part-b.parquet", 1),
+        ("part-c.parquet", 0)]
+    assert shard_rows(str(tmp_path), 2) == [15, 10]
+    plan = ShardPlan([15, 10], 1, 1)
+    firsts = [sorted({int(x[0, 0]) // 100 * 100 for x, _ in ShardReader(str(tmp_path), r, 2, plan, 0, 0, 0)
+                      .all_rows(5)}) for r in (0, 1)]
+    assert firsts == [[0, 200, 400], [100, 300]]
 
 
-def test_pyarrow_decoder_reads_exactly_what_petastorm_gives_each_rank(dataset):
+def test_missing_or_broken_dataset_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        RowGroups.of(str(tmp_path / "nope"))
+    (tmp_path / "_SUCCESS").write_text("")
+    with pytest.raises(FileNotFoundError, match="no data files"):
+        RowGroups.of(str(tmp_path))
+    (tmp_path / "part-0.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(ValueError, match="part-0.parquet in dataset .* not a readable Parquet file"):
+        RowGroups.of(str(tmp_path))
+
+
+def test_batches_are_contiguous_writable_float32_and_int64(dataset):
     path, _ = dataset
     plan = ShardPlan(shard_rows(path, 3), 1, 1)
     for rank in range(3):
-        got = {}
-        for decoder in DECODERS:
-            batches = list(ShardReader(path, rank, 3, plan, 0, 0, 0, decoder=decoder).all_rows(10))
-            for bx, by in batches:  # what torch.from_numpy gets: no warning, no copy
-                assert bx.dtype == np.float32 and by.dtype == np.int64
-                assert bx.flags.c_contiguous and bx.flags.writeable and by.flags.writeable
-            got[decoder] = (np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
-        assert np.array_equal(got["pyarrow"][0], got["petastorm"][0])  # same rows, same order
-        assert np.array_equal(got["pyarrow"][1], got["petastorm"][1])
+        for bx, by in ShardReader(path, rank, 3, plan, 0, 0, 0).all_rows(10):  # what torch.from_numpy gets
+            assert bx.dtype == np.float32 and by.dtype == np.int64
+            assert bx.flags.c_contiguous and bx.flags.writeable and by.flags.writeable
 
 
 def test_feature_matrix_takes_fixed_and_variable_size_lists():
@@ -78,13 +98,12 @@ def test_feature_matrix_names_the_column_and_file_of_bad_storage(column, message
         feature_matrix(column, "features", "part-7")
 
 
-@pytest.mark.parametrize("decoder", DECODERS)
-def test_equal_steps_and_seeded_shuffle(dataset, decoder):
+def test_equal_steps_and_seeded_shuffle(dataset):
     path, _ = dataset
     plan = ShardPlan.for_dataset(path, 2, 32, multiple_of=2)
     assert plan.steps == (min(plan.rows_per_shard) // 32) // 2 * 2
     def epoch(rank, e, seed=5):
-        reader = ShardReader(path, rank, 2, plan, 200, seed, 2, decoder=decoder)
+        reader = ShardReader(path, rank, 2, plan, 200, seed, 2)
         return [x[:, 0].copy() for x, _ in reader.epoch(e)]
     a, b = epoch(0, 1), epoch(1, 1)
     assert all(x.flags.writeable for x in a)  # torch.from_numpy warns on Arrow's read-only buffers
@@ -120,11 +139,6 @@ def test_too_few_rows_for_one_step_is_a_clear_error(dataset):
     path, _ = dataset
     with pytest.raises(ValueError, match="fewer than one step"):
         ShardPlan.for_dataset(path, 2, 10_000)
-
-
-def test_unknown_decoder_is_a_clear_error(dataset):
-    with pytest.raises(ValueError, match="train.reader='arrow'"):
-        ShardReader(dataset[0], 0, 2, ShardPlan([1, 1], 1, 1), 0, 0, 0, decoder="arrow")
 
 
 def test_prefetcher_reraises_producer_errors():
