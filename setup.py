@@ -2,9 +2,15 @@
 
 The distribution is ``sparkdl-torch`` (``sparkdl`` on PyPI is an unrelated 2018
 project); the import package is ``sparkdl``."""
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
+
+
+def _version():
+    text = (Path(__file__).parent / "sparkdl" / "__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 def _requirements(name):
@@ -14,7 +20,7 @@ def _requirements(name):
 
 setup(
     name="sparkdl-torch",
-    version="0.2.0",
+    version=_version(),
     description="End-to-end deep learning on Spark: ETL, Horovod training in one barrier stage, "
     "write-back to the lake and batch scoring.",
     long_description=open("README.md", encoding="utf-8").read(),

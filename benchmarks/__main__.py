@@ -44,7 +44,8 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
     from benchmarks.scale import bench_scale
-    from sparkdl.config import SparkConfig, load_config
+    from sparkdl.config import SparkConfig
+    from sparkdl.config_loading import load_config
     from sparkdl.lake import Lake
     from sparkdl.materialize import Manifest
     from sparkdl.session import get_spark

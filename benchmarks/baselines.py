@@ -7,6 +7,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from benchmarks.measure import steady_rate
+
 
 def load_split(path: str) -> Tuple[Any, Any]:
     """A materialized split as in-memory (features, label) tensors."""
@@ -21,7 +23,8 @@ def load_split(path: str) -> Tuple[Any, Any]:
 
 
 def plain_torch_training(x, y, spec: Dict[str, Any], batch: int, epochs: int, threads: int) -> float:
-    """Samples/s of one process training ``spec`` on in-memory tensors (best epoch after the first)."""
+    """Samples/s of one process training ``spec`` on in-memory tensors: the median epoch after
+    the first, the statistic sparkdl's side of the ratio uses (:func:`steady_rate`)."""
     import torch
     import torch.nn.functional as F
 
@@ -44,7 +47,7 @@ def plain_torch_training(x, y, spec: Dict[str, Any], batch: int, epochs: int, th
             opt.step()
             n += batch
         rates.append(n / (time.perf_counter() - t0))
-    return max(rates[1:] or rates)
+    return steady_rate(rates)
 
 
 def plain_torch_scoring(model, x, threads: int, batch: int = 8192) -> int:

@@ -8,7 +8,6 @@ rank 0 save a checkpoint each epoch and the model at the end, as sparkdl does.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import tempfile
@@ -76,14 +75,14 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from sparkdl.models import model_spec
-    from sparkdl.training import train
+    from sparkdl.supervisor import train
 
-    t = dataclasses.replace(cfg.train, epochs=epochs)
-    cfg = dataclasses.replace(cfg, train=t)
+    cfg = cfg.with_values({"train.epochs": epochs})
+    t = cfg.train
     t0 = time.perf_counter()
     result = train(cfg, lake, spark=spark, manifest=manifest)
     sparkdl_wall = time.perf_counter() - t0
-    history = result.metrics["history"]
+    history = result.metrics.history
 
     spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
     for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
@@ -92,21 +91,21 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
         called_at = time.time()
         t0 = time.perf_counter()
         td = TorchDistributor(num_processes=t.ranks, local_mode=False, use_gpu=False).run(
-            ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs, t.lr,
-            t.seed, out_dir, called_at)
+            ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs,
+            t.optimizer.lr, t.seed, out_dir, called_at)
         td_wall = time.perf_counter() - t0
     ours = steady_rate([h["samples_per_sec"] for h in history])
     theirs = steady_rate([e["samples_per_sec"] for e in td["epochs"]])
     return {
         "settings": {"ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs, "model": spec},
-        "sparkdl": {"time_to_first_step_s": result.metrics["train"]["time_to_first_step_s"],
+        "sparkdl": {"time_to_first_step_s": result.metrics.train["time_to_first_step_s"],
                     "samples_per_sec": round(ours, 1), "wall_seconds": round(sparkdl_wall, 2),
                     "val_accuracy": round(history[-1]["val_accuracy"], 4)},
         "torch_distributor": {"time_to_first_step_s": round(td["time_to_first_step_s"], 2),
                               "samples_per_sec": round(theirs, 1), "wall_seconds": round(td_wall, 2),
                               "val_accuracy": round(td["epochs"][-1]["val_accuracy"], 4)},
         "ratio_samples_per_sec": ratio(ours, theirs),
-        "ratio_time_to_first_step": ratio(result.metrics["train"]["time_to_first_step_s"], td["time_to_first_step_s"]),
+        "ratio_time_to_first_step": ratio(result.metrics.train["time_to_first_step_s"], td["time_to_first_step_s"]),
         "ratio_wall": ratio(sparkdl_wall, td_wall),
         "note": "its function reads the whole split into memory on every process (no streaming reader) and "
                 "starts a fresh torchrun per task; sparkdl's ranks run in Spark's reused Python workers",

@@ -2,7 +2,6 @@
 file; training and scoring each as a ratio against one plain PyTorch process."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -16,13 +15,14 @@ from benchmarks.measure import REPO, ratio, steady_rate, timed
 from benchmarks.timeline import step_breakdown
 
 
-
 def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
     """A finished run's steady samples/s against plain torch at the same global batch and cores."""
-    ranks = result.metrics["train"]["ranks"]
-    spec = json.loads((result.path / "model" / "spec.json").read_text())
+    from sparkdl.models import SPEC
+
+    ranks = result.metrics.train["ranks"]
+    spec = json.loads((result.run_dir.model / SPEC).read_text())
     plain = plain_torch_training(*load_split(train_path), spec, batch_size * ranks, epochs=6, threads=ranks)
-    history = result.metrics["history"]
+    history = result.metrics.history
     rate = steady_rate([h["samples_per_sec"] for h in history])
     return {"batch_per_rank": batch_size, "global_batch": batch_size * ranks, "ranks": ranks,
             "sparkdl_samples_per_sec": round(rate, 1), "plain_torch_samples_per_sec": round(plain, 1),
@@ -33,30 +33,31 @@ def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
 def training_at_batch(spark, cfg, lake: str, manifest, batch_size: int, epochs: int) -> Dict[str, Any]:
     """Train at ``batch_size`` per rank with Horovod's timeline on; compare with plain torch and
     split the step into compute and gradient communication."""
-    from sparkdl.training import train
+    from sparkdl.supervisor import train
 
     timeline = Path(lake) / f"horovod-timeline-{batch_size}.json"
-    t = dataclasses.replace(cfg.train, batch_size=batch_size, epochs=epochs,
-                            env={**cfg.train.env, "HOROVOD_TIMELINE": str(timeline)})
-    result = train(dataclasses.replace(cfg, train=t), lake, spark=spark, manifest=manifest)
+    cfg = cfg.with_values({"train.batch_size": batch_size, "train.epochs": epochs,
+                           "train.launch.env": {**cfg.train.launch.env, "HOROVOD_TIMELINE": str(timeline)}})
+    result = train(cfg, lake, spark=spark, manifest=manifest)
     row = _vs_plain_torch(result, manifest.paths["train"], batch_size)
     row["horovod_timeline"] = step_breakdown(timeline)
     return row
 
 
 def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
-    from sparkdl.config import load_config
+    from sparkdl.config_loading import load_config
     from sparkdl.inference import score
     from sparkdl.materialize import Manifest
     from sparkdl.models import load_model
+    from sparkdl.rank.callbacks import StartupTimer
     from sparkdl.workflow import run_job
 
     cfg = load_config(REPO / "conf" / "adult.yaml", [f"train.epochs={epochs}"])
     t0 = time.perf_counter()
-    result = run_job(cfg, lake, spark=spark)
+    result = run_job(cfg, lake, spark=spark, callbacks=[StartupTimer()])
     wall = time.perf_counter() - t0
     m = result.metrics
-    manifest = Manifest.load(result.path)
+    manifest = Manifest.load(result.run_dir.manifest)
 
     test_file = str(REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz")
     score_stages: Dict[str, float] = {}
@@ -67,16 +68,16 @@ def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
         return report.scored
 
     scored = timed(run_score)
-    model, _ = load_model(result.path / "model")
+    model, _ = load_model(result.run_dir.model)
     tx, _ = load_split(manifest.paths["test"])
     local = timed(lambda: plain_torch_scoring(model, tx, threads=2), repeat=3)
 
     # The gradient allreduce is a fixed cost per step: a larger batch per rank amortizes it.
     training = [training_at_batch(spark, cfg, lake, manifest, b, epochs=max(epochs, 4))
                 for b in (cfg.train.batch_size, 1024)]
-    return {"wall_seconds": round(wall, 2), "stages": dict(m["stages"], score=scored["seconds"]),
-            "time_to_first_step_s": m["train"]["time_to_first_step_s"],
-            "test": m["test"], "baseline": m.get("baseline"), "training": training,
+    return {"wall_seconds": round(wall, 2), "stages": dict(m.stages, score=scored["seconds"]),
+            "time_to_first_step_s": m.train["time_to_first_step_s"], "startup": m.train.get("startup"),
+            "test": m.test, "baseline": m.baseline, "training": training,
             "scoring": {"sparkdl_score": scored, "in_memory_one_process": local, "stages": score_stages,
                         "ratio": ratio(scored["rows_per_sec"], local["rows_per_sec"]),
                         "note": "sparkdl score reads and parses the CSV, runs the feature pipeline and the "

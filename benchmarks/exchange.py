@@ -31,12 +31,13 @@ def _step_loop(mode: str, batch: int, steps: int) -> Dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from sparkdl.models import build_model
+    from sparkdl.config_loading import load_config
+    from sparkdl.models import build_model, model_spec
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = build_model({"kind": "mlp", "input_width": 104, "hidden": [256, 128], "num_classes": 2,
-                         "dropout": 0.1})
+    # The Adult job's network at Adult's materialized width (104 features, 2 classes).
+    model = build_model(model_spec(load_config(REPO / "conf" / "adult.yaml").model, 104, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     params = list(model.parameters())
     rank, exchange = 0, None

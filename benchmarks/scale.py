@@ -15,7 +15,7 @@ ROWS_PER_ROW_GROUP = 65_536
 
 
 def run_size(spark, lake: str, rows: int, epochs: int) -> Dict[str, Any]:
-    from sparkdl.config import load_config
+    from sparkdl.config_loading import load_config
     from sparkdl.workflow import run_job
 
     # Row groups grow with the data so each stays about ROWS_PER_ROW_GROUP rows.
@@ -28,9 +28,9 @@ def run_size(spark, lake: str, rows: int, epochs: int) -> Dict[str, Any]:
     m = result.metrics
     scoring = score_vs_in_memory(spark, result, os.path.join(lake, f"rows-{rows}-input"), rows)
     return {"rows": rows, "epochs": epochs, "row_groups_per_split": 4 * per_rank,
-            "wall_seconds": round(time.perf_counter() - t0, 2), "stages": m["stages"],
-            "train_samples_per_sec": round(m["train"]["samples_per_sec"], 1),
-            "validation_accuracy": round(m["validation"]["accuracy"], 4),
+            "wall_seconds": round(time.perf_counter() - t0, 2), "stages": m.stages,
+            "train_samples_per_sec": round(m.train["samples_per_sec"], 1),
+            "validation_accuracy": round(m.validation["accuracy"], 4),
             "peak_memory_mib": dict(sorted(memory.peaks.items())), "scoring": scoring}
 
 
@@ -50,8 +50,8 @@ def score_vs_in_memory(spark, result, input_dir: str, rows: int) -> Dict[str, An
         return report.scored
 
     scored = timed(run)
-    model, _ = load_model(result.path / "model")
-    x, _ = load_split(Manifest.load(result.path).paths["train"])
+    model, _ = load_model(result.run_dir.model)
+    x, _ = load_split(Manifest.load(result.run_dir.manifest).paths["train"])
     local = timed(lambda: plain_torch_scoring(model, x, threads=2), repeat=3)
     return {"sparkdl_score": scored, "in_memory_one_process": local,
             "ratio": ratio(scored["rows_per_sec"], local["rows_per_sec"]), "stages": stages}

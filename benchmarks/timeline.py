@@ -1,7 +1,7 @@
 """Horovod's own profiler, read back: where a training step's time goes between the
 compute and the gradient allreduce (negotiation across ranks, then Gloo's ring).
 
-A run with ``train.env.HOROVOD_TIMELINE=<file>`` makes rank 0 write a Chrome-trace
+A run with ``train.launch.env.HOROVOD_TIMELINE=<file>`` makes rank 0 write a Chrome-trace
 JSON of every collective; this module turns it into milliseconds per step.
 """
 from __future__ import annotations

@@ -1,10 +1,16 @@
-"""The ``sparkdl`` command line: prepare, train, run, score, runs."""
+"""The ``sparkdl`` command line: prepare, train, run, score, runs.
+
+Results are printed as ``key=value`` lines (easy to read, and to parse from a
+spark-submit log); progress and errors go to stderr. ``jobs/*.py`` run this same entry
+point under spark-submit. Exit status: 0 done, 1 training failed, 2 a usage, config,
+data or lake error (the message names the key, file or run and the fix).
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 from sparkdl.config import ConfigError
 from sparkdl.ingest import BadDataError
@@ -16,15 +22,8 @@ log = logging.getLogger("sparkdl")
 EXIT_USAGE = 2
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        print(f"sparkdl {name}: not implemented yet in this version.", file=sys.stderr)
-        return EXIT_USAGE
-    return handler
-
-
 def _config(args: argparse.Namespace):
-    from sparkdl.config import load_config
+    from sparkdl.config_loading import load_config
 
     return load_config(args.config, args.overrides)  # validated before Spark starts
 
@@ -34,22 +33,23 @@ def _prepare(args: argparse.Namespace) -> int:
     from sparkdl.workflow import prepare
 
     manifest = prepare(_config(args), args.lake)
-    print(f"{manifest.paths['dataset']}/{MANIFEST}")
-    print(f"rows: {manifest.rows}  splits: {manifest.splits}  features: {manifest.feature_width}")
+    print(f"manifest={manifest.paths['dataset']}/{MANIFEST}")
+    print(f"rows={manifest.rows}\nsplits={manifest.splits}\nfeatures={manifest.feature_width}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     """`train` trains on the prepared dataset; `run` does the whole job. Both print the run."""
-    from sparkdl.training import train
+    from sparkdl.supervisor import train
     from sparkdl.workflow import run_job
 
     result = (run_job if args.command == "run" else train)(_config(args), args.lake)
-    print(result.run_id)
-    print(result.path)
-    test = result.metrics.get("test")
+    print(f"run_id={result.run_id}")
+    print(f"run_path={result.path}")
+    test = result.metrics.test
     if test:
-        print(f"test accuracy {test['accuracy']:.4f}  auc {test.get('auc', float('nan')):.4f}")
+        print(f"test_split={test.get('split', 'test')}")
+        print(f"test_accuracy={test['accuracy']:.4f}\ntest_auc={test.get('auc', float('nan')):.4f}")
     return 0
 
 
@@ -60,38 +60,37 @@ def _score(args: argparse.Namespace) -> int:
 
     run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
     report = score(get_spark(), run, args.input, args.output, fmt=args.format)
-    print(report.output)
-    print(f"rows in {report.input} = scored {report.scored} + quarantined {report.quarantined}"
-          + (f" ({report.quarantine_path})" if report.quarantine_path else ""))
+    print(f"output={report.output}")
+    print(f"rows_in={report.input}\nrows_scored={report.scored}\nrows_quarantined={report.quarantined}")
+    if report.quarantine_path:
+        print(f"quarantine={report.quarantine_path}")
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
-    import json
-
     from sparkdl.lake import Lake
+    from sparkdl.report import summary_text
+    from sparkdl.rundir import RunDir
 
     lake = Lake(args.lake)
     if args.action == "list":
         runs = lake.list_runs()
         if not runs:
             print(f"no complete runs in {lake.root}")
-        for run in runs:
-            m = json.loads((run / "metrics.json").read_text())
-            print(f"{run.name}  epochs {m['train']['epochs']}  ranks {m['train']['ranks']}  "
-                  f"val_acc {m.get('validation', {}).get('accuracy', float('nan')):.4f}  "
-                  f"test_acc {m.get('test', {}).get('accuracy', float('nan')):.4f}")
+        for path in runs:
+            m = RunDir(path).read_metrics()
+            print(f"{path.name}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
+                  f"val_acc {m.validation.get('accuracy', float('nan')):.4f}  "
+                  f"test_acc {m.held_out_accuracy():.4f}")
         return 0
     if not args.run_id:
         print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)
         return EXIT_USAGE
-    run = lake.find_run(args.run_id)
-    print((run / "summary.txt").read_text(), end="")
-    print(f"files: {run}")
+    run = RunDir(lake.find_run(args.run_id))
+    print(summary_text(run.read_metrics()), end="")
+    print(f"files: {run.path}")
     return 0
 
-
-HANDLERS = {"prepare": _prepare, "train": _train, "run": _train, "score": _score, "runs": _runs}
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -101,8 +100,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
 
 
-def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int]]] = None) -> argparse.ArgumentParser:
-    handlers = handlers or {}
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparkdl",
         description="Deep learning on Spark: ETL, Horovod training in one barrier stage, write-back, scoring.")
@@ -112,15 +110,15 @@ def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int
 
     p = sub.add_parser("prepare", help="ingest → features → materialize a training dataset in the lake")
     _add_config_args(p)
-    p.set_defaults(handler=handlers.get("prepare", _not_yet("prepare")))
+    p.set_defaults(handler=_prepare)
 
     p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
     _add_config_args(p)
-    p.set_defaults(handler=handlers.get("train", _not_yet("train")))
+    p.set_defaults(handler=_train)
 
     p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report")
     _add_config_args(p)
-    p.set_defaults(handler=handlers.get("run", _not_yet("run")))
+    p.set_defaults(handler=_train)
 
     p = sub.add_parser("score", help="batch inference with a finished run")
     p.add_argument("--run", required=True, help="run directory (or run id with --lake)")
@@ -128,18 +126,18 @@ def build_parser(handlers: Optional[Dict[str, Callable[[argparse.Namespace], int
     p.add_argument("--output", required=True, help="where to write predictions (Parquet)")
     p.add_argument("--lake", help="lake directory, when --run is a run id")
     p.add_argument("--format", help="input format if not the run's (csv, json, parquet, ...)")
-    p.set_defaults(handler=handlers.get("score", _not_yet("score")))
+    p.set_defaults(handler=_score)
 
     p = sub.add_parser("runs", help="list or show runs in a lake")
     p.add_argument("action", choices=["list", "show"])
     p.add_argument("run_id", nargs="?")
     p.add_argument("--lake", required=True)
-    p.set_defaults(handler=handlers.get("runs", _not_yet("runs")))
+    p.set_defaults(handler=_runs)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser(HANDLERS).parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     had_session = _active_session() is not None

@@ -1,4 +1,5 @@
-"""The job's configuration: typed, frozen dataclasses loaded from YAML and validated.
+"""The job's configuration: typed, frozen dataclasses, one per concern, validated as
+they are built. :mod:`sparkdl.config_loading` turns YAML into them.
 
 Every mistake (an unknown key, a wrong type, a missing required value, a value out of
 range) is a :class:`ConfigError` naming the key path, raised before Spark starts.
@@ -6,14 +7,9 @@ range) is a :class:`ConfigError` naming the key path, raised before Spark starts
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple
-
-import yaml
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
 
 
 class ConfigError(ValueError):
@@ -30,7 +26,6 @@ def _check(cond: bool, path: str, message: str) -> None:
         raise ConfigError(path, message)
 
 
-COLUMN_TYPES = ("int", "long", "double", "float", "string", "boolean")
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
@@ -91,9 +86,6 @@ class SchemaConfig:
         _check(bool(self.categorical or self.numeric), "schema",
                "declare at least one feature in schema.categorical or schema.numeric")
 
-    def type_of(self, name: str) -> str:
-        return next(c.type for c in self.columns if c.name == name)
-
     @property
     def features(self) -> List[str]:
         return list(self.numeric) + list(self.categorical)
@@ -103,7 +95,8 @@ class SchemaConfig:
 class DataConfig:
     """Where the raw data lives and how to read it."""
 
-    train: str
+    #: The training data's path (or table, for jdbc); generated data has none.
+    train: Optional[str] = None
     format: Literal["csv", "parquet", "json", "jdbc", "synthetic"] = "csv"
     test: Optional[str] = None
     options: Dict[str, str] = field(default_factory=dict)
@@ -112,6 +105,8 @@ class DataConfig:
 
     def __post_init__(self):
         _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
+        _check(self.format == "synthetic" or bool(self.train), "data.train",
+               "required value missing (expected a string: the training data's path)")
         if self.format == "jdbc":
             _check("url" in self.options, "data.options.url", "jdbc sources need options.url (and dbtable or query)")
         if self.format == "synthetic":
@@ -167,47 +162,102 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Distributed training: ranks, optimisation, and the options of the loop."""
+class OptimizerConfig:
+    """The optimizer and its learning rate (scaled by the number of ranks)."""
 
-    ranks: Optional[int] = None
-    epochs: int = 10
-    batch_size: int = 128
+    name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = 0.0
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+
+    def __post_init__(self):
+        _check(self.lr > 0, "train.optimizer.lr", "must be > 0")
+        _check(self.weight_decay >= 0, "train.optimizer.weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AllreduceConfig:
+    """How gradients are exchanged: compression on the wire, and accumulation of several
+    backward passes per exchange."""
+
     compression: Literal["none", "fp16"] = "none"
     backward_passes_per_step: int = 1
-    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+
+    def __post_init__(self):
+        _check(self.backward_passes_per_step >= 1, "train.allreduce.backward_passes_per_step", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How each rank reads its shard."""
+
     shuffle_buffer: int = 10000
     prefetch_batches: int = 4
-    seed: int = 0
+
+    def __post_init__(self):
+        _check(self.shuffle_buffer >= 0, "train.loader.shuffle_buffer", "must be >= 0 (0 turns shuffling off)")
+        _check(self.prefetch_batches >= 0, "train.loader.prefetch_batches", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Start from an earlier run's weights, optionally with some parameters frozen."""
+
     init_from: Optional[str] = None
     freeze: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Bounds on every wait of the barrier stage's launch, and the ranks' environment."""
+
     start_timeout_s: float = 120.0
     rendezvous_timeout_s: float = 60.0
     progress_timeout_s: float = 600.0
-    max_attempts: int = 3
+    #: How long a cancelled stage may take to stop before the driver gives up on it.
+    cancel_grace_s: float = 30.0
     #: Extra environment for every rank, set before ``hvd.init()``: Horovod's tuning knobs
     #: (HOROVOD_CYCLE_TIME, HOROVOD_FUSION_THRESHOLD) or its profiler (HOROVOD_TIMELINE).
     env: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s"):
+            _check(getattr(self, key) > 0, f"train.launch.{key}", "must be > 0 seconds")
+        for name in self.env:
+            _check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.launch.env.{name}",
+                   "is not an environment variable name (letters, digits, underscores)")
+
+
+@dataclass(frozen=True)
+class FailureConfig:
+    """Recovery: how many attempts a run gets when a retry can help."""
+
+    max_attempts: int = 3
+
+    def __post_init__(self):
+        _check(self.max_attempts >= 1, "train.failure.max_attempts", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Distributed training: world size, epochs and batch, and one group per concern."""
+
+    ranks: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 128
+    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    seed: int = 0
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    allreduce: AllreduceConfig = field(default_factory=AllreduceConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    failure: FailureConfig = field(default_factory=FailureConfig)
+
+    def __post_init__(self):
         _check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
         _check(self.epochs >= 1, "train.epochs", "must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        _check(self.lr > 0, "train.lr", "must be > 0")
-        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        _check(self.backward_passes_per_step >= 1, "train.backward_passes_per_step", "must be >= 1")
-        _check(self.shuffle_buffer >= 0, "train.shuffle_buffer", "must be >= 0 (0 turns shuffling off)")
-        _check(self.prefetch_batches >= 0, "train.prefetch_batches", "must be >= 0")
-        for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s"):
-            _check(getattr(self, key) > 0, f"train.{key}", "must be > 0 seconds")
-        _check(self.max_attempts >= 1, "train.max_attempts", "must be >= 1")
-        for name in self.env:
-            _check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.env.{name}",
-                   "is not an environment variable name (letters, digits, underscores)")
 
 
 @dataclass(frozen=True)
@@ -234,189 +284,12 @@ class JobConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def with_values(self, values: Mapping[str, Any]) -> "JobConfig":
+        """A copy with dotted keys set (``{"train.epochs": 2, "train.optimizer.lr": 0.01}``),
+        validated like a loaded file."""
+        from sparkdl.config_loading import parse_config, set_value
 
-# ---------------------------------------------------------------------------- loading
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (list, List):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin in (tuple, Tuple):
-        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin in (dict, Dict):
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            type(None): "null", Any: "any value"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    """Convert a YAML value to ``tp``, raising ConfigError with ``path`` on mismatch."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is typing.Union:
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, path)
-            except ConfigError:
-                pass
-        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin in (list, List):
-        if not isinstance(value, list):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
-        (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin in (tuple, Tuple):
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
-        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise ConfigError(path, f"expected a mapping, got {value!r}")
-        _, vt = typing.get_args(tp)
-        if vt is str:  # Spark-style options: accept scalars, store their string form
-            out = {}
-            for k, v in value.items():
-                if isinstance(v, (dict, list)) or v is None:
-                    raise ConfigError(f"{path}.{k}", f"expected a string or number, got {v!r}")
-                out[str(k)] = str(v).lower() if isinstance(v, bool) else str(v)
-            return out
-        return {str(k): _convert(v, vt, f"{path}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(path, f"expected a string, got {value!r}")
-        return value
-    raise ConfigError(path, f"unsupported type {tp}")  # pragma: no cover - a bug in this module
-
-
-#: Keys that sparkdl no longer reads, and what to do about them.
-_REMOVED = {
-    "train.reader": "sparkdl reads every dataset with pyarrow since it stopped depending on Petastorm "
-                    "(Petastorm cannot be installed beside Spark >= 4.1); delete this key",
-}
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    where = path or "top level"
-    if not isinstance(raw, dict):
-        raise ConfigError(where, f"expected a mapping, got {raw!r}")
-    for key in raw:
-        full = f"{path}.{key}" if path else str(key)
-        if full in _REMOVED:
-            raise ConfigError(full, f"this key was removed: {_REMOVED[full]}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        prefix = f"{path}." if path else ""
-        raise ConfigError(prefix + str(unknown[0]), f"unknown key; expected one of {sorted(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name in raw:
-            kwargs[name] = _convert(raw[name], hints[name], sub)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(sub, f"required value missing (expected {_type_name(hints[name])})")
-    return cls(**kwargs)  # __post_init__ checks name their full key paths
-
-
-_OVERRIDE_RE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$")
-
-
-def _split_override_key(dotted: str) -> List[str]:
-    """Split 'a.b.c' along the config's structure: below a mapping field (spark.conf,
-    data.options) the rest is one key, since Spark's own keys contain dots."""
-    parts, out, tp = dotted.split("."), [], JobConfig
-    while parts:
-        out.append(parts.pop(0))
-        hints = typing.get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
-        tp = hints.get(out[-1])
-        if typing.get_origin(tp) in (dict, Dict) and parts:
-            out.append(".".join(parts))
-            break
-        if not dataclasses.is_dataclass(tp):
-            out.extend(parts)
-            break
-    return out
-
-
-def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config mapping."""
-    for item in overrides:
-        m = _OVERRIDE_RE.match(item)
-        if not m:
-            raise ConfigError(item, "an override must look like key.path=value, e.g. train.epochs=3")
-        keys, value = _split_override_key(m.group(1)), yaml.safe_load(m.group(2))
-        node = raw
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(m.group(1), f"'{k}' is not a mapping, cannot set a key below it")
-        node[keys[-1]] = value
-    return raw
-
-
-def parse_config(raw: Dict[str, Any], source: Optional[str] = None) -> JobConfig:
-    """Build a validated JobConfig from a mapping."""
-    try:
-        return _build(JobConfig, raw, "")
-    except ConfigError as e:
-        if source and source not in str(e):
-            raise ConfigError(e.path, str(e).split(": ", 1)[1], source) from None
-        raise
-
-
-def load_config(path: "str | os.PathLike[str]", overrides: Optional[List[str]] = None) -> JobConfig:
-    """Load and validate a job config from YAML (relative data paths resolve against the file)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError("(file)", f"config file {str(p)!r} not found", None)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError("(file)", f"not valid YAML: {e}", str(p)) from None
-    if not isinstance(raw, dict):
-        raise ConfigError("(file)", "the top level must be a mapping", str(p))
-    raw = apply_overrides(raw, overrides or [])
-    data = raw.get("data")
-    if isinstance(data, dict) and data.get("format", "csv") not in ("jdbc", "synthetic"):
-        for key in ("train", "test"):
-            val = data.get(key)
-            if isinstance(val, str) and _is_relative_local(val):
-                data[key] = str((p.parent / val).resolve())
-    return parse_config(raw, str(p))
-
-
-def _is_relative_local(path: str) -> bool:
-    return not (path.startswith("/") or "://" in path or path.startswith("embedded:"))
+        raw = self.to_dict()
+        for key, value in values.items():
+            set_value(raw, key, value)
+        return parse_config(raw)

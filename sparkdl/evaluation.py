@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Dict, List
 
 from sparkdl.features import FEATURES, LABEL
@@ -59,4 +60,25 @@ def logistic_regression_baseline(spark, train_path: str, test_path: str, classes
         out["auc"] = _binary_auc(preds.withColumn("p1", vector_to_array("probability")[1]), "p1")
     preds.unpersist()
     log.info("stage evaluate: logistic regression baseline %s in %.1fs", out, time.monotonic() - t0)
+    return out
+
+
+def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
+                 baseline: bool = True) -> Dict[str, Dict[str, float]]:
+    """A committed run's network on a split of the dataset it trained on (``test`` when the
+    job had one), with Spark MLlib's logistic regression on the same features beside it."""
+    from sparkdl.lake import require_run
+    from sparkdl.materialize import Manifest
+    from sparkdl.rundir import RunDir
+
+    run = RunDir(require_run(run_dir))
+    manifest = Manifest.load(run.manifest)
+    if split not in manifest.paths:
+        raise ValueError(f"split {split!r} is not in run {run.name}'s dataset (it has "
+                         f"{sorted(k for k in manifest.splits)}): pick one of those")
+    out = {"network": {"split": split, **evaluate_network(spark, manifest.paths[split], str(run.model),
+                                                          manifest.classes, manifest.feature_width)}}
+    if baseline:
+        out["logistic_regression"] = logistic_regression_baseline(spark, manifest.paths["train"],
+                                                                  manifest.paths[split], manifest.classes)
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from sparkdl.features import FEATURES
+from sparkdl.rundir import RunDir
 from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def predict_frame(df, model_dir: str, classes: List[str], width: int, passthroug
 
 @dataclass(frozen=True)
 class ScoreReport:
+    """What a scoring job did: rows in = scored + quarantined."""
+
     output: str
     input: int
     scored: int
@@ -94,17 +97,16 @@ class ScoreReport:
 def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: Optional[str] = None,
           keys: Optional[List[str]] = None) -> ScoreReport:
     """Score a DataFrame-readable input with a run; write Parquet predictions."""
-    import yaml
     from pyspark.ml import PipelineModel
 
-    from sparkdl.config import parse_config
+    from sparkdl.config_loading import parse_config
     from sparkdl.features import to_training_frame
     from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
 
-    run = Path(run_dir)
-    cfg = parse_config(yaml.safe_load((run / "config.yaml").read_text()))
-    manifest = Manifest.load(run)
+    run = RunDir(Path(run_dir))
+    cfg = parse_config(run.read_config())
+    manifest = Manifest.load(run.manifest)
     data = cfg.data if fmt is None else dataclasses.replace(cfg.data, format=fmt)
     quarantine = f"{output_path.rstrip('/')}.quarantine"
     clock = StageClock()
@@ -113,9 +115,9 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
                                   require_label=False)
     keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
     with clock.stage("predict_and_write"):  # features, the model and the Parquet write run as one Spark job
-        pipeline = PipelineModel.load(str(run / "preprocessing"))
+        pipeline = PipelineModel.load(str(run.preprocessing))
         feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
-        preds = predict_frame(feats, str(run / "model"), manifest.classes, manifest.feature_width, keep)
+        preds = predict_frame(feats, str(run.model), manifest.classes, manifest.feature_width, keep)
         preds.write.mode("overwrite").parquet(output_path)
     with clock.stage("verify"):
         scored = spark.read.parquet(output_path).count()

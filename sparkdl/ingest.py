@@ -184,7 +184,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
     return rows.select(*typed, F.coalesce(*checks).alias(REASON), F.col(RAW), F.col(FILE))
 
 
-def ingest(spark, data: DataConfig, schema: SchemaConfig, path: str, quarantine_dir: Optional[str],
+def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], quarantine_dir: Optional[str],
            key: str = "train", require_label: bool = True) -> Tuple[object, IngestReport]:
     """Read and validate ``path``; write bad rows to ``quarantine_dir``; return (accepted, report).
 
@@ -194,6 +194,8 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: str, quarantine_
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    if data.format == "synthetic":
+        path = "synthetic"  # generated on the executors: no source to resolve or check
     resolved = resolve_path(path)
     precheck(data, schema, resolved, key)
     checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label)

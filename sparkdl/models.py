@@ -123,5 +123,5 @@ def freeze(model, prefixes: Sequence[str]) -> List[str]:
             frozen.append(name)
     if prefixes and not frozen:
         names = [n for n, _ in model.named_parameters()]
-        raise ValueError(f"train.freeze {list(prefixes)} matches no parameter; names are {names}")
+        raise ValueError(f"train.fine_tune.freeze {list(prefixes)} matches no parameter; names are {names}")
     return frozen

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
-log = logging.getLogger(__name__)
+from sparkdl.lake import write_text_atomic
+from sparkdl.rundir import RunDir
+from sparkdl.run_metrics import RunMetrics
 
-PLOT, SUMMARY = "metrics.png", "summary.txt"
+log = logging.getLogger(__name__)
 
 
 def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "") -> None:
@@ -33,33 +37,38 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "") -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)  # readers see the old picture or the new, never half of one
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
 
 
-def summary_text(metrics: Dict[str, Any]) -> str:
-    lines = [f"run {metrics.get('run_id', '?')}"]
-    tr = metrics.get("train", {})
+def summary_text(m: RunMetrics) -> str:
+    lines = [f"run {m.run_id}"]
+    tr = m.train
     lines.append(f"trained {tr.get('epochs')} epochs on {tr.get('ranks')} ranks ({', '.join(tr.get('devices', []))}), "
                  f"{tr.get('samples_per_sec', 0):,.0f} samples/s, {tr.get('seconds', 0):.1f}s")
-    for h in metrics.get("history", []):
+    for h in m.history:
         lines.append(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  val_loss {h['val_loss']:.4f}  "
                      f"val_acc {h['val_accuracy']:.4f}  {h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s")
-    if metrics.get("stages"):
-        lines.append("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in metrics["stages"].items()))
-    failed = [a for a in metrics.get("attempts", []) if a.get("error")]
+    if m.stages:
+        lines.append("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in m.stages.items()))
+    failed = [a for a in m.attempts if a.get("error")]
     if failed:
         lines.append(f"{len(failed)} failed attempt(s) recovered:")
         lines.extend(f"  attempt {a['attempt']}: {a['error']} (resumed from epoch {a['resumed_from_epoch']})"
                      for a in failed)
     for key in ("test", "baseline"):
-        if key in metrics:
-            lines.append(f"{key}: {metrics[key]}")
+        if getattr(m, key) is not None:
+            lines.append(f"{key}: {getattr(m, key)}")
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, metrics: Dict[str, Any]) -> None:
-    """Write metrics.png and summary.txt into ``run_dir``."""
-    if metrics.get("history"):
-        plot_history(metrics["history"], run_dir / PLOT, title=str(metrics.get("run_id", "")))
-    (run_dir / SUMMARY).write_text(summary_text(metrics))
+def write_report(run: RunDir, metrics: RunMetrics) -> None:
+    """Write the run's plot and summary, each atomically."""
+    if metrics.history:
+        plot_history(metrics.history, run.plot, title=metrics.run_id)
+    write_text_atomic(run.summary, summary_text(metrics))

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Optional, Sequence
 
 from sparkdl.config import JobConfig
 from sparkdl.lake import Lake
 from sparkdl.materialize import MANIFEST, Manifest, materialize
+from sparkdl.rundir import RunDir
+from sparkdl.run_metrics import RunMetrics
 from sparkdl.session import get_spark
 from sparkdl.stages import StageClock
 
@@ -22,11 +23,11 @@ def prepare(cfg: JobConfig, lake: str, spark=None, clock: Optional[StageClock] =
     return manifest
 
 
-def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True):
+def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = ()):
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
     logistic-regression baseline beside it; returns the committed RunResult."""
     from sparkdl.evaluation import evaluate_network, logistic_regression_baseline
-    from sparkdl.training import train
+    from sparkdl.supervisor import train
 
     clock = StageClock()
     with clock.stage("session"):
@@ -34,17 +35,17 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True):
     manifest = prepare(cfg, lake, spark, clock)
     held_out = "test" if "test" in manifest.paths else "validation"
 
-    def evaluate(stage: Path, metrics: Dict[str, Any]) -> None:
+    def evaluate(stage: RunDir, metrics: RunMetrics) -> None:
         with clock.stage("evaluate"):
-            metrics["test"] = {"split": held_out, **evaluate_network(
-                spark, manifest.paths[held_out], str(stage / "model"), manifest.classes, manifest.feature_width)}
+            metrics.test = {"split": held_out, **evaluate_network(
+                spark, manifest.paths[held_out], str(stage.model), manifest.classes, manifest.feature_width)}
         if baseline:
             with clock.stage("baseline"):
-                metrics["baseline"] = {"logistic_regression": logistic_regression_baseline(
+                metrics.baseline = {"logistic_regression": logistic_regression_baseline(
                     spark, manifest.paths["train"], manifest.paths[held_out], manifest.classes)}
 
-    result = train(cfg, lake, spark=spark, manifest=manifest, before_commit=evaluate, clock=clock)
+    result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, before_commit=evaluate,
+                   clock=clock)
     log.info("run %s: test accuracy %.4f (logistic regression %.4f)", result.run_id,
-             result.metrics["test"]["accuracy"],
-             result.metrics.get("baseline", {}).get("logistic_regression", {}).get("accuracy", float("nan")))
+             result.metrics.held_out_accuracy(), result.metrics.baseline_accuracy())
     return result

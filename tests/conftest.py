@@ -78,7 +78,7 @@ def lake(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def adult_config():
-    from sparkdl.config import load_config
+    from sparkdl.config_loading import load_config
 
     return load_config(REPO / "conf" / "adult.yaml")
 
@@ -96,10 +96,8 @@ def adult_lake(spark_cluster, adult_config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def adult_run(spark_cluster, adult_config, adult_lake):
     """A 4-epoch, 2-rank run on the prepared Adult dataset."""
-    import dataclasses
-
-    from sparkdl.training import train
+    from sparkdl.supervisor import train
 
     lake, manifest = adult_lake
-    cfg = dataclasses.replace(adult_config, train=dataclasses.replace(adult_config.train, epochs=4, ranks=2))
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2})
     return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)

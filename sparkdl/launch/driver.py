@@ -2,9 +2,10 @@
 
 ``run_on_ranks`` runs ``fn(RankContext)`` on N Horovod ranks inside ONE barrier-mode
 Spark stage and returns each rank's (small) result. While the stage runs, the driver
-logs the ranks' events as they arrive and enforces three bounds: every rank must start
-within ``start_timeout_s``, some rank must report within ``progress_timeout_s``, and a
-failing rank ends the whole stage at once as a :class:`TrainingError` naming that rank.
+logs the ranks' events as they arrive and enforces the bounds of ``train.launch``: every
+rank must start within ``start_timeout_s``, some rank must report within
+``progress_timeout_s``, and a failing rank ends the whole stage at once as a
+:class:`TrainingError` naming that rank.
 """
 from __future__ import annotations
 
@@ -13,41 +14,32 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
-from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutError
-from sparkdl.launch.events import EventServer
+from sparkdl.config import LaunchConfig
+from sparkdl.launch.errors import FailureKind, LaunchError, TrainingError, TrainingTimeoutError
+from sparkdl.launch.events import Event, EventServer, EventType
+from sparkdl.launch.failures import classify_spark_failure, root_cause
 from sparkdl.launch.task import LaunchSettings, RankContext, run_barrier_task
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[Dict[str, Any]], None]
+EventHandler = Callable[[Event], None]
 
 
-@dataclass(frozen=True)
-class LaunchTimeouts:
-    """Bounds on every wait of a launch, in seconds."""
-
-    start_s: float = 120.0
-    rendezvous_s: float = 60.0
-    progress_s: float = 600.0
-    cancel_grace_s: float = 30.0
-
-
-def log_event(event: Dict[str, Any]) -> None:
+def log_event(event: Event) -> None:
     """Default event handler: one log line per event."""
-    kind, rank = event.get("type"), event.get("rank")
-    if kind == "log":
+    rank = event.rank
+    if event.type is EventType.LOG:
         level = logging.WARNING if event.get("level") == "warning" else logging.INFO
         log.log(level, "rank %s: %s", rank, event.get("message"))
-    elif kind == "started":
+    elif event.type is EventType.STARTED:
         log.info("rank %s started on %s (partition %s, pid %s)", rank, event.get("host"),
                  event.get("partition"), event.get("pid"))
-    elif kind not in ("done", "error"):
-        fields = " ".join(f"{k}={v}" for k, v in event.items() if k not in ("type", "rank", "time", "received"))
-        log.info("rank %s %s %s", rank, kind, fields)
+    elif event.type not in (EventType.DONE, EventType.ERROR):
+        fields = " ".join(f"{k}={v}" for k, v in event.fields.items())
+        log.info("rank %s %s %s", rank, event.type.value, fields)
 
 
 def driver_addresses(spark) -> Tuple[str, str]:
@@ -85,11 +77,12 @@ def error_from_spark(exc: BaseException) -> TrainingError:
     m = _PY_TRACE.search(text)
     if m:
         tail = "\n".join(m.group(1).rstrip().splitlines()[-25:])
-        return TrainingError(None, tail.splitlines()[-1], tail)
+        exception = tail.splitlines()[-1]
+        return TrainingError(None, exception, tail, classify_spark_failure(exception))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("\tat ", "at "))]
     reasons = [ln for ln in lines if any(w in ln for w in ("Exception", "Failure", "Reason", "exited", "Error"))]
     summary = reasons[-1] if reasons else (lines[0] if lines else repr(exc))
-    return TrainingError(None, summary[:500], "\n".join(reasons[-8:]))
+    return TrainingError(None, summary[:500], "\n".join(reasons[-8:]), classify_spark_failure())
 
 
 class _StageRunner(threading.Thread):
@@ -112,23 +105,23 @@ class _StageRunner(threading.Thread):
 
 
 def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[int] = None,
-                 timeouts: LaunchTimeouts = LaunchTimeouts(), on_event: EventHandler = log_event,
-                 attempt: int = 1, env: Optional[Dict[str, str]] = None) -> List[Any]:
+                 launch: LaunchConfig = LaunchConfig(), on_event: EventHandler = log_event,
+                 attempt: int = 1) -> List[Any]:
     """Run ``fn`` on every rank of one barrier stage; return results ordered by rank."""
     from sparkdl.session import expected_executors, task_slots
 
     n = num_ranks or task_slots(spark)
-    check_slots(spark, n, wait_s=0.0 if expected_executors(spark.sparkContext.master) else timeouts.start_s)
+    check_slots(spark, n, wait_s=0.0 if expected_executors(spark.sparkContext.master) else launch.start_timeout_s)
     token = secrets.token_hex(16)
     job_group = f"sparkdl-{token[:12]}"
     bind, advertise = driver_addresses(spark)
     with EventServer(bind, token, advertise) as server:
-        settings = LaunchSettings(server.address, token, timeouts.rendezvous_s, attempt, dict(env or {}))
+        settings = LaunchSettings(server.address, token, launch, attempt)
         runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings))
         t0 = time.monotonic()
         runner.start()
         log.info("launched %d ranks in one barrier stage (attempt %d)", n, attempt)
-        failure = _watch(spark, runner, server, n, timeouts, on_event, job_group, t0)
+        failure = _watch(spark, runner, server, n, launch, on_event, job_group, t0)
     if failure is not None:
         raise failure
     import cloudpickle
@@ -137,25 +130,20 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     return [results[r] for r in range(n)]
 
 
-#: Errors that are a symptom of another rank's failure, not a cause.
-PEER_SYMPTOMS = ("HorovodInternalError", "Horovod has been shut down", "Connection closed by peer",
-                 "Connection reset by peer", "Gloo")
-ROOT_CAUSE_WAIT_S = 1.5
+#: After the first rank error, how long the driver keeps listening for the others, so the
+#: root cause (the earliest by the ranks' own clocks) is among those it compares.
+ERROR_COLLECTION_S = 1.5
 
 
-def _root_cause(errors: List[TrainingError]) -> TrainingError:
-    """The first error that is not merely a peer's reaction to another rank's failure."""
-    for err in errors:
-        if not any(s in err.exception for s in PEER_SYMPTOMS):
-            return err
-    return errors[0]
+def _error_from_event(event: Event) -> TrainingError:
+    try:
+        kind = FailureKind(event.get("kind", FailureKind.USER.value))
+    except ValueError:
+        kind = FailureKind.USER
+    return TrainingError(event.rank, event.get("exception", "?"), event.get("traceback", ""), kind, event.time)
 
 
-def _error_from_event(event: Dict[str, Any]) -> TrainingError:
-    return TrainingError(event.get("rank"), event.get("exception", "?"), event.get("traceback", ""))
-
-
-def _watch(spark, runner: _StageRunner, server: EventServer, n: int, timeouts: LaunchTimeouts,
+def _watch(spark, runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
            on_event: EventHandler, job_group: str, t0: float) -> Optional[TrainingError]:
     """Consume events until the stage ends; return the error to raise, if any."""
     started: set = set()
@@ -168,46 +156,45 @@ def _watch(spark, runner: _StageRunner, server: EventServer, n: int, timeouts: L
         now = time.monotonic()
         if event is not None:
             last_event = now
-            kind = event.get("type")
-            if kind == "started":
-                started.add(event.get("rank"))
-            elif kind == "error":
+            if event.type is EventType.STARTED:
+                started.add(event.rank)
+            elif event.type is EventType.ERROR:
                 errors.append(_error_from_event(event))
                 first_error_at = first_error_at or now
             try:
                 on_event(event)
             except Exception:  # a broken handler must not break training
                 log.exception("event handler failed on %s", event)
-        if errors and (now - first_error_at > ROOT_CAUSE_WAIT_S or len(errors) == n):
-            failure = _root_cause(errors)
+        if errors and (now - first_error_at > ERROR_COLLECTION_S or len(errors) == n):
+            failure = root_cause(errors)
             break
         if not runner.is_alive():
             if errors:
-                failure = _root_cause(errors)
+                failure = root_cause(errors)
             break
-        if len(started) < n and now - t0 > timeouts.start_s:
+        if len(started) < n and now - t0 > launch.start_timeout_s:
             missing = sorted(set(range(n)) - started)
             failure = TrainingTimeoutError(
-                f"{len(started)} of {n} ranks started within {timeouts.start_s:.0f}s; still waiting for "
+                f"{len(started)} of {n} ranks started within {launch.start_timeout_s:.0f}s; still waiting for "
                 f"rank(s) {missing}. Check that the cluster has {n} free slots and that executors can reach "
-                f"the driver at {server.address}; raise train.start_timeout_s if startup is slow.", missing)
+                f"the driver at {server.address}; raise train.launch.start_timeout_s if startup is slow.", missing)
             break
-        if len(started) == n and now - last_event > timeouts.progress_s:
+        if len(started) == n and now - last_event > launch.progress_timeout_s:
             failure = TrainingTimeoutError(
-                f"no rank reported anything for {timeouts.progress_s:.0f}s (a hung collective or a stuck "
-                f"reader?). Raise train.progress_timeout_s if epochs are legitimately that long.")
+                f"no rank reported anything for {launch.progress_timeout_s:.0f}s (a hung collective or a stuck "
+                f"reader?). Raise train.launch.progress_timeout_s if epochs are legitimately that long.")
             break
     if failure is not None or runner.error is not None:
         if runner.is_alive():
             spark.sparkContext.cancelJobGroup(job_group)
-            runner.join(timeouts.cancel_grace_s)
+            runner.join(launch.cancel_grace_s)
             if runner.is_alive():
-                log.warning("the barrier stage did not stop within %.0fs of being cancelled", timeouts.cancel_grace_s)
+                log.warning("the barrier stage did not stop within %.0fs of being cancelled", launch.cancel_grace_s)
         # Drain: a rank's own error report usually arrives just before Spark's failure.
         deadline = time.monotonic() + 2.0
         while failure is None and time.monotonic() < deadline:
             event = server.get(timeout=0.1)
-            if event and event.get("type") == "error":
+            if event is not None and event.type is EventType.ERROR:
                 failure = _error_from_event(event)
         if failure is None:
             failure = error_from_spark(runner.error)

@@ -11,6 +11,8 @@ there. Spark's own ``allGather``/``barrier`` would do, but each call polls once 
 """
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 import queue
@@ -18,11 +20,63 @@ import socket
 import socketserver
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 log = logging.getLogger(__name__)
 
 _MAX_LINE = 1 << 20
+
+
+class EventType(str, enum.Enum):
+    """Every kind of message on the channel. The first five are events the driver queues;
+    ``PUT``/``GET`` are the launch's value exchanges and never reach the queue."""
+
+    STARTED = "started"
+    LOG = "log"
+    EPOCH = "epoch"
+    ERROR = "error"
+    DONE = "done"
+    PUT = "put"
+    GET = "get"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One message from a rank: its type, the rank, the rank's clock, and its fields."""
+
+    type: EventType
+    rank: Optional[int] = None
+    time: float = 0.0
+    fields: Dict[str, Any] = field(default_factory=dict)
+    #: The driver's clock when it arrived (set by the server).
+    received: Optional[float] = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+    def encode(self, token: str) -> bytes:
+        """One JSON line carrying the run's token."""
+        body = {"type": self.type.value, "rank": self.rank, "time": self.time, "token": token, **self.fields}
+        return (json.dumps(body, default=str) + "\n").encode()
+
+    @classmethod
+    def decode(cls, line: bytes, token: str) -> Optional["Event"]:
+        """The event in ``line``, or None (with a debug line) for anything malformed, of an
+        unknown type, or without the run's token."""
+        if len(line) > _MAX_LINE:
+            log.debug("dropped an event line of %d bytes", len(line))
+            return None
+        try:
+            body = json.loads(line)
+            if not isinstance(body, dict) or body.pop("token", None) != token:
+                return None
+            kind = EventType(body.pop("type", None))
+        except ValueError as e:  # bad JSON or an unknown type
+            log.debug("dropped an event line (%s)", e)
+            return None
+        rank = body.pop("rank", None)
+        return cls(kind, rank if isinstance(rank, int) else None, float(body.pop("time", 0.0) or 0.0), body)
 
 
 class EventServer:
@@ -31,7 +85,7 @@ class EventServer:
     def __init__(self, host: str, token: str, advertise: Optional[str] = None):
         """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``)."""
         self.token = token
-        self.events: "queue.Queue[Dict[str, Any]]" = queue.Queue()
+        self.events: "queue.Queue[Event]" = queue.Queue()
         self._values: Dict[str, Any] = {}
         self._values_changed = threading.Condition()
         outer = self
@@ -39,23 +93,17 @@ class EventServer:
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
                 for raw in self.rfile:
-                    if len(raw) > _MAX_LINE:
+                    event = Event.decode(raw, outer.token)
+                    if event is None:
                         continue
-                    try:
-                        event = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if not isinstance(event, dict) or event.pop("token", None) != outer.token:
-                        continue
-                    if event.get("type") == "put":
+                    if event.type is EventType.PUT:
                         outer._put(str(event.get("key")), event.get("value"))
-                    elif event.get("type") == "get":
+                    elif event.type is EventType.GET:
                         value = outer._wait_for(str(event.get("key")), float(event.get("timeout_s", 60)))
                         self.wfile.write((json.dumps({"key": event.get("key"), "value": value}) + "\n").encode())
                         self.wfile.flush()
                     else:
-                        event.setdefault("received", time.time())
-                        outer.events.put(event)
+                        outer.events.put(dataclasses.replace(event, received=time.time()))
 
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -88,7 +136,7 @@ class EventServer:
             self._values_changed.wait_for(lambda: key in self._values, timeout=timeout_s)
             return self._values.get(key)
 
-    def get(self, timeout: float) -> Optional[Dict[str, Any]]:
+    def get(self, timeout: float) -> Optional[Event]:
         """Next event, or None after ``timeout`` seconds."""
         try:
             return self.events.get(timeout=timeout)
@@ -120,12 +168,12 @@ class EventClient:
                 log.warning("rank %d cannot reach the driver's event server at %s (%s); "
                             "progress will only show in executor logs", rank, address, e)
 
-    def send(self, type: str, **fields: Any) -> None:
-        event = {"type": type, "rank": self.rank, "time": time.time(), "token": self.token, **fields}
-        line = (json.dumps(event, default=str) + "\n").encode()
+    def send(self, type: EventType, **fields: Any) -> None:
+        event = Event(EventType(type), self.rank, time.time(), fields)
         if self._sock is None:
-            log.info("event %s", {k: v for k, v in event.items() if k != "token"})
+            log.info("event %s from rank %s: %s", event.type.value, self.rank, fields)
             return
+        line = event.encode(self.token)
         with self._lock:
             try:
                 self._sock.sendall(line)
@@ -141,7 +189,7 @@ class EventClient:
 
     def put(self, key: str, value: Any) -> None:
         self._require_connection()
-        self.send("put", key=key, value=value)
+        self.send(EventType.PUT, key=key, value=value)
 
     def get_value(self, key: str, timeout_s: float) -> Any:
         """The value some rank ``put`` under ``key``; waits up to ``timeout_s`` for it."""
@@ -149,8 +197,8 @@ class EventClient:
         with self._lock:
             try:
                 self._sock.settimeout(timeout_s + 10)
-                self._sock.sendall((json.dumps({"type": "get", "key": key, "timeout_s": timeout_s, "rank": self.rank,
-                                                "token": self.token}) + "\n").encode())
+                request = Event(EventType.GET, self.rank, time.time(), {"key": key, "timeout_s": timeout_s})
+                self._sock.sendall(request.encode(self.token))
                 reply = b""
                 while not reply.endswith(b"\n"):
                     chunk = self._sock.recv(65536)

@@ -14,9 +14,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from sparkdl.config import LaunchConfig
 from sparkdl.launch.devices import select_device, task_resources
-from sparkdl.launch.events import EventClient, ExchangeError
-from sparkdl.launch.plan import host_plan, hosts_string, interface_for, resolve_ip
+from sparkdl.launch.events import EventClient, EventType, ExchangeError
+from sparkdl.launch.failures import classify_rank_exception
+from sparkdl.launch.plan import RankSlot, host_plan, hosts_string, interface_for, resolve_ip
 from sparkdl.stages import Laps
 
 log = logging.getLogger(__name__)
@@ -30,22 +32,15 @@ class LaunchSettings:
 
     event_address: Optional[str]
     token: str
-    rendezvous_timeout_s: float = 60.0
+    launch: LaunchConfig = LaunchConfig()
     attempt: int = 1
-    env: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class RankContext:
     """What the user function gets: its place in the world, its device, and a way to report."""
 
-    rank: int
-    size: int
-    local_rank: int
-    local_size: int
-    cross_rank: int
-    cross_size: int
-    partition: int
+    slot: RankSlot
     attempt: int
     device: str
     events: EventClient
@@ -54,11 +49,27 @@ class RankContext:
     startup: Dict[str, float] = field(default_factory=dict)
 
     @property
-    def is_chief(self) -> bool:
-        return self.rank == 0
+    def rank(self) -> int:
+        return self.slot.rank
 
-    def report(self, type: str, **fields: Any) -> None:
-        """Send an event (e.g. ``epoch``) to the driver, which logs it as it arrives."""
+    @property
+    def size(self) -> int:
+        return self.slot.size
+
+    @property
+    def local_rank(self) -> int:
+        return self.slot.local_rank
+
+    @property
+    def partition(self) -> int:
+        return self.slot.partition
+
+    @property
+    def is_chief(self) -> bool:
+        return self.slot.rank == 0
+
+    def report(self, type: EventType, **fields: Any) -> None:
+        """Send an event (e.g. ``EventType.EPOCH``) to the driver, which logs it as it arrives."""
         self.events.send(type, **fields)
 
 
@@ -67,8 +78,9 @@ def traceback_tail(exc: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _report_error(events: EventClient, exc: BaseException) -> None:
-    events.send("error", exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc))
+def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -> None:
+    events.send(EventType.ERROR, exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc),
+                kind=classify_rank_exception(exc, in_user_code).value)
 
 
 RENDEZVOUS_PORT = "rendezvous_port"
@@ -103,7 +115,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         plan = host_plan([info.address for info in ctx.getTaskInfos()])
         slot = plan[pid]
         events.rank = slot.rank
-        events.send("started", partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
+        events.send(EventType.STARTED, partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
         laps.lap("host_plan")
         if slot.rank == 0:
             from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
@@ -114,7 +126,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
             server.init(get_host_assignments(parse_hosts(hosts_string(plan)), len(plan)))
             events.put(RENDEZVOUS_PORT, port)
         else:
-            port = int(events.get_value(RENDEZVOUS_PORT, settings.rendezvous_timeout_s))
+            port = int(events.get_value(RENDEZVOUS_PORT, settings.launch.rendezvous_timeout_s))
         laps.lap("rendezvous")
         chief = next(s for s in plan if s.rank == 0)
         my_ip = resolve_ip(slot.hostname)
@@ -124,9 +136,9 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
             "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
             "HOROVOD_CONTROLLER": "gloo",
             "HOROVOD_CPU_OPERATIONS": "gloo",
-            "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(settings.rendezvous_timeout_s)),
+            "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(settings.launch.rendezvous_timeout_s)),
             **slot.env(),
-            **settings.env,
+            **settings.launch.env,
         }
         if iface:
             env["HOROVOD_GLOO_IFACE"] = iface
@@ -140,31 +152,30 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
                                      torch.cuda.device_count() if torch.cuda.is_available() else 0,
                                      hvd.nccl_built())
         if note:
-            events.send("log", level="warning", message=note)
+            events.send(EventType.LOG, level="warning", message=note)
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
         hvd.init()
         laps.lap("hvd_init")
         if hvd.rank() != slot.rank or hvd.size() != slot.size:
             raise RuntimeError(f"hvd.init() gave rank {hvd.rank()}/{hvd.size()}, plan said {slot.rank}/{slot.size}")
-        rc = RankContext(slot.rank, slot.size, slot.local_rank, slot.local_size, slot.cross_rank,
-                         slot.cross_size, pid, settings.attempt, device, events, laps.seconds)
+        rc = RankContext(slot, settings.attempt, device, events, laps.seconds)
         try:
             result = fn(rc)
         except BaseException as exc:
             # Report before hvd.shutdown(): the shutdown makes every peer fail too, and the
             # driver must hear this rank's own error first.
-            _report_error(events, exc)
+            _report_error(events, exc, in_user_code=True)
             reported = True
             raise
         finally:
             hvd.shutdown()
-        events.send("done")
-        _wait_until_all_finished(events, slot.rank, slot.size, settings.rendezvous_timeout_s)
+        events.send(EventType.DONE)
+        _wait_until_all_finished(events, slot.rank, slot.size, settings.launch.rendezvous_timeout_s)
         yield cloudpickle.dumps((slot.rank, result))
     except BaseException as exc:
         if not reported:
-            _report_error(events, exc)
+            _report_error(events, exc, in_user_code=False)
         raise
     finally:
         if server is not None:

@@ -1,22 +1,17 @@
 """Recovery: a lost worker or a crash mid-checkpoint is retried from the last complete
 checkpoint; a deterministic bug is not; the lake never shows an incomplete run."""
-import dataclasses
 import time
 
 import pytest
 
 from sparkdl.lake import Lake
 from sparkdl.launch.errors import TrainingError
-from sparkdl.train.faults import FaultSpec
-from sparkdl.training import train
-
-
-def _cfg(cfg, **changes):
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+from sparkdl.rank.faults import FaultSpec
+from sparkdl.supervisor import train
 
 
 def _epochs(metrics):
-    return [h["epoch"] for h in metrics["history"]]
+    return [h["epoch"] for h in metrics.history]
 
 
 @pytest.fixture(scope="module")
@@ -29,46 +24,50 @@ def test_sigkilled_worker_resumes_and_matches_an_uninterrupted_run(spark_cluster
                                                                     uninterrupted, tmp_path):
     lake, manifest = adult_lake
     t0 = time.monotonic()
-    result = train(_cfg(adult_config, epochs=4, ranks=2), str(tmp_path / "lake"), spark=spark_cluster,
-                   manifest=manifest, fault=FaultSpec(rank=1, epoch=3, step=20, mode="kill"))
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2})
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+                   callbacks=[FaultSpec(rank=1, epoch=3, step=20, mode="kill")])
     m = result.metrics
     assert _epochs(m) == [1, 2, 3, 4]  # no gap, no duplicate
-    assert [h["attempt"] for h in m["history"]] == [1, 1, 2, 2]
-    assert len(m["attempts"]) == 2
-    assert m["attempts"][0]["error"] and m["attempts"][0]["retryable"]
-    assert m["attempts"][1]["resumed_from_epoch"] == 2 and m["attempts"][1]["error"] is None
-    assert abs(m["validation"]["accuracy"] - uninterrupted.metrics["validation"]["accuracy"]) <= 0.01
-    print(f"\nrecovery: failed attempt {m['attempts'][0]['seconds']}s, resumed attempt "
-          f"{m['attempts'][1]['seconds']}s, whole run {time.monotonic() - t0:.1f}s "
-          f"(uninterrupted {uninterrupted.metrics['train']['seconds']}s)")
+    assert [h["attempt"] for h in m.history] == [1, 1, 2, 2]
+    assert len(m.attempts) == 2
+    assert m.attempts[0]["error"] and m.attempts[0]["retryable"]
+    assert m.attempts[1]["resumed_from_epoch"] == 2 and m.attempts[1]["error"] is None
+    assert abs(m.validation["accuracy"] - uninterrupted.metrics.validation["accuracy"]) <= 0.01
+    print(f"\nrecovery: failed attempt {m.attempts[0]['seconds']}s, resumed attempt "
+          f"{m.attempts[1]['seconds']}s, whole run {time.monotonic() - t0:.1f}s "
+          f"(uninterrupted {uninterrupted.metrics.train['seconds']}s)")
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
-    result = train(_cfg(adult_config, epochs=3, ranks=2), str(tmp_path / "lake"), spark=spark_cluster,
-                   manifest=manifest, fault=FaultSpec(rank=0, epoch=2, mode="checkpoint"))
+    cfg = adult_config.with_values({"train.epochs": 3, "train.ranks": 2})
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+                   callbacks=[FaultSpec(rank=0, epoch=2, mode="checkpoint")])
     m = result.metrics
-    assert m["attempts"][1]["resumed_from_epoch"] == 1  # epoch 2's checkpoint never became visible
+    assert m.attempts[1]["resumed_from_epoch"] == 1  # epoch 2's checkpoint never became visible
     assert _epochs(m) == [1, 2, 3]
-    assert [h["attempt"] for h in m["history"]] == [1, 2, 2]
+    assert [h["attempt"] for h in m.history] == [1, 2, 2]
     assert sorted(p.name for p in (result.path / "checkpoints").glob("epoch-*.pt")) == \
         ["epoch-0001.pt", "epoch-0002.pt", "epoch-0003.pt"]
 
 
 def test_a_deterministic_bug_fails_once_with_its_own_traceback(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
+    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.failure.max_attempts": 3})
     with pytest.raises(TrainingError) as e:
-        train(_cfg(adult_config, epochs=2, ranks=2, max_attempts=3), str(tmp_path / "lake"), spark=spark_cluster,
-              manifest=manifest, fault=FaultSpec(rank=0, epoch=1, step=3, mode="raise"))
+        train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+              callbacks=[FaultSpec(rank=0, epoch=1, step=3, mode="raise")])
     assert len(e.value.attempts) == 1 and e.value.attempts[0]["retryable"] is False
     assert e.value.rank == 0 and "InjectedFault" in e.value.exception and "at_step" in e.value.traceback_tail
 
 
 def test_attempts_run_out_and_the_lake_shows_no_run(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
+    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.failure.max_attempts": 2})
     with pytest.raises(TrainingError) as e:  # the worker dies on every attempt
-        train(_cfg(adult_config, epochs=2, ranks=2, max_attempts=2), str(tmp_path / "lake"), spark=spark_cluster,
-              manifest=manifest, fault=FaultSpec(rank=1, epoch=1, step=2, mode="exit", attempt=0))
+        train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+              callbacks=[FaultSpec(rank=1, epoch=1, step=2, mode="exit", attempt=0)])
     assert len(e.value.attempts) == 2
     runs = Lake(str(tmp_path / "lake"))
     assert runs.list_runs() == [] and all(not p.exists() or not any(p.iterdir()) for p in [runs.runs_root])

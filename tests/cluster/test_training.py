@@ -13,12 +13,8 @@ from sparkdl.lake import COMMIT_MARKER, Lake
 from sparkdl.launch.errors import TrainingError
 from sparkdl.materialize import Manifest
 from sparkdl.models import load_model
-from sparkdl.train.faults import FaultSpec
-from sparkdl.training import train
-
-
-def _with_train(cfg, **changes):
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+from sparkdl.rank.faults import FaultSpec
+from sparkdl.supervisor import train
 
 
 def _validation_arrays(manifest):
@@ -29,17 +25,17 @@ def _validation_arrays(manifest):
 
 def test_two_ranks_reach_the_accuracy_target(adult_run):
     m = adult_run.metrics
-    assert m["train"]["ranks"] == 2 and m["train"]["devices"] == ["cpu", "cpu"]
-    assert m["validation"]["accuracy"] >= 0.84
-    assert [h["epoch"] for h in m["history"]] == [1, 2, 3, 4]
-    for h in m["history"]:
+    assert m.train["ranks"] == 2 and m.train["devices"] == ["cpu", "cpu"]
+    assert m.validation["accuracy"] >= 0.84
+    assert [h["epoch"] for h in m.history] == [1, 2, 3, 4]
+    for h in m.history:
         assert {"epoch", "loss", "val_loss", "val_accuracy", "samples_per_sec", "seconds"} <= set(h)
         assert h["samples_per_sec"] > 0 and h["val_rows"] == 3169
 
 
 def test_ranks_end_with_identical_parameters(adult_run):
     # the check is made by train() from every rank's parameter digest; it is recorded only if it passed
-    assert adult_run.metrics["train"]["identical_parameters"] is True
+    assert adult_run.metrics.train["identical_parameters"] is True
 
 
 def test_run_directory_is_complete_and_reloads_to_the_same_predictions(adult_run, adult_lake):
@@ -91,22 +87,23 @@ def _write_uneven_dataset(root: Path, base: Manifest) -> Manifest:
 def test_uneven_shards_train_with_equal_steps_and_no_hang(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
     uneven = _write_uneven_dataset(tmp_path / "uneven", manifest)
-    cfg = _with_train(adult_config, epochs=2, ranks=2, batch_size=100, progress_timeout_s=60)
+    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.batch_size": 100,
+                                    "train.launch.progress_timeout_s": 60})
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=uneven)
-    t = result.metrics["train"]
+    t = result.metrics.train
     assert t["rows_per_shard"] == [3000, 1000]
     assert t["steps_per_epoch"] == 10  # the smaller shard's 1000 rows / batch 100, on both ranks
-    assert [h["steps"] for h in result.metrics["history"]] == [10, 10]
-    assert result.metrics["history"][-1]["val_rows"] == 800
+    assert [h["steps"] for h in result.metrics.history] == [10, 10]
+    assert result.metrics.history[-1]["val_rows"] == 800
 
 
 def test_a_rank_that_raises_is_reported_with_its_rank_quickly(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
-    cfg = _with_train(adult_config, epochs=2, ranks=2)
+    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2})
     t0 = time.monotonic()
     with pytest.raises(TrainingError) as e:
         train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
-              fault=FaultSpec(rank=1, epoch=1, step=7, mode="raise"))
+              callbacks=[FaultSpec(rank=1, epoch=1, step=7, mode="raise")])
     elapsed = time.monotonic() - t0
     assert e.value.rank == 1
     assert "InjectedFault" in str(e.value) and "rank 1 epoch 1 step 7" in str(e.value)
@@ -119,32 +116,37 @@ def test_a_rank_that_raises_is_reported_with_its_rank_quickly(spark_cluster, adu
 def test_fine_tuning_starts_from_an_earlier_run_with_frozen_layers(spark_cluster, adult_config, adult_lake,
                                                                      adult_run):
     lake, manifest = adult_lake
-    cfg = _with_train(adult_config, epochs=1, ranks=2, init_from=adult_run.run_id, freeze=["0."], lr=1e-4)
+    cfg = adult_config.with_values({"train.epochs": 1, "train.ranks": 2,
+                                    "train.fine_tune.init_from": adult_run.run_id,
+                                    "train.fine_tune.freeze": ["0."], "train.optimizer.lr": 1e-4})
     tuned = train(cfg, str(lake), spark=spark_cluster, manifest=manifest)
     before = torch.load(adult_run.path / "model" / "weights.pt", weights_only=True)
     after = torch.load(tuned.path / "model" / "weights.pt", weights_only=True)
     assert torch.equal(before["0.weight"], after["0.weight"])  # frozen: untouched
     assert not torch.equal(before["3.weight"], after["3.weight"])  # trained on
-    assert tuned.metrics["validation"]["accuracy"] >= 0.84  # started from a trained model
+    assert tuned.metrics.validation["accuracy"] >= 0.84  # started from a trained model
 
 
 def test_compression_accumulation_and_bf16_train_well(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
     timeline = tmp_path / "timeline.json"  # train.env reaches hvd.init: Horovod's profiler writes here
-    cfg = _with_train(adult_config, epochs=2, ranks=2, compression="fp16", backward_passes_per_step=2,
-                      mixed_precision="bf16", batch_size=64, env={"HOROVOD_TIMELINE": str(timeline)})
+    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.allreduce.compression": "fp16",
+                                    "train.allreduce.backward_passes_per_step": 2,
+                                    "train.mixed_precision": "bf16", "train.batch_size": 64,
+                                    "train.launch.env": {"HOROVOD_TIMELINE": str(timeline)}})
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
-    assert result.metrics["train"]["steps_per_epoch"] % 2 == 0
+    assert result.metrics.train["steps_per_epoch"] % 2 == 0
     assert "ALLREDUCE" in timeline.read_text()
-    assert result.metrics["validation"]["accuracy"] >= 0.84
-    assert result.metrics["train"]["identical_parameters"] is True
+    assert result.metrics.validation["accuracy"] >= 0.84
+    assert result.metrics.train["identical_parameters"] is True
 
 
 def test_a_user_model_factory_trains(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
-    cfg = dataclasses.replace(_with_train(adult_config, epochs=2, ranks=2, lr=0.01),
+    cfg = dataclasses.replace(adult_config.with_values({"train.epochs": 2, "train.ranks": 2,
+                                                        "train.optimizer.lr": 0.01}),
                               model=dataclasses.replace(adult_config.model, kind="custom", factory="torch.nn:Linear"))
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
     model, spec = load_model(result.path / "model")
     assert isinstance(model, torch.nn.Linear) and spec["factory"] == "torch.nn:Linear"
-    assert result.metrics["validation"]["accuracy"] >= 0.82  # logistic regression on the same features
+    assert result.metrics.validation["accuracy"] >= 0.82  # logistic regression on the same features

@@ -102,7 +102,7 @@ def _submit(master: str, script: str, *args: str, timeout: int = 1200) -> dict:
 def test_submit_etl_train_then_score(standalone, tmp_path):
     master, _ = standalone
     lake = tmp_path / "lake"
-    result = _submit(master, "etl_train.py", "--config", "conf/adult.yaml", "--lake", str(lake))
+    result = _submit(master, "etl_train.py", "conf/adult.yaml", "--lake", str(lake))
     run = Path(result["run_path"])
     assert (run / "_COMMITTED").is_file()
     metrics = json.loads((run / "metrics.json").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.config import load_config
+from sparkdl.config_loading import load_config
 from sparkdl.features import FEATURES, LABEL, MISSING, to_training_frame
 from sparkdl.ingest import BadDataError, ingest, release, resolve_path
 from sparkdl.lake import Lake
@@ -196,7 +196,8 @@ def test_prepare_from_the_command_line(tmp_path):
          "--set", "spark.master=local[2]", "--set", "spark.conf.spark.ui.enabled=false", "--set", "data.test=null"],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    manifest_path = Path(out.stdout.strip().splitlines()[0])
+    printed = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    manifest_path = Path(printed["manifest"])
     assert manifest_path.name == MANIFEST and manifest_path.is_file()
     assert Manifest.load(manifest_path).rows["accepted"] == 32561
 

@@ -2,7 +2,8 @@ import textwrap
 
 import pytest
 
-from sparkdl.config import ConfigError, JobConfig, load_config, parse_config
+from sparkdl.config import ConfigError, JobConfig
+from sparkdl.config_loading import load_config, parse_config
 
 MINIMAL = {
     "data": {"train": "/data/train.csv"},
@@ -30,7 +31,7 @@ def test_minimal_config_gets_defaults():
     cfg = parse_config(MINIMAL)
     assert isinstance(cfg, JobConfig)
     assert cfg.spark.master == "local-cluster[2,1,1024]"
-    assert cfg.train.compression == "none" and cfg.train.backward_passes_per_step == 1
+    assert cfg.train.allreduce.compression == "none" and cfg.train.allreduce.backward_passes_per_step == 1
     assert cfg.schema.features == ["x", "c"]
 
 
@@ -38,8 +39,8 @@ def test_minimal_config_gets_defaults():
     (_with(train={"epochz": 3}), "train.epochz", "unknown key"),
     (_with(train={"epochs": "three"}), "train.epochs", "expected an integer"),
     (_with(train={"epochs": True}), "train.epochs", "expected an integer"),
-    (_with(train={"lr": "fast"}), "train.lr", "expected a number"),
-    (_with(train={"compression": "zstd"}), "train.compression", "'none', 'fp16'"),
+    (_with(train={"optimizer": {"lr": "fast"}}), "train.optimizer.lr", "expected a number"),
+    (_with(train={"allreduce": {"compression": "zstd"}}), "train.allreduce.compression", "'none', 'fp16'"),
     (_with(train={"epochs": 0}), "train.epochs", ">= 1"),
     (_with(schema__label="nope"), "schema.label", "not among schema.columns"),
     (_with(schema__numeric=["c"]), "schema.numeric[0]", "declared as string"),
@@ -49,9 +50,11 @@ def test_minimal_config_gets_defaults():
     (_with(spark={"conf": {"a": {"b": 1}}}), "spark.conf.a", "string or number"),
     (_with(model={"kind": "custom"}), "model.factory", "module:function"),
     (_with(train={"ranks": 8}), "train.ranks", "max_ranks"),
-    (_with(train={"env": {"HOROVOD-CYCLE": "1"}}), "train.env.HOROVOD-CYCLE", "environment variable name"),
-    (_with(train={"reader": "petastorm"}), "train.reader", "removed: sparkdl reads every dataset with pyarrow"),
+    (_with(train={"launch": {"env": {"HOROVOD-CYCLE": "1"}}}), "train.launch.env.HOROVOD-CYCLE",
+     "environment variable name"),
+    (_with(train={"lr": 0.1, "optimizer": {"lr": 0.2}}), "train.lr", "keep only 'train.optimizer.lr'"),
 ])
+@pytest.mark.filterwarnings("ignore:config key:FutureWarning")
 def test_errors_name_the_key_path(raw, path, words):
     with pytest.raises(ConfigError) as e:
         parse_config(raw)
@@ -92,3 +95,37 @@ def test_shipped_configs_are_valid():
     assert confs, "conf/ has no job configs"
     for path in confs:
         load_config(path)
+
+
+def test_flat_train_keys_of_0_1_still_load_with_a_warning_naming_the_new_key():
+    old = _with(train={"lr": 0.01, "optimizer": "sgd", "compression": "fp16", "shuffle_buffer": 0,
+                       "init_from": "run-1", "start_timeout_s": 30, "env": {"A": "1"}, "max_attempts": 1})
+    with pytest.warns(FutureWarning) as record:
+        cfg = parse_config(old)
+    t = cfg.train
+    assert (t.optimizer.name, t.optimizer.lr, t.allreduce.compression, t.loader.shuffle_buffer) == ("sgd", 0.01,
+                                                                                                  "fp16", 0)
+    assert (t.fine_tune.init_from, t.launch.start_timeout_s, t.launch.env, t.failure.max_attempts) == \
+        ("run-1", 30.0, {"A": "1"}, 1)
+    messages = [str(w.message) for w in record]
+    assert "config key 'train.lr' is deprecated" in messages[1] and "use 'train.optimizer.lr'" in messages[1]
+    assert any("'train.optimizer' is deprecated" in m and "'train.optimizer.name'" in m for m in messages)
+    assert len(messages) == 8
+
+
+def test_the_removed_reader_key_is_ignored_with_a_reason_so_old_runs_still_load():
+    with pytest.warns(FutureWarning, match="'train.reader' is ignored: sparkdl reads every dataset with pyarrow"):
+        cfg = parse_config(_with(train={"reader": "petastorm"}))
+    assert cfg.train.loader.shuffle_buffer == 10000
+
+
+def test_with_values_sets_dotted_keys_and_validates():
+    cfg = parse_config(MINIMAL).with_values({"train.epochs": 2, "train.optimizer.lr": 0.5})
+    assert cfg.train.epochs == 2 and cfg.train.optimizer.lr == 0.5
+    with pytest.raises(ConfigError, match="train.epochs"):
+        cfg.with_values({"train.epochs": 0})
+
+
+def test_generated_data_needs_no_path_but_files_do():
+    assert parse_config(_with(data={"format": "synthetic", "options": {"rows": 10}})).data.train is None
+

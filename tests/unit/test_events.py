@@ -2,7 +2,7 @@ import pytest
 
 from sparkdl.launch.driver import error_from_spark
 from sparkdl.launch.errors import TrainingError
-from sparkdl.launch.events import EventClient, EventServer
+from sparkdl.launch.events import Event, EventClient, EventServer, EventType
 
 
 def test_events_round_trip_and_wrong_token_is_ignored():
@@ -12,8 +12,8 @@ def test_events_round_trip_and_wrong_token_is_ignored():
         client = EventClient(server.address, "secret", rank=1)
         client.send("epoch", epoch=1, loss=0.5)
         event = server.get(timeout=5)
-        assert event["type"] == "epoch" and event["rank"] == 1 and event["loss"] == 0.5
-        assert "token" not in event
+        assert event.type is EventType.EPOCH and event.rank == 1 and event.get("loss") == 0.5
+        assert "token" not in event.fields
         assert server.get(timeout=0.3) is None
         client.close(), intruder.close()
 
@@ -42,7 +42,7 @@ def test_server_listens_on_one_address_and_advertises_another():
     with EventServer("0.0.0.0", "t", advertise="127.0.0.1") as server:
         assert server.address.startswith("127.0.0.1:")
         EventClient(server.address, "t", rank=0).send("started")
-        assert server.get(timeout=5)["type"] == "started"
+        assert server.get(timeout=5).type is EventType.STARTED
 
 
 def test_ranks_exchange_values_through_the_driver_without_polling():
@@ -62,8 +62,19 @@ def test_ranks_exchange_values_through_the_driver_without_polling():
         t.join(5)
         assert got == {"port": 4242} and time.monotonic() - t0 < 1.0  # answered on arrival, not on a poll
         giver.send("epoch", epoch=1)  # events still flow; exchanges never show up as events
-        assert server.get(timeout=2)["type"] == "epoch" and server.get(timeout=0.2) is None
+        assert server.get(timeout=2).type is EventType.EPOCH and server.get(timeout=0.2) is None
         with pytest.raises(ExchangeError, match="waited 0s for 'finished.3'"):
             waiter.get_value("finished.3", 0.3)
     with pytest.raises(ExchangeError, match="cannot reach the driver's event server at 127.0.0.1:1"):
         EventClient("127.0.0.1:1", "t", rank=2, connect_timeout_s=0.5).get_value("rendezvous_port", 1)
+
+
+def test_one_encoder_and_decoder_drop_bad_lines_and_unknown_types():
+    line = Event(EventType.EPOCH, 2, 123.5, {"loss": 0.25}).encode("tok")
+    assert Event.decode(line, "tok") == Event(EventType.EPOCH, 2, 123.5, {"loss": 0.25})
+    assert Event.decode(line, "other") is None  # another run's token
+    assert Event.decode(b'{"type": "epoc", "token": "tok"}\n', "tok") is None  # a typo'd type is not an event
+    assert Event.decode(b"not json\n", "tok") is None
+    with pytest.raises(ValueError):
+        EventClient(None, "tok", rank=0).send("epoc")  # and cannot be sent
+

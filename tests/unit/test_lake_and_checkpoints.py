@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sparkdl.lake import COMMIT_MARKER, Lake, LakeError, is_committed, staged_dir
-from sparkdl.train.checkpoints import list_checkpoints, load_latest, save_checkpoint
+from sparkdl.rank.checkpoints import list_checkpoints, load_latest, save_checkpoint
 
 
 def test_staged_dir_commits_only_on_success(tmp_path):

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.train.reader import (Prefetcher, RowGroups, ShardPlan, ShardReader, feature_matrix, shard_rows,
+from sparkdl.rank.reader import (Prefetcher, RowGroups, ShardPlan, ShardReader, feature_matrix, shard_rows,
                                   shuffled_batches)
 
 

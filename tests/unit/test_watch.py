@@ -3,8 +3,10 @@ import threading
 import time
 
 
-from sparkdl.launch.driver import LaunchTimeouts, _root_cause, _watch
-from sparkdl.launch.errors import TrainingError, TrainingTimeoutError
+from sparkdl.config import LaunchConfig
+from sparkdl.launch.driver import _watch
+from sparkdl.launch.errors import FailureKind, TrainingError, TrainingTimeoutError
+from sparkdl.launch.failures import root_cause
 from sparkdl.launch.events import EventClient, EventServer
 
 
@@ -35,10 +37,10 @@ def test_a_rank_that_never_arrives_is_a_timeout_naming_it():
     with EventServer("127.0.0.1", "t") as server:
         EventClient(server.address, "t", rank=0).send("started")
         t0 = time.monotonic()
-        err = _watch(_Spark(stage), stage, server, 2, LaunchTimeouts(start_s=1.0, cancel_grace_s=5), lambda e: None,
+        err = _watch(_Spark(stage), stage, server, 2, LaunchConfig(start_timeout_s=1.0, cancel_grace_s=5), lambda e: None,
                      "g", t0)
     assert isinstance(err, TrainingTimeoutError) and err.missing_ranks == [1]
-    assert "1 of 2 ranks started" in str(err) and "train.start_timeout_s" in str(err)
+    assert "1 of 2 ranks started" in str(err) and "train.launch.start_timeout_s" in str(err)
     assert time.monotonic() - t0 < 10 and stage.stop.is_set()
 
 
@@ -48,13 +50,13 @@ def test_silence_after_start_is_a_progress_timeout():
     with EventServer("127.0.0.1", "t") as server:
         for r in (0, 1):
             EventClient(server.address, "t", rank=r).send("started")
-        err = _watch(_Spark(stage), stage, server, 2, LaunchTimeouts(progress_s=1.0, cancel_grace_s=5),
+        err = _watch(_Spark(stage), stage, server, 2, LaunchConfig(progress_timeout_s=1.0, cancel_grace_s=5),
                      lambda e: None, "g", time.monotonic())
-    assert isinstance(err, TrainingTimeoutError) and "train.progress_timeout_s" in str(err)
+    assert isinstance(err, TrainingTimeoutError) and "train.launch.progress_timeout_s" in str(err)
 
 
 def test_root_cause_beats_peer_symptoms():
-    symptom = TrainingError(0, "HorovodInternalError: Horovod has been shut down")
+    symptom = TrainingError(0, "HorovodInternalError: Horovod has been shut down", kind=FailureKind.PEER)
     cause = TrainingError(1, "ValueError: bad batch")
-    assert _root_cause([symptom, cause]) is cause
-    assert _root_cause([symptom]) is symptom
+    assert root_cause([symptom, cause]) is cause
+    assert root_cause([symptom]) is symptom

@@ -9,6 +9,7 @@ import tempfile
 from sparkdl.config import SparkConfig
 from sparkdl.launch.devices import task_resources
 from sparkdl.launch.driver import run_on_ranks
+from sparkdl.launch.events import EventType
 from sparkdl.session import get_spark
 
 script = os.path.join(tempfile.mkdtemp(), "gpus.sh")
@@ -27,7 +28,7 @@ def probe(ctx):
 
 
 results = run_on_ranks(spark, probe, 2, on_event=events.append)
-notes = [e["message"] for e in events if e.get("type") == "log"]
+notes = [e.get("message") for e in events if e.type is EventType.LOG]
 print(json.dumps({"results": results, "notes": notes}))
 spark.stop()
 sys.exit(0)

@@ -1,0 +1,57 @@
+"""A run's ``metrics.json`` as a versioned record, written once by the driver and read
+back by the report, the CLI, the workflow and the benchmarks."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sparkdl.lake import write_json_atomic
+
+METRICS_VERSION = 1
+
+
+@dataclass
+class RunMetrics:
+    """What a run measured. ``history`` has one entry per epoch; ``train`` the world,
+    rates and launch; ``attempts`` every attempt (when, why it failed, where it resumed);
+    ``stages`` wall seconds per pipeline stage; ``test`` and ``baseline`` the held-out
+    evaluation when the job ran one."""
+
+    run_id: str
+    history: List[Dict[str, Any]]
+    train: Dict[str, Any]
+    validation: Dict[str, float]
+    attempts: List[Dict[str, Any]]
+    dataset: Dict[str, str]
+    stages: Dict[str, float] = field(default_factory=dict)
+    test: Optional[Dict[str, Any]] = None
+    baseline: Optional[Dict[str, Any]] = None
+    version: int = METRICS_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any]) -> "RunMetrics":
+        version = raw.get("version", 1)  # sparkdl 0.1 wrote the same layout without a version
+        if version != METRICS_VERSION:
+            raise ValueError(f"metrics version {version!r} is not {METRICS_VERSION}: this run was written by "
+                             "another sparkdl; read it with that version")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def save(self, path: "Path | str") -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: "Path | str") -> "RunMetrics":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def held_out_accuracy(self) -> float:
+        return float((self.test or {}).get("accuracy", float("nan")))
+
+    def baseline_accuracy(self) -> float:
+        return float((self.baseline or {}).get("logistic_regression", {}).get("accuracy", float("nan")))

@@ -1,0 +1,79 @@
+"""One owner for the layout of a run directory, ``<lake>/runs/<run_id>/``::
+
+    model/            weights.pt (a state dict) and spec.json
+    preprocessing/    the fitted Spark ML PipelineModel
+    checkpoints/      one file per epoch (the latest few)
+    manifest.json     the dataset the run trained on
+    config.yaml       the job configuration
+    metrics.json      :class:`sparkdl.run_metrics.RunMetrics`
+    metrics.png       loss and validation metrics per epoch (written after the commit)
+    summary.txt       the same in text (written after the commit)
+    _COMMITTED        written last, by :func:`sparkdl.lake.staged_dir`
+
+Nothing else in sparkdl spells these names.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+import yaml
+
+from sparkdl.lake import write_text_atomic
+from sparkdl.materialize import MANIFEST
+from sparkdl.run_metrics import RunMetrics
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run (committed, or its staging directory while it is written)."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def preprocessing(self) -> Path:
+        return self.path / "preprocessing"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def plot(self) -> Path:
+        return self.path / "metrics.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.txt"
+
+    def read_metrics(self) -> RunMetrics:
+        return RunMetrics.load(self.metrics)
+
+    def write_config(self, config: Dict[str, Any]) -> None:
+        plain = json.loads(json.dumps(config))  # tuples → lists, so the YAML stays plain
+        write_text_atomic(self.config, yaml.safe_dump(plain, sort_keys=False))
+
+    def read_config(self) -> Dict[str, Any]:
+        return yaml.safe_load(self.config.read_text()) or {}

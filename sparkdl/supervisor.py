@@ -1,0 +1,170 @@
+"""Driver side of training: launch the barrier stage, supervise it, write the run back.
+
+Spark does not retry a failed barrier stage, so the driver does: when an attempt fails
+in a way a retry can help (a lost executor or worker, a collective broken by a dead
+peer, a timeout: :class:`~sparkdl.launch.failures.RetryPolicy`), it launches the stage
+again and every rank resumes from the latest complete checkpoint. An error that a retry
+cannot help (a bug raising in the model code, bad data) stops at once with its own
+traceback. The rank-side loop is :mod:`sparkdl.rank.loop`.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from sparkdl.config import JobConfig
+from sparkdl.lake import Lake, new_id, staged_dir
+from sparkdl.launch.driver import check_slots, run_on_ranks
+from sparkdl.launch.errors import LaunchError, TrainingError
+from sparkdl.launch.failures import Decision, RetryPolicy
+from sparkdl.materialize import Manifest
+from sparkdl.models import model_spec
+from sparkdl.report import write_report
+from sparkdl.rundir import RunDir
+from sparkdl.run_metrics import RunMetrics
+from sparkdl.stages import StageClock
+from sparkdl.rank.callbacks import Callback
+from sparkdl.rank.checkpoints import list_checkpoints
+from sparkdl.rank.loop import TrainSpec, train_rank
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A committed run: its id, its directory and what it measured."""
+
+    run_id: str
+    path: Path
+    metrics: RunMetrics
+
+    @property
+    def run_dir(self) -> RunDir:
+        return RunDir(self.path)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
+              policy: Optional[RetryPolicy] = None) -> List[Any]:
+    """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``)."""
+    launch = cfg.train.launch
+    policy = policy or RetryPolicy(cfg.train.failure.max_attempts)
+    attempt = 0
+    while True:
+        attempt += 1
+        done = list_checkpoints(Path(spec.checkpoint_dir))
+        record = {"attempt": attempt, "started": _now(), "resumed_from_epoch": done[0][0] if done else 0,
+                  "error": None}
+        attempts.append(record)
+        t0, wall0 = time.monotonic(), time.time()
+        try:
+            if attempt > 1:  # a lost executor takes a while to come back
+                check_slots(spark, ranks, wait_s=launch.start_timeout_s)
+            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, attempt=attempt)
+            record["seconds"] = round(time.monotonic() - t0, 2)
+            # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
+            # worker start, imports, rendezvous, hvd.init, broadcast, shard plan).
+            record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
+            return results
+        except TrainingError as err:
+            record.update(seconds=round(time.monotonic() - t0, 2), error=str(err).splitlines()[0],
+                          rank=err.rank, kind=err.kind.value, retryable=policy.retryable(err))
+            if policy.decide(err, attempt) is Decision.RAISE:
+                raise
+            log.warning("attempt %d failed (%s: %s); resuming from the latest checkpoint", attempt, err.kind.value,
+                        str(err).splitlines()[0])
+
+
+def check_identical(results: List[Dict[str, Any]]) -> None:
+    digests = {r["rank"]: r["digest"] for r in results}
+    if len(set(digests.values())) != 1:
+        raise TrainingError(None, f"ranks finished with different parameters: {digests}")
+
+
+def _metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: List[Dict[str, Any]],
+             manifest: Manifest) -> RunMetrics:
+    chief = results[0]
+    history = chief["history"]
+    launch_seconds = attempts[-1]["time_to_first_step_s"]
+    train = {"ranks": ranks, "epochs": len(history),
+             "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
+             "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
+             "devices": [r["device"] for r in results], "seconds": round(sum(a.get("seconds", 0) for a in attempts), 2),
+             "time_to_first_step_s": launch_seconds, "identical_parameters": True}
+    startup = chief["extras"].get("startup")
+    if startup:  # where the launch went on rank 0 (a StartupTimer callback); spark_task_start: submission → task
+        train["startup"] = {"spark_task_start": round(launch_seconds - sum(startup.values()), 3), **startup}
+    return RunMetrics(
+        run_id=run_id, history=history, train=train,
+        validation={"accuracy": history[-1]["val_accuracy"], "loss": history[-1]["val_loss"]} if history else {},
+        attempts=attempts, dataset={"id": manifest.dataset_id, "path": manifest.paths["dataset"]})
+
+
+def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
+          callbacks: Sequence[Callback] = (), run_id: Optional[str] = None,
+          before_commit: Optional[Callable[[RunDir, RunMetrics], None]] = None,
+          clock: Optional[StageClock] = None) -> RunResult:
+    """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
+
+    ``callbacks`` run in every rank's loop (:mod:`sparkdl.rank.callbacks`).
+    ``before_commit(run_dir, metrics)`` runs once the model is written and may add to
+    ``metrics`` (e.g. test-set evaluation) before the run becomes visible. ``clock`` gets
+    the launch, train and write_back stage times; all its stages go to ``metrics.json``.
+    The plot and summary are written after the commit: a failure there only warns."""
+    from sparkdl.session import get_spark, task_slots
+
+    lake_ = Lake(lake)
+    manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
+    spark = spark or get_spark(cfg.spark)
+    ranks = cfg.train.ranks or task_slots(spark)
+    if ranks > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
+        raise LaunchError(f"{ranks} ranks but the dataset has only {manifest.row_groups} row groups; every rank "
+                          "needs at least one: prepare it with a larger materialize.max_ranks")
+    spec_model = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
+    init_from = None
+    if cfg.train.fine_tune.init_from:
+        init_from = str(RunDir(lake_.find_run(cfg.train.fine_tune.init_from)).model)
+    run_id = run_id or new_id(f"{cfg.name}-")
+    final = lake_.run_dir(run_id)
+    clock = clock or StageClock()
+    t0 = time.monotonic()
+    with staged_dir(final) as stage_path:
+        stage = RunDir(stage_path)
+        spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
+                         model_spec=spec_model, train=cfg.train, checkpoint_dir=str(stage.checkpoints),
+                         model_dir=str(stage.model), init_from=init_from, callbacks=tuple(callbacks))
+        attempts: List[Dict[str, Any]] = []
+        try:
+            results = supervise(spark, spec, ranks, cfg, attempts)
+        except TrainingError as err:
+            err.attempts = attempts  # what was tried, for callers and reports
+            log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
+            raise
+        check_identical(results)
+        metrics = _metrics(run_id, ranks, results, attempts, manifest)
+        clock.add("launch", metrics.train["time_to_first_step_s"])
+        clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
+        with clock.stage("write_back"):
+            shutil.copytree(manifest.paths["preprocessing"], stage.preprocessing)
+            manifest.save(stage.manifest)
+            stage.write_config(cfg.to_dict())
+        if before_commit is not None:
+            before_commit(stage, metrics)
+        metrics.stages = dict(clock.seconds)
+        metrics.save(stage.metrics)
+    run = RunDir(final)
+    try:
+        write_report(run, metrics)
+    except Exception as e:  # the model is committed; a picture must not lose it
+        log.warning("run %s is committed, but its report (%s, %s) could not be written: %s", run_id,
+                    run.plot.name, run.summary.name, e)
+    log.info("run %s committed in %.1fs: %s (validation accuracy %.4f)", run_id, time.monotonic() - t0, final,
+             metrics.validation.get("accuracy", float("nan")))
+    return RunResult(run_id, final, metrics)

@@ -1,1 +1,0 @@
-"""Executor-side training: the per-rank loop, its reader, checkpoints and fault injection."""

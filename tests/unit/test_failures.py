@@ -1,0 +1,75 @@
+"""The failure policy, case by case, without Spark: where an error is classified, and
+whether another attempt is made."""
+import pytest
+
+from sparkdl.launch.driver import error_from_spark
+from sparkdl.launch.errors import FailureKind, TrainingError, TrainingTimeoutError
+from sparkdl.launch.events import ExchangeError
+from sparkdl.launch.failures import (Decision, RetryPolicy, classify_rank_exception, classify_spark_failure,
+                                     root_cause)
+
+
+class HorovodInternalError(RuntimeError):
+    """Stands in for horovod.common.exceptions.HorovodInternalError (matched by name)."""
+
+
+@pytest.mark.parametrize("exc, in_user_code, kind", [
+    (ValueError("bad batch"), True, FailureKind.USER),
+    (EOFError("Ran out of input"), True, FailureKind.USER),  # a truncated input file is the user's to fix
+    (TimeoutError("timed out reading the feature store"), True, FailureKind.USER),
+    (HorovodInternalError("Horovod has been shut down"), True, FailureKind.PEER),
+    (RuntimeError("[enforce fail at gloo/transport/tcp/pair.cc:446] Connection closed by peer"), True,
+     FailureKind.PEER),
+    (ExchangeError("rank 1 waited 60s for 'rendezvous_port' from another rank"), False, FailureKind.PEER),
+    (ModuleNotFoundError("No module named 'horovod'"), False, FailureKind.USER),
+    (OSError("No route to host"), False, FailureKind.INFRASTRUCTURE),
+])
+def test_a_rank_classifies_its_own_exception(exc, in_user_code, kind):
+    assert classify_rank_exception(exc, in_user_code) is kind
+
+
+def test_the_driver_classifies_what_only_spark_reported():
+    assert classify_spark_failure() is FailureKind.INFRASTRUCTURE  # a lost executor, a killed worker
+    assert classify_spark_failure("ZeroDivisionError: division by zero") is FailureKind.USER
+    assert classify_spark_failure("HorovodInternalError: Horovod has been shut down") is FailureKind.PEER
+    lost = error_from_spark(RuntimeError(
+        "Job aborted due to stage failure: Task 1 in stage 3.0 failed 1 times, most recent failure: "
+        "Lost task 1.0 (executor 1): ExecutorLostFailure (executor 1 exited caused by one of the running tasks) "
+        "Reason: Remote RPC client disassociated."))
+    assert lost.kind is FailureKind.INFRASTRUCTURE and "ExecutorLostFailure" in lost.exception
+
+
+@pytest.mark.parametrize("error, attempt, decision", [
+    (TrainingError(0, "ValueError: bad batch", kind=FailureKind.USER), 1, Decision.RAISE),
+    (TrainingError(0, "EOFError: Ran out of input", kind=FailureKind.USER), 1, Decision.RAISE),
+    (TrainingError(1, "HorovodInternalError", kind=FailureKind.PEER), 1, Decision.RETRY),
+    (TrainingError(None, "ExecutorLostFailure", kind=FailureKind.INFRASTRUCTURE), 2, Decision.RETRY),
+    (TrainingTimeoutError("no rank reported anything for 600s"), 1, Decision.RETRY),
+    (TrainingError(None, "ExecutorLostFailure", kind=FailureKind.INFRASTRUCTURE), 3, Decision.RAISE),  # the last
+])
+def test_retry_policy_decides_from_the_kind_and_the_attempt(error, attempt, decision):
+    policy = RetryPolicy(max_attempts=3)
+    assert policy.decide(error, attempt) is decision
+    assert policy.retryable(error) is (error.kind is not FailureKind.USER)
+
+
+def test_one_attempt_means_no_retry_of_anything():
+    assert RetryPolicy(max_attempts=1).decide(TrainingTimeoutError("x"), 1) is Decision.RAISE
+
+
+def test_root_cause_is_the_earliest_by_the_ranks_own_clocks():
+    late_cause = TrainingError(0, "ValueError: late", kind=FailureKind.USER, time_=105.0)
+    early_cause = TrainingError(2, "KeyError: early", kind=FailureKind.USER, time_=101.0)
+    symptom = TrainingError(1, "HorovodInternalError", kind=FailureKind.PEER, time_=100.0)
+    assert root_cause([late_cause, symptom, early_cause]) is early_cause  # arrival order does not matter
+    late_symptom = TrainingError(3, "HorovodInternalError", kind=FailureKind.PEER, time_=102.0)
+    assert root_cause([late_symptom, symptom]) is symptom  # only symptoms: the earliest
+
+
+def test_kind_and_time_survive_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(TrainingError(1, "HorovodInternalError", "tail", FailureKind.PEER, 42.0)))
+    assert (err.rank, err.kind, err.time, err.traceback_tail) == (1, FailureKind.PEER, 42.0, "tail")
+    timeout = pickle.loads(pickle.dumps(TrainingTimeoutError("waited", [1])))
+    assert timeout.kind is FailureKind.TIMEOUT and timeout.missing_ranks == [1]
