@@ -42,6 +42,7 @@ _EXPORTS = {
     "LaunchError": "sparkdl.launch.errors",
     "TrainingError": "sparkdl.launch.errors",
     "TrainingTimeoutError": "sparkdl.launch.errors",
+    "ScoringError": "sparkdl.inference",
 }
 
 __all__ = ["__version__", *_EXPORTS]

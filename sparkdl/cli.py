@@ -13,6 +13,7 @@ import sys
 from typing import List, Optional
 
 from sparkdl.config import ConfigError
+from sparkdl.inference import ScoringError
 from sparkdl.ingest import BadDataError
 from sparkdl.lake import LakeError
 from sparkdl.launch.errors import LaunchError, TrainingError
@@ -44,13 +45,21 @@ def _train(args: argparse.Namespace) -> int:
     from sparkdl.workflow import run_job
 
     result = (run_job if args.command == "run" else train)(_config(args), args.lake)
-    print(f"run_id={result.run_id}")
-    print(f"run_path={result.path}")
-    test = result.metrics.test
-    if test:
-        print(f"test_split={test.get('split', 'test')}")
-        print(f"test_accuracy={test['accuracy']:.4f}\ntest_auc={test.get('auc', float('nan')):.4f}")
+    print(result_lines(result))
     return 0
+
+
+def result_lines(result) -> str:
+    """A run's ``key=value`` lines; the held-out metrics are named by the split they were
+    computed on (``validation_accuracy`` when the job had no ``data.test``)."""
+    lines = [f"run_id={result.run_id}", f"run_path={result.path}"]
+    held_out = result.metrics.test
+    if held_out:
+        split = held_out.get("split", "test")
+        lines += [f"evaluated_on={split}", f"{split}_accuracy={held_out['accuracy']:.4f}"]
+        if "auc" in held_out:
+            lines.append(f"{split}_auc={held_out['auc']:.4f}")
+    return "\n".join(lines)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -148,6 +157,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     except TrainingError as e:
         print(f"sparkdl: training failed: {e}", file=sys.stderr)
+        return 1
+    except ScoringError as e:
+        print(f"sparkdl: {e}", file=sys.stderr)
         return 1
     finally:
         started = _active_session()

@@ -101,6 +101,9 @@ class DataConfig:
     test: Optional[str] = None
     options: Dict[str, str] = field(default_factory=dict)
     null_values: List[str] = field(default_factory=lambda: ["?", ""])
+    #: A NaN or infinite number (``1e400``, ``inf``, ``NaN``) in a double/float column:
+    #: quarantine the row with a reason, or treat the value as missing (imputed).
+    non_finite: Literal["quarantine", "missing"] = "quarantine"
     max_bad_fraction: float = 0.01
 
     def __post_init__(self):

@@ -2,22 +2,32 @@
 
 The run's preprocessing PipelineModel is reapplied unchanged; the network is built once
 per Python worker (cached by run path) and fed whole Arrow record batches through
-``mapInArrow``, never row by row. Input rows that do not parse are quarantined, so
-rows in = rows out + quarantined.
+``mapInArrow``, never row by row. Input rows that do not parse (or hold NaN/infinite
+numbers) are quarantined, so rows in = rows out + quarantined. Predictions and
+quarantine are written to a staging directory and published together only when those
+counts add up: a failed or interrupted scoring job leaves the previous output as it was.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from sparkdl.features import FEATURES
+from sparkdl.lake import LakeError, absolute, local_path, publish_dirs, require_run
 from sparkdl.rundir import RunDir
+from sparkdl.spark_errors import python_exception_line
 from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
+
+
+class ScoringError(RuntimeError):
+    """Scoring could not produce a complete, trustworthy output; nothing was published."""
 
 PREDICTION, PROBABILITY, PROBABILITIES = "prediction", "probability", "probabilities"
 _MODELS: Dict[str, Tuple[object, dict]] = {}  # per Python worker: run model dir -> (model, spec)
@@ -59,6 +69,10 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
             for i in range(0, len(x), batch_rows):
                 probs.append(torch.softmax(model(x[i:i + batch_rows]).float(), dim=1).numpy())
         p = np.concatenate(probs)
+        finite = np.isfinite(p).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"the model gave NaN or infinite outputs for {int((~finite).sum())} of {len(p)} rows "
+                             f"(the inputs are finite): the run's model is broken; check its training loss history")
         best = p.argmax(1)
         cols = [batch.column(batch.schema.get_field_index(n)) for n in passthrough]
         cols.append(pa.array(class_arr[best], pa.string()))
@@ -96,7 +110,10 @@ class ScoreReport:
 
 def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: Optional[str] = None,
           keys: Optional[List[str]] = None) -> ScoreReport:
-    """Score a DataFrame-readable input with a run; write Parquet predictions."""
+    """Score a DataFrame-readable input with a run; publish Parquet predictions at
+    ``output_path`` and bad rows at ``<output_path>.quarantine``, together, once
+    rows in = scored + quarantined. Every path is resolved and checked on the driver
+    before any Spark work."""
     from pyspark.ml import PipelineModel
 
     from sparkdl.config_loading import parse_config
@@ -104,26 +121,44 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
 
-    run = RunDir(Path(run_dir))
+    run = RunDir(require_run(run_dir))
+    input_path = absolute(input_path)
+    if "://" in output_path and not output_path.startswith("file://"):
+        raise LakeError(f"--output {output_path!r}: scoring publishes to a local or file:// path (a shared file "
+                        "system on a cluster); object stores are not supported by this version")
+    final = local_path(absolute(output_path.rstrip("/")))
+    final_quarantine = final.with_name(final.name + ".quarantine")
+    stage = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
     cfg = parse_config(run.read_config())
     manifest = Manifest.load(run.manifest)
     data = cfg.data if fmt is None else dataclasses.replace(cfg.data, format=fmt)
-    quarantine = f"{output_path.rstrip('/')}.quarantine"
     clock = StageClock()
-    with clock.stage("ingest"):
-        accepted, report = ingest(spark, data, cfg.schema, input_path, quarantine, key="input",
-                                  require_label=False)
-    keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
-    with clock.stage("predict_and_write"):  # features, the model and the Parquet write run as one Spark job
-        pipeline = PipelineModel.load(str(run.preprocessing))
-        feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
-        preds = predict_frame(feats, str(run.model), manifest.classes, manifest.feature_width, keep)
-        preds.write.mode("overwrite").parquet(output_path)
-    with clock.stage("verify"):
-        scored = spark.read.parquet(output_path).count()
-    release(accepted)
-    if scored != report.accepted:
-        raise RuntimeError(f"scored {scored} rows but {report.accepted} were accepted: rows were lost")
-    log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, output_path)
-    return ScoreReport(output_path, report.input, scored, report.quarantined, report.quarantine_path,
-                       clock.seconds)
+    try:
+        with clock.stage("ingest"):
+            accepted, report = ingest(spark, data, cfg.schema, input_path, str(stage / "quarantine"), key="input",
+                                      require_label=False)
+        keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
+        with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
+            pipeline = PipelineModel.load(str(run.preprocessing))
+            feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
+            preds = predict_frame(feats, str(run.model), manifest.classes, manifest.feature_width, keep)
+            try:
+                preds.write.mode("overwrite").parquet(str(stage / "predictions"))
+            except Exception as e:  # a Py4J wall: show the Python error the task raised
+                line = python_exception_line(e)
+                if line is None:
+                    raise
+                raise ScoringError(f"scoring {input_path} with run {run.name} failed: {line}; nothing was "
+                                   f"written to {final}") from None
+        with clock.stage("verify"):
+            scored = spark.read.parquet(str(stage / "predictions")).count()
+        release(accepted)
+        if scored + report.quarantined != report.input:
+            raise ScoringError(f"rows in {report.input} != scored {scored} + quarantined {report.quarantined}: "
+                               f"rows were lost; nothing was published to {final}")
+        publish_dirs([(stage / "quarantine", final_quarantine), (stage / "predictions", final)])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    quarantine_path = str(final_quarantine) if report.quarantined else None
+    log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, final)
+    return ScoreReport(str(final), report.input, scored, report.quarantined, quarantine_path, clock.seconds)

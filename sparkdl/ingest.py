@@ -153,24 +153,36 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str):
                      file_col.alias(FILE), F.lit(None).cast("string").alias(CORRUPT))
 
 
-def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: bool = True):
-    """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``."""
+def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: bool = True,
+             non_finite: str = "quarantine"):
+    """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``.
+    A NaN or infinite double/float is a bad row (``non_finite="quarantine"``) or a
+    missing value (``"missing"``): never a number the model sees."""
     from pyspark.sql import functions as F
 
     null_set = list(null_values)
-    typed, checks = [], [F.when(F.col(CORRUPT).isNotNull(),
-                                F.lit(f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"))]
+    malformed = f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"
+    typed, checks = [], [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
     for c in schema.columns:
         col = F.col(f"`{c.name}`")
         if dict(rows.dtypes)[c.name] == "string":
             col = F.trim(col)
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
-        value = col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col
-        typed.append(value.alias(c.name))
+        parsed = col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col
+        value = parsed
         if c.type != "string":
-            checks.append(F.when(col.isNotNull() & value.isNull(),
+            checks.append(F.when(col.isNotNull() & parsed.isNull(),
                                  F.concat(F.lit(f"column '{c.name}': "), F.lit("'"), col.cast("string"),
                                           F.lit(f"' is not a {c.type}"))))
+        if c.type in ("double", "float"):
+            infinite = F.isnan(parsed) | parsed.isin(float("inf"), float("-inf"))
+            if non_finite == "missing":
+                value = F.when(infinite, F.lit(None)).otherwise(parsed)
+            else:
+                checks.append(F.when(parsed.isNotNull() & infinite,
+                                     F.concat(F.lit(f"column '{c.name}': '"), col.cast("string"),
+                                              F.lit("' is not a finite number"))))
+        typed.append(value.alias(c.name))
     if require_label:
         label = F.col(f"`{schema.label}`")
         if dict(rows.dtypes)[schema.label] == "string":
@@ -198,7 +210,8 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
         path = "synthetic"  # generated on the executors: no source to resolve or check
     resolved = resolve_path(path)
     precheck(data, schema, resolved, key)
-    checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label)
+    checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label,
+                       data.non_finite)
     # DISK_ONLY: blocks stream to disk; MEMORY_AND_DISK unrolls whole partitions in the heap first
     # and ran 1 GiB executors out of memory at 10 M rows.
     checked = checked.persist(StorageLevel.DISK_ONLY)

@@ -39,6 +39,15 @@ def local_path(uri: str) -> Path:
     return Path(uri)
 
 
+def absolute(path: str) -> str:
+    """A user-given path as the driver means it. Local paths (and ``file://`` URIs) become
+    absolute: executors run in another working directory, so a relative path would name
+    another file there. Other URIs and ``embedded:`` names are returned unchanged."""
+    if path.startswith("embedded:") or ("://" in path and not path.startswith("file://")):
+        return path
+    return str(local_path(path).expanduser().resolve())
+
+
 def new_id(prefix: str = "") -> str:
     """Sortable, unique id: UTC time plus a random suffix."""
     return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
@@ -79,15 +88,34 @@ def staged_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def publish_dirs(pairs: "list[tuple[Path, Path]]") -> None:
+    """Move each staged directory onto its final path, in order, replacing what was there
+    (a staged path that does not exist removes the old final one: a rerun leaves no stale
+    output). Each move is a rename, so readers see a whole old or a whole new directory;
+    put the one downstream jobs wait for last."""
+    for staged, final in pairs:
+        old = final.with_name(f".{final.name}.replaced-{uuid.uuid4().hex[:8]}")
+        if final.exists():
+            os.replace(final, old)
+        if staged.exists():
+            os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def is_committed(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith(STAGING_PREFIX) and (path / COMMIT_MARKER).is_file()
 
 
 def require_run(path: "os.PathLike[str] | str") -> Path:
-    """``path`` as a complete run directory; a clear error when it is missing or incomplete."""
-    path = Path(path)
+    """``path`` as an absolute, complete run directory; a clear error when it is missing
+    or incomplete (checked on the driver, before any Spark work)."""
+    given = str(path)
+    path = Path(absolute(given))
+    if not path.exists():
+        raise LakeError(f"run {given!r} does not exist (looked for {path}); list runs with "
+                        "`sparkdl runs list --lake DIR`")
     if not is_committed(path):
-        raise LakeError(f"{path} is not a complete run (missing, or its write was interrupted)")
+        raise LakeError(f"{path} is not a complete run (its write was interrupted, or it is not a run directory)")
     return path
 
 

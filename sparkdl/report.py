@@ -61,9 +61,14 @@ def summary_text(m: RunMetrics) -> str:
         lines.append(f"{len(failed)} failed attempt(s) recovered:")
         lines.extend(f"  attempt {a['attempt']}: {a['error']} (resumed from epoch {a['resumed_from_epoch']})"
                      for a in failed)
-    for key in ("test", "baseline"):
-        if getattr(m, key) is not None:
-            lines.append(f"{key}: {getattr(m, key)}")
+    if m.test is not None:
+        split = m.test.get("split", "test")
+        note = "" if split == "test" else " (the job has no data.test)"
+        scores = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in m.test.items() if k != "split")
+        lines.append(f"held out, {split} split{note}: {scores}")
+    if m.baseline is not None:
+        lines.append(f"baseline on the same split: {m.baseline}")
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,6 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
 
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, before_commit=evaluate,
                    clock=clock)
-    log.info("run %s: test accuracy %.4f (logistic regression %.4f)", result.run_id,
+    log.info("run %s: %s accuracy %.4f (logistic regression %.4f)", result.run_id, held_out,
              result.metrics.held_out_accuracy(), result.metrics.baseline_accuracy())
     return result

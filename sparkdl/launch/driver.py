@@ -10,7 +10,6 @@ rank must start within ``start_timeout_s``, some rank must report within
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 import time
@@ -22,6 +21,7 @@ from sparkdl.launch.errors import FailureKind, LaunchError, TrainingError, Train
 from sparkdl.launch.events import Event, EventServer, EventType
 from sparkdl.launch.failures import classify_spark_failure, root_cause
 from sparkdl.launch.task import LaunchSettings, RankContext, run_barrier_task
+from sparkdl.spark_errors import python_traceback_tail
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,12 @@ def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
     return slots
 
 
-_PY_TRACE = re.compile(r"(Traceback \(most recent call last\):.*?)(?:\n\tat |\Z)", re.S)
-
-
 def error_from_spark(exc: BaseException) -> TrainingError:
     """Turn a Spark/Py4J job failure into a TrainingError: the Python traceback tail when
     there is one, otherwise Spark's own failure lines (lost executor, crashed worker)."""
     text = str(exc)
-    m = _PY_TRACE.search(text)
-    if m:
-        tail = "\n".join(m.group(1).rstrip().splitlines()[-25:])
+    tail = python_traceback_tail(text)
+    if tail:
         exception = tail.splitlines()[-1]
         return TrainingError(None, exception, tail, classify_spark_failure(exception))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("\tat ", "at "))]

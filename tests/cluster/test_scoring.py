@@ -1,13 +1,18 @@
 """Batch scoring with a finished run on real executors."""
 import gzip
+import os
+import shutil
+import time
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from sparkdl.cli import main as cli
 from sparkdl.evaluation import evaluate_network
-from sparkdl.inference import PROBABILITIES, score
-from sparkdl.ingest import resolve_path
+from sparkdl.inference import PROBABILITIES, ScoringError, score
+from sparkdl.ingest import BadDataError, resolve_path
+from sparkdl.lake import LakeError
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +66,48 @@ def test_runs_list_and_show(spark_cluster, adult_run, capsys):
     assert "epoch   4" in shown and str(adult_run.path) in shown
     assert cli(["runs", "show", "no-such-run", "--lake", str(lake)]) == 2
     assert spark_cluster.range(3).count() == 3  # the CLI leaves a session it did not start alone
+
+
+def test_relative_paths_mean_what_they_mean_on_the_driver(spark_cluster, adult_run, test_csv, tmp_path,
+                                                          monkeypatch):
+    """Executors run in another working directory: a relative run, input or output path
+    given on the driver must still name the same files there."""
+    path, _ = test_csv
+    monkeypatch.chdir(tmp_path)
+    run = os.path.relpath(adult_run.path, tmp_path)
+    report = score(spark_cluster, run, os.path.relpath(path, tmp_path), "preds")
+    assert report.output == str(tmp_path / "preds")
+    assert len(pq.read_table(tmp_path / "preds")) == report.scored > 0
+
+
+def test_a_missing_run_or_input_fails_fast_with_one_line(spark_cluster, adult_run, tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(LakeError, match=r"run 'lake/runs/nope' does not exist \(looked for /"):
+        score(spark_cluster, "lake/runs/nope", "in.csv", str(tmp_path / "out"))
+    with pytest.raises(BadDataError, match="does not exist or holds no files"):
+        score(spark_cluster, adult_run.path, str(tmp_path / "no-such.csv"), str(tmp_path / "out"))
+    assert time.monotonic() - t0 < 5 and not (tmp_path / "out").exists()
+
+
+def test_failed_scoring_publishes_nothing_and_a_rerun_replaces_cleanly(spark_cluster, adult_run, test_csv,
+                                                                       tmp_path):
+    path, _ = test_csv
+    out = tmp_path / "preds"
+    first = score(spark_cluster, adult_run.path, str(path), str(out))
+    before = sorted(p.name for p in out.iterdir())
+    assert first.quarantined == 2 and (tmp_path / "preds.quarantine").is_dir()
+
+    broken = tmp_path / "broken-run"  # the same run with a diverged (NaN) network
+    shutil.copytree(adult_run.path, broken)
+    weights = torch.load(broken / "model" / "weights.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, broken / "model" / "weights.pt")
+    with pytest.raises(ScoringError, match="NaN or infinite outputs for .* rows .* the run's model is broken"):
+        score(spark_cluster, broken, str(path), str(out))
+    assert sorted(p.name for p in out.iterdir()) == before  # the previous output, untouched
+    assert [p.name for p in tmp_path.iterdir() if ".staging-" in p.name] == []
+
+    clean = tmp_path / "clean.csv"  # a rerun whose input has no bad rows leaves no stale quarantine
+    clean.write_text("\n".join(path.read_text().splitlines()[:1] + path.read_text().splitlines()[4:50]) + "\n")
+    again = score(spark_cluster, adult_run.path, str(clean), str(out))
+    assert again.quarantined == 0 and again.quarantine_path is None
+    assert len(pq.read_table(out)) == again.scored == 46 and not (tmp_path / "preds.quarantine").exists()

@@ -24,3 +24,27 @@ def test_missing_arguments_exit_2():
     with pytest.raises(SystemExit) as e:
         main(["train"])
     assert e.value.code == 2
+
+
+def _result(split):
+    from pathlib import Path
+
+    from sparkdl.run_metrics import RunMetrics
+    from sparkdl.supervisor import RunResult
+
+    metrics = RunMetrics(run_id="r1", history=[], train={"epochs": 0, "ranks": 2}, validation={}, attempts=[],
+                         dataset={}, test={"split": split, "accuracy": 0.85, "auc": 0.9, "rows": 10})
+    return RunResult("r1", Path("/lake/runs/r1"), metrics)
+
+
+def test_held_out_results_name_the_split_they_came_from():
+    from sparkdl.cli import result_lines
+    from sparkdl.report import summary_text
+
+    lines = result_lines(_result("validation")).splitlines()
+    assert "evaluated_on=validation" in lines and "validation_accuracy=0.8500" in lines
+    assert not any(line.startswith("test_") for line in lines)  # no data.test: never called "test"
+    summary = summary_text(_result("validation").metrics)
+    assert "held out, validation split (the job has no data.test): accuracy 0.8500" in summary
+    assert "test" not in summary.replace("data.test", "")
+    assert "test_accuracy=0.8500" in result_lines(_result("test"))

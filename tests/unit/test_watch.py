@@ -37,7 +37,8 @@ def test_a_rank_that_never_arrives_is_a_timeout_naming_it():
     with EventServer("127.0.0.1", "t") as server:
         EventClient(server.address, "t", rank=0).send("started")
         t0 = time.monotonic()
-        err = _watch(_Spark(stage), stage, server, 2, LaunchConfig(start_timeout_s=1.0, cancel_grace_s=5), lambda e: None,
+        launch = LaunchConfig(start_timeout_s=1.0, cancel_grace_s=5)
+        err = _watch(_Spark(stage), stage, server, 2, launch, lambda e: None,
                      "g", t0)
     assert isinstance(err, TrainingTimeoutError) and err.missing_ranks == [1]
     assert "1 of 2 ranks started" in str(err) and "train.launch.start_timeout_s" in str(err)
