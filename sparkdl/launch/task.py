@@ -1,10 +1,12 @@
 """Executor side of the barrier stage: one task becomes one Horovod rank.
 
 Each task derives the same host plan from the barrier tasks' addresses; the rank-0
-task runs Horovod's rendezvous server and shares its port through the driver's event
+task runs Horovod's rendezvous server (for this job's ranks only: see
+:mod:`sparkdl.launch.rendezvous`) and shares its port through the driver's event
 channel (Spark's ``allGather`` would cost a second: it polls once a second); every task
-exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo and runs the
-user function. Failures are sent to the driver at once with their traceback tail.
+exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo, reports that it did (rank
+0 then closes the rendezvous) and runs the user function. Failures are sent to the
+driver at once with their traceback tail.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 from sparkdl.config import LaunchConfig
 from sparkdl.launch.devices import select_device, task_resources
-from sparkdl.launch.events import EventClient, EventType, ExchangeError
+from sparkdl.launch.events import EventClient, EventType
 from sparkdl.launch.failures import classify_rank_exception
 from sparkdl.launch.plan import RankSlot, host_plan, hosts_string, interface_for, resolve_ip
 from sparkdl.stages import Laps
@@ -86,17 +88,16 @@ def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -
 RENDEZVOUS_PORT = "rendezvous_port"
 
 
-def _wait_until_all_finished(events: EventClient, rank: int, size: int, timeout_s: float) -> None:
-    """Rank 0 hosts the rendezvous server, so it waits until every rank is past hvd.shutdown()."""
+def _close_rendezvous_when_all_initialized(events: EventClient, rank: int, size: int, server,
+                                           timeout_s: float) -> None:
+    """Every rank reports that ``hvd.init()`` returned; rank 0, which hosts the rendezvous,
+    waits for all of them and stops it: nobody needs it any longer."""
     if rank != 0:
-        events.put(f"finished.{rank}", True)
+        events.put(f"initialized.{rank}", True)
         return
     for other in range(1, size):
-        try:
-            events.get_value(f"finished.{other}", timeout_s)
-        except ExchangeError as e:  # the run itself is done: do not fail it over this
-            log.warning("not waiting any longer for rank %d to finish: %s", other, e)
-            return
+        events.get_value(f"initialized.{other}", timeout_s)
+    server.stop()
 
 
 def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
@@ -117,22 +118,22 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         events.rank = slot.rank
         events.send(EventType.STARTED, partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
         laps.lap("host_plan")
+        chief = next(s for s in plan if s.rank == 0)
+        chief_ip = resolve_ip(chief.hostname)
         if slot.rank == 0:
-            from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
-            from horovod.runner.http.http_server import RendezvousServer
+            from sparkdl.launch.rendezvous import GuardedRendezvous
 
-            server = RendezvousServer()
-            port = server.start()
-            server.init(get_host_assignments(parse_hosts(hosts_string(plan)), len(plan)))
+            server = GuardedRendezvous(chief_ip, {resolve_ip(s.hostname) for s in plan})
+            server.init(hosts_string(plan), len(plan))
+            port = server.port
             events.put(RENDEZVOUS_PORT, port)
         else:
             port = int(events.get_value(RENDEZVOUS_PORT, settings.launch.rendezvous_timeout_s))
         laps.lap("rendezvous")
-        chief = next(s for s in plan if s.rank == 0)
         my_ip = resolve_ip(slot.hostname)
         iface = interface_for(my_ip)
         env = {
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": resolve_ip(chief.hostname),
+            "HOROVOD_GLOO_RENDEZVOUS_ADDR": chief_ip,
             "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
             "HOROVOD_CONTROLLER": "gloo",
             "HOROVOD_CPU_OPERATIONS": "gloo",
@@ -159,6 +160,8 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         laps.lap("hvd_init")
         if hvd.rank() != slot.rank or hvd.size() != slot.size:
             raise RuntimeError(f"hvd.init() gave rank {hvd.rank()}/{hvd.size()}, plan said {slot.rank}/{slot.size}")
+        _close_rendezvous_when_all_initialized(events, slot.rank, slot.size, server,
+                                               settings.launch.rendezvous_timeout_s)
         rc = RankContext(slot, settings.attempt, device, events, laps.seconds)
         try:
             result = fn(rc)
@@ -171,7 +174,6 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         finally:
             hvd.shutdown()
         events.send(EventType.DONE)
-        _wait_until_all_finished(events, slot.rank, slot.size, settings.launch.rendezvous_timeout_s)
         yield cloudpickle.dumps((slot.rank, result))
     except BaseException as exc:
         if not reported:
