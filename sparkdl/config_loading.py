@@ -135,10 +135,14 @@ def _build(cls: type, raw: Any, path: str) -> Any:
         raise ConfigError(where, f"expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{path}." if path else ""
+    for key in raw:
+        if not isinstance(key, str) or not key:
+            raise ConfigError(prefix + repr(key), f"keys must be non-empty names, got {key!r}; "
+                                                  f"expected one of {sorted(fields)}")
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        prefix = f"{path}." if path else ""
-        raise ConfigError(prefix + str(unknown[0]), f"unknown key; expected one of {sorted(fields)}")
+        raise ConfigError(prefix + unknown[0], f"unknown key; expected one of {sorted(fields)}")
     kwargs = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -185,8 +189,13 @@ def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]
     for item in overrides:
         m = _OVERRIDE_RE.match(item)
         if not m:
-            raise ConfigError(item, "an override must look like key.path=value, e.g. train.epochs=3")
-        set_value(raw, m.group(1), yaml.safe_load(m.group(2)))
+            raise ConfigError(f"--set {item!r}", "an override must look like key.path=value, e.g. train.epochs=3")
+        try:
+            value = yaml.safe_load(m.group(2))
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) or e
+            raise ConfigError(m.group(1), f"the value {m.group(2)!r} is not valid YAML ({why})") from None
+        set_value(raw, m.group(1), value)
     return raw
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from sparkdl.config import ConfigError, DataConfig
 from sparkdl.features import FEATURES
 from sparkdl.lake import LakeError, absolute, local_path, publish_dirs, require_run
 from sparkdl.rundir import RunDir
@@ -108,6 +109,15 @@ class ScoreReport:
     stages: Dict[str, float] = field(default_factory=dict)
 
 
+def input_data_config(data: DataConfig, input_path: str, fmt: Optional[str]) -> DataConfig:
+    """How to read the rows to score: the run's reading options, for ``input_path``, in
+    ``fmt`` when given (a run trained on generated or JDBC data scores files too)."""
+    if fmt is None and data.format == "synthetic":
+        raise ConfigError("data.format", f"the run was trained on generated data, so scoring {input_path} needs "
+                                         "its format: pass --format (csv, json, parquet, ...)")
+    return dataclasses.replace(data, train=input_path, test=None, format=fmt or data.format)
+
+
 def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: Optional[str] = None,
           keys: Optional[List[str]] = None) -> ScoreReport:
     """Score a DataFrame-readable input with a run; publish Parquet predictions at
@@ -131,7 +141,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     stage = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
     cfg = parse_config(run.read_config())
     manifest = Manifest.load(run.manifest)
-    data = cfg.data if fmt is None else dataclasses.replace(cfg.data, format=fmt)
+    data = input_data_config(cfg.data, input_path, fmt)
     clock = StageClock()
     try:
         with clock.stage("ingest"):

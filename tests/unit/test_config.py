@@ -80,6 +80,24 @@ def test_load_yaml_resolves_relative_paths_and_overrides(tmp_path):
     assert cfg.spark.conf == {"spark.ui.enabled": "false"}
 
 
+@pytest.mark.parametrize("raw, path", [
+    ({0: None, "": None}, "0"), ({"": 1}, "''"), ({**MINIMAL, "train": {True: 1}}, "train.True")])
+def test_keys_that_are_not_names_are_config_errors(raw, path):
+    with pytest.raises(ConfigError, match="keys must be non-empty names") as e:  # was a TypeError from sorted()
+        parse_config(raw)
+    assert e.value.path == path
+
+
+def test_overrides_that_are_empty_or_not_yaml_are_config_errors(tmp_path):
+    (tmp_path / "job.yaml").write_text("data: {train: x}\n")
+    with pytest.raises(ConfigError, match="key.path=value") as e:
+        load_config(tmp_path / "job.yaml", [""])
+    assert e.value.path == "--set ''"
+    with pytest.raises(ConfigError, match="is not valid YAML") as e:  # was yaml's ReaderError
+        load_config(tmp_path / "job.yaml", ["train.epochs=\x1f"])
+    assert e.value.path == "train.epochs"
+
+
 def test_bad_override_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
@@ -129,3 +147,14 @@ def test_with_values_sets_dotted_keys_and_validates():
 def test_generated_data_needs_no_path_but_files_do():
     assert parse_config(_with(data={"format": "synthetic", "options": {"rows": 10}})).data.train is None
 
+
+
+def test_scoring_reads_its_input_with_the_runs_options_in_any_format():
+    from sparkdl.inference import input_data_config
+
+    generated = parse_config(_with(data={"format": "synthetic", "options": {"rows": 10}})).data
+    data = input_data_config(generated, "/in/new.csv", "csv")  # was a ConfigError: no data.train
+    assert (data.format, data.train, data.test) == ("csv", "/in/new.csv", None)
+    assert input_data_config(parse_config(MINIMAL).data, "/in/x.csv", None).format == "csv"
+    with pytest.raises(ConfigError, match="trained on generated data, so scoring /in/y needs its format"):
+        input_data_config(generated, "/in/y", None)  # never generate rows in place of the input
