@@ -71,3 +71,24 @@ def test_attempts_run_out_and_the_lake_shows_no_run(spark_cluster, adult_config,
     assert len(e.value.attempts) == 2
     runs = Lake(str(tmp_path / "lake"))
     assert runs.list_runs() == [] and all(not p.exists() or not any(p.iterdir()) for p in [runs.runs_root])
+
+
+def _executors(spark):
+    """The executors' (host, port) as Spark's status tracker lists them (the driver included)."""
+    return {(e.host(), e.port()) for e in spark.sparkContext._jsc.sc().statusTracker().getExecutorInfos()}
+
+
+def test_a_killed_executor_jvm_is_replaced_and_training_resumes(spark_cluster, adult_config, adult_lake, tmp_path):
+    """SIGKILL the whole executor JVM of rank 1 mid-epoch: the cluster's worker starts a
+    replacement executor, and the next attempt resumes from the last checkpoint on it."""
+    lake, manifest = adult_lake
+    before = _executors(spark_cluster)
+    cfg = adult_config.with_values({"train.epochs": 3, "train.ranks": 2})
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+                   callbacks=[FaultSpec(rank=1, epoch=2, step=10, mode="executor")])
+    m = result.metrics
+    assert _epochs(m) == [1, 2, 3] and [h["attempt"] for h in m.history] == [1, 2, 2]
+    assert m.attempts[0]["kind"] in ("peer", "infrastructure") and m.attempts[0]["retryable"]
+    assert m.attempts[1]["resumed_from_epoch"] == 1
+    after = _executors(spark_cluster)
+    assert len(after - before) == 1 and len(after) == len(before), f"no replacement executor: {before} -> {after}"

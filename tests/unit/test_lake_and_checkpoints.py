@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sparkdl.lake import COMMIT_MARKER, Lake, LakeError, is_committed, staged_dir
-from sparkdl.rank.checkpoints import list_checkpoints, load_latest, save_checkpoint
+from sparkdl.rank.checkpoints import CheckpointWriteError, list_checkpoints, load_latest, save_checkpoint
 
 
 def test_staged_dir_commits_only_on_success(tmp_path):
@@ -59,3 +59,43 @@ def test_a_crash_before_rename_leaves_the_previous_checkpoint(tmp_path):
     with pytest.raises(SystemExit):
         save_checkpoint(tmp_path, 2, {"x": 2}, before_rename=crash)
     assert load_latest(tmp_path)["epoch"] == 1
+
+
+def test_a_checkpoint_over_the_file_size_limit_is_a_clear_error_and_the_previous_one_loads(tmp_path):
+    """The kernel refuses the write (RLIMIT_FSIZE: EFBIG), as a full disk or quota would."""
+    import resource
+    import signal
+
+    save_checkpoint(tmp_path, 1, {"w": torch.zeros(10)})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a killed process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, hard))
+    try:
+        with pytest.raises(CheckpointWriteError, match=r"epoch 2 to .*epoch-0002\.pt: File too large .*"
+                                                       r"epoch 1 is intact"):
+            save_checkpoint(tmp_path, 2, {"w": torch.zeros(1_000_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert load_latest(tmp_path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch-0001.pt"]  # no temporary file left behind
+
+
+def test_a_full_then_read_only_lake_is_a_clear_error_and_the_previous_checkpoint_loads(tmp_path):
+    import subprocess
+
+    mnt = tmp_path / "lake"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        save_checkpoint(mnt, 1, {"w": torch.zeros(10)})
+        with pytest.raises(CheckpointWriteError, match=r"epoch 2 to .*: No space left on device"):
+            save_checkpoint(mnt, 2, {"w": torch.zeros(200_000)})  # 800 kB into 256 kB
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        with pytest.raises(CheckpointWriteError, match=r"epoch 3 to .*: Read-only file system .* epoch 1 is intact"):
+            save_checkpoint(mnt, 3, {"w": torch.zeros(10)})
+        assert load_latest(mnt)["epoch"] == 1
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
