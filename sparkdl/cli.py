@@ -82,6 +82,8 @@ def _runs(args: argparse.Namespace) -> int:
     from sparkdl.rundir import RunDir
 
     lake = Lake(args.lake)
+    if args.action in ("stale", "clean"):
+        return _stale_runs(lake, clean=args.action == "clean", include_resumable=args.all)
     if args.action == "list":
         runs = lake.list_runs()
         if not runs:
@@ -100,6 +102,19 @@ def _runs(args: argparse.Namespace) -> int:
     print(f"files: {run.path}")
     return 0
 
+
+
+def _stale_runs(lake, clean: bool, include_resumable: bool) -> int:
+    """List (or remove) runs whose driver died before committing them."""
+    from sparkdl.resume import remove_stale, stale_runs
+
+    runs = remove_stale(lake, include_resumable) if clean else stale_runs(lake)
+    for run in runs:
+        state = "resumable" if run.resumable else "cannot resume"
+        print(f"{'removed ' if clean else ''}{run.run_id}  checkpointed epochs {run.epochs_done}  {state}: {run.why}")
+    if not runs:
+        print(f"no {'removable ' if clean else ''}abandoned runs in {lake.root}")
+    return 0
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -137,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="input format if not the run's (csv, json, parquet, ...)")
     p.set_defaults(handler=_score)
 
-    p = sub.add_parser("runs", help="list or show runs in a lake")
-    p.add_argument("action", choices=["list", "show"])
+    p = sub.add_parser("runs", help="list or show runs in a lake; list or clean runs whose driver died")
+    p.add_argument("action", choices=["list", "show", "stale", "clean"],
+                   help="stale: runs a dead driver left unfinished; clean: remove those that cannot resume")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--lake", required=True)
+    p.add_argument("--all", action="store_true", help="with clean: also remove runs that would resume")
     p.set_defaults(handler=_runs)
     return parser
 

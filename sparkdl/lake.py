@@ -69,16 +69,23 @@ def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
+def staging_path(final: Path) -> Path:
+    """Where ``final`` is written before it is committed."""
+    return final.with_name(f"{STAGING_PREFIX}{final.name}")
+
+
 @contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield a staging directory beside ``final``; rename it to ``final`` only on success."""
+def staged_dir(final: Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a staging directory beside ``final``; rename it to ``final`` only on success.
+    ``keep_existing``: continue in a staging directory left by an earlier writer (the
+    caller holds its lock) instead of starting empty."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         raise LakeError(f"{final} already exists; refusing to overwrite it")
-    staging = final.with_name(f"{STAGING_PREFIX}{final.name}")
-    if staging.exists():
+    staging = staging_path(final)
+    if staging.exists() and not keep_existing:
         shutil.rmtree(staging)
-    staging.mkdir()
+    staging.mkdir(exist_ok=True)
     try:
         yield staging
         (staging / COMMIT_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -10,6 +10,9 @@
     summary.txt       the same in text (written after the commit)
     _COMMITTED        written last, by :func:`sparkdl.lake.staged_dir`
 
+and, while the run is being written (``runs/.staging-<run_id>/``), ``resume.json`` and
+``.lock`` (:mod:`sparkdl.resume`).
+
 Nothing else in sparkdl spells these names.
 """
 from __future__ import annotations
@@ -67,6 +70,14 @@ class RunDir:
     @property
     def summary(self) -> Path:
         return self.path / "summary.txt"
+
+    @property
+    def resume_info(self) -> Path:
+        return self.path / "resume.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / ".lock"
 
     def read_metrics(self) -> RunMetrics:
         return RunMetrics.load(self.metrics)

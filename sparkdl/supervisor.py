@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sparkdl.config import JobConfig
-from sparkdl.lake import Lake, new_id, staged_dir
+from sparkdl.lake import Lake, LakeError, new_id, staged_dir, staging_path
 from sparkdl.launch.driver import check_slots, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError
 from sparkdl.launch.failures import Decision, RetryPolicy
 from sparkdl.materialize import Manifest
 from sparkdl.models import model_spec
 from sparkdl.report import write_report
+from sparkdl.resume import RunLock, find_resumable, write_resume_info
 from sparkdl.rundir import RunDir
 from sparkdl.run_metrics import RunMetrics
 from sparkdl.stages import StageClock
@@ -113,6 +114,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
           clock: Optional[StageClock] = None) -> RunResult:
     """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
 
+    A run of the same job and configuration whose driver died is continued instead, under
+    its id, from its last checkpoint, on its dataset (:mod:`sparkdl.resume`).
     ``callbacks`` run in every rank's loop (:mod:`sparkdl.rank.callbacks`).
     ``before_commit(run_dir, metrics)`` runs once the model is written and may add to
     ``metrics`` (e.g. test-set evaluation) before the run becomes visible. ``clock`` gets
@@ -121,13 +124,14 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     from sparkdl.session import get_spark, task_slots
 
     lake_ = Lake(lake)
+    if run_id is None and (found := find_resumable(lake_, cfg)) is not None:
+        run_id, manifest = found
     manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
     spark = spark or get_spark(cfg.spark)
     ranks = cfg.train.ranks or task_slots(spark)
     if ranks > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
         raise LaunchError(f"{ranks} ranks but the dataset has only {manifest.row_groups} row groups; every rank "
                           "needs at least one: prepare it with a larger materialize.max_ranks")
-    spec_model = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
     init_from = None
     if cfg.train.fine_tune.init_from:
         init_from = str(RunDir(lake_.find_run(cfg.train.fine_tune.init_from)).model)
@@ -135,30 +139,25 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     final = lake_.run_dir(run_id)
     clock = clock or StageClock()
     t0 = time.monotonic()
-    with staged_dir(final) as stage_path:
-        stage = RunDir(stage_path)
-        spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
-                         model_spec=spec_model, train=cfg.train, checkpoint_dir=str(stage.checkpoints),
-                         model_dir=str(stage.model), init_from=init_from, callbacks=tuple(callbacks))
-        attempts: List[Dict[str, Any]] = []
-        try:
-            results = supervise(spark, spec, ranks, cfg, attempts)
-        except TrainingError as err:
-            err.attempts = attempts  # what was tried, for callers and reports
-            log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
-            raise
-        check_identical(results)
-        metrics = _metrics(run_id, ranks, results, attempts, manifest)
-        clock.add("launch", metrics.train["time_to_first_step_s"])
-        clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
-        with clock.stage("write_back"):
-            shutil.copytree(manifest.paths["preprocessing"], stage.preprocessing)
-            manifest.save(stage.manifest)
-            stage.write_config(cfg.to_dict())
-        if before_commit is not None:
-            before_commit(stage, metrics)
-        metrics.stages = dict(clock.seconds)
-        metrics.save(stage.metrics)
+    staging = RunDir(staging_path(final))
+    staging.path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(staging)
+    if not lock.acquire():
+        raise LakeError(f"run {run_id} is being written by another driver ({staging.lock.read_text().strip()}); "
+                        "wait for it, or start a run of your own")
+    try:
+        with staged_dir(final, keep_existing=True) as stage_path:
+            stage = RunDir(stage_path)
+            write_resume_info(stage, cfg, manifest)
+            spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
+                             model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes)),
+                             train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
+                             init_from=init_from, callbacks=tuple(callbacks))
+            metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit)
+            stage.resume_info.unlink()
+            stage.lock.unlink()
+    finally:
+        lock.release()
     run = RunDir(final)
     try:
         write_report(run, metrics)
@@ -168,3 +167,29 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     log.info("run %s committed in %.1fs: %s (validation accuracy %.4f)", run_id, time.monotonic() - t0, final,
              metrics.validation.get("accuracy", float("nan")))
     return RunResult(run_id, final, metrics)
+
+
+def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, manifest: Manifest, stage: RunDir,
+                          run_id: str, clock: StageClock,
+                          before_commit: Optional[Callable[[RunDir, RunMetrics], None]]) -> RunMetrics:
+    """Supervise the training stage, then write the model's companions and metrics into ``stage``."""
+    attempts: List[Dict[str, Any]] = []
+    try:
+        results = supervise(spark, spec, ranks, cfg, attempts)
+    except TrainingError as err:
+        err.attempts = attempts  # what was tried, for callers and reports
+        log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
+        raise
+    check_identical(results)
+    metrics = _metrics(run_id, ranks, results, attempts, manifest)
+    clock.add("launch", metrics.train["time_to_first_step_s"])
+    clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
+    with clock.stage("write_back"):
+        shutil.copytree(manifest.paths["preprocessing"], stage.preprocessing, dirs_exist_ok=True)
+        manifest.save(stage.manifest)
+        stage.write_config(cfg.to_dict())
+    if before_commit is not None:
+        before_commit(stage, metrics)
+    metrics.stages = dict(clock.seconds)
+    metrics.save(stage.metrics)
+    return metrics

@@ -25,14 +25,19 @@ def prepare(cfg: JobConfig, lake: str, spark=None, clock: Optional[StageClock] =
 
 def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = ()):
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
-    logistic-regression baseline beside it; returns the committed RunResult."""
+    logistic-regression baseline beside it; returns the committed RunResult. When a run of
+    this job and configuration was cut off by its driver's death, it is continued (on its
+    own dataset) instead of preparing and training anew."""
     from sparkdl.evaluation import evaluate_network, logistic_regression_baseline
     from sparkdl.supervisor import train
+
+    from sparkdl.resume import find_resumable
 
     clock = StageClock()
     with clock.stage("session"):
         spark = spark or get_spark(cfg.spark)
-    manifest = prepare(cfg, lake, spark, clock)
+    resumed = find_resumable(Lake(lake), cfg)  # a run of this job whose driver died: continue it
+    run_id, manifest = resumed if resumed else (None, prepare(cfg, lake, spark, clock))
     held_out = "test" if "test" in manifest.paths else "validation"
 
     def evaluate(stage: RunDir, metrics: RunMetrics) -> None:
@@ -44,8 +49,8 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
                 metrics.baseline = {"logistic_regression": logistic_regression_baseline(
                     spark, manifest.paths["train"], manifest.paths[held_out], manifest.classes)}
 
-    result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, before_commit=evaluate,
-                   clock=clock)
+    result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
+                   before_commit=evaluate, clock=clock)
     log.info("run %s: %s accuracy %.4f (logistic regression %.4f)", result.run_id, held_out,
              result.metrics.held_out_accuracy(), result.metrics.baseline_accuracy())
     return result

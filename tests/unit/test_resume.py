@@ -1,0 +1,80 @@
+"""Which abandoned runs resume, which are stale, and the lock that tells them apart."""
+import json
+import subprocess
+import sys
+
+from sparkdl.config_loading import parse_config
+from sparkdl.lake import Lake
+from sparkdl.materialize import Manifest
+from sparkdl.rank.checkpoints import save_checkpoint
+from sparkdl.resume import RunLock, config_fingerprint, find_resumable, remove_stale, stale_runs
+from sparkdl.rundir import RunDir
+
+from tests.unit.test_config import MINIMAL
+
+
+def _dataset(path):
+    path.mkdir(parents=True)
+    Manifest(name="job", dataset_id=path.name, created="now", rows={}, splits={}, row_groups={}, feature_width=3,
+             feature_names=[], label={}, schema_hash="h", paths={"dataset": str(path)}).save(path / "manifest.json")
+    return path
+
+
+def _staging(lake, run_id, cfg, dataset, epochs=2, info=True):
+    run = RunDir(lake.runs_root / f".staging-{run_id}")
+    run.path.mkdir(parents=True)
+    for epoch in range(1, epochs + 1):
+        save_checkpoint(run.checkpoints, epoch, {"x": epoch})
+    if info:
+        run.resume_info.write_text(json.dumps({"job": cfg.name, "fingerprint": config_fingerprint(cfg),
+                                               "dataset": str(dataset)}))
+    return run
+
+
+def test_the_newest_abandoned_run_of_the_same_config_resumes_and_the_rest_are_stale(tmp_path):
+    cfg = parse_config(MINIMAL)
+    lake = Lake(str(tmp_path / "lake"))
+    data = _dataset(tmp_path / "lake" / "datasets" / "job" / "d1")
+    _staging(lake, "job-20260101-000000-aaaaaa", cfg, data)  # superseded by the newer one below
+    _staging(lake, "job-20260102-000000-bbbbbb", cfg, data, epochs=3)  # resumes
+    _staging(lake, "job-20260103-000000-cccccc", cfg, tmp_path / "gone")  # its dataset was removed
+    _staging(lake, "job-20260104-000000-dddddd", cfg, data, info=False)  # died before writing resume.json
+    running = _staging(lake, "job-20260105-000000-eeeeee", cfg, data)
+    lock = RunLock(running)
+    assert lock.acquire()  # a live driver: never listed, never resumed, never removed
+    try:
+        stale = {s.run_id[-6:]: s for s in stale_runs(lake)}
+        assert set(stale) == {"aaaaaa", "bbbbbb", "cccccc", "dddddd"}
+        assert [k for k, s in stale.items() if s.resumable] == ["bbbbbb"] and stale["bbbbbb"].epochs_done == 3
+        assert "newer abandoned run" in stale["aaaaaa"].why and "is gone" in stale["cccccc"].why
+        run_id, manifest = find_resumable(lake, cfg)
+        assert run_id.endswith("bbbbbb") and manifest.dataset_id == "d1"
+        assert find_resumable(lake, cfg.with_values({"train.epochs": 3})) is None  # another configuration
+        assert find_resumable(lake, cfg.with_values({"train.launch.start_timeout_s": 5})) is not None  # same run
+        assert sorted(s.run_id[-6:] for s in remove_stale(lake)) == ["aaaaaa", "cccccc", "dddddd"]
+        assert [s.run_id[-6:] for s in remove_stale(lake, include_resumable=True)] == ["bbbbbb"]
+        assert [p.name[-6:] for p in lake.runs_root.iterdir()] == ["eeeeee"]
+    finally:
+        lock.release()
+
+
+def test_the_lock_is_free_once_its_holder_dies(tmp_path):
+    run = RunDir(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import sys, time
+from sparkdl.resume import RunLock
+from sparkdl.rundir import RunDir
+lock = RunLock(RunDir(__import__('pathlib').Path({str(tmp_path)!r})))
+assert lock.acquire()
+print('locked', flush=True)
+time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert not RunLock(run).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    lock = RunLock(run)
+    assert lock.acquire()  # SIGKILL released it
+    lock.release()
