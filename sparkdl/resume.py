@@ -153,7 +153,14 @@ def remove_stale(lake: Lake, include_resumable: bool = False) -> List[StaleRun]:
     """Delete abandoned staging runs that cannot resume (all of them with ``include_resumable``)."""
     removed = []
     for stale in stale_runs(lake):
-        if include_resumable or not stale.resumable:
+        if not (include_resumable or not stale.resumable):
+            continue
+        lock = RunLock(RunDir(stale.path))
+        if not lock.acquire():  # a driver took it up since it was listed
+            continue
+        try:  # held while deleting, so no driver can start on it meanwhile
             shutil.rmtree(stale.path, ignore_errors=True)
             removed.append(stale)
+        finally:
+            lock.release()
     return removed
