@@ -148,3 +148,8 @@ if __name__ == "__main__":
     result = _latency() if mode == "latency" else _step_loop(mode, int(sys.argv[2]), int(sys.argv[3]))
     if result["rank"] == 0:  # one line: the ranks share the launcher's stdout
         print(_TAG + json.dumps(result), flush=True)
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # exiting with Gloo's threads alive aborts the process (torch 2.13)
+        dist.barrier()
+        dist.destroy_process_group()
