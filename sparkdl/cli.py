@@ -55,7 +55,7 @@ def result_lines(result) -> str:
     lines = [f"run_id={result.run_id}", f"run_path={result.path}"]
     held_out = result.metrics.test
     if held_out:
-        split = held_out.get("split", "test")
+        split = result.metrics.held_out_split
         lines += [f"evaluated_on={split}", f"{split}_accuracy={held_out['accuracy']:.4f}"]
         if "auc" in held_out:
             lines.append(f"{split}_auc={held_out['auc']:.4f}")
@@ -92,7 +92,7 @@ def _runs(args: argparse.Namespace) -> int:
             m = RunDir(path).read_metrics()
             print(f"{path.name}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
                   f"val_acc {m.validation.get('accuracy', float('nan')):.4f}  "
-                  f"test_acc {m.held_out_accuracy():.4f}")
+                  f"{m.held_out_split}_acc {m.held_out_accuracy():.4f}")
         return 0
     if not args.run_id:
         print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)

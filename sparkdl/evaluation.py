@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.features import FEATURES, LABEL
 from sparkdl.inference import PREDICTION, PROBABILITIES, predict_frame
+from sparkdl.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,23 @@ def logistic_regression_baseline(spark, train_path: str, test_path: str, classes
     return out
 
 
+def evaluate_split(spark, manifest, model_dir: str, split: str, baseline: bool = True,
+                   clock: Optional[StageClock] = None) -> Tuple[Dict[str, Any], Optional[Dict[str, float]]]:
+    """The network in ``model_dir`` on ``split`` of ``manifest``'s dataset (its metrics name
+    the split), and Spark MLlib's logistic regression trained on the same dataset's train
+    split beside it (None without ``baseline``). ``clock`` gets the evaluate and baseline
+    stage times."""
+    clock = clock or StageClock()
+    with clock.stage("evaluate"):
+        network = {"split": split, **evaluate_network(spark, manifest.paths[split], model_dir, manifest.classes,
+                                                      manifest.feature_width)}
+    if not baseline:
+        return network, None
+    with clock.stage("baseline"):
+        return network, logistic_regression_baseline(spark, manifest.paths["train"], manifest.paths[split],
+                                                     manifest.classes)
+
+
 def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
                  baseline: bool = True) -> Dict[str, Dict[str, float]]:
     """A committed run's network on a split of the dataset it trained on (``test`` when the
@@ -76,9 +94,5 @@ def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
     if split not in manifest.paths:
         raise ValueError(f"split {split!r} is not in run {run.name}'s dataset (it has "
                          f"{sorted(k for k in manifest.splits)}): pick one of those")
-    out = {"network": {"split": split, **evaluate_network(spark, manifest.paths[split], str(run.model),
-                                                          manifest.classes, manifest.feature_width)}}
-    if baseline:
-        out["logistic_regression"] = logistic_regression_baseline(spark, manifest.paths["train"],
-                                                                  manifest.paths[split], manifest.classes)
-    return out
+    network, regression = evaluate_split(spark, manifest, str(run.model), split, baseline)
+    return {"network": network, **({"logistic_regression": regression} if regression else {})}

@@ -53,16 +53,26 @@ def new_id(prefix: str = "") -> str:
     return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
-def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
-    """Write a file so readers see the old content or the new, never half of it."""
+@contextlib.contextmanager
+def atomic_target(path: "os.PathLike[str] | str") -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block
+    succeeds, removed when it fails. Readers see the old file or the new, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
+    """Write a file so readers see the old content or the new, never half of it."""
+    with atomic_target(path) as tmp, open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
-from sparkdl.lake import write_text_atomic
+from sparkdl.lake import atomic_target, write_text_atomic
 from sparkdl.rundir import RunDir
 from sparkdl.run_metrics import RunMetrics
 
@@ -37,13 +35,11 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "") -> 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)  # readers see the old picture or the new, never half of one
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
 
 
 def summary_text(m: RunMetrics) -> str:
@@ -62,7 +58,7 @@ def summary_text(m: RunMetrics) -> str:
         lines.extend(f"  attempt {a['attempt']}: {a['error']} (resumed from epoch {a['resumed_from_epoch']})"
                      for a in failed)
     if m.test is not None:
-        split = m.test.get("split", "test")
+        split = m.held_out_split
         note = "" if split == "test" else " (the job has no data.test)"
         scores = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                            for k, v in m.test.items() if k != "split")

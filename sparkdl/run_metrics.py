@@ -50,6 +50,11 @@ class RunMetrics:
     def load(cls, path: "Path | str") -> "RunMetrics":
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+    @property
+    def held_out_split(self) -> str:
+        """Which split the held-out metrics came from (``validation`` when the job had no test split)."""
+        return (self.test or {}).get("split", "test")
+
     def held_out_accuracy(self) -> float:
         return float((self.test or {}).get("accuracy", float("nan")))
 

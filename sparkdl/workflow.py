@@ -28,10 +28,9 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     logistic-regression baseline beside it; returns the committed RunResult. When a run of
     this job and configuration was cut off by its driver's death, it is continued (on its
     own dataset) instead of preparing and training anew."""
-    from sparkdl.evaluation import evaluate_network, logistic_regression_baseline
-    from sparkdl.supervisor import train
-
+    from sparkdl.evaluation import evaluate_split
     from sparkdl.resume import find_resumable
+    from sparkdl.supervisor import train
 
     clock = StageClock()
     with clock.stage("session"):
@@ -41,13 +40,9 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     held_out = "test" if "test" in manifest.paths else "validation"
 
     def evaluate(stage: RunDir, metrics: RunMetrics) -> None:
-        with clock.stage("evaluate"):
-            metrics.test = {"split": held_out, **evaluate_network(
-                spark, manifest.paths[held_out], str(stage.model), manifest.classes, manifest.feature_width)}
-        if baseline:
-            with clock.stage("baseline"):
-                metrics.baseline = {"logistic_regression": logistic_regression_baseline(
-                    spark, manifest.paths["train"], manifest.paths[held_out], manifest.classes)}
+        metrics.test, regression = evaluate_split(spark, manifest, str(stage.model), held_out, baseline, clock)
+        if regression is not None:
+            metrics.baseline = {"logistic_regression": regression}
 
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
                    before_commit=evaluate, clock=clock)

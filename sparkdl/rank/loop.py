@@ -119,9 +119,9 @@ def _loss_function(name: str):
     return {"cross_entropy": F.cross_entropy}[name]
 
 
-def _build(spec: TrainSpec, ctx: RankContext, device):
+def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
     """The model (fine-tuned from ``init_from`` when set, with frozen parameters) and its
-    optimizer, at the learning rate scaled for the world size."""
+    optimizer at ``lr``."""
     import torch
 
     t = spec.train
@@ -135,8 +135,7 @@ def _build(spec: TrainSpec, ctx: RankContext, device):
     frozen = freeze(model, t.fine_tune.freeze)
     model.to(device)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    o = t.optimizer
-    base_opt = _optimizer(o.name, [p for _, p in named], o.lr * lr_scale(ctx.size, o.lr_scaling), o.weight_decay)
+    base_opt = _optimizer(t.optimizer.name, [p for _, p in named], lr, t.optimizer.weight_decay)
     return model, base_opt, named, frozen
 
 
@@ -207,7 +206,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     torch.set_num_threads(_task_cpus())
     torch.manual_seed(t.seed * 1000 + ctx.rank)
     device = torch.device(ctx.device)
-    model, base_opt, named, frozen = _build(spec, ctx, device)
+    lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)  # scaled for the world size
+    model, base_opt, named, frozen = _build(spec, ctx, device, lr)
     laps.lap("model_and_optimizer")
     start_epoch, history = _resume(spec, ctx, model, base_opt)
     laps.lap("resume_and_broadcast")
@@ -225,7 +225,6 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     laps.lap("shard_plan")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
-    lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)
     if ctx.is_chief:
         ctx.report(EventType.LOG, level="info", message=(
             f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "

@@ -48,3 +48,17 @@ def test_held_out_results_name_the_split_they_came_from():
     assert "held out, validation split (the job has no data.test): accuracy 0.8500" in summary
     assert "test" not in summary.replace("data.test", "")
     assert "test_accuracy=0.8500" in result_lines(_result("test"))
+
+
+def test_runs_list_names_the_held_out_split(tmp_path, capsys):
+    from sparkdl.cli import main
+    from sparkdl.lake import COMMIT_MARKER
+    from sparkdl.rundir import RunDir
+
+    run = RunDir(tmp_path / "runs" / "r1")
+    run.path.mkdir(parents=True)
+    _result("validation").metrics.save(run.metrics)
+    (run.path / COMMIT_MARKER).write_text("now")
+    assert main(["runs", "list", "--lake", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "validation_acc 0.8500" in listed and "test_acc" not in listed
