@@ -51,14 +51,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def result_lines(result) -> str:
     """A run's ``key=value`` lines; the held-out metrics are named by the split they were
-    computed on (``validation_accuracy`` when the job had no ``data.test``)."""
-    lines = [f"run_id={result.run_id}", f"run_path={result.path}"]
-    held_out = result.metrics.test
-    if held_out:
-        split = result.metrics.held_out_split
-        lines += [f"evaluated_on={split}", f"{split}_accuracy={held_out['accuracy']:.4f}"]
-        if "auc" in held_out:
-            lines.append(f"{split}_auc={held_out['auc']:.4f}")
+    computed on (``validation_accuracy`` when the job had no test split), and the
+    baseline's primary metric follows (``baseline_linear_regression_rmse=...``)."""
+    m = result.metrics
+    lines = [f"run_id={result.run_id}", f"run_path={result.path}", f"task={m.task}"]
+    if m.train.get("early_stopping"):
+        lines.append(f"kept_epoch={m.train['kept_epoch']}")
+    if m.test:
+        split = m.held_out_split
+        lines.append(f"evaluated_on={split}")
+        lines += [f"{split}_{k}={v:.4f}" for k, v in m.test.items() if isinstance(v, float)]
+        for name, metrics in (m.baseline or {}).items():
+            lines.append(f"baseline_{name}_{m.primary_metric}={metrics[m.primary_metric]:.4f}")
     return "\n".join(lines)
 
 
@@ -90,9 +94,9 @@ def _runs(args: argparse.Namespace) -> int:
             print(f"no complete runs in {lake.root}")
         for path in runs:
             m = RunDir(path).read_metrics()
-            print(f"{path.name}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
-                  f"val_acc {m.validation.get('accuracy', float('nan')):.4f}  "
-                  f"{m.held_out_split}_acc {m.held_out_accuracy():.4f}")
+            key = m.primary_metric
+            print(f"{path.name}  {m.task}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
+                  f"val_{key} {m.validation.get(key, float('nan')):.4f}  {m.held_out_split}_{key} {m.held_out():.4f}")
         return 0
     if not args.run_id:
         print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+
+from sparkdl.task_metrics import HIGHER_IS_BETTER, REGRESSION, metric_names
 
 
 class ConfigError(ValueError):
@@ -56,7 +58,9 @@ class SchemaConfig:
 
     columns: List[ColumnSpec]
     label: str
-    classes: List[str]
+    #: ``classification``: the label is one of ``classes``; ``regression``: a number.
+    task: Literal["classification", "regression"] = "classification"
+    classes: List[str] = field(default_factory=list)
     categorical: List[str] = field(default_factory=list)
     numeric: List[str] = field(default_factory=list)
     keys: List[str] = field(default_factory=list)
@@ -81,7 +85,14 @@ class SchemaConfig:
         _check(self.label in types, "schema.label", f"'{self.label}' is not among schema.columns {names}")
         _check(self.label not in self.categorical and self.label not in self.numeric, "schema.label",
                f"'{self.label}' is the label; remove it from schema.categorical/numeric")
-        _check(len(self.classes) >= 2, "schema.classes", "declare at least two classes")
+        if self.task == REGRESSION:
+            _check(not self.classes, "schema.classes", "a regression label is a number, not one of classes: "
+                                                       "remove schema.classes (or set schema.task: classification)")
+            _check(types[self.label] in ("int", "long", "double", "float"), "schema.label",
+                   f"'{self.label}' is declared as {types[self.label]}; a regression label needs a numeric type")
+        else:
+            _check(len(self.classes) >= 2, "schema.classes",
+                   "declare at least two classes (or set schema.task: regression for a numeric label)")
         _check(len(set(self.classes)) == len(self.classes), "schema.classes", "classes must be distinct")
         _check(bool(self.categorical or self.numeric), "schema",
                "declare at least one feature in schema.categorical or schema.numeric")
@@ -123,13 +134,19 @@ class FeaturesConfig:
 
     scaler: Literal["standard", "minmax", "none"] = "standard"
     impute: Literal["mean", "median"] = "mean"
+    #: Regression: train on the label standardized with the training split's mean and
+    #: standard deviation (undone in every prediction), or on the label as it is.
+    target_scaling: Literal["standard", "none"] = "standard"
 
 
 @dataclass(frozen=True)
 class MaterializeConfig:
-    """Train/validation split and Parquet layout for training."""
+    """Train/validation(/test) split and Parquet layout for training."""
 
     validation_fraction: float = 0.1
+    #: A seeded test split carved beside validation when the data has no ``data.test``,
+    #: so metrics reported after early stopping come from rows that chose nothing.
+    test_fraction: float = 0.0
     seed: int = 42
     max_ranks: int = 4
     row_groups_per_rank: int = 4
@@ -137,6 +154,9 @@ class MaterializeConfig:
 
     def __post_init__(self):
         _check(0.0 < self.validation_fraction < 1.0, "materialize.validation_fraction", "must be in (0, 1)")
+        _check(0.0 <= self.test_fraction < 1.0, "materialize.test_fraction", "must be in [0, 1)")
+        _check(self.validation_fraction + self.test_fraction < 0.9, "materialize.test_fraction",
+               "validation_fraction + test_fraction must leave at least 10% of the rows to train on")
         _check(self.max_ranks >= 1, "materialize.max_ranks", "must be >= 1")
         _check(self.row_groups_per_rank >= 1, "materialize.row_groups_per_rank", "must be >= 1")
         _check(self.max_rows_per_row_group >= 1, "materialize.max_rows_per_row_group", "must be >= 1")
@@ -242,6 +262,50 @@ class FailureConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when a validation metric stops improving; keep the best epoch's weights."""
+
+    metric: str = "val_loss"
+    #: ``min`` or ``max``; by default, what the metric needs (``max`` for accuracy, F1, AUC, R2).
+    mode: Optional[Literal["min", "max"]] = None
+    patience: int = 3
+    min_delta: float = 0.0
+    keep: Literal["best", "last"] = "best"
+
+    def __post_init__(self):
+        _check(self.patience >= 1, "train.early_stopping.patience", "must be >= 1 epoch")
+        _check(self.min_delta >= 0, "train.early_stopping.min_delta", "must be >= 0")
+        _check(self.metric.startswith("val_"), "train.early_stopping.metric",
+               f"'{self.metric}': early stopping watches a validation metric (val_loss, val_accuracy, ...)")
+
+    @property
+    def direction(self) -> str:
+        return self.mode or ("max" if self.metric[len("val_"):] in HIGHER_IS_BETTER else "min")
+
+
+@dataclass(frozen=True)
+class LrScheduleConfig:
+    """The learning rate over the run: linear warmup from ~0 over ``warmup_epochs``, then
+    ``constant``, ``cosine`` (to ``min_lr``), ``step`` (times ``gamma`` every ``step_epochs``)
+    or ``plateau`` (times ``gamma`` after ``patience`` epochs without a better ``metric``)."""
+
+    kind: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_epochs: int = 10
+    gamma: float = 0.1
+    metric: str = "val_loss"
+    patience: int = 2
+
+    def __post_init__(self):
+        _check(self.warmup_epochs >= 0, "train.lr_schedule.warmup_epochs", "must be >= 0")
+        _check(self.min_lr >= 0, "train.lr_schedule.min_lr", "must be >= 0")
+        _check(self.step_epochs >= 1, "train.lr_schedule.step_epochs", "must be >= 1")
+        _check(0 < self.gamma < 1, "train.lr_schedule.gamma", "must be in (0, 1): the factor the rate is cut by")
+        _check(self.patience >= 1, "train.lr_schedule.patience", "must be >= 1 epoch")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Distributed training: world size, epochs and batch, and one group per concern."""
 
@@ -250,6 +314,17 @@ class TrainConfig:
     batch_size: int = 128
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
     seed: int = 0
+    #: The loss: ``cross_entropy`` for classification; ``mse`` (default), ``huber`` or ``l1``
+    #: for regression. Unset: the task's default.
+    loss: Optional[Literal["cross_entropy", "mse", "huber", "l1"]] = None
+    #: Classification: ``balanced`` (n / (classes x count) from the training split) or one
+    #: weight per class, in ``schema.classes`` order.
+    class_weights: Optional[Union[Literal["balanced"], List[float]]] = None
+    #: Two classes: predict the positive class at probability >= 0.5 (``default``) or at
+    #: the threshold that maximised F1 on the validation split (``best_f1``).
+    decision_threshold: Literal["default", "best_f1"] = "default"
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    lr_schedule: LrScheduleConfig = field(default_factory=LrScheduleConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     allreduce: AllreduceConfig = field(default_factory=AllreduceConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
@@ -261,6 +336,14 @@ class TrainConfig:
         _check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
         _check(self.epochs >= 1, "train.epochs", "must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        if isinstance(self.class_weights, list):
+            _check(all(w > 0 for w in self.class_weights), "train.class_weights", "weights must be > 0")
+        s = self.lr_schedule
+        _check(s.warmup_epochs < self.epochs, "train.lr_schedule.warmup_epochs",
+               f"warmup of {s.warmup_epochs:g} epochs is not shorter than the run (train.epochs={self.epochs})")
+        if s.kind == "step":
+            _check(s.step_epochs < self.epochs, "train.lr_schedule.step_epochs",
+                   f"a step every {s.step_epochs} epochs never happens in a run of train.epochs={self.epochs}")
 
 
 @dataclass(frozen=True)
@@ -283,6 +366,39 @@ class JobConfig:
             _check(self.train.ranks <= self.materialize.max_ranks, "train.ranks",
                    f"{self.train.ranks} ranks > materialize.max_ranks={self.materialize.max_ranks}; "
                    "raise max_ranks so every rank gets several row groups")
+        self._check_task()
+
+    def _check_task(self) -> None:
+        """Rules that join the task, the training controls and the splits."""
+        t, task = self.train, self.schema.task
+        k = len(self.schema.classes)
+        names = ["val_" + m for m in metric_names(task, k)]
+        allowed = ("mse", "huber", "l1") if task == REGRESSION else ("cross_entropy",)
+        _check(t.loss is None or t.loss in allowed, "train.loss",
+               f"'{t.loss}' is not a {task} loss; use one of {list(allowed)}")
+        if task == REGRESSION:
+            _check(t.class_weights is None, "train.class_weights", "class weights need a classification task")
+        elif isinstance(t.class_weights, list):
+            _check(len(t.class_weights) == k, "train.class_weights",
+                   f"{len(t.class_weights)} weights for {k} classes {self.schema.classes}: give one per class")
+        _check(t.decision_threshold == "default" or (task != REGRESSION and k == 2), "train.decision_threshold",
+               "best_f1 picks a threshold between two classes; this job is "
+               + ("a regression" if task == REGRESSION else f"{k}-class"))
+        for key, metric in (("early_stopping", t.early_stopping.metric if t.early_stopping else None),
+                            ("lr_schedule", t.lr_schedule.metric if t.lr_schedule.kind == "plateau" else None)):
+            _check(metric is None or metric in names, f"train.{key}.metric",
+                   f"'{metric}' is not a metric a {task} job produces; use one of {names}")
+        if t.early_stopping is not None:
+            _check(bool(self.data.test) or self.materialize.test_fraction > 0, "materialize.test_fraction",
+                   "early stopping picks epochs on the validation split, so held-out metrics need rows that took "
+                   "no part: set materialize.test_fraction (e.g. 0.1) or give data.test")
+        _check(not (self.data.test and self.materialize.test_fraction > 0), "materialize.test_fraction",
+               "data.test is the test split; a second one would be carved from data.train: set it to 0")
+
+    @property
+    def loss(self) -> str:
+        """The training loss (the task's default when ``train.loss`` is unset)."""
+        return self.train.loss or ("mse" if self.schema.task == REGRESSION else "cross_entropy")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -74,6 +74,9 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own error names the deeper key
+            return _convert(value, options[0], path)
         for arg in args:
             if arg is type(None):
                 continue

@@ -1,90 +1,129 @@
-"""Held-out evaluation of a trained network, and a Spark MLlib baseline beside it."""
+"""Held-out evaluation of a trained network, and a Spark MLlib baseline beside it, with
+the same metric definitions as training's validation (:mod:`sparkdl.task_metrics`)."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
 
 from sparkdl.features import FEATURES, LABEL
 from sparkdl.inference import PREDICTION, PROBABILITIES, predict_frame
 from sparkdl.stages import StageClock
+from sparkdl.task_metrics import StatsLayout, scalar_metrics, sum_stats
 
 log = logging.getLogger(__name__)
 
 
-def _binary_auc(df, score_col: str) -> float:
-    from pyspark.ml.evaluation import BinaryClassificationEvaluator
+def split_statistics(df, outputs: str, layout: StatsLayout) -> np.ndarray:
+    """Sum the task's statistics (:mod:`sparkdl.task_metrics`) over a DataFrame holding
+    ``outputs`` (class probabilities as an array, or a numeric prediction) and ``label``:
+    one small row per partition, added on the driver."""
+    from functools import partial
 
-    return float(BinaryClassificationEvaluator(rawPredictionCol=score_col, labelCol=LABEL,
-                                               metricName="areaUnderROC").evaluate(df))
+    from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
+
+    schema = StructType([StructField("stats", ArrayType(DoubleType()))])
+    rows = df.select(outputs, LABEL).mapInArrow(partial(_partition_statistics, outputs=outputs, layout=layout),
+                                                schema).collect()
+    return sum_stats([r["stats"] for r in rows], layout.size)
 
 
-def evaluate_network(spark, split_path: str, model_dir: str, classes: List[str], width: int) -> Dict[str, float]:
-    """Accuracy (and ROC AUC for two classes) of the network on a materialized split."""
-    from pyspark.sql import functions as F
+def _partition_statistics(batches, outputs: str, layout: StatsLayout):
+    import pyarrow as pa
 
-    t0 = time.monotonic()
-    df = spark.read.parquet(split_path)
-    preds = predict_frame(df, model_dir, classes, width, [LABEL]).cache()
-    label_name = F.element_at(F.array(*[F.lit(c) for c in classes]), F.col(LABEL) + 1)
-    row = preds.agg(F.count(F.lit(1)).alias("n"), F.avg((F.col(PREDICTION) == label_name).cast("double")).alias("acc")
-                    ).collect()[0]
-    out = {"accuracy": float(row["acc"]), "rows": int(row["n"])}
-    if len(classes) == 2:
-        out["auc"] = _binary_auc(preds.withColumn(LABEL, F.col(LABEL).cast("double"))
-                                 .withColumn("p1", F.col(PROBABILITIES)[1]), "p1")
-    preds.unpersist()
-    log.info("stage evaluate: network %s in %.1fs", out, time.monotonic() - t0)
+    stats = layout.zeros()
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        col = batch.column(0)
+        if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+            values = col.flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
+        else:
+            values = col.to_numpy(zero_copy_only=False)
+        layout.update(stats, values, batch.column(1).to_numpy(zero_copy_only=False))
+    yield pa.RecordBatch.from_arrays([pa.array([stats.tolist()], pa.list_(pa.float64()))], names=["stats"])
+
+
+def _held_out_metrics(stats: np.ndarray, layout: StatsLayout, threshold: float) -> Dict[str, Any]:
+    out = layout.finalize(stats, threshold)
+    out.pop("best_f1", None), out.pop("best_f1_threshold", None)  # chosen on validation, not here
+    if layout.task == "regression":
+        out.pop("loss")  # the training loss is in standardized units; RMSE/MAE/R2 say it here
     return out
 
 
-def logistic_regression_baseline(spark, train_path: str, test_path: str, classes: List[str]) -> Dict[str, float]:
-    """Spark MLlib LogisticRegression on the same features: what the network must beat."""
-    from pyspark.ml.classification import LogisticRegression
-    from pyspark.ml.functions import array_to_vector
+def evaluate_network(spark, split_path: str, model_dir: str, manifest) -> Dict[str, Any]:
+    """The task's metrics of the saved network on a materialized split, computed from the
+    same predictions scoring writes (at the model's decision threshold)."""
+    from sparkdl.models import SPEC
+
+    t0 = time.monotonic()
+    spec = json.loads((Path(model_dir) / SPEC).read_text())
+    layout = StatsLayout(manifest.task, len(manifest.classes))
+    preds = predict_frame(spark.read.parquet(split_path), model_dir, manifest, [LABEL])
+    outputs = PREDICTION if layout.task == "regression" else PROBABILITIES
+    out = _held_out_metrics(split_statistics(preds, outputs, layout), layout, spec.get("threshold", 0.5))
+    log.info("stage evaluate: network %s in %.1fs", scalar_metrics(out), time.monotonic() - t0)
+    return out
+
+
+def baseline(spark, train_path: str, test_path: str, manifest) -> Tuple[str, Dict[str, Any]]:
+    """Spark MLlib's linear model on the same features, what the network must beat:
+    (multinomial) logistic regression for classification, least squares for regression.
+    Returns its name and its metrics."""
+    from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
     t0 = time.monotonic()
+    layout = StatsLayout(manifest.task, len(manifest.classes))
 
     def load(path):
         return spark.read.parquet(path).select(array_to_vector(FEATURES).alias("vec"),
                                                F.col(LABEL).cast("double").alias(LABEL))
 
-    model = LogisticRegression(featuresCol="vec", labelCol=LABEL, maxIter=100, regParam=1e-4).fit(load(train_path))
-    preds = model.transform(load(test_path)).cache()
-    acc = preds.agg(F.avg((F.col("prediction") == F.col(LABEL)).cast("double"))).collect()[0][0]
-    out = {"accuracy": float(acc)}
-    if len(classes) == 2:
-        from pyspark.ml.functions import vector_to_array
+    if layout.task == "regression":
+        from pyspark.ml.regression import LinearRegression
 
-        out["auc"] = _binary_auc(preds.withColumn("p1", vector_to_array("probability")[1]), "p1")
-    preds.unpersist()
-    log.info("stage evaluate: logistic regression baseline %s in %.1fs", out, time.monotonic() - t0)
-    return out
+        name, estimator = "linear_regression", LinearRegression(featuresCol="vec", labelCol=LABEL, regParam=0.0)
+        outputs = "prediction"
+    else:
+        from pyspark.ml.classification import LogisticRegression
+
+        name = "logistic_regression"
+        estimator = LogisticRegression(featuresCol="vec", labelCol=LABEL, maxIter=100, regParam=1e-4)
+        outputs = "p"
+    preds = estimator.fit(load(train_path)).transform(load(test_path))
+    if outputs == "p":
+        preds = preds.withColumn("p", vector_to_array("probability"))
+    out = _held_out_metrics(split_statistics(preds, outputs, layout), layout, 0.5)
+    log.info("stage evaluate: %s baseline %s in %.1fs", name, scalar_metrics(out), time.monotonic() - t0)
+    return name, out
 
 
-def evaluate_split(spark, manifest, model_dir: str, split: str, baseline: bool = True,
-                   clock: Optional[StageClock] = None) -> Tuple[Dict[str, Any], Optional[Dict[str, float]]]:
+def evaluate_split(spark, manifest, model_dir: str, split: str, with_baseline: bool = True,
+                   clock: Optional[StageClock] = None) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     """The network in ``model_dir`` on ``split`` of ``manifest``'s dataset (its metrics name
-    the split), and Spark MLlib's logistic regression trained on the same dataset's train
-    split beside it (None without ``baseline``). ``clock`` gets the evaluate and baseline
-    stage times."""
+    the split), and ``{name: metrics}`` of Spark MLlib's linear model trained on the same
+    dataset's train split beside it (None without ``with_baseline``). ``clock`` gets the
+    evaluate and baseline stage times."""
     clock = clock or StageClock()
     with clock.stage("evaluate"):
-        network = {"split": split, **evaluate_network(spark, manifest.paths[split], model_dir, manifest.classes,
-                                                      manifest.feature_width)}
-    if not baseline:
+        network = {"split": split, **evaluate_network(spark, manifest.paths[split], model_dir, manifest)}
+    if not with_baseline:
         return network, None
     with clock.stage("baseline"):
-        return network, logistic_regression_baseline(spark, manifest.paths["train"], manifest.paths[split],
-                                                     manifest.classes)
+        name, metrics = baseline(spark, manifest.paths["train"], manifest.paths[split], manifest)
+    return network, {name: {"split": split, **metrics}}
 
 
 def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
                  baseline: bool = True) -> Dict[str, Dict[str, float]]:
     """A committed run's network on a split of the dataset it trained on (``test`` when the
-    job had one), with Spark MLlib's logistic regression on the same features beside it."""
+    job had one), with Spark MLlib's linear model on the same features beside it."""
     from sparkdl.lake import require_run
     from sparkdl.materialize import Manifest
     from sparkdl.rundir import RunDir
@@ -94,5 +133,5 @@ def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
     if split not in manifest.paths:
         raise ValueError(f"split {split!r} is not in run {run.name}'s dataset (it has "
                          f"{sorted(k for k in manifest.splits)}): pick one of those")
-    network, regression = evaluate_split(spark, manifest, str(run.model), split, baseline)
-    return {"network": network, **({"logistic_regression": regression} if regression else {})}
+    network, baselines = evaluate_split(spark, manifest, str(run.model), split, baseline)
+    return {"network": network, **(baselines or {})}

@@ -4,7 +4,8 @@ Numeric columns are imputed and scaled; categorical columns get an explicit
 ``(missing)`` category for nulls, then StringIndexer(handleInvalid="keep") and a
 one-hot encoding whose dropped last slot is the unseen-category bucket, so a category
 never seen in training scores as all zeros instead of crashing. Everything lands in a
-dense ``float32`` array column ``features`` plus an integer ``label``. The fitted
+dense ``float32`` array column ``features`` plus the ``label``: the class's index (int)
+for classification, the number as a double for regression. The fitted
 ``PipelineModel`` is saved with the dataset and reused unchanged at scoring time.
 """
 from __future__ import annotations
@@ -84,8 +85,17 @@ def label_index(schema: SchemaConfig):
     return expr
 
 
+def label_column(schema: SchemaConfig):
+    """The label as training reads it: a class index, or the regression target as a double."""
+    from pyspark.sql import functions as F
+
+    if schema.task == "regression":
+        return F.col(f"`{schema.label}`").cast("double")
+    return label_index(schema)
+
+
 def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True):
-    """Apply a fitted PipelineModel: ``features`` (array<float>), ``label`` (int) and ``keep`` columns."""
+    """Apply a fitted PipelineModel: ``features`` (array<float>), ``label`` and ``keep`` columns."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
@@ -93,7 +103,7 @@ def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), wit
     cols = [F.col(f"`{k}`") for k in keep]
     cols.append(vector_to_array(F.col(_VEC), "float32").alias(FEATURES))
     if with_label:
-        cols.append(label_index(schema).alias(LABEL))
+        cols.append(label_column(schema).alias(LABEL))
     return out.select(*cols)
 
 

@@ -45,16 +45,31 @@ def _cached_model(model_dir: str):
     return _MODELS[model_dir]
 
 
+def _float64_model(model_dir: str):
+    key = model_dir + "#float64"
+    if key not in _MODELS:
+        import copy
+
+        _MODELS[key] = (copy.deepcopy(_cached_model(model_dir)[0]).double(), None)
+    return _MODELS[key][0]
+
+
 def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width: int,
                     passthrough: List[str], batch_rows: int = 8192) -> Iterator:
-    """mapInArrow body: Arrow batches with ``features`` → passthrough columns, ``prediction``
-    (class name), ``probability`` (of that class) and ``probabilities`` (every class, in
-    the manifest's class order)."""
+    """mapInArrow body: Arrow batches with ``features`` → passthrough columns and
+    ``prediction``: for a classifier the class name (for two classes, the positive class
+    at the model's decision threshold, 0.5 unless the run chose another), ``probability``
+    (of that class) and ``probabilities`` (every class, in the manifest's order); for a
+    regression, the number in the label's units."""
     import numpy as np
     import pyarrow as pa
     import torch
 
-    model, _ = _cached_model(model_dir)
+    from sparkdl.models import predictions
+
+    model, spec = _cached_model(model_dir)
+    regression = spec.get("task", "classification") == "regression"
+    threshold = float(spec.get("threshold", 0.5))
     class_arr = np.array(classes, dtype=object)
     for batch in batches:
         if batch.num_rows == 0:
@@ -65,34 +80,50 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
             raise ValueError(f"a batch of {batch.num_rows} rows holds {flat.size} feature values, not "
                              f"{batch.num_rows} x {width}: the input was not prepared with this run's pipeline")
         x = torch.from_numpy(flat.reshape(batch.num_rows, width))
-        probs = []
+        parts = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_rows):
-                probs.append(torch.softmax(model(x[i:i + batch_rows]).float(), dim=1).numpy())
-        p = np.concatenate(probs)
-        finite = np.isfinite(p).all(axis=1)
+                parts.append(predictions(model(x[i:i + batch_rows]), spec).numpy())
+        p = np.concatenate(parts).astype(np.float64)
+        finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
+        if not finite.all():  # float32 overflowed inside the network on extreme inputs: redo those in float64
+            with torch.inference_mode():
+                redo = predictions(_float64_model(model_dir)(x[~finite].double()), spec).numpy()
+            p[~finite] = redo.reshape(p[~finite].shape)
+            finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
         if not finite.all():
             raise ValueError(f"the model gave NaN or infinite outputs for {int((~finite).sum())} of {len(p)} rows "
                              f"(the inputs are finite): the run's model is broken; check its training loss history")
-        best = p.argmax(1)
         cols = [batch.column(batch.schema.get_field_index(n)) for n in passthrough]
+        if regression:
+            yield pa.RecordBatch.from_arrays(cols + [pa.array(p)], names=passthrough + [PREDICTION])
+            continue
+        best = (p[:, 1] >= threshold).astype(np.int64) if len(classes) == 2 else p.argmax(1)
         cols.append(pa.array(class_arr[best], pa.string()))
-        cols.append(pa.array(p[np.arange(len(p)), best].astype(np.float64)))
-        cols.append(pa.FixedSizeListArray.from_arrays(pa.array(p.astype(np.float64).ravel()), len(classes))
-                    .cast(pa.list_(pa.float64())))
+        cols.append(pa.array(p[np.arange(len(p)), best]))
+        cols.append(pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), len(classes)).cast(pa.list_(pa.float64())))
         yield pa.RecordBatch.from_arrays(cols, names=passthrough + [PREDICTION, PROBABILITY, PROBABILITIES])
 
 
-def predict_frame(df, model_dir: str, classes: List[str], width: int, passthrough: List[str]):
+def prediction_fields(task: str) -> List:
+    """The columns scoring adds: ``prediction`` (a number for regression; the class, its
+    probability and every class's probability for classification)."""
+    from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField
+
+    if task == "regression":
+        return [StructField(PREDICTION, DoubleType())]
+    return [StructField(PREDICTION, StringType()), StructField(PROBABILITY, DoubleType()),
+            StructField(PROBABILITIES, ArrayType(DoubleType()))]
+
+
+def predict_frame(df, model_dir: str, manifest, passthrough: List[str]):
     """Apply the model to a DataFrame holding a ``features`` array column."""
     from functools import partial
 
-    from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
+    from pyspark.sql.types import StructType
 
-    fields = [df.schema[n] for n in passthrough]
-    out = StructType(fields + [StructField(PREDICTION, StringType()), StructField(PROBABILITY, DoubleType()),
-                               StructField(PROBABILITIES, ArrayType(DoubleType()))])
-    fn = partial(predict_batches, model_dir=model_dir, classes=list(classes), width=width,
+    out = StructType([df.schema[n] for n in passthrough] + prediction_fields(manifest.task))
+    fn = partial(predict_batches, model_dir=model_dir, classes=list(manifest.classes), width=manifest.feature_width,
                  passthrough=list(passthrough))
     return df.select(*passthrough, FEATURES).mapInArrow(fn, out)
 
@@ -151,7 +182,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
         with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
             pipeline = PipelineModel.load(str(run.preprocessing))
             feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
-            preds = predict_frame(feats, str(run.model), manifest.classes, manifest.feature_width, keep)
+            preds = predict_frame(feats, str(run.model), manifest, keep)
             try:
                 preds.write.mode("overwrite").parquet(str(stage / "predictions"))
             except Exception as e:  # a Py4J wall: show the Python error the task raised

@@ -153,6 +153,9 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str):
                      file_col.alias(FILE), F.lit(None).cast("string").alias(CORRUPT))
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: bool = True,
              non_finite: str = "quarantine"):
     """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``.
@@ -162,7 +165,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
 
     null_set = list(null_values)
     malformed = f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"
-    typed, checks = [], [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
+    typed, values, checks = [], {}, [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
     for c in schema.columns:
         col = F.col(f"`{c.name}`")
         if dict(rows.dtypes)[c.name] == "string":
@@ -182,17 +185,26 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                 checks.append(F.when(parsed.isNotNull() & infinite,
                                      F.concat(F.lit(f"column '{c.name}': '"), col.cast("string"),
                                               F.lit("' is not a finite number"))))
+            if c.name in schema.numeric or (c.name == schema.label and schema.task == "regression"):
+                # the model reads float32: a finite double beyond its range would arrive as infinity
+                checks.append(F.when(~infinite & (F.abs(parsed) > F.lit(FLOAT32_MAX)),
+                                     F.concat(F.lit(f"column '{c.name}': '"), col.cast("string"),
+                                              F.lit(f"' is beyond float32's range (|x| <= {FLOAT32_MAX:.4g})"))))
         typed.append(value.alias(c.name))
+        values[c.name] = value
     if require_label:
         label = F.col(f"`{schema.label}`")
         if dict(rows.dtypes)[schema.label] == "string":
             label = F.trim(label)
         label = label.cast("string")
-        checks.append(F.when(label.isNull() | label.isin(null_set),
-                             F.lit(f"label '{schema.label}' is missing")))
-        checks.append(F.when(~label.isin(list(schema.classes)),
-                             F.concat(F.lit(f"label '{schema.label}': '"), label,
-                                      F.lit(f"' is not one of {list(schema.classes)}"))))
+        missing = label.isNull() | label.isin(null_set)
+        if schema.task == "regression":  # includes a non-finite number read as missing (non_finite: missing)
+            missing = missing | values[schema.label].isNull()
+        checks.append(F.when(missing, F.lit(f"label '{schema.label}' is missing")))
+        if schema.task != "regression":  # a regression label's number was checked with its column
+            checks.append(F.when(~label.isin(list(schema.classes)),
+                                 F.concat(F.lit(f"label '{schema.label}': '"), label,
+                                          F.lit(f"' is not one of {list(schema.classes)}"))))
     return rows.select(*typed, F.coalesce(*checks).alias(REASON), F.col(RAW), F.col(FILE))
 
 

@@ -1,7 +1,9 @@
 """Materialize: ingest → features → a training-ready Parquet dataset with its manifest.
 
 The split is a seeded hash of each record's raw text, so it is deterministic whatever
-the partitioning (and identical records never straddle train and validation). Each
+the partitioning (and identical records never straddle train and validation). When
+``materialize.test_fraction`` is set (and there is no ``data.test``), a test split is
+carved from the next hash range beside validation. Each
 split is written as Parquet that Petastorm's ``make_batch_reader`` reads, in enough
 row groups that every rank of the largest configured world gets several. The
 ``manifest.json`` is what training and scoring read; nothing re-derives it.
@@ -51,6 +53,8 @@ class Manifest:
     paths: Dict[str, str]
     quarantine: Dict[str, Any] = field(default_factory=dict)
     test_rows: Optional[Dict[str, int]] = None
+    #: Where the test split came from: ``data.test``, ``materialize.test_fraction`` or None.
+    test_source: Optional[str] = None
     columns: Dict[str, str] = field(default_factory=lambda: {"features": feats.FEATURES, "label": feats.LABEL,
                                                              "dtype": "float32"})
     version: int = MANIFEST_VERSION
@@ -80,6 +84,15 @@ class Manifest:
     def classes(self) -> List[str]:
         return list(self.label["classes"])
 
+    @property
+    def task(self) -> str:
+        return self.label.get("task", "classification")
+
+    @property
+    def target(self) -> Optional[Dict[str, float]]:
+        """The regression label's standardization (mean, std), when training uses one."""
+        return self.label.get("target")
+
 
 def schema_hash(cfg: JobConfig, names: List[str]) -> str:
     """Identifies the input schema, feature settings and resulting feature layout."""
@@ -88,12 +101,46 @@ def schema_hash(cfg: JobConfig, names: List[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def is_validation(seed: int, fraction: float):
-    """Seeded hash split on the raw record text."""
+def split_bucket(seed: int):
+    """Seeded hash of the raw record text in [0, 1e6): which split a record falls in."""
     from pyspark.sql import functions as F
 
-    bucket = F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
-    return bucket < F.lit(int(round(fraction * _HASH_BUCKETS)))
+    return F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
+
+
+def split_frames(accepted, m) -> Dict[str, Any]:
+    """train / validation (/ test when ``m.test_fraction``) by hash range."""
+    from pyspark.sql import functions as F
+
+    bucket = split_bucket(m.seed)
+    v_end = int(round(m.validation_fraction * _HASH_BUCKETS))
+    t_end = v_end + int(round(m.test_fraction * _HASH_BUCKETS))
+    out = {"train": accepted.where(bucket >= F.lit(t_end)), "validation": accepted.where(bucket < F.lit(v_end))}
+    if m.test_fraction > 0:
+        out["test"] = accepted.where((bucket >= F.lit(v_end)) & (bucket < F.lit(t_end)))
+    return out
+
+
+def label_summary(spark, cfg: JobConfig, train_path: Path) -> Dict[str, Any]:
+    """The manifest's label record: task and classes, with the training split's class
+    counts, or for regression the label's mean and standard deviation there (the target
+    standardization when ``features.target_scaling`` is ``standard``)."""
+    from pyspark.sql import functions as F
+
+    schema = cfg.schema
+    train = spark.read.parquet(str(train_path))
+    out: Dict[str, Any] = {"name": schema.label, "task": schema.task, "classes": list(schema.classes),
+                           "index": {c: i for i, c in enumerate(schema.classes)}}
+    if schema.task == "regression":
+        row = train.agg(F.avg(feats.LABEL).alias("mean"), F.stddev_pop(feats.LABEL).alias("std"),
+                        F.min(feats.LABEL).alias("min"), F.max(feats.LABEL).alias("max")).collect()[0]
+        out["stats"] = {k: float(row[k]) for k in ("mean", "std", "min", "max")}
+        if cfg.features.target_scaling == "standard":
+            out["target"] = {"mean": float(row["mean"]), "std": float(row["std"]) or 1.0}
+    else:
+        counts = {r[feats.LABEL]: r["count"] for r in train.groupBy(feats.LABEL).count().collect()}
+        out["counts"] = {c: int(counts.get(i, 0)) for i, c in enumerate(schema.classes)}
+    return out
 
 
 def parquet_layout(path: Path) -> Dict[str, int]:
@@ -127,14 +174,12 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
         with clock.stage("ingest"):
             accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train,
                                       str(stage / "quarantine" / "train"))
-        val_flag = is_validation(m.seed, m.validation_fraction)
-        train_df, val_df = accepted.where(~val_flag), accepted.where(val_flag)
+        splits = split_frames(accepted, m)
         with clock.stage("features"):
-            fitted = feats.fit(train_df, cfg.schema, cfg.features)
+            fitted = feats.fit(splits["train"], cfg.schema, cfg.features)
             fitted.model.save(str(stage / "preprocessing"))
 
         layouts, test_report = {}, None
-        splits = {"train": train_df, "validation": val_df}
         if cfg.data.test:
             with clock.stage("ingest"):
                 test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
@@ -155,6 +200,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
         release(accepted)
         if cfg.data.test:
             release(splits["test"])
+        with clock.stage("materialize"):
+            label = label_summary(spark, cfg, stage / "train")
         quarantine = {"train": report.to_dict()}
         if test_report is not None:
             quarantine["test"] = test_report.to_dict()
@@ -165,14 +212,15 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             splits={k: v["rows"] for k, v in layouts.items()},
             row_groups={k: v["row_groups"] for k, v in layouts.items()},
             feature_width=fitted.width, feature_names=fitted.names,
-            label={"name": cfg.schema.label, "classes": list(cfg.schema.classes),
-                   "index": {c: i for i, c in enumerate(cfg.schema.classes)}},
+            label=label,
             schema_hash=schema_hash(cfg, fitted.names),
             paths={**{k: str(final / k) for k in layouts}, "preprocessing": str(final / "preprocessing"),
                    "quarantine": str(final / "quarantine"), "dataset": str(final)},
             quarantine=quarantine,
             test_rows=({"input": test_report.input, "accepted": test_report.accepted,
                         "quarantined": test_report.quarantined} if test_report else None),
+            test_source=("data.test" if cfg.data.test else "materialize.test_fraction" if "test" in layouts
+                         else None),
         )
         manifest.save(stage / MANIFEST)
     lake.publish_dataset(cfg.name, dataset_id)

@@ -1,7 +1,16 @@
 """Networks sparkdl trains, and how a saved model is rebuilt from its spec.
 
-A model is described by a small JSON-able spec (kind, sizes, factory) saved beside its
-weights, so scoring and fine-tuning rebuild exactly the same module.
+A model is described by a small JSON-able spec (kind, sizes, factory, task) saved beside
+its weights, so scoring and fine-tuning rebuild exactly the same module, and turn its
+outputs into the same predictions: class probabilities (softmax), or numbers in the
+label's units (the training target's standardization undone).
+
+A custom factory ``module:function`` is called as ``function(input_width, outputs,
+**factory_args)``, where ``outputs`` is the number of classes (or 1 for regression). It
+returns a ``torch.nn.Module`` mapping a float32 ``(batch, input_width)`` tensor to
+``(batch, outputs)`` raw scores, or a pair ``(module, loss)`` where ``loss(scores,
+labels)`` returns the batch's mean loss as a scalar tensor; labels are int64 class
+indices, or float32 standardized targets of shape ``(batch,)`` for regression.
 """
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ import importlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.config import ModelConfig
 
@@ -18,10 +27,17 @@ log = logging.getLogger(__name__)
 WEIGHTS, SPEC = "weights.pt", "spec.json"
 
 
-def model_spec(cfg: ModelConfig, input_width: int, num_classes: int) -> Dict[str, Any]:
-    """What it takes to rebuild the network (saved as model/spec.json)."""
-    spec = {"kind": cfg.kind, "input_width": input_width, "num_classes": num_classes,
-            "hidden": list(cfg.hidden), "dropout": cfg.dropout}
+def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str = "classification",
+               target: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+    """What it takes to rebuild the network and read its outputs (saved as model/spec.json).
+    ``num_classes`` is 0 for regression; ``target`` the label's standardization (mean, std)."""
+    outputs = 1 if task == "regression" else num_classes
+    spec = {"kind": cfg.kind, "task": task, "input_width": input_width, "num_classes": num_classes,
+            "outputs": outputs, "hidden": list(cfg.hidden), "dropout": cfg.dropout}
+    if task == "regression":
+        spec["target"] = target
+    else:
+        spec["threshold"] = 0.5  # two classes: the positive class's probability that predicts it
     if cfg.kind == "cnn":
         c, h, w = cfg.image_shape
         if c * h * w != input_width:
@@ -72,16 +88,40 @@ def load_factory(path: str):
     return fn
 
 
+def build_model_and_loss(spec: Dict[str, Any]) -> Tuple[Any, Optional[Callable]]:
+    """A fresh torch module from a spec, and the loss a custom factory returned with it (or None)."""
+    kind = spec["kind"]
+    outputs = spec.get("outputs", spec["num_classes"])  # runs of sparkdl <= 0.2 have no "outputs"
+    if kind == "mlp":
+        return _mlp(spec["input_width"], spec["hidden"], outputs, spec["dropout"]), None
+    if kind == "cnn":
+        return _cnn(tuple(spec["image_shape"]), spec["hidden"], outputs, spec["dropout"]), None
+    if kind == "custom":
+        built = load_factory(spec["factory"])(spec["input_width"], outputs, **spec.get("factory_args", {}))
+        if isinstance(built, tuple):
+            if len(built) != 2 or not callable(built[1]):
+                raise ValueError(f"model.factory {spec['factory']!r} returned a tuple of {len(built)}; return a "
+                                 "module, or (module, loss) with loss(scores, labels) -> a scalar tensor")
+            return built
+        return built, None
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
 def build_model(spec: Dict[str, Any]):
     """A fresh torch module from a spec."""
-    kind = spec["kind"]
-    if kind == "mlp":
-        return _mlp(spec["input_width"], spec["hidden"], spec["num_classes"], spec["dropout"])
-    if kind == "cnn":
-        return _cnn(tuple(spec["image_shape"]), spec["hidden"], spec["num_classes"], spec["dropout"])
-    if kind == "custom":
-        return load_factory(spec["factory"])(spec["input_width"], spec["num_classes"], **spec.get("factory_args", {}))
-    raise ValueError(f"unknown model kind {kind!r}")
+    return build_model_and_loss(spec)[0]
+
+
+def predictions(scores, spec: Dict[str, Any]):
+    """The network's raw scores → class probabilities, or numbers in the label's units."""
+    import torch
+
+    scores = scores if scores.dtype == torch.float64 else scores.float()
+    if spec.get("task", "classification") == "regression":
+        out = scores[:, 0]
+        target = spec.get("target")
+        return out * target["std"] + target["mean"] if target else out
+    return torch.softmax(scores, dim=1)
 
 
 def save_model(model, spec: Dict[str, Any], directory: Path) -> None:
@@ -91,6 +131,14 @@ def save_model(model, spec: Dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS)
     (directory / SPEC).write_text(json.dumps(spec, indent=2))
+
+
+def update_spec(directory: Path, **values: Any) -> None:
+    """Set keys of a saved model's spec (e.g. the decision threshold chosen after training)."""
+    path = directory / SPEC
+    spec = json.loads(path.read_text())
+    spec.update(values)
+    path.write_text(json.dumps(spec, indent=2))
 
 
 def load_model(directory: "Path | str", device: str = "cpu"):

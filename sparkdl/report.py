@@ -1,9 +1,10 @@
-"""A run's pictures and summary: loss and validation metrics per epoch, in a PNG and text."""
+"""A run's pictures and summary: loss, validation metrics and learning rate per epoch, the
+confusion matrix of a classifier, and the same in text."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from sparkdl.lake import atomic_target, write_text_atomic
 from sparkdl.rundir import RunDir
@@ -12,29 +13,17 @@ from sparkdl.run_metrics import RunMetrics
 log = logging.getLogger(__name__)
 
 
-def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "") -> None:
-    """Training/validation loss and validation accuracy per epoch."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train loss")
-    ax1.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation loss")
-    ax1.set_xlabel("epoch"), ax1.set_ylabel("cross-entropy"), ax1.legend(), ax1.grid(alpha=0.3)
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], "o-", color="tab:green", label="validation accuracy")
-    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend(), ax2.grid(alpha=0.3)
-    for h in history:  # mark epochs trained by a resumed attempt
-        if h.get("attempt", 1) > 1:
-            ax1.axvline(h["epoch"], color="grey", alpha=0.15)
-    from matplotlib.ticker import MaxNLocator
+    return plt
 
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
-    fig.tight_layout()
+
+def _save(fig, path: Path) -> None:
+    plt = _pyplot()
     try:
         with atomic_target(path) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
@@ -42,14 +31,87 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "") -> 
         plt.close(fig)
 
 
+def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "", metric: str = "accuracy",
+                 kept_epoch: Optional[int] = None) -> None:
+    """Training/validation loss, the validation ``metric`` and the learning rate per epoch;
+    the kept epoch (early stopping) is starred and epochs of resumed attempts are shaded."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train loss")
+    ax1.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation loss")
+    ax1.set_ylabel("loss")
+    values = [h.get(f"val_{metric}", float("nan")) for h in history]
+    ax2.plot(epochs, values, "o-", color="tab:green", label=f"validation {metric}")
+    ax2.set_ylabel(metric)
+    ax3.plot(epochs, [h.get("lr", float("nan")) for h in history], ".-", color="tab:purple",
+             label="learning rate (epoch end)")
+    ax3.set_ylabel("learning rate")
+    if kept_epoch is not None and kept_epoch in epochs:
+        i = epochs.index(kept_epoch)
+        for ax, ys in ((ax1, [h["val_loss"] for h in history]), (ax2, values)):
+            ax.plot([kept_epoch], [ys[i]], "*", color="tab:red", markersize=14, label=f"kept: epoch {kept_epoch}")
+    for ax in (ax1, ax2, ax3):
+        ax.set_xlabel("epoch"), ax.legend(), ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for h in history:  # mark epochs trained by a resumed attempt
+            if h.get("attempt", 1) > 1:
+                ax.axvline(h["epoch"], color="grey", alpha=0.15)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(confusion: Dict[str, Any], path: Path, title: str = "") -> None:
+    """The confusion matrix, each row normalized to the true class's rows (counts written in)."""
+    import numpy as np
+
+    plt = _pyplot()
+    matrix = np.asarray(confusion["matrix"], dtype=float)
+    classes = confusion["classes"]
+    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    size = max(4.0, 0.6 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class's rows")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    if len(classes) <= 20:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
+                        color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title or f"confusion matrix ({confusion.get('split', '')} split)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4f}"
+    return str(v)
+
+
 def summary_text(m: RunMetrics) -> str:
     lines = [f"run {m.run_id}"]
     tr = m.train
     lines.append(f"trained {tr.get('epochs')} epochs on {tr.get('ranks')} ranks ({', '.join(tr.get('devices', []))}), "
                  f"{tr.get('samples_per_sec', 0):,.0f} samples/s, {tr.get('seconds', 0):.1f}s")
+    key = m.primary_metric
+    kept = tr.get("kept_epoch")
     for h in m.history:
+        mark = "  <- kept" if tr.get("early_stopping") and h["epoch"] == kept else ""
         lines.append(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  val_loss {h['val_loss']:.4f}  "
-                     f"val_acc {h['val_accuracy']:.4f}  {h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s")
+                     f"val_{key} {_fmt(h.get(f'val_{key}', float('nan')))}  lr {h.get('lr', float('nan')):.3g}  "
+                     f"{h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s{mark}")
+    stopping = tr.get("early_stopping")
+    if stopping:
+        why = stopping["reason"] or f"ran all {stopping['last_epoch']} epochs without meeting the stopping rule"
+        lines.append(f"early stopping on {stopping['metric']} ({stopping['mode']}, patience {stopping['patience']}): "
+                     f"{why}; kept epoch {kept} ({stopping['keep']})")
     if m.stages:
         lines.append("stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in m.stages.items()))
     failed = [a for a in m.attempts if a.get("error")]
@@ -60,16 +122,23 @@ def summary_text(m: RunMetrics) -> str:
     if m.test is not None:
         split = m.held_out_split
         note = "" if split == "test" else " (the job has no data.test)"
-        scores = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in m.test.items() if k != "split")
+        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in m.test.items() if k != "split")
         lines.append(f"held out, {split} split{note}: {scores}")
-    if m.baseline is not None:
-        lines.append(f"baseline on the same split: {m.baseline}")
+    for name, result in (m.baseline or {}).items():
+        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in result.items() if k != "split")
+        lines.append(f"baseline {name} on the same split: {scores}")
     return "\n".join(lines) + "\n"
 
 
 def write_report(run: RunDir, metrics: RunMetrics) -> None:
-    """Write the run's plot and summary, each atomically."""
+    """Write the run's plots and summary, each atomically."""
     if metrics.history:
-        plot_history(metrics.history, run.plot, title=metrics.run_id)
+        stopping = metrics.train.get("early_stopping")
+        title = metrics.run_id + (f": stopped early after epoch {stopping['last_epoch']}, kept epoch "
+                                  f"{stopping['kept_epoch']}" if stopping and stopping["stopped_early"] else "")
+        plot_history(metrics.history, run.plot, title=title, metric=metrics.primary_metric,
+                     kept_epoch=metrics.train.get("kept_epoch") if stopping else None)
+    confusion = run.read_confusion()
+    if confusion is not None:
+        plot_confusion(confusion, run.confusion_plot)
     write_text_atomic(run.summary, summary_text(metrics))

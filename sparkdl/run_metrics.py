@@ -18,7 +18,8 @@ class RunMetrics:
     """What a run measured. ``history`` has one entry per epoch; ``train`` the world,
     rates and launch; ``attempts`` every attempt (when, why it failed, where it resumed);
     ``stages`` wall seconds per pipeline stage; ``test`` and ``baseline`` the held-out
-    evaluation when the job ran one."""
+    evaluation when the job ran one. ``validation`` holds the kept epoch's validation
+    metrics (the best epoch under early stopping with ``keep: best``)."""
 
     run_id: str
     history: List[Dict[str, Any]]
@@ -29,6 +30,7 @@ class RunMetrics:
     stages: Dict[str, float] = field(default_factory=dict)
     test: Optional[Dict[str, Any]] = None
     baseline: Optional[Dict[str, Any]] = None
+    task: str = "classification"
     version: int = METRICS_VERSION
 
     def to_dict(self) -> Dict[str, Any]:
@@ -55,8 +57,28 @@ class RunMetrics:
         """Which split the held-out metrics came from (``validation`` when the job had no test split)."""
         return (self.test or {}).get("split", "test")
 
+    @property
+    def primary_metric(self) -> str:
+        """The metric a run is judged by first: accuracy, or RMSE for regression."""
+        return "rmse" if self.task == "regression" else "accuracy"
+
+    def held_out(self, metric: Optional[str] = None) -> float:
+        return float((self.test or {}).get(metric or self.primary_metric, float("nan")))
+
     def held_out_accuracy(self) -> float:
-        return float((self.test or {}).get("accuracy", float("nan")))
+        return self.held_out("accuracy")
+
+    def baseline_metric(self, metric: Optional[str] = None) -> float:
+        """The baseline's value of ``metric`` (the primary one by default) on the held-out split."""
+        for result in (self.baseline or {}).values():
+            return float(result.get(metric or self.primary_metric, float("nan")))
+        return float("nan")
 
     def baseline_accuracy(self) -> float:
-        return float((self.baseline or {}).get("logistic_regression", {}).get("accuracy", float("nan")))
+        return self.baseline_metric("accuracy")
+
+    def headline(self, section: str = "test") -> str:
+        """``accuracy 0.8550`` or ``rmse 51,234``: the primary metric of ``validation`` or ``test``."""
+        value = (getattr(self, section) or {}).get(self.primary_metric, float("nan"))
+        return f"{self.primary_metric} {value:,.0f}" if self.task == "regression" and value >= 1000 \
+            else f"{self.primary_metric} {value:.4f}"

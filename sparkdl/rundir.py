@@ -6,7 +6,9 @@
     manifest.json     the dataset the run trained on
     config.yaml       the job configuration
     metrics.json      :class:`sparkdl.run_metrics.RunMetrics`
-    metrics.png       loss and validation metrics per epoch (written after the commit)
+    confusion.json    classification: the held-out split's confusion matrix
+    metrics.png       loss, validation metrics and learning rate per epoch (written after the commit)
+    confusion.png     classification: the confusion matrix as a picture (written after the commit)
     summary.txt       the same in text (written after the commit)
     _COMMITTED        written last, by :func:`sparkdl.lake.staged_dir`
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import yaml
 
@@ -68,6 +70,14 @@ class RunDir:
         return self.path / "metrics.png"
 
     @property
+    def confusion(self) -> Path:
+        return self.path / "confusion.json"
+
+    @property
+    def confusion_plot(self) -> Path:
+        return self.path / "confusion.png"
+
+    @property
     def summary(self) -> Path:
         return self.path / "summary.txt"
 
@@ -78,6 +88,9 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.path / ".lock"
+
+    def read_confusion(self) -> Optional[Dict[str, Any]]:
+        return json.loads(self.confusion.read_text()) if self.confusion.exists() else None
 
     def read_metrics(self) -> RunMetrics:
         return RunMetrics.load(self.metrics)

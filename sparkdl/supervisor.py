@@ -14,9 +14,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sparkdl.config import JobConfig
+from sparkdl.config import ConfigError, JobConfig
 from sparkdl.lake import Lake, LakeError, new_id, staged_dir, staging_path
 from sparkdl.launch.driver import check_slots, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError
@@ -89,23 +89,48 @@ def check_identical(results: List[Dict[str, Any]]) -> None:
         raise TrainingError(None, f"ranks finished with different parameters: {digests}")
 
 
+def class_weights(cfg: JobConfig, manifest: Manifest) -> Optional[Tuple[float, ...]]:
+    """The loss's per-class weights: as configured, or ``balanced`` from the training
+    split's class counts (n / (classes x count), so every class weighs the same in total)."""
+    weights = cfg.train.class_weights
+    if weights is None:
+        return None
+    if weights != "balanced":
+        return tuple(float(w) for w in weights)
+    counts = manifest.label["counts"]
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise ConfigError("train.class_weights", f"classes {empty} have no rows in the training split, so "
+                                                 "'balanced' cannot weigh them: give explicit weights or fix the data")
+    total, k = sum(counts.values()), len(counts)
+    return tuple(total / (k * counts[c]) for c in manifest.classes)
+
+
 def _metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: List[Dict[str, Any]],
              manifest: Manifest) -> RunMetrics:
     chief = results[0]
     history = chief["history"]
+    stopping = chief["extras"].get("early_stopping")
+    kept_epoch = stopping["kept_epoch"] if stopping else (history[-1]["epoch"] if history else 0)
+    kept = next((h for h in history if h["epoch"] == kept_epoch), None)
     launch_seconds = attempts[-1]["time_to_first_step_s"]
     train = {"ranks": ranks, "epochs": len(history),
              "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
              "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
              "devices": [r["device"] for r in results], "seconds": round(sum(a.get("seconds", 0) for a in attempts), 2),
-             "time_to_first_step_s": launch_seconds, "identical_parameters": True}
+             "time_to_first_step_s": launch_seconds, "identical_parameters": True, "kept_epoch": kept_epoch,
+             "stopped_early": bool(stopping and stopping["stopped_early"])}
+    if stopping:
+        train["early_stopping"] = stopping
     startup = chief["extras"].get("startup")
     if startup:  # where the launch went on rank 0 (a StartupTimer callback); spark_task_start: submission → task
         train["startup"] = {"spark_task_start": round(launch_seconds - sum(startup.values()), 3), **startup}
     return RunMetrics(
         run_id=run_id, history=history, train=train,
-        validation={"accuracy": history[-1]["val_accuracy"], "loss": history[-1]["val_loss"]} if history else {},
-        attempts=attempts, dataset={"id": manifest.dataset_id, "path": manifest.paths["dataset"]})
+        validation={"epoch": kept_epoch, **{k[len("val_"):]: v for k, v in kept.items() if k.startswith("val_")}}
+        if kept else {},
+        attempts=attempts, dataset={"id": manifest.dataset_id, "path": manifest.paths["dataset"]},
+        task=manifest.task)
 
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
@@ -150,9 +175,11 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             stage = RunDir(stage_path)
             write_resume_info(stage, cfg, manifest)
             spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
-                             model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes)),
+                             model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
+                                                   manifest.task, manifest.target),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
-                             init_from=init_from, callbacks=tuple(callbacks))
+                             init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
+                             class_weights=class_weights(cfg, manifest))
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit)
             stage.resume_info.unlink()
             stage.lock.unlink()
@@ -164,8 +191,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     except Exception as e:  # the model is committed; a picture must not lose it
         log.warning("run %s is committed, but its report (%s, %s) could not be written: %s", run_id,
                     run.plot.name, run.summary.name, e)
-    log.info("run %s committed in %.1fs: %s (validation accuracy %.4f)", run_id, time.monotonic() - t0, final,
-             metrics.validation.get("accuracy", float("nan")))
+    log.info("run %s committed in %.1fs: %s (validation: %s)", run_id, time.monotonic() - t0, final,
+             metrics.headline("validation"))
     return RunResult(run_id, final, metrics)
 
 

@@ -5,7 +5,7 @@ import logging
 from typing import Optional, Sequence
 
 from sparkdl.config import JobConfig
-from sparkdl.lake import Lake
+from sparkdl.lake import Lake, write_json_atomic
 from sparkdl.materialize import MANIFEST, Manifest, materialize
 from sparkdl.rundir import RunDir
 from sparkdl.run_metrics import RunMetrics
@@ -25,7 +25,7 @@ def prepare(cfg: JobConfig, lake: str, spark=None, clock: Optional[StageClock] =
 
 def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = ()):
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
-    logistic-regression baseline beside it; returns the committed RunResult. When a run of
+    Spark MLlib linear baseline beside it; returns the committed RunResult. When a run of
     this job and configuration was cut off by its driver's death, it is continued (on its
     own dataset) instead of preparing and training anew."""
     from sparkdl.evaluation import evaluate_split
@@ -40,12 +40,18 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     held_out = "test" if "test" in manifest.paths else "validation"
 
     def evaluate(stage: RunDir, metrics: RunMetrics) -> None:
-        metrics.test, regression = evaluate_split(spark, manifest, str(stage.model), held_out, baseline, clock)
-        if regression is not None:
-            metrics.baseline = {"logistic_regression": regression}
+        metrics.test, metrics.baseline = evaluate_split(spark, manifest, str(stage.model), held_out, baseline, clock)
+        confusion = metrics.test.pop("confusion", None)
+        for other in (metrics.baseline or {}).values():
+            other.pop("confusion", None)
+        if confusion is not None:
+            write_json_atomic(stage.confusion, {"split": held_out, "classes": manifest.classes,
+                                                "rows": "true class", "columns": "predicted class",
+                                                "matrix": confusion})
 
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
                    before_commit=evaluate, clock=clock)
-    log.info("run %s: %s accuracy %.4f (logistic regression %.4f)", result.run_id, held_out,
-             result.metrics.held_out_accuracy(), result.metrics.baseline_accuracy())
+    m = result.metrics
+    log.info("run %s: %s %s %.4f (baseline %.4f)", result.run_id, held_out, m.primary_metric, m.held_out(),
+             m.baseline_metric())
     return result

@@ -11,6 +11,12 @@ resume), then per step ``on_step_start`` and ``on_step_end``, per epoch
 ``on_epoch_end`` (after validation; ``state.history[-1]`` is the epoch's entry) and, on
 rank 0, ``before_checkpoint_commit`` (the checkpoint is written under a temporary name
 and not yet renamed into place), and finally ``on_train_end``.
+
+A callback with state that must survive a restart returns it from ``state_dict`` (and
+takes it back in ``load_state_dict``): it is saved in every checkpoint and restored on
+every rank when a run resumes. A callback that sets ``state.stop_reason`` in
+``on_epoch_end`` ends training after that epoch; it must set it on every rank alike
+(decide on rank 0 and ``state.broadcast`` the decision).
 """
 from __future__ import annotations
 
@@ -44,6 +50,19 @@ class LoopState:
     extras: Dict[str, Any] = field(default_factory=dict)
     #: Sends an event to the driver (``report(EventType.LOG, level=..., message=...)``).
     report: Callable[..., None] = lambda *a, **k: None
+    #: Rank 0's object on every rank: ``broadcast(obj, name)`` (a collective: all ranks call it).
+    broadcast: Callable[[Any, str], Any] = lambda obj, name: obj
+    #: The network and the optimizer that steps it (the learning rate is in its param_groups).
+    model: Any = None
+    optimizer: Any = None
+    #: Set (on every rank alike) to end training after this epoch; says why.
+    stop_reason: Optional[str] = None
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A log line on the driver."""
+        from sparkdl.launch.events import EventType
+
+        self.report(EventType.LOG, level=level, message=message)
 
 
 class Callback:
@@ -67,6 +86,13 @@ class Callback:
     def on_train_end(self, state: LoopState) -> None:
         pass
 
+    def state_dict(self) -> Optional[Dict[str, Any]]:
+        """State to keep in checkpoints (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
 
 class Callbacks:
     """Dispatches each event to the callbacks that override it, in the order given."""
@@ -80,9 +106,26 @@ class Callbacks:
         self.on_step_start_hooks = self._hooks["on_step_start"]
         self.on_step_end_hooks = self._hooks["on_step_end"]
 
+        self._all = list(callbacks)
+
     def fire(self, event: str, state: LoopState, *args: Any) -> None:
         for hook in self._hooks[event]:
             hook(state, *args)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Each stateful callback's state, keyed by position and class."""
+        out = {}
+        for i, cb in enumerate(self._all):
+            st = cb.state_dict()
+            if st is not None:
+                out[f"{i}:{type(cb).__name__}"] = st
+        return out
+
+    def load_state_dict(self, states: Dict[str, Any]) -> None:
+        for i, cb in enumerate(self._all):
+            key = f"{i}:{type(cb).__name__}"
+            if key in states:
+                cb.load_state_dict(states[key])
 
 
 class StartupTimer(Callback):
@@ -98,10 +141,7 @@ class StartupTimer(Callback):
         if "first_step" not in state.startup.seconds:
             state.startup.lap("first_step")
             if state.rank == 0:
-                from sparkdl.launch.events import EventType
-
-                state.report(EventType.LOG, level="info", message="startup (s): " + ", ".join(
-                    f"{k} {v:.2f}" for k, v in state.startup.seconds.items()))
+                state.log("startup (s): " + ", ".join(f"{k} {v:.2f}" for k, v in state.startup.seconds.items()))
 
     def on_train_end(self, state: LoopState) -> None:
         state.extras["startup"] = dict(state.startup.seconds)

@@ -4,10 +4,11 @@ Parameters and optimizer state start identical on every rank (rank 0 broadcasts,
 resuming from the latest complete checkpoint if there is one); gradients are averaged
 with Horovod's ring-allreduce (``DistributedOptimizer``), optionally fp16-compressed
 and accumulated over several backward passes; mixed precision uses autocast. Every
-rank runs the same number of steps per epoch, validation metrics are summed across
-ranks, and rank 0 writes a checkpoint each epoch and the final model. Anything else
-(fault injection, startup timing, and the controls later features add) is a
-:mod:`callback <sparkdl.rank.callbacks>` on the loop's events.
+rank runs the same number of steps per epoch, validation metrics come from statistics
+summed across ranks (:mod:`sparkdl.task_metrics`), and rank 0 writes a checkpoint each
+epoch and the final model. The learning-rate schedule and early stopping
+(:mod:`sparkdl.rank.controls`), fault injection and startup timing are
+:mod:`callbacks <sparkdl.rank.callbacks>` on the loop's events.
 """
 from __future__ import annotations
 
@@ -23,15 +24,16 @@ from typing import Any, Dict, List, Optional, Tuple
 from sparkdl.config import TrainConfig
 from sparkdl.launch.events import EventType
 from sparkdl.launch.task import RankContext
-from sparkdl.models import WEIGHTS, build_model, freeze, load_matching, save_model
-from sparkdl.stages import Laps
+from sparkdl.models import WEIGHTS, build_model_and_loss, freeze, load_matching, predictions, save_model
 from sparkdl.rank.callbacks import Callback, Callbacks, LoopState
 from sparkdl.rank.checkpoints import load_latest, save_checkpoint
+from sparkdl.rank.controls import EarlyStopping, LrSchedule
+from sparkdl.rank.objective import LOSSES, Objective
 from sparkdl.rank.reader import ShardPlan, ShardReader
+from sparkdl.stages import Laps
+from sparkdl.task_metrics import StatsLayout, scalar_metrics
 
 log = logging.getLogger(__name__)
-
-LOSSES = ("cross_entropy",)
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,23 @@ class TrainSpec:
     features: str = "features"
     label: str = "label"
     loss: str = "cross_entropy"
+    #: One weight per class for the loss (classification), or None.
+    class_weights: Optional[Tuple[float, ...]] = None
 
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss {self.loss!r}: use one of {LOSSES}")
+
+    @property
+    def task(self) -> str:
+        return self.model_spec.get("task", "classification")
+
+    def objective(self, custom_loss=None) -> Objective:
+        return Objective(self.task, self.loss, list(self.class_weights) if self.class_weights else None,
+                         self.model_spec.get("target"), custom_loss)
+
+    def stats_layout(self) -> StatsLayout:
+        return StatsLayout(self.task, self.model_spec.get("num_classes", 0))
 
 
 def lr_scale(size: int, how: str) -> float:
@@ -88,44 +103,43 @@ def parameter_digest(model) -> str:
     return h.hexdigest()
 
 
-def _allreduce_sums(values: List[float], name: str) -> List[float]:
+def _allreduce_sums(values, name: str):
+    """Sum a float64 vector (or list) over every rank."""
     import horovod.torch as hvd
+    import numpy as np
     import torch
 
-    return hvd.allreduce(torch.tensor(values, dtype=torch.float64), op=hvd.Sum, name=name).tolist()
+    tensor = torch.from_numpy(np.asarray(values, dtype=np.float64))
+    return hvd.allreduce(tensor, op=hvd.Sum, name=name).numpy()
 
 
-def evaluate(model, reader: ShardReader, device, batch_size: int, epoch: int) -> Dict[str, float]:
-    """Loss and accuracy over every validation row of every rank."""
+def evaluate(spec: TrainSpec, model, objective: Objective, reader: ShardReader, device, batch_size: int,
+             epoch: int) -> Dict[str, float]:
+    """The task's metrics over every validation row of every rank (``val_`` names),
+    from statistics summed across ranks."""
     import torch
-    import torch.nn.functional as F
 
+    layout = spec.stats_layout()
+    stats = layout.zeros()
     model.eval()
-    loss_sum = correct = count = 0.0
     with torch.no_grad():
         for x, y in reader.all_rows(batch_size):
             x, y = x.to(device), y.to(device)
             out = model(x).float()
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += float((out.argmax(1) == y).sum())
-            count += len(y)
-    loss_sum, correct, count = _allreduce_sums([loss_sum, correct, count], f"val.{epoch}")
-    return {"val_loss": loss_sum / max(count, 1), "val_accuracy": correct / max(count, 1), "val_rows": int(count)}
-
-
-def _loss_function(name: str):
-    import torch.nn.functional as F
-
-    return {"cross_entropy": F.cross_entropy}[name]
+            loss_sum = float(objective(out, y, reduction="sum")) if objective.regression else None
+            layout.update(stats, predictions(out, spec.model_spec).cpu().numpy(), y.cpu().numpy(), loss_sum)
+    metrics = layout.finalize(_allreduce_sums(stats, f"val.{epoch}"))
+    return {**{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "val_rows": metrics["rows"]}
 
 
 def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
-    """The model (fine-tuned from ``init_from`` when set, with frozen parameters) and its
-    optimizer at ``lr``."""
+    """The model (fine-tuned from ``init_from`` when set, with frozen parameters), its
+    distributed optimizer at ``lr``, the objective, and the frozen parameters' names."""
+    import horovod.torch as hvd
     import torch
 
     t = spec.train
-    model = build_model(spec.model_spec)
+    model, custom_loss = build_model_and_loss(spec.model_spec)
     if spec.init_from:
         state = torch.load(Path(spec.init_from) / WEIGHTS, map_location="cpu", weights_only=True)
         loaded, skipped = load_matching(model, state)
@@ -136,30 +150,40 @@ def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
     model.to(device)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     base_opt = _optimizer(t.optimizer.name, [p for _, p in named], lr, t.optimizer.weight_decay)
-    return model, base_opt, named, frozen
+    compression = hvd.Compression.fp16 if t.allreduce.compression == "fp16" else hvd.Compression.none
+    # The wrapper is its own optimizer instance (its own state): it is what steps, so it is
+    # what checkpoints save and resume restores.
+    opt = hvd.DistributedOptimizer(base_opt, named_parameters=named, compression=compression,
+                                   backward_passes_per_step=t.allreduce.backward_passes_per_step, op=hvd.Average)
+    return model, opt, spec.objective(custom_loss).to(device), frozen
 
 
-def _resume(spec: TrainSpec, ctx: RankContext, model, base_opt) -> Tuple[int, List[Dict[str, Any]]]:
-    """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast."""
+def _resume(spec: TrainSpec, ctx: RankContext, model, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
+    """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast:
+    parameters, optimizer state, the epoch and history, and the callbacks' state."""
     import horovod.torch as hvd
     import torch
 
-    start_epoch, history = 0, []
+    start_epoch, history, controls, stop_reason = 0, [], {}, None
     if ctx.is_chief:
         state = load_latest(Path(spec.checkpoint_dir))
         if state is not None:
             model.load_state_dict(state["model"])
-            base_opt.load_state_dict(state["optimizer"])
+            opt.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             start_epoch, history = int(state["epoch"]), list(state["history"])
+            controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(base_opt, root_rank=0)
-    return hvd.broadcast_object((start_epoch, history), root_rank=0, name="resume")
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    start_epoch, history, controls, stop_reason = hvd.broadcast_object(
+        (start_epoch, history, controls, stop_reason), root_rank=0, name="resume")
+    callbacks.load_state_dict(controls)
+    return start_epoch, history, stop_reason
 
 
-def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: ShardReader, loss_fn, device, t,
-                 scaler, amp_dtype) -> Tuple[float, int, float]:
+def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: ShardReader, loss_fn: Objective,
+                 device, t, scaler, amp_dtype) -> Tuple[float, int, float]:
     """One epoch of steps; returns (summed loss, rows, seconds) of this rank."""
     import torch
 
@@ -174,7 +198,8 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: Sha
             hook(state)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = loss_fn(model(x).float(), y)
+            out = model(x)
+        loss = loss_fn(out.float(), y)
         scaled = loss / k
         (scaler.scale(scaled) if scaler else scaled).backward()
         if (step + 1) % k == 0:
@@ -195,6 +220,34 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: Sha
     return float(loss_sum), rows, time.perf_counter() - t0
 
 
+def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
+    """The callbacks the config asks for: the learning-rate schedule, early stopping."""
+    out: List[Callback] = []
+    if t.lr_schedule.kind != "constant" or t.lr_schedule.warmup_epochs > 0:
+        out.append(LrSchedule(t.lr_schedule, base_lr))
+    if t.early_stopping is not None:
+        out.append(EarlyStopping(t.early_stopping))
+    return out
+
+
+def _kept_entry(history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    kept = extras.get("early_stopping", {}).get("kept_epoch")
+    for h in reversed(history):
+        if kept is None or h["epoch"] == kept:
+            return h
+    return None
+
+
+def _final_spec(spec: TrainSpec, history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Dict[str, Any]:
+    """The saved model's spec: with the decision threshold chosen on the kept epoch's
+    validation statistics when the config asks for the F1-optimal one."""
+    model_spec = dict(spec.model_spec)
+    kept = _kept_entry(history, extras)
+    if spec.train.decision_threshold == "best_f1" and kept is not None:
+        model_spec["threshold"] = kept.get("val_best_f1_threshold", 0.5)
+    return model_spec
+
+
 def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     """Train on this rank; rank 0 returns the history. Every rank returns its parameter digest."""
     import horovod.torch as hvd
@@ -202,20 +255,17 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
 
     t = spec.train
     laps = Laps(ctx.startup)
-    callbacks = Callbacks(spec.callbacks)
     torch.set_num_threads(_task_cpus())
     torch.manual_seed(t.seed * 1000 + ctx.rank)
     device = torch.device(ctx.device)
     lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)  # scaled for the world size
-    model, base_opt, named, frozen = _build(spec, ctx, device, lr)
+    callbacks = Callbacks(controls(t, lr) + list(spec.callbacks))
+    model, opt, objective, frozen = _build(spec, ctx, device, lr)
     laps.lap("model_and_optimizer")
-    start_epoch, history = _resume(spec, ctx, model, base_opt)
+    start_epoch, history, stop_reason = _resume(spec, ctx, model, opt, callbacks)
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
-    compression = hvd.Compression.fp16 if t.allreduce.compression == "fp16" else hvd.Compression.none
-    opt = hvd.DistributedOptimizer(base_opt, named_parameters=named, compression=compression,
-                                   backward_passes_per_step=k, op=hvd.Average)
     plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
     to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
     reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.loader.shuffle_buffer, t.seed,
@@ -228,33 +278,40 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     if ctx.is_chief:
         ctx.report(EventType.LOG, level="info", message=(
             f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
-            f"lr {lr:g}; compression {t.allreduce.compression}; accumulation {k}; "
-            f"precision {t.mixed_precision}; device {device}; frozen {len(frozen)} tensors"))
+            f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
+            f"epochs); compression {t.allreduce.compression}; accumulation {k}; precision {t.mixed_precision}; "
+            f"device {device}; frozen {len(frozen)} tensors"))
 
     state = LoopState(rank=ctx.rank, size=ctx.size, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
-                      epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report)
-    loss_fn = _loss_function(spec.loss)
+                      epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
+                      broadcast=lambda obj, name: hvd.broadcast_object(obj, root_rank=0, name=name),
+                      model=model, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire("on_train_start", state)
     for epoch in range(start_epoch + 1, t.epochs + 1):
+        if state.stop_reason:  # a resumed run that had already stopped early
+            break
         state.epoch = epoch
-        loss_sum, rows, seconds = _train_epoch(state, callbacks, model, opt, reader, loss_fn, device, t, scaler,
+        loss_sum, rows, seconds = _train_epoch(state, callbacks, model, opt, reader, objective, device, t, scaler,
                                                amp_dtype)
-        total_loss, total_rows = _allreduce_sums([loss_sum, float(rows)], f"train.{epoch}")
-        metrics = evaluate(model, val_reader, device, max(t.batch_size, 1024), epoch)
+        total_loss, total_rows = _allreduce_sums([loss_sum, float(rows)], f"train.{epoch}").tolist()
+        metrics = evaluate(spec, model, objective, val_reader, device, max(t.batch_size, 1024), epoch)
         entry = {"epoch": epoch, "loss": total_loss / max(total_rows, 1), **metrics,
-                 "samples_per_sec": total_rows / max(seconds, 1e-9), "seconds": seconds,
-                 "steps": plan.steps, "attempt": ctx.attempt}
+                 "lr": opt.param_groups[0]["lr"], "samples_per_sec": total_rows / max(seconds, 1e-9),
+                 "seconds": seconds, "steps": plan.steps, "attempt": ctx.attempt}
         history.append(entry)
         callbacks.fire("on_epoch_end", state)
         if ctx.is_chief:
             save_checkpoint(Path(spec.checkpoint_dir), epoch,
-                            {"model": model.state_dict(), "optimizer": base_opt.state_dict(),
-                             "rng": torch.get_rng_state(), "history": history},
+                            {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "rng": torch.get_rng_state(), "history": history,
+                             "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
                             before_rename=lambda tmp: callbacks.fire("before_checkpoint_commit", state, tmp))
             ctx.report(EventType.EPOCH, **{k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in entry.items()})
+        if state.stop_reason and ctx.is_chief:
+            ctx.report(EventType.LOG, level="info", message=f"early stopping after epoch {epoch}: {state.stop_reason}")
     callbacks.fire("on_train_end", state)
     if ctx.is_chief:
-        save_model(model, spec.model_spec, Path(spec.model_dir))
+        save_model(model, _final_spec(spec, history, state.extras), Path(spec.model_dir))
     return {"rank": ctx.rank, "digest": parameter_digest(model), "steps_per_epoch": plan.steps,
             "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,

@@ -150,6 +150,14 @@ def feature_matrix(column, name: str, where: str) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), width)
 
 
+def label_array(col) -> np.ndarray:
+    """Class indices as int64; a regression label (a floating-point column) as float32."""
+    import pyarrow as pa
+
+    dtype = np.float32 if pa.types.is_floating(col.type) else np.int64
+    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
 def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str,
                     label: str) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     import pyarrow.parquet as pq
@@ -159,8 +167,7 @@ def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str,
             table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index,
                                                                                        columns=[features, label])
         where = f"{g.path} (row group {g.index})"
-        yield (feature_matrix(table.column(features), features, where),
-               np.asarray(table.column(label).to_numpy(zero_copy_only=False), dtype=np.int64))
+        yield feature_matrix(table.column(features), features, where), label_array(table.column(label))
 
 
 Rows = Tuple[np.ndarray, np.ndarray]

@@ -50,8 +50,7 @@ def test_scored_predictions_reproduce_the_networks_accuracy(spark_cluster, adult
     out = pq.read_table(tmp_path / "preds").to_pandas()
     labelled = out[out["class"].isin(manifest.classes)]
     acc = float((labelled["prediction"] == labelled["class"]).mean())
-    direct = evaluate_network(spark_cluster, manifest.paths["test"], str(adult_run.path / "model"),
-                              manifest.classes, manifest.feature_width)
+    direct = evaluate_network(spark_cluster, manifest.paths["test"], str(adult_run.path / "model"), manifest)
     assert len(labelled) == direct["rows"] == 16281
     assert acc == pytest.approx(direct["accuracy"], abs=1e-12)
     assert acc >= 0.84

@@ -77,13 +77,14 @@ def test_every_rank_gets_several_row_groups(prepared, adult_cfg):
 
 def test_split_is_deterministic_whatever_the_partitioning(spark_local, adult_config, prepared):
     from sparkdl.ingest import RAW
-    from sparkdl.materialize import is_validation
+    from sparkdl.materialize import split_frames
 
     _, m = prepared
     accepted, _ = ingest(spark_local, adult_config.data, adult_config.schema, adult_config.data.train, None)
-    flag = is_validation(adult_config.materialize.seed, adult_config.materialize.validation_fraction)
-    one = sorted(r[RAW] for r in accepted.coalesce(1).where(flag).select(RAW).collect())
-    many = sorted(r[RAW] for r in accepted.repartition(7).where(flag).select(RAW).collect())
+    one = sorted(r[RAW] for r in split_frames(accepted.coalesce(1), adult_config.materialize)["validation"]
+                 .select(RAW).collect())
+    many = sorted(r[RAW] for r in split_frames(accepted.repartition(7), adult_config.materialize)["validation"]
+                  .select(RAW).collect())
     assert one == many and len(one) == m.splits["validation"]
     cache = accepted._sparkdl_ingest_cache
     assert cache.storageLevel.useDisk  # the validated rows are cached for the passes that follow
@@ -158,18 +159,20 @@ def test_non_finite_numbers_are_quarantined_or_missing_never_numbers(spark_local
     good = [",".join(r) for r in rows[:200]]
     row = "38,Private,215646,HS-grad,9,Divorced,Sales,Not-in-family,White,Male,{},0,40,United-States,<=50K"
     odd = {row.format(v): v for v in ("1e400", "-inf", "NaN", "Infinity")}
+    huge = row.format("-1.5e300")  # finite as a double, infinity as the float32 the model reads
     data_file = tmp_path / "adult_odd.csv"
-    data_file.write_text("\n".join([",".join(header)] + good + list(odd)) + "\n")
+    data_file.write_text("\n".join([",".join(header)] + good + list(odd) + [huge]) + "\n")
     data = dataclasses.replace(adult_cfg.data, non_finite=policy, max_bad_fraction=0.5)
     accepted, report = ingest(spark_local, data, adult_cfg.schema, str(data_file), str(tmp_path / "q"))
-    assert report.input == report.accepted + report.quarantined == 204
+    assert report.input == report.accepted + report.quarantined == 205
+    reasons = {r["raw"]: r["reason"] for r in pq.read_table(tmp_path / "q").to_pylist()}
+    assert reasons[huge] == "column 'capital-gain': '-1.5e300' is beyond float32's range (|x| <= 3.403e+38)"
     if policy == "quarantine":
-        assert report.quarantined == 4
-        reasons = {r["raw"]: r["reason"] for r in pq.read_table(tmp_path / "q").to_pylist()}
+        assert report.quarantined == 5
         for raw, v in odd.items():
             assert reasons[raw] == f"column 'capital-gain': '{v}' is not a finite number"
     else:
-        assert report.quarantined == 0
+        assert report.quarantined == 1
         assert accepted.where("`capital-gain` IS NULL").count() == 4  # missing: imputed by the pipeline
     assert accepted.where("isnan(`capital-gain`) OR abs(`capital-gain`) = double('inf')").count() == 0
 

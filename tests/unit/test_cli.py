@@ -61,4 +61,4 @@ def test_runs_list_names_the_held_out_split(tmp_path, capsys):
     (run.path / COMMIT_MARKER).write_text("now")
     assert main(["runs", "list", "--lake", str(tmp_path)]) == 0
     listed = capsys.readouterr().out
-    assert "validation_acc 0.8500" in listed and "test_acc" not in listed
+    assert "validation_accuracy 0.8500" in listed and "test_accuracy" not in listed

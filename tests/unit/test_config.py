@@ -53,6 +53,29 @@ def test_minimal_config_gets_defaults():
     (_with(train={"launch": {"env": {"HOROVOD-CYCLE": "1"}}}), "train.launch.env.HOROVOD-CYCLE",
      "environment variable name"),
     (_with(train={"lr": 0.1, "optimizer": {"lr": 0.2}}), "train.lr", "keep only 'train.optimizer.lr'"),
+    # tasks and training controls
+    (_with(schema__task="regression", schema__label="x", schema__numeric=[]), "schema.classes", "remove"),
+    (_with(schema__task="regression", schema__classes=[]), "schema.label", "needs a numeric type"),
+    (_with(schema__classes=[]), "schema.classes", "schema.task: regression"),
+    (_with(train={"early_stopping": {"metric": "val_rmse"}}, materialize={"test_fraction": 0.1}),
+     "train.early_stopping.metric", "not a metric a classification job produces"),
+    (_with(train={"early_stopping": {"metric": "loss"}}), "train.early_stopping.metric", "validation metric"),
+    (_with(train={"early_stopping": {"patience": 2}}), "materialize.test_fraction", "took no part"),
+    (_with(data={"train": "/a.csv", "test": "/b.csv"}, materialize={"test_fraction": 0.1}),
+     "materialize.test_fraction", "data.test is the test split"),
+    (_with(train={"epochs": 5, "lr_schedule": {"warmup_epochs": 5}}), "train.lr_schedule.warmup_epochs",
+     "not shorter than the run"),
+    (_with(train={"epochs": 5, "lr_schedule": {"kind": "step", "step_epochs": 5}}),
+     "train.lr_schedule.step_epochs", "never happens"),
+    (_with(train={"lr_schedule": {"kind": "plateau", "metric": "val_r2"}}), "train.lr_schedule.metric",
+     "not a metric"),
+    (_with(train={"loss": "mse"}), "train.loss", "not a classification loss"),
+    (_with(train={"class_weights": [1.0, 2.0, 3.0]}), "train.class_weights", "one per class"),
+    (_with(train={"class_weights": "even"}), "train.class_weights", "'balanced'"),
+    (_with(schema__classes=["a", "b", "c"], train={"decision_threshold": "best_f1"}), "train.decision_threshold",
+     "3-class"),
+    (_with(materialize={"validation_fraction": 0.5, "test_fraction": 0.45}), "materialize.test_fraction",
+     "at least 10%"),
 ])
 @pytest.mark.filterwarnings("ignore:config key:FutureWarning")
 def test_errors_name_the_key_path(raw, path, words):
@@ -61,6 +84,17 @@ def test_errors_name_the_key_path(raw, path, words):
     assert e.value.path == path
     assert words in str(e.value)
     assert f"'{path}'" in str(e.value)
+
+
+def test_a_regression_job_and_its_controls_validate():
+    raw = _with(schema__task="regression", schema__classes=[], schema__columns=[
+        {"name": "x", "type": "double"}, {"name": "c", "type": "string"}, {"name": "y", "type": "double"}],
+        train={"loss": "huber", "early_stopping": {"metric": "val_r2"},
+               "lr_schedule": {"kind": "cosine", "warmup_epochs": 1.5}},
+        materialize={"test_fraction": 0.1})
+    cfg = parse_config(raw)
+    assert cfg.loss == "huber" and cfg.train.early_stopping.direction == "max"
+    assert parse_config(MINIMAL).loss == "cross_entropy"
 
 
 def test_load_yaml_resolves_relative_paths_and_overrides(tmp_path):
