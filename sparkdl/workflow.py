@@ -52,6 +52,6 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
                    before_commit=evaluate, clock=clock)
     m = result.metrics
-    log.info("run %s: %s %s %.4f (baseline %.4f)", result.run_id, held_out, m.primary_metric, m.held_out(),
-             m.baseline_metric())
+    beside = f" (baseline {m.baseline_metric():.4f})" if m.baseline else ""
+    log.info("run %s: %s %s %.4f%s", result.run_id, held_out, m.primary_metric, m.held_out(), beside)
     return result
