@@ -15,7 +15,7 @@ def _version():
 
 def _requirements(name):
     lines = (Path(__file__).parent / name).read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
 
 
 setup(

@@ -94,12 +94,36 @@ class SchemaConfig:
             _check(len(self.classes) >= 2, "schema.classes",
                    "declare at least two classes (or set schema.task: regression for a numeric label)")
         _check(len(set(self.classes)) == len(self.classes), "schema.classes", "classes must be distinct")
-        _check(bool(self.categorical or self.numeric), "schema",
-               "declare at least one feature in schema.categorical or schema.numeric")
 
     @property
     def features(self) -> List[str]:
         return list(self.numeric) + list(self.categorical)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How image files become pixels (``data.format: images``): decoded, converted and
+    resized on the executors with Pillow, stored as uint8."""
+
+    height: int
+    width: int
+    #: ``L``: 8-bit grayscale (1 channel); ``RGB``: 3 channels.
+    mode: Literal["L", "RGB"] = "L"
+    #: Convert other modes to ``mode``; when false, an image in another mode is quarantined.
+    convert: bool = False
+    #: Resize other sizes to height x width; when false, they are quarantined.
+    resize: bool = True
+
+    def __post_init__(self):
+        _check(self.height >= 1 and self.width >= 1, "data.image", "height and width must be >= 1 pixel")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
 
 
 @dataclass(frozen=True)
@@ -108,7 +132,7 @@ class DataConfig:
 
     #: The training data's path (or table, for jdbc); generated data has none.
     train: Optional[str] = None
-    format: Literal["csv", "parquet", "json", "jdbc", "synthetic"] = "csv"
+    format: Literal["csv", "parquet", "json", "jdbc", "synthetic", "images"] = "csv"
     test: Optional[str] = None
     options: Dict[str, str] = field(default_factory=dict)
     null_values: List[str] = field(default_factory=lambda: ["?", ""])
@@ -116,9 +140,14 @@ class DataConfig:
     #: quarantine the row with a reason, or treat the value as missing (imputed).
     non_finite: Literal["quarantine", "missing"] = "quarantine"
     max_bad_fraction: float = 0.01
+    #: Images: a folder of files, ``<folder>/<label>/<name>``, the label from the parent folder.
+    image: Optional[ImageConfig] = None
 
     def __post_init__(self):
         _check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
+        _check((self.format == "images") == (self.image is not None), "data.image",
+               "format 'images' needs data.image {height, width, mode}" if self.format == "images"
+               else f"data.image is for format 'images', not '{self.format}'")
         _check(self.format == "synthetic" or bool(self.train), "data.train",
                "required value missing (expected a string: the training data's path)")
         if self.format == "jdbc":
@@ -366,7 +395,33 @@ class JobConfig:
             _check(self.train.ranks <= self.materialize.max_ranks, "train.ranks",
                    f"{self.train.ranks} ranks > materialize.max_ranks={self.materialize.max_ranks}; "
                    "raise max_ranks so every rank gets several row groups")
+        self._check_inputs()
         self._check_task()
+
+    def _check_inputs(self) -> None:
+        """Features come from declared columns, or for images from the files themselves."""
+        schema = self.schema
+        if self.data.format != "images":
+            _check(bool(schema.categorical or schema.numeric), "schema",
+                   "declare at least one feature in schema.categorical or schema.numeric")
+            return
+        strings = [c.name for c in schema.columns if c.type == "string"]
+        _check(len(schema.columns) == 2 and len(strings) == 2 and schema.label in strings, "schema.columns",
+               "an image job declares two string columns: the file's path and the label (its folder's name)")
+        _check(not (schema.categorical or schema.numeric), "schema",
+               "an image job's features are its pixels: leave schema.numeric and schema.categorical empty")
+        _check(schema.task == "classification", "schema.task", "image jobs classify (the label is a folder name)")
+        if self.model.kind == "cnn":
+            _check(tuple(self.model.image_shape) == self.data.image.shape, "model.image_shape",
+                   f"{list(self.model.image_shape)} does not match data.image "
+                   f"({list(self.data.image.shape)}: channels, height, width)")
+
+    @property
+    def path_column(self) -> Optional[str]:
+        """An image job's path column."""
+        if self.data.format != "images":
+            return None
+        return next(c.name for c in self.schema.columns if c.name != self.schema.label)
 
     def _check_task(self) -> None:
         """Rules that join the task, the training controls and the splits."""

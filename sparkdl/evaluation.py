@@ -48,6 +48,27 @@ def _partition_statistics(batches, outputs: str, layout: StatsLayout):
     yield pa.RecordBatch.from_arrays([pa.array([stats.tolist()], pa.list_(pa.float64()))], names=["stats"])
 
 
+def float_features(df):
+    """An image split's uint8 ``features`` as array<float> in [0, 1], as the ranks read them."""
+    from functools import partial
+
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    schema = StructType([StructField(FEATURES, ArrayType(FloatType())), df.schema[LABEL]])
+    return df.select(FEATURES, LABEL).mapInArrow(partial(_float_batches), schema)
+
+
+def _float_batches(batches):
+    import pyarrow as pa
+
+    from sparkdl.rank.reader import feature_matrix
+
+    for batch in batches:
+        m = feature_matrix(batch.column(0), FEATURES, "an image split")
+        values = pa.FixedSizeListArray.from_arrays(pa.array(m.ravel()), m.shape[1]).cast(pa.list_(pa.float32()))
+        yield pa.RecordBatch.from_arrays([values, batch.column(1)], names=[FEATURES, LABEL])
+
+
 def _held_out_metrics(stats: np.ndarray, layout: StatsLayout, threshold: float) -> Dict[str, Any]:
     out = layout.finalize(stats, threshold)
     out.pop("best_f1", None), out.pop("best_f1_threshold", None)  # chosen on validation, not here
@@ -82,8 +103,10 @@ def baseline(spark, train_path: str, test_path: str, manifest) -> Tuple[str, Dic
     layout = StatsLayout(manifest.task, len(manifest.classes))
 
     def load(path):
-        return spark.read.parquet(path).select(array_to_vector(FEATURES).alias("vec"),
-                                               F.col(LABEL).cast("double").alias(LABEL))
+        df = spark.read.parquet(path).select(FEATURES, LABEL)
+        if manifest.image:  # uint8 pixels → the float features the network sees
+            df = float_features(df)
+        return df.select(array_to_vector(FEATURES).alias("vec"), F.col(LABEL).cast("double").alias(LABEL))
 
     if layout.task == "regression":
         from pyspark.ml.regression import LinearRegression

@@ -11,15 +11,19 @@ for classification, the number as a double for regression. The fitted
 from __future__ import annotations
 
 import logging
+import dataclasses
+import json
 from dataclasses import dataclass
-from typing import List
+from pathlib import Path
+from typing import List, Optional
 
-from sparkdl.config import FeaturesConfig, SchemaConfig
+from sparkdl.config import FeaturesConfig, ImageConfig, SchemaConfig
 
 log = logging.getLogger(__name__)
 
 FEATURES, LABEL = "features", "label"
 MISSING = "(missing)"
+IMAGE_SETTINGS = "image.json"
 _VEC = "_features_vec"
 
 
@@ -95,13 +99,21 @@ def label_column(schema: SchemaConfig):
 
 
 def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True):
-    """Apply a fitted PipelineModel: ``features`` (array<float>), ``label`` and ``keep`` columns."""
-    from pyspark.ml.functions import vector_to_array
+    """Apply fitted preprocessing: ``features`` (array<float>, or an image's uint8 bytes when
+    ``model`` is None), ``label`` and ``keep`` columns."""
     from pyspark.sql import functions as F
 
-    out = model.transform(df)
     cols = [F.col(f"`{k}`") for k in keep]
-    cols.append(vector_to_array(F.col(_VEC), "float32").alias(FEATURES))
+    if model is None:  # images: the pixels were decoded at ingest
+        from sparkdl.images import PIXELS
+
+        out = df
+        cols.append(F.col(PIXELS).alias(FEATURES))
+    else:
+        from pyspark.ml.functions import vector_to_array
+
+        out = model.transform(df)
+        cols.append(vector_to_array(F.col(_VEC), "float32").alias(FEATURES))
     if with_label:
         cols.append(label_column(schema).alias(LABEL))
     return out.select(*cols)
@@ -109,18 +121,43 @@ def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), wit
 
 @dataclass(frozen=True)
 class FittedFeatures:
-    """A fitted pipeline and what it produces."""
+    """A fitted pipeline and what it produces (for images: no pipeline, ``image`` says how
+    files were decoded)."""
 
     model: object
     names: List[str]
+    image: Optional[ImageConfig] = None
 
     @property
     def width(self) -> int:
+        if self.image is not None:
+            c, h, w = self.image.shape
+            return c * h * w
         return len(self.names)
 
+    def save(self, path: Path) -> None:
+        """The preprocessing scoring reapplies: a Spark ML PipelineModel, or the image settings."""
+        if self.image is None:
+            self.model.save(str(path))
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / IMAGE_SETTINGS).write_text(json.dumps(dataclasses.asdict(self.image)))
 
-def fit(df, schema: SchemaConfig, cfg: FeaturesConfig) -> FittedFeatures:
+
+def load_preprocessing(path: "Path | str"):
+    """A run's preprocessing: its PipelineModel, or None for an image job (decoded at ingest)."""
+    if (Path(path) / IMAGE_SETTINGS).is_file():
+        return None
+    from pyspark.ml import PipelineModel
+
+    return PipelineModel.load(str(path))
+
+
+def fit(df, schema: SchemaConfig, cfg: FeaturesConfig, image: Optional[ImageConfig] = None) -> FittedFeatures:
     """Fit the pipeline on ``df`` (the training split only) and check the width it produces."""
+    if image is not None:
+        log.info("features: %s images, %d x %d, stored as uint8", image.mode, image.height, image.width)
+        return FittedFeatures(None, [], image)
     model = build_pipeline(schema, cfg).fit(df)
     names = feature_names(model, schema)
     attrs = model.transform(df.limit(0)).schema[_VEC].metadata.get("ml_attr", {})

@@ -66,6 +66,7 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
     import torch
 
     from sparkdl.models import predictions
+    from sparkdl.rank.reader import feature_matrix
 
     model, spec = _cached_model(model_dir)
     regression = spec.get("task", "classification") == "regression"
@@ -74,12 +75,11 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        col = batch.column(batch.schema.get_field_index(FEATURES))
-        flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        if flat.size != batch.num_rows * width:
-            raise ValueError(f"a batch of {batch.num_rows} rows holds {flat.size} feature values, not "
-                             f"{batch.num_rows} x {width}: the input was not prepared with this run's pipeline")
-        x = torch.from_numpy(flat.reshape(batch.num_rows, width))
+        matrix = feature_matrix(batch.column(batch.schema.get_field_index(FEATURES)), FEATURES, "the rows to score")
+        if matrix.shape[1] != width:
+            raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
+                             "input was not prepared with this run's pipeline")
+        x = torch.from_numpy(matrix)
         parts = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_rows):
@@ -155,10 +155,8 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     ``output_path`` and bad rows at ``<output_path>.quarantine``, together, once
     rows in = scored + quarantined. Every path is resolved and checked on the driver
     before any Spark work."""
-    from pyspark.ml import PipelineModel
-
     from sparkdl.config_loading import parse_config
-    from sparkdl.features import to_training_frame
+    from sparkdl.features import load_preprocessing, to_training_frame
     from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
 
@@ -180,7 +178,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
                                       require_label=False)
         keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
         with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
-            pipeline = PipelineModel.load(str(run.preprocessing))
+            pipeline = load_preprocessing(run.preprocessing)
             feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
             preds = predict_frame(feats, str(run.model), manifest, keep)
             try:

@@ -4,8 +4,9 @@ Text sources (CSV, JSON lines) are read line by line so every row keeps its raw 
 and file; each line is parsed against the schema declared in the config (never
 inferred). A row that does not parse (wrong field count, a value of the wrong type, a
 label outside the declared classes) is quarantined with the reason; missing values
-(``?``, empty, null) are data and reach the feature pipeline as nulls. The counts
-always add up: input = accepted + quarantined.
+(``?``, empty, null) are data and reach the feature pipeline as nulls. Image files are
+decoded by :mod:`sparkdl.images`, and a file that does not decode is a bad row too. The
+counts always add up: input = accepted + quarantined.
 """
 from __future__ import annotations
 
@@ -222,8 +223,14 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
         path = "synthetic"  # generated on the executors: no source to resolve or check
     resolved = resolve_path(path)
     precheck(data, schema, resolved, key)
-    checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label,
-                       data.non_finite)
+    if data.format == "images":
+        from sparkdl.images import read_images
+
+        path_column = next(c.name for c in schema.columns if c.name != schema.label)
+        checked = read_images(spark, data, schema, resolved, path_column, require_label)
+    else:
+        checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label,
+                           data.non_finite)
     # DISK_ONLY: blocks stream to disk; MEMORY_AND_DISK unrolls whole partitions in the heap first
     # and ran 1 GiB executors out of memory at 10 M rows.
     checked = checked.persist(StorageLevel.DISK_ONLY)

@@ -55,6 +55,9 @@ class Manifest:
     test_rows: Optional[Dict[str, int]] = None
     #: Where the test split came from: ``data.test``, ``materialize.test_fraction`` or None.
     test_source: Optional[str] = None
+    #: Images: how files were decoded, and the pixels' shape (channels, height, width);
+    #: ``features`` then holds uint8 bytes, channels last.
+    image: Optional[Dict[str, Any]] = None
     columns: Dict[str, str] = field(default_factory=lambda: {"features": feats.FEATURES, "label": feats.LABEL,
                                                              "dtype": "float32"})
     version: int = MANIFEST_VERSION
@@ -176,8 +179,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                                       str(stage / "quarantine" / "train"))
         splits = split_frames(accepted, m)
         with clock.stage("features"):
-            fitted = feats.fit(splits["train"], cfg.schema, cfg.features)
-            fitted.model.save(str(stage / "preprocessing"))
+            fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)
+            fitted.save(stage / "preprocessing")
 
         layouts, test_report = {}, None
         if cfg.data.test:
@@ -188,7 +191,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
         for split, df in splits.items():
             t2 = time.monotonic()
             with clock.stage("materialize"):
-                layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema),
+                keep = [cfg.path_column] if cfg.path_column else []
+                layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema, keep),
                                              stage / split, groups)
             rows = layouts[split]["rows"]
             log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
@@ -205,6 +209,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
         quarantine = {"train": report.to_dict()}
         if test_report is not None:
             quarantine["test"] = test_report.to_dict()
+        for split, record in quarantine.items():  # where the bad rows are once the dataset is published
+            if record["quarantine_path"]:
+                record["quarantine_path"] = str(final / "quarantine" / split)
         manifest = Manifest(
             name=cfg.name, dataset_id=dataset_id,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -221,6 +228,10 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                         "quarantined": test_report.quarantined} if test_report else None),
             test_source=("data.test" if cfg.data.test else "materialize.test_fraction" if "test" in layouts
                          else None),
+            image=({**dataclasses.asdict(cfg.data.image), "shape": list(cfg.data.image.shape)}
+                   if cfg.data.image else None),
+            columns={"features": feats.FEATURES, "label": feats.LABEL,
+                     "dtype": "uint8" if cfg.data.image else "float32"},
         )
         manifest.save(stage / MANIFEST)
     lake.publish_dataset(cfg.name, dataset_id)

@@ -44,6 +44,7 @@ def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str =
             raise ValueError(f"model.image_shape {list(cfg.image_shape)} holds {c * h * w} values but the "
                              f"dataset has {input_width} features per row; fix model.image_shape")
         spec["image_shape"] = [c, h, w]
+        spec["head"] = cfg.hidden[2] if len(cfg.hidden) >= 3 else 128
     if cfg.kind == "custom":
         spec["factory"], spec["factory_args"] = cfg.factory, dict(cfg.factory_args)
     return spec
@@ -61,17 +62,27 @@ def _mlp(input_width: int, hidden: Sequence[int], num_classes: int, dropout: flo
     return nn.Sequential(*layers)
 
 
-def _cnn(image_shape: Tuple[int, int, int], hidden: Sequence[int], num_classes: int, dropout: float):
-    """Two conv blocks and a small head, for image-shaped tensors flattened into ``features``."""
+def _cnn(image_shape: Tuple[int, int, int], hidden: Sequence[int], num_classes: int, dropout: float,
+         head: Optional[int] = None):
+    """Two conv blocks (``hidden[0]``, ``hidden[1]`` channels, 3x3, max-pooled) and a
+    ``head``-unit dense layer, for images flattened into ``features`` (channels first).
+    Specs without ``head`` (sparkdl <= 0.2) get the older global-average-pooled head."""
     from torch import nn
 
     c, h, w = image_shape
     ch = list(hidden[:2]) if len(hidden) >= 2 else [32, 64]
+    if head is None:
+        return nn.Sequential(
+            nn.Unflatten(1, (c, h, w)),
+            nn.Conv2d(c, ch[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(ch[0], ch[1], 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch[1], num_classes))
     return nn.Sequential(
         nn.Unflatten(1, (c, h, w)),
         nn.Conv2d(c, ch[0], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(ch[0], ch[1], 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Dropout(dropout), nn.Linear(ch[1], num_classes))
+        nn.Conv2d(ch[0], ch[1], 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(ch[1] * (h // 4) * (w // 4), head), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(head, num_classes))
 
 
 def load_factory(path: str):
@@ -95,7 +106,7 @@ def build_model_and_loss(spec: Dict[str, Any]) -> Tuple[Any, Optional[Callable]]
     if kind == "mlp":
         return _mlp(spec["input_width"], spec["hidden"], outputs, spec["dropout"]), None
     if kind == "cnn":
-        return _cnn(tuple(spec["image_shape"]), spec["hidden"], outputs, spec["dropout"]), None
+        return _cnn(tuple(spec["image_shape"]), spec["hidden"], outputs, spec["dropout"], spec.get("head")), None
     if kind == "custom":
         built = load_factory(spec["factory"])(spec["input_width"], outputs, **spec.get("factory_args", {}))
         if isinstance(built, tuple):

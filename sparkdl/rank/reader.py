@@ -121,13 +121,34 @@ class ShardPlan:
         return cls(rows, batch_size, steps)
 
 
+def pixel_matrix(arr, name: str, where: str) -> np.ndarray:
+    """An Arrow binary column of equal-length uint8 images → ``(rows, pixels)`` float32 in [0, 1]."""
+    import pyarrow as pa
+
+    if arr.null_count:
+        raise ValueError(f"column {name!r} in {where} has {arr.null_count} null images: re-materialize the dataset")
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(arr.type) else np.int32)
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1]
+    lengths = np.diff(offsets)
+    width = int(lengths[0]) if len(lengths) else 0
+    if len(lengths) and (lengths != width).any():
+        bad = int(np.argmax(lengths != width))
+        raise ValueError(f"column {name!r} in {where}: image {bad} of the row group has {int(lengths[bad])} bytes, "
+                         f"image 0 has {width}; every image needs the same shape")
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    return data.reshape(len(arr), width).astype(np.float32) * np.float32(1 / 255)
+
+
 def feature_matrix(column, name: str, where: str) -> np.ndarray:
-    """An Arrow column of equal-length numeric arrays → one contiguous ``(rows, width)``
-    float32 matrix, without a Python object per row. Errors name the column and file."""
+    """An Arrow column of equal-length numeric arrays (or of equal-size uint8 images) →
+    one contiguous ``(rows, width)`` float32 matrix, without a Python object per row.
+    Errors name the column and file."""
     import pyarrow as pa
 
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     kind = arr.type
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pixel_matrix(arr, name, where)
     if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
         raise ValueError(f"column {name!r} in {where} is {kind}, not an array column: the features must be "
                          "one array of numbers per row (materialize writes list<float>)")

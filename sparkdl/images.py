@@ -1,0 +1,94 @@
+"""Images from files in the lake: ``<folder>/<label>/<name>``, read with Spark's
+``binaryFile`` source and decoded on the executors with Pillow.
+
+Each file becomes one row: its path, its label (the parent folder's name), and its
+pixels as raw uint8 bytes (channels first, ``channels x height x width``, the layout
+torch's convolutions read) in the column
+``_pixels``, 4x smaller than float32. A file that does not decode, or has the wrong
+mode or size when conversion or resizing is off, gets a reason instead of pixels and is
+quarantined by :func:`sparkdl.ingest.ingest` like any bad row: input = accepted +
+quarantined. The rank turns the bytes into float32 in [0, 1] (:mod:`sparkdl.rank.reader`).
+"""
+from __future__ import annotations
+
+import io
+from functools import partial
+from typing import Iterator, Optional, Tuple
+
+from sparkdl.config import ImageConfig
+
+PIXELS = "_pixels"
+_ERROR = "_decode_error"
+
+
+def decode(content: bytes, image: ImageConfig) -> Tuple[Optional[bytes], Optional[str]]:
+    """(pixels, None) for a good image, (None, reason) otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as opened:
+            opened.load()
+            img = opened
+            if img.mode != image.mode:
+                if not image.convert:
+                    return None, (f"mode {img.mode}, not {image.mode} (set data.image.convert: true to convert "
+                                  "other modes)")
+                img = img.convert(image.mode)
+            if img.size != (image.width, image.height):
+                if not image.resize:
+                    return None, (f"size {img.size[0]}x{img.size[1]}, not {image.width}x{image.height} "
+                                  "(set data.image.resize: true to resize)")
+                img = img.resize((image.width, image.height), Image.Resampling.BILINEAR)
+            if image.channels == 1:
+                return img.tobytes(), None
+            import numpy as np
+
+            return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)).tobytes(), None  # channels first
+    except UnidentifiedImageError:
+        return None, "is not an image file (Pillow recognizes no image format in it)"
+    except Exception as e:  # Pillow raises many types for damaged files; each becomes a reason
+        return None, f"does not decode as an image ({type(e).__name__}: {e})"
+
+
+def _decode_batches(batches: Iterator, image: ImageConfig) -> Iterator:
+    import pyarrow as pa
+
+    for batch in batches:
+        paths = batch.column(0)
+        pixels, errors = [], []
+        for content in batch.column(1).to_pylist():
+            px, err = decode(content, image) if content is not None else (None, "empty file")
+            pixels.append(px)
+            errors.append(err)
+        yield pa.RecordBatch.from_arrays([paths, pa.array(pixels, pa.binary()), pa.array(errors, pa.string())],
+                                         names=["path", PIXELS, _ERROR])
+
+
+def read_images(spark, data, schema, path: str, path_column: str, require_label: bool = True):
+    """Every file under ``path`` as a row: the declared path and label columns, ``_pixels``,
+    ``_raw`` (``label/name``: what the split hashes, wherever the folder lives), ``_file``
+    and ``_reason`` (null for a good image)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType, StringType, StructField, StructType
+
+    from sparkdl.ingest import FILE, RAW, REASON
+
+    reader = spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+    for key, value in data.options.items():  # e.g. pathGlobFilter: "*.png"
+        reader = reader.option(key, value)
+    files = reader.load(path).select("path", "content")
+    # Many small files: fewer, larger tasks (binaryFile plans one split per file).
+    files = files.coalesce(max(2, spark.sparkContext.defaultParallelism * 2))
+    out = StructType([StructField("path", StringType()), StructField(PIXELS, BinaryType()),
+                      StructField(_ERROR, StringType())])
+    decoded = files.mapInArrow(partial(_decode_batches, image=data.image), out)
+    parts = F.split(F.col("path"), "/")
+    label = F.element_at(parts, -2)
+    checks = [F.when(F.col(_ERROR).isNotNull(), F.concat(F.lit("image: "), F.col(_ERROR)))]
+    if require_label:
+        checks.append(F.when(~label.isin(list(schema.classes)),
+                             F.concat(F.lit(f"label '{schema.label}': '"), label,
+                                      F.lit(f"' (the folder's name) is not one of {list(schema.classes)}"))))
+    return decoded.select(F.col("path").alias(path_column), label.alias(schema.label), F.col(PIXELS),
+                          F.coalesce(*checks).alias(REASON),
+                          F.concat_ws("/", label, F.element_at(parts, -1)).alias(RAW), F.col("path").alias(FILE))
