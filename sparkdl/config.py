@@ -252,6 +252,22 @@ class LoaderConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Image jobs: random horizontal flips and random crops of an image zero-padded by
+    ``crop_padding`` pixels, drawn anew every epoch."""
+
+    flip: bool = False
+    crop_padding: int = 0
+
+    def __post_init__(self):
+        _check(self.crop_padding >= 0, "train.augment.crop_padding", "must be >= 0 pixels")
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.crop_padding > 0
+
+
+@dataclass(frozen=True)
 class FineTuneConfig:
     """Start from an earlier run's weights, optionally with some parameters frozen."""
 
@@ -357,6 +373,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     allreduce: AllreduceConfig = field(default_factory=AllreduceConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     failure: FailureConfig = field(default_factory=FailureConfig)
@@ -404,6 +421,8 @@ class JobConfig:
         if self.data.format != "images":
             _check(bool(schema.categorical or schema.numeric), "schema",
                    "declare at least one feature in schema.categorical or schema.numeric")
+            _check(not self.train.augment.active, "train.augment",
+                   "augmentation flips and crops images: it needs data.format: images")
             return
         strings = [c.name for c in schema.columns if c.type == "string"]
         _check(len(schema.columns) == 2 and len(strings) == 2 and schema.label in strings, "schema.columns",

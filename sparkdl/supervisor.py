@@ -179,7 +179,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                                                    manifest.task, manifest.target),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
                              init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
-                             class_weights=class_weights(cfg, manifest))
+                             class_weights=class_weights(cfg, manifest),
+                             image_shape=tuple(manifest.image["shape"]) if manifest.image else None)
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit)
             stage.resume_info.unlink()
             stage.lock.unlink()

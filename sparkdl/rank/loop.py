@@ -25,6 +25,7 @@ from sparkdl.config import TrainConfig
 from sparkdl.launch.events import EventType
 from sparkdl.launch.task import RankContext
 from sparkdl.models import WEIGHTS, build_model_and_loss, freeze, load_matching, predictions, save_model
+from sparkdl.rank.augment import ImageAugment
 from sparkdl.rank.callbacks import Callback, Callbacks, LoopState
 from sparkdl.rank.checkpoints import load_latest, save_checkpoint
 from sparkdl.rank.controls import EarlyStopping, LrSchedule
@@ -53,6 +54,8 @@ class TrainSpec:
     loss: str = "cross_entropy"
     #: One weight per class for the loss (classification), or None.
     class_weights: Optional[Tuple[float, ...]] = None
+    #: Image jobs: (channels, height, width) of the flattened features, for augmentation.
+    image_shape: Optional[Tuple[int, int, int]] = None
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -268,8 +271,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     k = t.allreduce.backward_passes_per_step
     plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
     to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
+    augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
+               if t.augment.active and spec.image_shape else None)
     reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.loader.shuffle_buffer, t.seed,
-                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors)
+                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment)
     val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
                              spec.features, spec.label, to_tensors)
     laps.lap("shard_plan")

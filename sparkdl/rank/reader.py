@@ -311,11 +311,15 @@ class ShardReader:
 
     def __init__(self, path: str, rank: int, size: int, plan: ShardPlan, shuffle_buffer: int, seed: int,
                  prefetch: int, features: str = "features", label: str = "label",
-                 to_tensors: Optional[Callable] = None):
+                 to_tensors: Optional[Callable] = None,
+                 transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None):
         self.path, self.rank, self.size, self.plan = path, rank, size, plan
         self.shuffle_buffer, self.seed, self.prefetch = shuffle_buffer, seed, prefetch
         self.features, self.label = features, label
         self.to_tensors = to_tensors or (lambda x, y: (x, y))
+        #: Applied to each training batch's features in the prefetch thread (augmentation),
+        #: with a generator seeded by (seed, epoch, rank).
+        self.transform = transform
         self._groups: Optional[RowGroups] = None
 
     def _chunks(self, rng: Optional[np.random.Generator]) -> Iterator:
@@ -333,6 +337,9 @@ class ShardReader:
         chunks = self._chunks(rng if self.shuffle_buffer > 0 else None)
         batches = shuffled_batches(chunks, self.plan.batch_size, self.shuffle_buffer, rng)
         source = (b for b, _ in zip(batches, range(self.plan.steps)))
+        if self.transform is not None:
+            aug_rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
+            source = ((self.transform(x, aug_rng), y) for x, y in source)
         if self.prefetch > 0:
             pf = Prefetcher(source, self.prefetch)
             try:

@@ -76,6 +76,12 @@ def test_minimal_config_gets_defaults():
      "3-class"),
     (_with(materialize={"validation_fraction": 0.5, "test_fraction": 0.45}), "materialize.test_fraction",
      "at least 10%"),
+    # images
+    (_with(train={"augment": {"flip": True}}), "train.augment", "needs data.format: images"),
+    (_with(data={"format": "images", "train": "/img"}), "data.image", "needs data.image"),
+    (_with(data={"train": "/a.csv", "image": {"height": 2, "width": 2}}), "data.image", "not 'csv'"),
+    (_with(data={"format": "images", "train": "/img", "image": {"height": 28, "width": 28}}), "schema.columns",
+     "two string columns"),
 ])
 @pytest.mark.filterwarnings("ignore:config key:FutureWarning")
 def test_errors_name_the_key_path(raw, path, words):
@@ -95,6 +101,18 @@ def test_a_regression_job_and_its_controls_validate():
     cfg = parse_config(raw)
     assert cfg.loss == "huber" and cfg.train.early_stopping.direction == "max"
     assert parse_config(MINIMAL).loss == "cross_entropy"
+
+
+def test_an_image_job_validates_against_its_model():
+    raw = _with(data={"format": "images", "train": "/img", "image": {"height": 28, "width": 28}},
+                schema__columns=[{"name": "path", "type": "string"}, {"name": "y", "type": "string"}],
+                schema__numeric=[], schema__categorical=[], schema__keys=["path"],
+                model={"kind": "cnn", "image_shape": [1, 28, 28]}, train={"augment": {"crop_padding": 2}})
+    cfg = parse_config(raw)
+    assert cfg.path_column == "path" and cfg.data.image.shape == (1, 28, 28)
+    raw["model"]["image_shape"] = [3, 28, 28]
+    with pytest.raises(ConfigError, match="does not match data.image"):
+        parse_config(raw)
 
 
 def test_load_yaml_resolves_relative_paths_and_overrides(tmp_path):

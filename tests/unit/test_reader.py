@@ -147,3 +147,34 @@ def test_prefetcher_reraises_producer_errors():
         raise RuntimeError("disk gone")
     with pytest.raises(RuntimeError, match="disk gone"):
         list(Prefetcher(broken(), 2))
+
+
+def test_image_bytes_become_floats_in_0_1():
+    images = pa.array([bytes([0, 255, 51, 102]), bytes([1, 2, 3, 4])], pa.binary())
+    m = feature_matrix(images, "features", "f")
+    assert m.dtype == np.float32 and m.shape == (2, 4)
+    assert m[0].tolist() == pytest.approx([0.0, 1.0, 0.2, 0.4])
+    with pytest.raises(ValueError, match="image 1 of the row group has 3 bytes, image 0 has 4"):
+        feature_matrix(pa.array([bytes(4), bytes(3)], pa.binary()), "features", "f")
+
+
+def test_augmentation_flips_and_crops_and_is_seeded_per_epoch_and_rank(dataset):
+    from sparkdl.rank.augment import ImageAugment
+
+    x = np.arange(2 * 1 * 3 * 3, dtype=np.float32).reshape(2, 9)
+    flipped = ImageAugment((1, 3, 3), flip=True)(x, np.random.default_rng(3))
+    for row, original in zip(flipped.reshape(2, 3, 3), x.reshape(2, 3, 3)):
+        assert np.array_equal(row, original) or np.array_equal(row, original[:, ::-1])
+    cropped = ImageAugment((1, 3, 3), crop_padding=1)(x, np.random.default_rng(4)).reshape(2, 3, 3)
+    for row, original in zip(cropped, x.reshape(2, 3, 3)):  # a shifted window of the zero-padded image
+        padded = np.pad(original, 1)
+        assert any(np.array_equal(row, padded[i:i + 3, j:j + 3]) for i in range(3) for j in range(3))
+    # on the reader: the same (seed, epoch, rank) gives the same augmented batches, another epoch others
+    path, _ = dataset
+    plan = ShardPlan.for_dataset(path, 2, 16)
+    noisy = lambda b, rng: b + rng.random(b.shape, dtype=np.float32)  # noqa: E731
+    def first(e):
+        return next(iter(ShardReader(path, 0, 2, plan, 0, 7, 2, transform=noisy).epoch(e)))[0]
+    plain = next(iter(ShardReader(path, 0, 2, plan, 0, 7, 2).epoch(1)))[0]
+    assert np.array_equal(first(1), first(1)) and not np.array_equal(first(1), plain)
+    assert np.allclose(first(1), plain, atol=1.0) and not np.array_equal(first(1), first(2))
