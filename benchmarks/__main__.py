@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from benchmarks.measure import REPO, machine
 from benchmarks.report import pairs, to_markdown
 
-PARTS = ("data_path", "exchange", "end_to_end", "distributor", "scale")
+PARTS = ("data_path", "exchange", "end_to_end", "distributor", "scale", "images")
 log = logging.getLogger("benchmarks")
 
 
@@ -43,6 +43,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
         return res
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
+    from benchmarks.image_path import bench_image_path
     from benchmarks.scale import bench_scale
     from sparkdl.config import SparkConfig
     from sparkdl.config_loading import load_config
@@ -67,6 +68,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 
             part("distributor", distributor)
             part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
+            part("images", lambda: bench_image_path(spark, 4_000 if quick else 50_000))
     finally:
         spark.stop()
     return res

@@ -77,6 +77,16 @@ def to_markdown(res: Dict[str, Any]) -> str:
             sc = run["scoring"]
             rows.append([f"5. scoring {run['rows']:,} synthetic rows (rows/s)", _n(sc["sparkdl_score"]["rows_per_sec"]),
                          f"{_n(sc['in_memory_one_process']['rows_per_sec'])} in memory", sc["ratio"]])
+    im = res.get("images")
+    if im:
+        st = im["settings"]
+        what = f"{st['images']:,} PNGs of {'x'.join(map(str, st['shape']))}"
+        rows.append([f"7. images: decode + materialize with Spark ({what}; images/s)",
+                     _n(im["prepare_spark"]["rows_per_sec"]),
+                     f"{_n(im['decode_one_process']['rows_per_sec'])} Pillow, one process", im["ratio_prepare"]])
+        rows.append(["7. images: uint8 pixels into the loop, shuffled (images/s, rank 0 of 2)",
+                     _n(im["sparkdl_reader"]["rows_per_sec"]), f"{_n(im['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
+                     im["ratio_reader"]])
     if rows:
         out += _table(["what", "sparkdl", "baseline", "ratio"], rows) + [n + "\n" for n in notes]
     x = res.get("exchange")
