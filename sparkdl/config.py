@@ -158,11 +158,49 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingConfig:
+    """How embedded categorical columns are indexed: by frequency on the training split
+    (values seen fewer than ``min_count`` times, and unseen ones, share index 0), or, past
+    ``max_vocabulary`` distinct values, hashed into ``hash_buckets``. ``dim`` unset: the
+    rule min(50, round(1.6 x size^0.56))."""
+
+    min_count: int = 1
+    max_vocabulary: int = 100_000
+    hash_buckets: int = 262_144
+    dim: Optional[int] = None
+
+    def __post_init__(self):
+        _check(self.min_count >= 1, "features.embedding.min_count", "must be >= 1")
+        _check(self.max_vocabulary >= 1, "features.embedding.max_vocabulary", "must be >= 1")
+        _check(2 <= self.hash_buckets <= 2 ** 24, "features.embedding.hash_buckets", "must be in [2, 16777216]")
+        _check(self.dim is None or self.dim >= 1, "features.embedding.dim", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ColumnEncoding:
+    """One categorical column's encoding, overriding ``features.categorical_encoding``."""
+
+    encoding: Optional[Literal["onehot", "embedding"]] = None
+    hash_buckets: Optional[int] = None
+    dim: Optional[int] = None
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     """The Spark ML feature pipeline."""
 
     scaler: Literal["standard", "minmax", "none"] = "standard"
     impute: Literal["mean", "median"] = "mean"
+    #: Categorical columns: one-hot encoded, or learned as embeddings (per column: ``columns``).
+    categorical_encoding: Literal["onehot", "embedding"] = "onehot"
+    columns: Dict[str, ColumnEncoding] = field(default_factory=dict)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    #: A one-hot column with more distinct training values than this is a ConfigError.
+    onehot_max_cardinality: int = 1000
+
+    def encoding(self, column: str) -> str:
+        own = self.columns.get(column)
+        return (own.encoding if own and own.encoding else None) or self.categorical_encoding
     #: Regression: train on the label standardized with the training split's mean and
     #: standard deviation (undone in every prediction), or on the label as it is.
     target_scaling: Literal["standard", "none"] = "standard"
@@ -413,6 +451,7 @@ class JobConfig:
                    f"{self.train.ranks} ranks > materialize.max_ranks={self.materialize.max_ranks}; "
                    "raise max_ranks so every rank gets several row groups")
         self._check_inputs()
+        self._check_features()
         self._check_task()
 
     def _check_inputs(self) -> None:
@@ -441,6 +480,11 @@ class JobConfig:
         if self.data.format != "images":
             return None
         return next(c.name for c in self.schema.columns if c.name != self.schema.label)
+
+    def _check_features(self) -> None:
+        for name in self.features.columns:
+            _check(name in self.schema.categorical, f"features.columns.{name}",
+                   f"'{name}' is not in schema.categorical {self.schema.categorical}")
 
     def _check_task(self) -> None:
         """Rules that join the task, the training controls and the splits."""

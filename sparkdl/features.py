@@ -15,9 +15,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from sparkdl.config import FeaturesConfig, ImageConfig, SchemaConfig
+
+if TYPE_CHECKING:
+    from sparkdl.embeddings import EmbeddingPlan
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,8 @@ def _tmp(name: str, suffix: str) -> str:
 
 
 def build_pipeline(schema: SchemaConfig, cfg: FeaturesConfig):
-    """An unfitted Pipeline whose output column ``_features_vec`` holds all features."""
+    """An unfitted Pipeline whose output column ``_features_vec`` holds the dense features:
+    numeric columns and one-hot categorical columns (embedded ones are indexed apart)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import (Imputer, MinMaxScaler, OneHotEncoder, SQLTransformer, StandardScaler,
                                     StringIndexer, VectorAssembler)
@@ -51,29 +55,33 @@ def build_pipeline(schema: SchemaConfig, cfg: FeaturesConfig):
         elif cfg.scaler == "minmax":
             stages.append(MinMaxScaler(inputCol="_numeric_vec", outputCol="_numeric_scaled"))
         parts.append("_numeric_scaled" if cfg.scaler != "none" else "_numeric_vec")
-    if schema.categorical:
-        filled = ", ".join(f"COALESCE(CAST(`{c}` AS STRING), '{MISSING}') AS `{_tmp(c, 'str')}`"
-                           for c in schema.categorical)
+    onehot = onehot_columns(schema, cfg)
+    if onehot:
+        filled = ", ".join(f"COALESCE(CAST(`{c}` AS STRING), '{MISSING}') AS `{_tmp(c, 'str')}`" for c in onehot)
         stages.append(SQLTransformer(statement=f"SELECT *, {filled} FROM __THIS__"))
-        stages.append(StringIndexer(inputCols=[_tmp(c, "str") for c in schema.categorical],
-                                    outputCols=[_tmp(c, "idx") for c in schema.categorical],
+        stages.append(StringIndexer(inputCols=[_tmp(c, "str") for c in onehot],
+                                    outputCols=[_tmp(c, "idx") for c in onehot],
                                     handleInvalid="keep", stringOrderType="frequencyDesc"))
         # StringIndexer's "keep" bucket is the last index; dropLast drops exactly that slot.
-        stages.append(OneHotEncoder(inputCols=[_tmp(c, "idx") for c in schema.categorical],
-                                    outputCols=[_tmp(c, "ohe") for c in schema.categorical], dropLast=True))
-        parts.extend(_tmp(c, "ohe") for c in schema.categorical)
+        stages.append(OneHotEncoder(inputCols=[_tmp(c, "idx") for c in onehot],
+                                    outputCols=[_tmp(c, "ohe") for c in onehot], dropLast=True))
+        parts.extend(_tmp(c, "ohe") for c in onehot)
     stages.append(VectorAssembler(inputCols=parts, outputCol=_VEC))
     return Pipeline(stages=stages)
 
 
-def feature_names(model, schema: SchemaConfig) -> List[str]:
-    """Expanded feature names in vector order, e.g. ``age``, ``occupation=Sales``."""
+def onehot_columns(schema: SchemaConfig, cfg: FeaturesConfig) -> List[str]:
+    return [c for c in schema.categorical if cfg.encoding(c) == "onehot"]
+
+
+def feature_names(model, schema: SchemaConfig, cfg: FeaturesConfig) -> List[str]:
+    """Expanded dense feature names in vector order, e.g. ``age``, ``occupation=Sales``."""
     from pyspark.ml.feature import StringIndexerModel
 
     names = list(schema.numeric)
     indexers = [s for s in model.stages if isinstance(s, StringIndexerModel)]
     if indexers:
-        for col, labels in zip(schema.categorical, indexers[0].labelsArray):
+        for col, labels in zip(onehot_columns(schema, cfg), indexers[0].labelsArray):
             names.extend(f"{col}={label}" for label in labels)
     return names
 
@@ -98,9 +106,11 @@ def label_column(schema: SchemaConfig):
     return label_index(schema)
 
 
-def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True):
+def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True,
+                      embeddings: Optional["EmbeddingPlan"] = None, plan_path: Optional[str] = None):
     """Apply fitted preprocessing: ``features`` (array<float>, or an image's uint8 bytes when
-    ``model`` is None), ``label`` and ``keep`` columns."""
+    ``model`` is None), ``label``, ``keep`` columns, and with an embedding plan the
+    ``categories`` index column."""
     from pyspark.sql import functions as F
 
     cols = [F.col(f"`{k}`") for k in keep]
@@ -116,7 +126,12 @@ def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), wit
         cols.append(vector_to_array(F.col(_VEC), "float32").alias(FEATURES))
     if with_label:
         cols.append(label_column(schema).alias(LABEL))
-    return out.select(*cols)
+    if not embeddings or not embeddings.columns:
+        return out.select(*cols)
+    from sparkdl.embeddings import add_indices, text_columns
+
+    names = list(keep) + [FEATURES] + ([LABEL] if with_label else [])
+    return add_indices(out.select(*cols, *text_columns(embeddings)), embeddings, plan_path, names)
 
 
 @dataclass(frozen=True)
@@ -159,11 +174,11 @@ def fit(df, schema: SchemaConfig, cfg: FeaturesConfig, image: Optional[ImageConf
         log.info("features: %s images, %d x %d, stored as uint8", image.mode, image.height, image.width)
         return FittedFeatures(None, [], image)
     model = build_pipeline(schema, cfg).fit(df)
-    names = feature_names(model, schema)
+    names = feature_names(model, schema, cfg)
     attrs = model.transform(df.limit(0)).schema[_VEC].metadata.get("ml_attr", {})
     width = attrs.get("num_attrs")
     if width is not None and width != len(names):
         raise RuntimeError(f"feature pipeline produced {width} features but {len(names)} names were derived")
-    log.info("features: %d (%d numeric, %d one-hot from %d categorical columns)", len(names),
-             len(schema.numeric), len(names) - len(schema.numeric), len(schema.categorical))
+    log.info("dense features: %d (%d numeric, %d one-hot from %d categorical columns)", len(names),
+             len(schema.numeric), len(names) - len(schema.numeric), len(onehot_columns(schema, cfg)))
     return FittedFeatures(model, names)

@@ -66,7 +66,8 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
     import torch
 
     from sparkdl.models import predictions
-    from sparkdl.rank.reader import feature_matrix
+    from sparkdl.embeddings import INDICES
+    from sparkdl.rank.reader import feature_matrix, index_matrix
 
     model, spec = _cached_model(model_dir)
     regression = spec.get("task", "classification") == "regression"
@@ -79,16 +80,21 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
         if matrix.shape[1] != width:
             raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
                              "input was not prepared with this run's pipeline")
-        x = torch.from_numpy(matrix)
+        inputs = [torch.from_numpy(matrix)]
+        if spec.get("embeddings"):
+            names = batch.schema.names
+            inputs.append(torch.from_numpy(index_matrix(batch.column(names.index(INDICES)), INDICES,
+                                                        "the rows to score")))
         parts = []
         with torch.inference_mode():
-            for i in range(0, len(x), batch_rows):
-                parts.append(predictions(model(x[i:i + batch_rows]), spec).numpy())
+            for i in range(0, len(matrix), batch_rows):
+                parts.append(predictions(model(*[t[i:i + batch_rows] for t in inputs]), spec).numpy())
         p = np.concatenate(parts).astype(np.float64)
         finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
         if not finite.all():  # float32 overflowed inside the network on extreme inputs: redo those in float64
             with torch.inference_mode():
-                redo = predictions(_float64_model(model_dir)(x[~finite].double()), spec).numpy()
+                redo = predictions(_float64_model(model_dir)(inputs[0][~finite].double(),
+                                                             *[t[~finite] for t in inputs[1:]]), spec).numpy()
             p[~finite] = redo.reshape(p[~finite].shape)
             finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
         if not finite.all():
@@ -125,7 +131,8 @@ def predict_frame(df, model_dir: str, manifest, passthrough: List[str]):
     out = StructType([df.schema[n] for n in passthrough] + prediction_fields(manifest.task))
     fn = partial(predict_batches, model_dir=model_dir, classes=list(manifest.classes), width=manifest.feature_width,
                  passthrough=list(passthrough))
-    return df.select(*passthrough, FEATURES).mapInArrow(fn, out)
+    inputs = [FEATURES] + ([manifest.columns["indices"]] if manifest.columns.get("indices") else [])
+    return df.select(*passthrough, *inputs).mapInArrow(fn, out)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     rows in = scored + quarantined. Every path is resolved and checked on the driver
     before any Spark work."""
     from sparkdl.config_loading import parse_config
+    from sparkdl.embeddings import PLAN_FILE, load_plan
     from sparkdl.features import load_preprocessing, to_training_frame
     from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
@@ -179,7 +187,9 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
         keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
         with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
             pipeline = load_preprocessing(run.preprocessing)
-            feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False)
+            plan = load_plan(run.preprocessing)
+            feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False, embeddings=plan,
+                                      plan_path=str(run.preprocessing / PLAN_FILE) if plan else None)
             preds = predict_frame(feats, str(run.model), manifest, keep)
             try:
                 preds.write.mode("overwrite").parquet(str(stage / "predictions"))

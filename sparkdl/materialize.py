@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 from sparkdl import features as feats
 from sparkdl.config import JobConfig
+from sparkdl.embeddings import INDICES, plan_categoricals
 from sparkdl.ingest import RAW, ingest, release
 from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
 from sparkdl.stages import StageClock
@@ -55,6 +56,9 @@ class Manifest:
     test_rows: Optional[Dict[str, int]] = None
     #: Where the test split came from: ``data.test``, ``materialize.test_fraction`` or None.
     test_source: Optional[str] = None
+    #: Categorical columns learned as embeddings: name, kind (index, hash), table size, width
+    #: and training cardinality each, in the order of the ``categories`` index column.
+    embeddings: List[Dict[str, Any]] = field(default_factory=list)
     #: Images: how files were decoded, and the pixels' shape (channels, height, width);
     #: ``features`` then holds uint8 bytes, channels last.
     image: Optional[Dict[str, Any]] = None
@@ -179,8 +183,10 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                                       str(stage / "quarantine" / "train"))
         splits = split_frames(accepted, m)
         with clock.stage("features"):
+            plan = plan_categoricals(splits["train"], cfg.schema, cfg.features)  # refuses too-wide one-hot first
             fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)
             fitted.save(stage / "preprocessing")
+            plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
 
         layouts, test_report = {}, None
         if cfg.data.test:
@@ -192,8 +198,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             t2 = time.monotonic()
             with clock.stage("materialize"):
                 keep = [cfg.path_column] if cfg.path_column else []
-                layouts[split] = write_split(feats.to_training_frame(fitted.model, df, cfg.schema, keep),
-                                             stage / split, groups)
+                frame = feats.to_training_frame(fitted.model, df, cfg.schema, keep, embeddings=plan,
+                                                plan_path=plan_path)
+                layouts[split] = write_split(frame, stage / split, groups)
             rows = layouts[split]["rows"]
             log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
                      layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
@@ -231,7 +238,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             image=({**dataclasses.asdict(cfg.data.image), "shape": list(cfg.data.image.shape)}
                    if cfg.data.image else None),
             columns={"features": feats.FEATURES, "label": feats.LABEL,
-                     "dtype": "uint8" if cfg.data.image else "float32"},
+                     "dtype": "uint8" if cfg.data.image else "float32",
+                     **({"indices": INDICES} if plan.columns else {})},
+            embeddings=[c.summary() for c in plan.columns],
         )
         manifest.save(stage / MANIFEST)
     lake.publish_dataset(cfg.name, dataset_id)

@@ -28,12 +28,19 @@ WEIGHTS, SPEC = "weights.pt", "spec.json"
 
 
 def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str = "classification",
-               target: Optional[Dict[str, float]] = None) -> Dict[str, Any]:
+               target: Optional[Dict[str, float]] = None,
+               embeddings: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """What it takes to rebuild the network and read its outputs (saved as model/spec.json).
-    ``num_classes`` is 0 for regression; ``target`` the label's standardization (mean, std)."""
+    ``num_classes`` is 0 for regression; ``target`` the label's standardization (mean, std);
+    ``embeddings`` one ``{name, size, dim}`` per embedded categorical column, in the order
+    of the dataset's index column."""
     outputs = 1 if task == "regression" else num_classes
     spec = {"kind": cfg.kind, "task": task, "input_width": input_width, "num_classes": num_classes,
             "outputs": outputs, "hidden": list(cfg.hidden), "dropout": cfg.dropout}
+    if embeddings:
+        if cfg.kind == "cnn":
+            raise ValueError("model.kind 'cnn' takes images, not categorical embeddings: use 'mlp' or 'custom'")
+        spec["embeddings"] = [dict(e) for e in embeddings]
     if task == "regression":
         spec["target"] = target
     else:
@@ -60,6 +67,26 @@ def _mlp(input_width: int, hidden: Sequence[int], num_classes: int, dropout: flo
         width = h
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
+
+
+def _embedding_mlp(input_width: int, embeddings: List[Dict[str, Any]], hidden: Sequence[int], num_classes: int,
+                   dropout: float):
+    """An embedding table per categorical column, concatenated with the dense features
+    into an MLP (the Wide & Deep / DLRM input layer)."""
+    import torch
+    from torch import nn
+
+    class EmbeddingMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = nn.ModuleList(nn.Embedding(e["size"], e["dim"]) for e in embeddings)
+            self.mlp = _mlp(input_width + sum(e["dim"] for e in embeddings), hidden, num_classes, dropout)
+
+        def forward(self, x, indices):
+            parts = [x] + [table(indices[:, i]) for i, table in enumerate(self.embeddings)]
+            return self.mlp(torch.cat(parts, dim=1))
+
+    return EmbeddingMLP()
 
 
 def _cnn(image_shape: Tuple[int, int, int], hidden: Sequence[int], num_classes: int, dropout: float,
@@ -103,12 +130,15 @@ def build_model_and_loss(spec: Dict[str, Any]) -> Tuple[Any, Optional[Callable]]
     """A fresh torch module from a spec, and the loss a custom factory returned with it (or None)."""
     kind = spec["kind"]
     outputs = spec.get("outputs", spec["num_classes"])  # runs of sparkdl <= 0.2 have no "outputs"
+    if kind == "mlp" and spec.get("embeddings"):
+        return _embedding_mlp(spec["input_width"], spec["embeddings"], spec["hidden"], outputs, spec["dropout"]), None
     if kind == "mlp":
         return _mlp(spec["input_width"], spec["hidden"], outputs, spec["dropout"]), None
     if kind == "cnn":
         return _cnn(tuple(spec["image_shape"]), spec["hidden"], outputs, spec["dropout"], spec.get("head")), None
     if kind == "custom":
-        built = load_factory(spec["factory"])(spec["input_width"], outputs, **spec.get("factory_args", {}))
+        extra = {"embeddings": spec["embeddings"]} if spec.get("embeddings") else {}
+        built = load_factory(spec["factory"])(spec["input_width"], outputs, **extra, **spec.get("factory_args", {}))
         if isinstance(built, tuple):
             if len(built) != 2 or not callable(built[1]):
                 raise ValueError(f"model.factory {spec['factory']!r} returned a tuple of {len(built)}; return a "

@@ -176,11 +176,12 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             write_resume_info(stage, cfg, manifest)
             spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
                              model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
-                                                   manifest.task, manifest.target),
+                                                   manifest.task, manifest.target, manifest.embeddings),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
                              init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
                              class_weights=class_weights(cfg, manifest),
-                             image_shape=tuple(manifest.image["shape"]) if manifest.image else None)
+                             image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
+                             indices=manifest.columns.get("indices"))
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit)
             stage.resume_info.unlink()
             stage.lock.unlink()

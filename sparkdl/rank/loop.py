@@ -56,6 +56,8 @@ class TrainSpec:
     class_weights: Optional[Tuple[float, ...]] = None
     #: Image jobs: (channels, height, width) of the flattened features, for augmentation.
     image_shape: Optional[Tuple[int, int, int]] = None
+    #: The embedding-index column (categorical columns learned as embeddings), or None.
+    indices: Optional[str] = None
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -126,9 +128,9 @@ def evaluate(spec: TrainSpec, model, objective: Objective, reader: ShardReader, 
     stats = layout.zeros()
     model.eval()
     with torch.no_grad():
-        for x, y in reader.all_rows(batch_size):
-            x, y = x.to(device), y.to(device)
-            out = model(x).float()
+        for *inputs, y in reader.all_rows(batch_size):
+            y = y.to(device)
+            out = model(*[t.to(device) for t in inputs]).float()
             loss_sum = float(objective(out, y, reduction="sum")) if objective.regression else None
             layout.update(stats, predictions(out, spec.model_spec).cpu().numpy(), y.cpu().numpy(), loss_sum)
     metrics = layout.finalize(_allreduce_sums(stats, f"val.{epoch}"))
@@ -195,13 +197,14 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: Sha
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64)
     rows = 0
-    for step, (x, y) in enumerate(reader.epoch(state.epoch)):
+    for step, (*inputs, y) in enumerate(reader.epoch(state.epoch)):
         state.step = step
         for hook in callbacks.on_step_start_hooks:
             hook(state)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        inputs = [t.to(device, non_blocking=True) for t in inputs]  # features [, embedding indices]
+        y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(x)
+            out = model(*inputs)
         loss = loss_fn(out.float(), y)
         scaled = loss / k
         (scaler.scale(scaled) if scaler else scaled).backward()
@@ -270,13 +273,14 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
 
     k = t.allreduce.backward_passes_per_step
     plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
-    to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
+    to_tensors = lambda *arrays: tuple(torch.from_numpy(a) for a in arrays)  # noqa: E731
+    indices = spec.indices
     augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
                if t.augment.active and spec.image_shape else None)
     reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.loader.shuffle_buffer, t.seed,
-                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment)
+                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices)
     val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
-                             spec.features, spec.label, to_tensors)
+                             spec.features, spec.label, to_tensors, indices=indices)
     laps.lap("shard_plan")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None

@@ -171,6 +171,22 @@ def feature_matrix(column, name: str, where: str) -> np.ndarray:
     return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(arr), width)
 
 
+def index_matrix(column, name: str, where: str) -> np.ndarray:
+    """An Arrow column of equal-length integer arrays (embedding indices) → ``(rows, columns)`` int64."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count or arr.values.null_count:
+        raise ValueError(f"column {name!r} in {where} has nulls: re-materialize the dataset")
+    offsets = arr.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    width = int(lengths[0]) if len(lengths) else 0
+    if len(lengths) and (lengths != width).any():
+        raise ValueError(f"column {name!r} in {where}: rows hold different numbers of indices")
+    values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int64).reshape(len(arr), width)
+
+
 def label_array(col) -> np.ndarray:
     """Class indices as int64; a regression label (a floating-point column) as float32."""
     import pyarrow as pa
@@ -179,83 +195,91 @@ def label_array(col) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str,
-                    label: str) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str, label: str,
+                    indices: Optional[str] = None) -> Iterator[Tuple[np.ndarray, ...]]:
+    """(features, labels) per row group, or (features, indices, labels) with an index column."""
     import pyarrow.parquet as pq
 
+    columns = [features] + ([indices] if indices else []) + [label]
     for g in mine:
         with groups.fs.open_input_file(g.path) as f:
-            table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index,
-                                                                                       columns=[features, label])
+            table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index, columns=columns)
         where = f"{g.path} (row group {g.index})"
-        yield feature_matrix(table.column(features), features, where), label_array(table.column(label))
+        x = feature_matrix(table.column(features), features, where)
+        if indices:
+            yield x, index_matrix(table.column(indices), indices, where), label_array(table.column(label))
+        else:
+            yield x, label_array(table.column(label))
 
 
-Rows = Tuple[np.ndarray, np.ndarray]
+#: One block of rows: aligned arrays (features, [indices,] labels), each indexed by row first.
+Rows = Tuple[np.ndarray, ...]
 
 
 def _rebatch(blocks: Iterator[Rows], batch_size: int) -> Iterator[Rows]:
     """Cut a stream of row blocks into ``batch_size`` batches (the last may be short):
     slices of each block, with a copy only where a batch spans two blocks."""
-    held: List[Tuple[np.ndarray, np.ndarray]] = []
+    held: List[Rows] = []
     n_held = 0
-    for x, y in blocks:
+    for arrays in blocks:
+        n = len(arrays[-1])
         if n_held:
             need = batch_size - n_held
-            held.append((x[:need], y[:need]))
-            n_held += len(y[:need])
-            x, y = x[need:], y[need:]
+            held.append(tuple(a[:need] for a in arrays))
+            n_held += min(need, n)
+            arrays, n = tuple(a[need:] for a in arrays), max(n - need, 0)
             if n_held < batch_size:
                 continue
-            yield np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held])
+            yield tuple(np.concatenate(parts) for parts in zip(*held))
             held, n_held = [], 0
-        whole = len(y) // batch_size * batch_size
+        whole = n // batch_size * batch_size
         for i in range(0, whole, batch_size):
-            yield x[i:i + batch_size], y[i:i + batch_size]
-        if whole < len(y):
-            held, n_held = [(x[whole:], y[whole:])], len(y) - whole
+            yield tuple(a[i:i + batch_size] for a in arrays)
+        if whole < n:
+            held, n_held = [tuple(a[whole:] for a in arrays)], n - whole
     if n_held:
-        yield np.concatenate([h[0] for h in held]), np.concatenate([h[1] for h in held])
+        yield tuple(np.concatenate(parts) for parts in zip(*held))
 
 
-def _shuffled_rows(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], capacity: int,
-                   rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def _shuffled_rows(chunks: Iterator[Rows], capacity: int, rng: np.random.Generator) -> Iterator[Rows]:
     """A shuffle buffer of ``capacity`` rows. Once it is full, every arriving row takes the
     slot of a uniformly drawn buffered row, which leaves: each row is copied in once and
     out once. A chunk larger than the buffer is instead permuted together with it, and
     ``capacity`` of those rows stay (one copy of each instead of many small draws)."""
-    bx = by = None
+    buf: Optional[List[np.ndarray]] = None
     n = 0
-    for x, y in chunks:
-        if bx is None:
-            bx = np.empty((capacity,) + x.shape[1:], x.dtype)
-            by = np.empty((capacity,) + y.shape[1:], y.dtype)
-        start = min(capacity - n, len(y))
-        bx[n:n + start], by[n:n + start] = x[:start], y[:start]
+    for arrays in chunks:
+        rows = len(arrays[-1])
+        if buf is None:
+            buf = [np.empty((capacity,) + a.shape[1:], a.dtype) for a in arrays]
+        start = min(capacity - n, rows)
+        for b, a in zip(buf, arrays):
+            b[n:n + start] = a[:start]
         n += start
-        if len(y) - start > capacity:
-            ax, ay = np.concatenate([bx, x[start:]]), np.concatenate([by, y[start:]])
-            order = rng.permutation(len(ay))
-            yield ax.take(order[capacity:], axis=0), ay.take(order[capacity:], axis=0)
-            bx, by = ax.take(order[:capacity], axis=0), ay.take(order[:capacity], axis=0)
-        elif start < len(y):
-            slots = rng.choice(capacity, len(y) - start, replace=False)
-            yield bx.take(slots, axis=0), by.take(slots, axis=0)  # copies, before the slots are refilled
-            bx[slots], by[slots] = x[start:], y[start:]
+        if rows - start > capacity:
+            joined = [np.concatenate([b, a[start:]]) for b, a in zip(buf, arrays)]
+            order = rng.permutation(len(joined[-1]))
+            yield tuple(j.take(order[capacity:], axis=0) for j in joined)
+            buf = [j.take(order[:capacity], axis=0) for j in joined]
+        elif start < rows:
+            slots = rng.choice(capacity, rows - start, replace=False)
+            yield tuple(b.take(slots, axis=0) for b in buf)  # copies, before the slots are refilled
+            for b, a in zip(buf, arrays):
+                b[slots] = a[start:]
     if n:
         order = rng.permutation(n)
-        yield bx[:n].take(order, axis=0), by[:n].take(order, axis=0)
+        yield tuple(b[:n].take(order, axis=0) for b in buf)
 
 
-def shuffled_batches(chunks: Iterator[Tuple[np.ndarray, np.ndarray]], batch_size: int, buffer_rows: int,
-                     rng: np.random.Generator) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer_rows: int,
+                     rng: np.random.Generator) -> Iterator[Rows]:
     """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
     shuffled through a buffer of ``buffer_rows`` rows (0: in order). Batches are writable
     (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
     if buffer_rows:
         rows = _shuffled_rows(chunks, buffer_rows, rng)
     else:
-        rows = ((np.require(x, requirements="W"), np.require(y, requirements="W")) for x, y in chunks)
+        rows = (tuple(np.require(a, requirements="W") for a in arrays) for arrays in chunks)
     return _rebatch(rows, batch_size)
 
 
@@ -312,24 +336,27 @@ class ShardReader:
     def __init__(self, path: str, rank: int, size: int, plan: ShardPlan, shuffle_buffer: int, seed: int,
                  prefetch: int, features: str = "features", label: str = "label",
                  to_tensors: Optional[Callable] = None,
-                 transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None):
+                 transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
+                 indices: Optional[str] = None):
         self.path, self.rank, self.size, self.plan = path, rank, size, plan
         self.shuffle_buffer, self.seed, self.prefetch = shuffle_buffer, seed, prefetch
         self.features, self.label = features, label
-        self.to_tensors = to_tensors or (lambda x, y: (x, y))
+        #: An integer array column (embedding indices): batches are then (features, indices, labels).
+        self.indices = indices
+        self.to_tensors = to_tensors or (lambda *arrays: arrays)
         #: Applied to each training batch's features in the prefetch thread (augmentation),
         #: with a generator seeded by (seed, epoch, rank).
         self.transform = transform
         self._groups: Optional[RowGroups] = None
 
     def _chunks(self, rng: Optional[np.random.Generator]) -> Iterator:
-        """This rank's row groups as (features, labels) chunks; ``rng`` set: in a shuffled order."""
+        """This rank's row groups as (features, [indices,] labels) chunks; ``rng`` set: in a shuffled order."""
         if self._groups is None:
             self._groups = RowGroups.of(self.path)
         mine = self._groups.shard(self.rank, self.size)
         if rng is not None:
             mine = [mine[i] for i in rng.permutation(len(mine))]
-        return _pyarrow_chunks(self._groups, mine, self.features, self.label)
+        return _pyarrow_chunks(self._groups, mine, self.features, self.label, self.indices)
 
     def epoch(self, epoch: int) -> Iterator:
         """Training batches for ``epoch``: the order depends only on (seed, epoch, rank)."""
@@ -339,19 +366,19 @@ class ShardReader:
         source = (b for b, _ in zip(batches, range(self.plan.steps)))
         if self.transform is not None:
             aug_rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
-            source = ((self.transform(x, aug_rng), y) for x, y in source)
+            source = ((self.transform(b[0], aug_rng),) + tuple(b[1:]) for b in source)
         if self.prefetch > 0:
             pf = Prefetcher(source, self.prefetch)
             try:
-                for x, y in pf:
-                    yield self.to_tensors(x, y)
+                for arrays in pf:
+                    yield self.to_tensors(*arrays)
             finally:
                 pf.close()
         else:
-            for x, y in source:
-                yield self.to_tensors(x, y)
+            for arrays in source:
+                yield self.to_tensors(*arrays)
 
     def all_rows(self, batch_size: int) -> Iterator:
         """Every row of this rank's shard, unshuffled (for validation)."""
-        for x, y in shuffled_batches(self._chunks(None), batch_size, 0, np.random.default_rng(0)):
-            yield self.to_tensors(x, y)
+        for arrays in shuffled_batches(self._chunks(None), batch_size, 0, np.random.default_rng(0)):
+            yield self.to_tensors(*arrays)
