@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from sparkdl.config import ConfigError, FeaturesConfig, SchemaConfig
+from sparkdl.features import MISSING
 
 log = logging.getLogger(__name__)
 
 INDICES = "categories"
 PLAN_FILE = "embeddings.json"
-MISSING = "(missing)"
 _PLANS: Dict[str, "EmbeddingPlan"] = {}  # per Python worker: plan file -> plan
 
 
