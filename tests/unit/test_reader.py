@@ -178,3 +178,21 @@ def test_augmentation_flips_and_crops_and_is_seeded_per_epoch_and_rank(dataset):
     plain = next(iter(ShardReader(path, 0, 2, plan, 0, 7, 2).epoch(1)))[0]
     assert np.array_equal(first(1), first(1)) and not np.array_equal(first(1), plain)
     assert np.allclose(first(1), plain, atol=1.0) and not np.array_equal(first(1), first(2))
+
+
+def test_an_index_column_travels_with_its_rows_through_the_shuffle(tmp_path):
+    for i in range(4):
+        ids = np.arange(i * 100, (i + 1) * 100)
+        pq.write_table(pa.table({
+            "features": pa.array([[float(v)] for v in ids], type=pa.list_(pa.float32())),
+            "categories": pa.array([[int(v), int(v) % 7] for v in ids], type=pa.list_(pa.int32())),
+            "label": pa.array(ids % 2, pa.int32())}), tmp_path / f"part-{i}.parquet")
+    plan = ShardPlan.for_dataset(str(tmp_path), 2, 16)
+    reader = ShardReader(str(tmp_path), 0, 2, plan, 50, 3, 2, indices="categories")
+    seen = 0
+    for x, idx, y in reader.epoch(1):
+        assert idx.dtype == np.int64 and idx.shape == (16, 2)
+        assert np.array_equal(idx[:, 0], x[:, 0].astype(np.int64)) and np.array_equal(y, idx[:, 0] % 2)
+        seen += len(y)
+    assert seen == plan.steps * 16
+    assert sum(len(b[0]) for b in reader.all_rows(64)) == plan.rows_per_shard[0]
