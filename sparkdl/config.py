@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
-from sparkdl.task_metrics import HIGHER_IS_BETTER, REGRESSION, metric_names
+from sparkdl.task_metrics import REGRESSION, metric_direction, metric_names
 
 
 class ConfigError(ValueError):
@@ -363,7 +363,7 @@ class EarlyStoppingConfig:
 
     @property
     def direction(self) -> str:
-        return self.mode or ("max" if self.metric[len("val_"):] in HIGHER_IS_BETTER else "min")
+        return self.mode or metric_direction(self.metric)
 
 
 @dataclass(frozen=True)

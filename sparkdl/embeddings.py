@@ -20,7 +20,7 @@ import json
 import logging
 import zlib
 from dataclasses import asdict, dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -50,6 +50,11 @@ class EmbeddedColumn:
 
     def summary(self) -> Dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "vocabulary"}
+
+    @cached_property
+    def lookup(self) -> Dict[str, int]:
+        """value → index (built once per column object; plans are cached per worker)."""
+        return {v: i + 1 for i, v in enumerate(self.vocabulary)}
 
 
 @dataclass(frozen=True)
@@ -124,17 +129,15 @@ def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> Em
     return EmbeddingPlan(columns)
 
 
-def index_values(values: List[Optional[str]], column: EmbeddedColumn, lookup: Dict[str, int]):
+def index_values(values: List[Optional[str]], column: EmbeddedColumn):
     """One column's values → int32 indices (unknown and rare values: 0)."""
     import numpy as np
 
     texts = [MISSING if v is None else v for v in values]
     if column.kind == "hash":
         return np.fromiter((zlib.crc32(t.encode("utf-8")) % column.size for t in texts), np.int32, len(texts))
+    lookup = column.lookup
     return np.fromiter((lookup.get(t, 0) for t in texts), np.int32, len(texts))
-
-
-_LOOKUPS: Dict[str, List[Dict[str, int]]] = {}
 
 
 def _index_batches(batches: Iterator, plan_path: str, keep: List[str]) -> Iterator:
@@ -142,13 +145,9 @@ def _index_batches(batches: Iterator, plan_path: str, keep: List[str]) -> Iterat
     import pyarrow as pa
 
     plan = EmbeddingPlan.load(plan_path)
-    if plan_path not in _LOOKUPS:
-        _LOOKUPS[plan_path] = [{v: i + 1 for i, v in enumerate(c.vocabulary)} for c in plan.columns]
-    lookups = _LOOKUPS[plan_path]
     for batch in batches:
         names = batch.schema.names
-        cols = [index_values(batch.column(names.index(f"_emb_{c.name}")).to_pylist(), c, lk)
-                for c, lk in zip(plan.columns, lookups)]
+        cols = [index_values(batch.column(names.index(f"_emb_{c.name}")).to_pylist(), c) for c in plan.columns]
         matrix = np.stack(cols, axis=1) if cols else np.zeros((batch.num_rows, 0), np.int32)
         indices = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), len(plan.columns))
         yield pa.RecordBatch.from_arrays([batch.column(names.index(k)) for k in keep]

@@ -50,12 +50,10 @@ def _partition_statistics(batches, outputs: str, layout: StatsLayout):
 
 def float_features(df):
     """An image split's uint8 ``features`` as array<float> in [0, 1], as the ranks read them."""
-    from functools import partial
-
     from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
     schema = StructType([StructField(FEATURES, ArrayType(FloatType())), df.schema[LABEL]])
-    return df.select(FEATURES, LABEL).mapInArrow(partial(_float_batches), schema)
+    return df.select(FEATURES, LABEL).mapInArrow(_float_batches, schema)
 
 
 def _float_batches(batches):

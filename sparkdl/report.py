@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 from sparkdl.lake import atomic_target, write_text_atomic
 from sparkdl.rundir import RunDir
 from sparkdl.run_metrics import RunMetrics
+from sparkdl.task_metrics import format_metric
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,6 @@ def plot_confusion(confusion: Dict[str, Any], path: Path, title: str = "") -> No
     _save(fig, path)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4f}"
-    return str(v)
-
-
 def summary_text(m: RunMetrics) -> str:
     lines = [f"run {m.run_id}"]
     tr = m.train
@@ -105,7 +100,7 @@ def summary_text(m: RunMetrics) -> str:
     for h in m.history:
         mark = "  <- kept" if tr.get("early_stopping") and h["epoch"] == kept else ""
         lines.append(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  val_loss {h['val_loss']:.4f}  "
-                     f"val_{key} {_fmt(h.get(f'val_{key}', float('nan')))}  lr {h.get('lr', float('nan')):.3g}  "
+                     f"val_{key} {format_metric(h.get(f'val_{key}', float('nan')))}  lr {h.get('lr', float('nan')):.3g}  "
                      f"{h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s{mark}")
     stopping = tr.get("early_stopping")
     if stopping:
@@ -122,10 +117,10 @@ def summary_text(m: RunMetrics) -> str:
     if m.test is not None:
         split = m.held_out_split
         note = "" if split == "test" else " (the job has no data.test)"
-        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in m.test.items() if k != "split")
+        scores = ", ".join(f"{k} {format_metric(v)}" for k, v in m.test.items() if k != "split")
         lines.append(f"held out, {split} split{note}: {scores}")
     for name, result in (m.baseline or {}).items():
-        scores = ", ".join(f"{k} {_fmt(v)}" for k, v in result.items() if k != "split")
+        scores = ", ".join(f"{k} {format_metric(v)}" for k, v in result.items() if k != "split")
         lines.append(f"baseline {name} on the same split: {scores}")
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from sparkdl.lake import write_json_atomic
+from sparkdl.task_metrics import format_metric
 
 METRICS_VERSION = 1
 
@@ -80,5 +81,4 @@ class RunMetrics:
     def headline(self, section: str = "test") -> str:
         """``accuracy 0.8550`` or ``rmse 51,234``: the primary metric of ``validation`` or ``test``."""
         value = (getattr(self, section) or {}).get(self.primary_metric, float("nan"))
-        return f"{self.primary_metric} {value:,.0f}" if self.task == "regression" and value >= 1000 \
-            else f"{self.primary_metric} {value:.4f}"
+        return f"{self.primary_metric} {format_metric(float(value))}"

@@ -30,7 +30,7 @@ from sparkdl.run_metrics import RunMetrics
 from sparkdl.stages import StageClock
 from sparkdl.rank.callbacks import Callback
 from sparkdl.rank.checkpoints import list_checkpoints
-from sparkdl.rank.loop import TrainSpec, train_rank
+from sparkdl.rank.loop import TrainSpec, kept_entry, train_rank
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def _metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: L
     chief = results[0]
     history = chief["history"]
     stopping = chief["extras"].get("early_stopping")
-    kept_epoch = stopping["kept_epoch"] if stopping else (history[-1]["epoch"] if history else 0)
-    kept = next((h for h in history if h["epoch"] == kept_epoch), None)
+    kept = kept_entry(history, chief["extras"])
+    kept_epoch = kept["epoch"] if kept else 0
     launch_seconds = attempts[-1]["time_to_first_step_s"]
     train = {"ranks": ranks, "epochs": len(history),
              "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,

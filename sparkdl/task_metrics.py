@@ -32,6 +32,19 @@ METRICS = {
 HIGHER_IS_BETTER = {"accuracy", "macro_f1", "auc", "pr_auc", "precision", "recall", "f1", "r2"}
 
 
+def metric_direction(metric: str) -> str:
+    """``max`` for a metric where larger is better (``val_accuracy``, ``val_r2``, ...), else ``min``."""
+    name = metric[len("val_"):] if metric.startswith("val_") else metric
+    return "max" if name in HIGHER_IS_BETTER else "min"
+
+
+def format_metric(value) -> str:
+    """``0.8550``, or ``51,234`` for values of a thousand and more (regression errors in label units)."""
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4f}"
+    return str(value)
+
+
 def metric_names(task: str, num_classes: int) -> Tuple[str, ...]:
     if task == REGRESSION:
         return METRICS[REGRESSION]

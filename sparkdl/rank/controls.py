@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 from sparkdl.config import EarlyStoppingConfig, LrScheduleConfig
 from sparkdl.rank.callbacks import Callback, LoopState
+from sparkdl.task_metrics import metric_direction
 
 
 def _improved(value: float, best: Optional[float], mode: str, min_delta: float) -> bool:
@@ -55,8 +56,7 @@ class LrSchedule(Callback):
         if self.cfg.kind != "plateau" or state.epoch < self.cfg.warmup_epochs:
             return
         value = float(state.history[-1][self.cfg.metric])
-        mode = EarlyStoppingConfig(metric=self.cfg.metric).direction
-        if _improved(value, self.best, mode, 0.0):
+        if _improved(value, self.best, metric_direction(self.cfg.metric), 0.0):
             self.best, self.bad_epochs = value, 0
             return
         self.bad_epochs += 1

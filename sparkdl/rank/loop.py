@@ -236,7 +236,9 @@ def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
     return out
 
 
-def _kept_entry(history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+def kept_entry(history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The history entry of the epoch whose weights the model keeps: early stopping's
+    kept epoch when it ran, else the last."""
     kept = extras.get("early_stopping", {}).get("kept_epoch")
     for h in reversed(history):
         if kept is None or h["epoch"] == kept:
@@ -248,7 +250,7 @@ def _final_spec(spec: TrainSpec, history: List[Dict[str, Any]], extras: Dict[str
     """The saved model's spec: with the decision threshold chosen on the kept epoch's
     validation statistics when the config asks for the F1-optimal one."""
     model_spec = dict(spec.model_spec)
-    kept = _kept_entry(history, extras)
+    kept = kept_entry(history, extras)
     if spec.train.decision_threshold == "best_f1" and kept is not None:
         model_spec["threshold"] = kept.get("val_best_f1_threshold", 0.5)
     return model_spec

@@ -7,17 +7,16 @@ from sparkdl.embeddings import MISSING, EmbeddedColumn, EmbeddingPlan, default_d
 
 def test_indexed_values_map_by_frequency_and_unknowns_share_zero():
     col = EmbeddedColumn("city", "index", size=4, dim=3, cardinality=5, vocabulary=["Paris", MISSING, "Oslo"])
-    lookup = {v: i + 1 for i, v in enumerate(col.vocabulary)}
-    got = index_values(["Oslo", None, "Paris", "Lima", "oslo"], col, lookup)
+    got = index_values(["Oslo", None, "Paris", "Lima", "oslo"], col)
     assert got.dtype == np.int32 and got.tolist() == [3, 2, 1, 0, 0]
 
 
 def test_hashed_values_stay_in_the_table_and_are_stable():
     col = EmbeddedColumn("url", "hash", size=97, dim=8, cardinality=10 ** 6)
     values = [f"https://example.org/{i}" for i in range(2000)] + [None]
-    a, b = index_values(values, col, {}), index_values(list(values), col, {})
+    a, b = index_values(values, col), index_values(list(values), col)
     assert np.array_equal(a, b) and a.min() >= 0 and a.max() < 97 and len(set(a.tolist())) > 90
-    assert index_values(["x"], col, {})[0] == index_values(["x"], col, {})[0]  # same text, same bucket
+    assert index_values(["x"], col)[0] == index_values(["x"], col)[0]  # same text, same bucket
 
 
 def test_width_rule_and_plan_round_trip(tmp_path):
