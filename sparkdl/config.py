@@ -153,8 +153,13 @@ class DataConfig:
         if self.format == "jdbc":
             _check("url" in self.options, "data.options.url", "jdbc sources need options.url (and dbtable or query)")
         if self.format == "synthetic":
-            _check(set(self.options) <= {"rows", "seed", "partitions"} and "rows" in self.options, "data.options",
-                   "synthetic data takes options rows (required), seed and partitions")
+            _check(set(self.options) <= {"rows", "seed", "partitions", "shape"} and "rows" in self.options,
+                   "data.options", "synthetic data takes options rows (required), seed, partitions and shape")
+            for key in ("rows", "seed", "partitions"):
+                _check(str(self.options.get(key, "0")).isdigit(), f"data.options.{key}",
+                       f"must be a whole number, not '{self.options.get(key)}'")
+            _check(self.options.get("shape", "adult") in ("adult", "clicklog"), "data.options.shape",
+                   f"unknown synthetic shape '{self.options.get('shape')}': choose adult or clicklog")
 
 
 @dataclass(frozen=True)
@@ -272,9 +277,20 @@ class AllreduceConfig:
 
     compression: Literal["none", "fp16"] = "none"
     backward_passes_per_step: int = 1
+    #: Embedding tables: ``sparse`` exchanges only the rows a batch touched (Horovod's
+    #: sparse allreduce) and steps them with SparseAdam; ``dense`` allreduces the whole
+    #: table; ``auto`` is sparse for tables of at least ``sparse_from_rows`` rows.
+    embedding_gradients: Literal["auto", "dense", "sparse"] = "auto"
+    sparse_from_rows: int = 100_000
 
     def __post_init__(self):
         _check(self.backward_passes_per_step >= 1, "train.allreduce.backward_passes_per_step", "must be >= 1")
+        _check(self.sparse_from_rows >= 1, "train.allreduce.sparse_from_rows", "must be >= 1")
+
+    def sparse_table(self, rows: int) -> bool:
+        """Whether an embedding table of ``rows`` rows takes sparse gradients."""
+        return self.embedding_gradients == "sparse" or (self.embedding_gradients == "auto"
+                                                         and rows >= self.sparse_from_rows)
 
 
 @dataclass(frozen=True)

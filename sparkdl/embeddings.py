@@ -95,11 +95,35 @@ def cardinalities(df, columns: List[str]) -> Dict[str, int]:
     return {c: int(row[c]) for c in columns}
 
 
+def _own(cfg: FeaturesConfig, name: str, key: str) -> Optional[int]:
+    """A column's own ``features.columns.<name>.<key>``, when set."""
+    own = cfg.columns.get(name)
+    return getattr(own, key) if own is not None and getattr(own, key) else None
+
+
+def vocabularies_of(df, names: List[str], min_count: int, limit: int) -> Dict[str, List[str]]:
+    """Each column's values seen at least ``min_count`` times, most frequent first (ties by
+    value), at most ``limit`` of them: one Spark job for every column together."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not names:
+        return {}
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("c"), _as_text(n).alias("v")) for i, n in enumerate(names)]))
+    counted = (df.select(pairs.alias("p")).select("p.c", "p.v").groupBy("c", "v").count()
+               .where(F.col("count") >= min_count))
+    rank = F.row_number().over(Window.partitionBy("c").orderBy(F.col("count").desc(), F.col("v")))
+    rows = sorted(tuple(r) for r in counted.withColumn("r", rank).where(F.col("r") <= limit).select("c", "r", "v")
+                  .collect())
+    out: Dict[str, List[str]] = {n: [] for n in names}
+    for c, _, v in rows:
+        out[names[c]].append(v)
+    return out
+
+
 def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> EmbeddingPlan:
     """Count every categorical column, refuse one-hot columns that are too wide, and index
     or hash the embedded ones."""
-    from pyspark.sql import functions as F
-
     counts = cardinalities(train_df, list(schema.categorical))
     for name in schema.categorical:
         if cfg.encoding(name) == "onehot" and counts[name] > cfg.onehot_max_cardinality:
@@ -109,21 +133,17 @@ def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> Em
                               f"encoding: learn it as an embedding (features.columns.{name}.encoding: embedding, "
                               "hashed into features.embedding.hash_buckets when it is larger than "
                               "features.embedding.max_vocabulary) or raise the limit")
+    embedded = [n for n in schema.categorical if cfg.encoding(n) == "embedding"]
+    hashed = {n: _own(cfg, n, "hash_buckets") for n in embedded}
+    indexed = [n for n in embedded if hashed[n] is None and counts[n] <= cfg.embedding.max_vocabulary]
+    vocabularies = vocabularies_of(train_df, indexed, cfg.embedding.min_count, cfg.embedding.max_vocabulary)
     columns = []
-    for name in schema.categorical:
-        if cfg.encoding(name) != "embedding":
-            continue
-        own = cfg.columns.get(name)
-        buckets = own.hash_buckets if own and own.hash_buckets else None
-        if buckets is None and counts[name] <= cfg.embedding.max_vocabulary:
-            freq = (train_df.groupBy(_as_text(name).alias("v")).count()
-                    .where(F.col("count") >= cfg.embedding.min_count)
-                    .orderBy(F.col("count").desc(), F.col("v")).limit(cfg.embedding.max_vocabulary).collect())
-            vocabulary = [r["v"] for r in freq]
-            kind, size = "index", len(vocabulary) + 1
+    for name in embedded:
+        if name in vocabularies:
+            vocabulary, kind, size = vocabularies[name], "index", len(vocabularies[name]) + 1
         else:
-            vocabulary, kind, size = [], "hash", buckets or cfg.embedding.hash_buckets
-        dim = (own.dim if own and own.dim else None) or cfg.embedding.dim or default_dim(size)
+            vocabulary, kind, size = [], "hash", hashed[name] or cfg.embedding.hash_buckets
+        dim = _own(cfg, name, "dim") or cfg.embedding.dim or default_dim(size)
         columns.append(EmbeddedColumn(name, kind, size, dim, counts[name], vocabulary))
         log.info("embedding %s: %s, %d distinct values, table %d x %d", name, kind, counts[name], size, dim)
     return EmbeddingPlan(columns)

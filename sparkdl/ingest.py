@@ -137,7 +137,7 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str):
     if data.format == "synthetic":
         from sparkdl.synthetic import synthetic_frame
 
-        df = synthetic_frame(spark, **{k: int(v) for k, v in data.options.items()})
+        df = synthetic_frame(spark, **{k: (v if k == "shape" else int(v)) for k, v in data.options.items()})
         file_col = F.lit("synthetic")
     elif data.format == "jdbc":
         df = spark.read.format("jdbc").options(**data.options).load()

@@ -32,8 +32,8 @@ def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str =
                embeddings: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """What it takes to rebuild the network and read its outputs (saved as model/spec.json).
     ``num_classes`` is 0 for regression; ``target`` the label's standardization (mean, std);
-    ``embeddings`` one ``{name, size, dim}`` per embedded categorical column, in the order
-    of the dataset's index column."""
+    ``embeddings`` one ``{name, size, dim, sparse}`` per embedded categorical column, in the
+    order of the dataset's index column (``sparse``: the table takes sparse gradients)."""
     outputs = 1 if task == "regression" else num_classes
     spec = {"kind": cfg.kind, "task": task, "input_width": input_width, "num_classes": num_classes,
             "outputs": outputs, "hidden": list(cfg.hidden), "dropout": cfg.dropout}
@@ -79,7 +79,8 @@ def _embedding_mlp(input_width: int, embeddings: List[Dict[str, Any]], hidden: S
     class EmbeddingMLP(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embeddings = nn.ModuleList(nn.Embedding(e["size"], e["dim"]) for e in embeddings)
+            self.embeddings = nn.ModuleList(nn.Embedding(e["size"], e["dim"], sparse=e.get("sparse", False))
+                                            for e in embeddings)
             self.mlp = _mlp(input_width + sum(e["dim"] for e in embeddings), hidden, num_classes, dropout)
 
         def forward(self, x, indices):

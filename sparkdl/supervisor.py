@@ -176,7 +176,9 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             write_resume_info(stage, cfg, manifest)
             spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
                              model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
-                                                   manifest.task, manifest.target, manifest.embeddings),
+                                                   manifest.task, manifest.target,
+                                                   [{**e, "sparse": cfg.train.allreduce.sparse_table(e["size"])}
+                                                    for e in manifest.embeddings]),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
                              init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
                              class_weights=class_weights(cfg, manifest),

@@ -1,10 +1,15 @@
-"""A seeded synthetic dataset with an Adult-like schema: numeric and categorical columns
-and a learnable binary label.
+"""Seeded synthetic datasets, generated on the executors, in two shapes:
 
-Every value is a pure function of (row id, seed), computed on the executors with Spark
-SQL expressions, so 10 million rows never pass through the driver and the same seed
-gives the same rows however the data is partitioned. :func:`write_image_folder` writes a
-folder of seeded synthetic PNG images for the image path.
+- ``adult``: an Adult-like schema (8 numeric, 4 small categorical columns, a learnable
+  binary label);
+- ``clicklog``: a click-log (Criteo-like) schema: 13 numeric and 26 categorical columns
+  whose cardinalities grow from 10 to 1,000,000, with Zipf-distributed values (a few
+  values carry most rows, as ids do), and a click label that depends on both.
+
+Every value is a pure function of (row id, seed), computed with Spark SQL expressions,
+so 10 million rows never pass through the driver and the same seed gives the same rows
+however the data is partitioned. :func:`write_image_folder` writes a folder of seeded
+synthetic PNG images for the image path.
 """
 from __future__ import annotations
 
@@ -16,11 +21,26 @@ CATEGORICAL = {"c0": 4, "c1": 8, "c2": 16, "c3": 32}
 LABEL = "y"
 CLASSES = ["neg", "pos"]
 
+#: The click-log shape: 13 numeric columns, 26 categorical ones with cardinalities spaced
+#: evenly on a log scale from 10 to 1,000,000, values drawn from Zipf(``ZIPF_EXPONENT``).
+CLICKLOG_NUMERIC = [f"i{i}" for i in range(13)]
+CLICKLOG_CATEGORICAL = {f"c{j}": round(10 ** (1 + 5 * j / 25)) for j in range(26)}
+ZIPF_EXPONENT = 1.1
+SHAPES = ("adult", "clicklog")
 
-def schema_columns() -> List[Dict[str, str]]:
+
+def columns(shape: str = "adult"):
+    """(numeric column names, {categorical column: cardinality}) of a shape."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown synthetic shape '{shape}': choose one of {', '.join(SHAPES)}")
+    return (NUMERIC, CATEGORICAL) if shape == "adult" else (CLICKLOG_NUMERIC, CLICKLOG_CATEGORICAL)
+
+
+def schema_columns(shape: str = "adult") -> List[Dict[str, str]]:
     """The columns the generator writes, in ``schema.columns`` form."""
-    return ([{"name": n, "type": "double"} for n in NUMERIC]
-            + [{"name": c, "type": "string"} for c in CATEGORICAL]
+    numeric, categorical = columns(shape)
+    return ([{"name": n, "type": "double"} for n in numeric]
+            + [{"name": c, "type": "string"} for c in categorical]
             + [{"name": LABEL, "type": "string"}])
 
 
@@ -37,33 +57,53 @@ def _uniform(seed: int, stream: int):
 ROWS_PER_PARTITION = 500_000
 
 
-def synthetic_frame(spark, rows: int, seed: int = 0, partitions: int = 0):
-    """A DataFrame of ``rows`` synthetic rows (lazily generated on the executors)."""
+def _normal(seed: int, stream: int):
+    """A standard normal value per row (Box-Muller over two uniform streams)."""
     from pyspark.sql import functions as F
 
+    u1, u2 = _uniform(seed, 2 * stream), _uniform(seed, 2 * stream + 1)
+    return F.sqrt(F.lit(-2.0) * F.log(u1)) * F.cos(F.lit(2 * math.pi) * u2)
+
+
+def _zipf_index(u, cardinality: int, s: float = ZIPF_EXPONENT):
+    """An index in [0, cardinality) from a uniform ``u``: the inverse of the continuous
+    Zipf(s) distribution on [1, cardinality + 1), floored (index 0 is the most frequent)."""
+    from pyspark.sql import functions as F
+
+    a = (cardinality + 1) ** (1 - s) - 1
+    x = F.pow(F.lit(1.0) + u * F.lit(a), F.lit(1 / (1 - s)))
+    return F.least(F.floor(x) - F.lit(1), F.lit(cardinality - 1)).cast("int")
+
+
+def synthetic_frame(spark, rows: int, seed: int = 0, partitions: int = 0, shape: str = "adult"):
+    """A DataFrame of ``rows`` synthetic rows of ``shape`` (lazily generated on the executors)."""
+    from pyspark.sql import functions as F
+
+    numeric, categorical = columns(shape)
     n_parts = partitions or max(1, spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_PARTITION))
     df = spark.range(0, rows, 1, n_parts)
-    cols, logit = [], F.lit(-0.3)
-    for i, name in enumerate(NUMERIC):  # standard normals via Box-Muller
-        u1, u2 = _uniform(seed, 2 * i), _uniform(seed, 2 * i + 1)
-        z = F.sqrt(F.lit(-2.0) * F.log(u1)) * F.cos(F.lit(2 * math.pi) * u2)
+    clicklog = shape == "clicklog"
+    cols, logit = [], F.lit(-1.2 if clicklog else -0.3)
+    for i, name in enumerate(numeric):
+        z = _normal(seed, i)
         cols.append(F.round(z * (i + 1) + 10 * i, 4).alias(name))
-        weight = (1.0 if i % 2 == 0 else -0.7) / (i + 1)
+        weight = (1.0 if i % 2 == 0 else -0.7) / (i + 1) * (0.5 if clicklog else 1.0)
         logit = logit + F.lit(weight) * (z * (i + 1))
-    for j, (name, card) in enumerate(CATEGORICAL.items()):
-        idx = F.floor(_uniform(seed, 100 + j) * card).cast("int")
+    for j, (name, card) in enumerate(categorical.items()):
+        u = _uniform(seed, 100 + j)
+        idx = _zipf_index(u, card) if clicklog else F.floor(u * card).cast("int")
         cols.append(F.concat(F.lit(f"{name}_"), idx.cast("string")).alias(name))
-        # each category shifts the logit by a fixed, seed-independent amount
-        logit = logit + F.sin(idx.cast("double") * F.lit(1.7 + j)) * F.lit(0.8)
+        # each value shifts the logit by a fixed, seed-independent amount
+        logit = logit + F.sin(idx.cast("double") * F.lit(1.7 + j)) * F.lit(0.35 if clicklog else 0.8)
     prob = F.lit(1.0) / (F.lit(1.0) + F.exp(-logit))
     label = F.when(_uniform(seed, 999) < prob, F.lit(CLASSES[1])).otherwise(F.lit(CLASSES[0]))
     return df.select(*cols, label.alias(LABEL))
 
 
 def write_synthetic(spark, path: str, rows: int, seed: int = 0, partitions: int = 0,
-                    fmt: str = "csv") -> str:
+                    fmt: str = "csv", shape: str = "adult") -> str:
     """Write ``rows`` synthetic rows to ``path`` from the executors (CSV with header, or Parquet)."""
-    df = synthetic_frame(spark, rows, seed, partitions)
+    df = synthetic_frame(spark, rows, seed, partitions, shape)
     writer = df.write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", "true").csv(path)

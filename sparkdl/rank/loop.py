@@ -30,6 +30,7 @@ from sparkdl.rank.callbacks import Callback, Callbacks, LoopState
 from sparkdl.rank.checkpoints import load_latest, save_checkpoint
 from sparkdl.rank.controls import EarlyStopping, LrSchedule
 from sparkdl.rank.objective import LOSSES, Objective
+from sparkdl.rank.optimizers import broadcast_state, distributed_optimizer
 from sparkdl.rank.reader import ShardPlan, ShardReader
 from sparkdl.stages import Laps
 from sparkdl.task_metrics import StatsLayout, scalar_metrics
@@ -77,16 +78,6 @@ class TrainSpec:
 
 def lr_scale(size: int, how: str) -> float:
     return {"linear": float(size), "sqrt": math.sqrt(size), "none": 1.0}[how]
-
-
-def _optimizer(name: str, params, lr: float, weight_decay: float):
-    import torch
-
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def _task_cpus() -> int:
@@ -140,7 +131,6 @@ def evaluate(spec: TrainSpec, model, objective: Objective, reader: ShardReader, 
 def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
     """The model (fine-tuned from ``init_from`` when set, with frozen parameters), its
     distributed optimizer at ``lr``, the objective, and the frozen parameters' names."""
-    import horovod.torch as hvd
     import torch
 
     t = spec.train
@@ -153,13 +143,8 @@ def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
                                                             f"tensors loaded, {len(skipped)} new {skipped[:6]}")
     frozen = freeze(model, t.fine_tune.freeze)
     model.to(device)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    base_opt = _optimizer(t.optimizer.name, [p for _, p in named], lr, t.optimizer.weight_decay)
-    compression = hvd.Compression.fp16 if t.allreduce.compression == "fp16" else hvd.Compression.none
-    # The wrapper is its own optimizer instance (its own state): it is what steps, so it is
-    # what checkpoints save and resume restores.
-    opt = hvd.DistributedOptimizer(base_opt, named_parameters=named, compression=compression,
-                                   backward_passes_per_step=t.allreduce.backward_passes_per_step, op=hvd.Average)
+    opt = distributed_optimizer(model, t.optimizer.name, lr, t.optimizer.weight_decay, t.allreduce.compression,
+                                t.allreduce.backward_passes_per_step)
     return model, opt, spec.objective(custom_loss).to(device), frozen
 
 
@@ -180,7 +165,7 @@ def _resume(spec: TrainSpec, ctx: RankContext, model, opt, callbacks: Callbacks)
             controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    broadcast_state(opt, root_rank=0)
     start_epoch, history, controls, stop_reason = hvd.broadcast_object(
         (start_epoch, history, controls, stop_reason), root_rank=0, name="resume")
     callbacks.load_state_dict(controls)

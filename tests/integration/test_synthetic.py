@@ -40,3 +40,26 @@ def test_synthetic_job_prepares(spark_local, tmp_path):
 def test_written_files_round_trip(spark_local, tmp_path):
     path = synthetic.write_synthetic(spark_local, str(tmp_path / "raw"), 1000, seed=2, fmt="csv")
     assert spark_local.read.option("header", "true").csv(path).count() == 1000
+
+
+def test_click_log_shape_has_zipf_ids_up_to_a_million_and_a_label_of_both_kinds(spark_local):
+    from pyspark.sql import functions as F
+
+    df = synthetic.synthetic_frame(spark_local, 50_000, seed=5, shape="clicklog").cache()
+    assert df.columns == [c["name"] for c in synthetic.schema_columns("clicklog")]
+    assert len(synthetic.CLICKLOG_NUMERIC) == 13 and len(synthetic.CLICKLOG_CATEGORICAL) == 26
+    assert (synthetic.CLICKLOG_CATEGORICAL["c0"], synthetic.CLICKLOG_CATEGORICAL["c25"]) == (10, 1_000_000)
+    top = df.groupBy("c25").count().orderBy(F.col("count").desc()).limit(3).collect()
+    assert [r["c25"] for r in top] == ["c25_0", "c25_1", "c25_2"]  # Zipf: the first ids carry the most rows
+    assert top[0]["count"] > 2 * top[2]["count"]
+    distinct = df.agg(F.countDistinct("c0"), F.countDistinct("c25")).collect()[0]
+    assert distinct[0] == 10 and 5_000 < distinct[1] < 50_000  # a long tail of rare ids
+    pos = df.where(F.col("y") == "pos")
+    assert 0.15 < pos.count() / 50_000 < 0.5
+    # the label depends on a numeric column and on a categorical one
+    means = {r[0]: r[1] for r in df.groupBy("y").avg("i0").collect()}
+    assert means["pos"] - means["neg"] > 0.1
+    rate = {r["c0"]: r["p"] for r in df.groupBy("c0").agg(F.avg((F.col("y") == "pos").cast("double")).alias("p"))
+            .collect()}
+    assert max(rate.values()) - min(rate.values()) > 0.05  # 0.29 to 0.37 at seed 5
+    df.unpersist()

@@ -70,6 +70,13 @@ def test_minimal_config_gets_defaults():
     (_with(train={"lr_schedule": {"kind": "plateau", "metric": "val_r2"}}), "train.lr_schedule.metric",
      "not a metric"),
     (_with(train={"loss": "mse"}), "train.loss", "not a classification loss"),
+    # generated data and embedding gradients
+    (_with(data={"format": "synthetic", "options": {"rows": 10, "shape": "criteo"}}), "data.options.shape",
+     "adult or clicklog"),
+    (_with(data={"format": "synthetic", "options": {"rows": "many"}}), "data.options.rows", "whole number"),
+    (_with(train={"allreduce": {"embedding_gradients": "lazy"}}), "train.allreduce.embedding_gradients",
+     "'auto', 'dense', 'sparse'"),
+    (_with(train={"allreduce": {"sparse_from_rows": 0}}), "train.allreduce.sparse_from_rows", ">= 1"),
     (_with(train={"class_weights": [1.0, 2.0, 3.0]}), "train.class_weights", "one per class"),
     (_with(train={"class_weights": "even"}), "train.class_weights", "'balanced'"),
     (_with(schema__classes=["a", "b", "c"], train={"decision_threshold": "best_f1"}), "train.decision_threshold",
@@ -198,6 +205,14 @@ def test_with_values_sets_dotted_keys_and_validates():
 
 def test_generated_data_needs_no_path_but_files_do():
     assert parse_config(_with(data={"format": "synthetic", "options": {"rows": 10}})).data.train is None
+
+
+def test_large_embedding_tables_take_sparse_gradients_by_default():
+    allreduce = parse_config(MINIMAL).train.allreduce
+    assert (allreduce.sparse_table(99_999), allreduce.sparse_table(100_000)) == (False, True)
+    dense = parse_config(_with(train={"allreduce": {"embedding_gradients": "dense"}})).train.allreduce
+    sparse = parse_config(_with(train={"allreduce": {"embedding_gradients": "sparse"}})).train.allreduce
+    assert not dense.sparse_table(10 ** 7) and sparse.sparse_table(2)
 
 
 
