@@ -19,12 +19,13 @@ from typing import Any, Dict, List, Optional
 from benchmarks.measure import REPO, machine
 from benchmarks.report import pairs, to_markdown
 
-PARTS = ("data_path", "exchange", "end_to_end", "distributor", "scale", "images")
+PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "scale", "clicklog", "images")
 log = logging.getLogger("benchmarks")
 
 
 def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.data_path import bench_data_path
+    from benchmarks.embedding_grads import bench_embedding_grads
     from benchmarks.exchange import bench_exchange
 
     res: Dict[str, Any] = {"mode": "quick" if quick else "full", "machine": machine(),
@@ -39,7 +40,8 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 
     part("data_path", lambda: bench_data_path(200_000 if quick else 1_000_000))
     part("exchange", lambda: bench_exchange(steps=200 if quick else 1000))
-    if not set(parts) - {"data_path", "exchange"}:
+    part("embedding_grads", lambda: bench_embedding_grads(steps=10 if quick else 30))
+    if not set(parts) - {"data_path", "exchange", "embedding_grads"}:
         return res
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
@@ -68,6 +70,8 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 
             part("distributor", distributor)
             part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
+            part("clicklog", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000],
+                                                 epochs=1, job="clicklog", score=False))
             part("images", lambda: bench_image_path(spark, 4_000 if quick else 50_000))
     finally:
         spark.stop()

@@ -111,17 +111,38 @@ def to_markdown(res: Dict[str, Any]) -> str:
         bl = (e.get("baseline") or {}).get("logistic_regression", {})
         out += [f"Test accuracy {e['test']['accuracy']:.4f} (AUC {e['test'].get('auc', float('nan')):.3f}); "
                 f"logistic regression {bl.get('accuracy', float('nan')):.4f}.", ""]
-    sc = res.get("scale")
-    if sc:
-        runs = sc["runs"]
-        stages = list(runs[-1]["stages"])
-        roles = sorted({r for run in runs for r in run["peak_memory_mib"]})
-        out += ["## 6. Scale: the synthetic job (seconds per stage, peak MiB per role)", ""]
-        out += _table(["rows", "wall"] + stages + [f"peak {r}" for r in roles],
-                      [[f"{run['rows']:,}", run["wall_seconds"]] + [run["stages"].get(k, "") for k in stages]
-                       + [_n(run["peak_memory_mib"].get(r, 0)) for r in roles] for run in runs])
-        out += [f"Rows grew x{sc['rows_growth']:g}; stage time grew {pairs(sc['stage_time_growth'], 'x')}; "
-                f"peak memory grew {pairs(sc['peak_memory_growth'], 'x')}.", ""]
-        out += ["Scoring stages (s): " + "; ".join(
-            f"{run['rows']:,} rows: {pairs(run['scoring']['stages'])}" for run in runs if "scoring" in run), ""]
+    for key, title in (("scale", "6. Scale: the synthetic job"),
+                       ("clicklog", "8. Click-log: 26 embedded categorical columns up to 1 M values")):
+        if res.get(key):
+            out += _scale_section(res[key], title)
+    eg = res.get("embedding_grads")
+    if eg:
+        st = eg["settings"]
+        out += [f"## Embedding gradients, outside Spark (2 Horovod ranks, {st['lookups_per_row']} lookups per row "
+                f"into one table x {st['dim']}, batch {st['batch_per_rank']} per rank)", ""]
+        out += _table(["table", "ms per step, Horovod", "ms per step, no exchange", "exchange ratio"], [
+            [f"{mode}, {_n(eg[mode]['horovod']['table_rows'])} rows", eg[mode]["horovod"]["ms_per_step"],
+             eg[mode]["independent"]["ms_per_step"], eg[mode]["ratio_exchange"]]
+            for mode in ("dense", "sparse", "hashed")])
+        out += [f"Sparse against dense at {_n(st['rows'])} rows: x{eg['ratio_sparse_vs_dense']}; sparse at "
+                f"{_n(st['rows'])} rows against dense hashed to {_n(st['hashed_rows'])}: "
+                f"x{eg['ratio_sparse_vs_hashed']}.", ""]
     return "\n".join(out)
+
+
+def _scale_section(sc: Dict[str, Any], title: str) -> List[str]:
+    runs = sc["runs"]
+    stages = list(runs[-1]["stages"])
+    roles = sorted({r for run in runs for r in run["peak_memory_mib"]})
+    out = [f"## {title} (seconds per stage, peak MiB per role)", ""]
+    out += _table(["rows", "wall"] + stages + ["samples/s", "val AUC"] + [f"peak {r}" for r in roles],
+                  [[f"{run['rows']:,}", run["wall_seconds"]] + [run["stages"].get(k, "") for k in stages]
+                   + [_n(run["train_samples_per_sec"]), run.get("validation_auc", "")]
+                   + [_n(run["peak_memory_mib"].get(r, 0)) for r in roles] for run in runs])
+    out += [f"Rows grew x{sc['rows_growth']:g}; stage time grew {pairs(sc['stage_time_growth'], 'x')}; "
+            f"peak memory grew {pairs(sc['peak_memory_growth'], 'x')}.", ""]
+    scored = [run for run in runs if "scoring" in run]
+    if scored:
+        out += ["Scoring stages (s): " + "; ".join(
+            f"{run['rows']:,} rows: {pairs(run['scoring']['stages'])}" for run in scored), ""]
+    return out

@@ -1,4 +1,5 @@
-"""Scale: the synthetic job at growing row counts, time per stage and peak memory of
+"""Scale: a synthetic job (``conf/synthetic.yaml``, or the click-log shape's
+``conf/clicklog.yaml``) at growing row counts, time per stage and peak memory of
 the driver and of each executor, so the growth with rows is visible (it should be
 linear in time and flat in memory: nothing is collected to the driver, and each rank
 holds a row group and a shuffle buffer, not its shard)."""
@@ -14,24 +15,30 @@ from benchmarks.measure import REPO, PeakMemory, ratio, timed
 ROWS_PER_ROW_GROUP = 65_536
 
 
-def run_size(spark, lake: str, rows: int, epochs: int) -> Dict[str, Any]:
+def run_size(spark, lake: str, rows: int, epochs: int, job: str = "synthetic", score: bool = True) -> Dict[str, Any]:
+    """``conf/<job>.yaml`` at ``rows`` rows: prepare, train, evaluate; then (``score``)
+    scoring raw rows against the model alone."""
     from sparkdl.config_loading import load_config
     from sparkdl.workflow import run_job
 
+    cfg = load_config(REPO / "conf" / f"{job}.yaml")
     # Row groups grow with the data so each stays about ROWS_PER_ROW_GROUP rows.
-    per_rank = max(4, rows // (4 * ROWS_PER_ROW_GROUP))
-    cfg = load_config(REPO / "conf" / "synthetic.yaml", [
-        f"data.options.rows={rows}", f"train.epochs={epochs}", f"materialize.row_groups_per_rank={per_rank}"])
+    per_rank = max(4, rows // (cfg.materialize.max_ranks * ROWS_PER_ROW_GROUP))
+    cfg = cfg.with_values({"data.options.rows": str(rows), "train.epochs": epochs,
+                           "materialize.row_groups_per_rank": per_rank})
     t0 = time.perf_counter()
     with PeakMemory() as memory:
-        result = run_job(cfg, os.path.join(lake, f"rows-{rows}"), spark=spark, baseline=False)
+        result = run_job(cfg, os.path.join(lake, f"{job}-{rows}"), spark=spark, baseline=False)
     m = result.metrics
-    scoring = score_vs_in_memory(spark, result, os.path.join(lake, f"rows-{rows}-input"), rows)
-    return {"rows": rows, "epochs": epochs, "row_groups_per_split": 4 * per_rank,
-            "wall_seconds": round(time.perf_counter() - t0, 2), "stages": m.stages,
-            "train_samples_per_sec": round(m.train["samples_per_sec"], 1),
-            "validation_accuracy": round(m.validation["accuracy"], 4),
-            "peak_memory_mib": dict(sorted(memory.peaks.items())), "scoring": scoring}
+    out = {"job": job, "rows": rows, "epochs": epochs, "row_groups_per_split": cfg.materialize.max_ranks * per_rank,
+           "wall_seconds": round(time.perf_counter() - t0, 2), "stages": m.stages,
+           "train_samples_per_sec": round(m.train["samples_per_sec"], 1),
+           "validation_accuracy": round(m.validation["accuracy"], 4),
+           "validation_auc": round(m.validation["auc"], 4),
+           "peak_memory_mib": dict(sorted(memory.peaks.items()))}
+    if score:
+        out["scoring"] = score_vs_in_memory(spark, result, os.path.join(lake, f"{job}-{rows}-input"), rows)
+    return out
 
 
 def score_vs_in_memory(spark, result, input_dir: str, rows: int) -> Dict[str, Any]:
@@ -57,8 +64,9 @@ def score_vs_in_memory(spark, result, input_dir: str, rows: int) -> Dict[str, An
             "ratio": ratio(scored["rows_per_sec"], local["rows_per_sec"]), "stages": stages}
 
 
-def bench_scale(spark, lake: str, sizes: List[int], epochs: int = 1) -> Dict[str, Any]:
-    runs = [run_size(spark, lake, rows, epochs) for rows in sizes]
+def bench_scale(spark, lake: str, sizes: List[int], epochs: int = 1, job: str = "synthetic",
+                score: bool = True) -> Dict[str, Any]:
+    runs = [run_size(spark, lake, rows, epochs, job, score) for rows in sizes]
     small, large = runs[0], runs[-1]
     growth = large["rows"] / small["rows"]
     per_stage = {k: round(large["stages"][k] / small["stages"][k], 2)

@@ -113,6 +113,9 @@ class ImageConfig:
     convert: bool = False
     #: Resize other sizes to height x width; when false, they are quarantined.
     resize: bool = True
+    #: Labels from a table instead of folder names: a CSV file with a header, or Parquet,
+    #: with the path column (paths relative to the image folder) and ``schema.label``.
+    labels: Optional[str] = None
 
     def __post_init__(self):
         _check(self.height >= 1 and self.width >= 1, "data.image", "height and width must be >= 1 pixel")

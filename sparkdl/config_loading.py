@@ -255,6 +255,9 @@ def load_config(path: "str | os.PathLike[str]", overrides: Optional[List[str]] =
             val = data.get(key)
             if isinstance(val, str) and _is_relative_local(val):
                 data[key] = str((p.parent / val).resolve())
+        image = data.get("image")
+        if isinstance(image, dict) and isinstance(image.get("labels"), str) and _is_relative_local(image["labels"]):
+            image["labels"] = str((p.parent / image["labels"]).resolve())
     return parse_config(raw, str(p))
 
 

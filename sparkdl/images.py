@@ -1,7 +1,8 @@
 """Images from files in the lake: ``<folder>/<label>/<name>``, read with Spark's
 ``binaryFile`` source and decoded on the executors with Pillow.
 
-Each file becomes one row: its path, its label (the parent folder's name), and its
+Each file becomes one row: its path, its label (the parent folder's name, or its entry
+in the ``data.image.labels`` table of path → label), and its
 pixels as raw uint8 bytes (channels first, ``channels x height x width``, the layout
 torch's convolutions read) in the column
 ``_pixels``, 4x smaller than float32. A file that does not decode, or has the wrong
@@ -15,7 +16,7 @@ import io
 from functools import partial
 from typing import Iterator, Optional, Tuple
 
-from sparkdl.config import ImageConfig
+from sparkdl.config import ConfigError, ImageConfig
 
 PIXELS = "_pixels"
 _ERROR = "_decode_error"
@@ -83,12 +84,55 @@ def read_images(spark, data, schema, path: str, path_column: str, require_label:
                       StructField(_ERROR, StringType())])
     decoded = files.mapInArrow(partial(_decode_batches, image=data.image), out)
     parts = F.split(F.col("path"), "/")
-    label = F.element_at(parts, -2)
     checks = [F.when(F.col(_ERROR).isNotNull(), F.concat(F.lit("image: "), F.col(_ERROR)))]
+    table = data.image.labels if require_label else None
+    if table:  # the label from the table, by the path relative to the folder
+        root = _root_uri(path)
+        rel = F.when(F.col("path").startswith(root + "/"), F.substring("path", len(root) + 2, 1 << 20)) \
+            .otherwise(F.col("path"))
+        decoded = decoded.withColumn("_rel", rel).join(label_table(spark, table, path_column, schema.label),
+                                                       "_rel", "left")
+        label, raw, source = F.col("_label"), F.col("_rel"), f"in data.image.labels ({table})"
+        checks.append(F.when(F.col("_entries").isNull(),
+                             F.concat(F.lit("label: no entry for '"), raw, F.lit(f"' {source}"))))
+        checks.append(F.when(F.col("_entries") > 1, F.concat(F.lit("label: '"), raw, F.lit("' has "),
+                                                             F.col("_entries").cast("string"),
+                                                             F.lit(f" different labels {source}"))))
+    else:
+        label, source = F.element_at(parts, -2), "(the folder's name)"
+        raw = F.concat_ws("/", label, F.element_at(parts, -1))
     if require_label:
-        checks.append(F.when(~label.isin(list(schema.classes)),
-                             F.concat(F.lit(f"label '{schema.label}': '"), label,
-                                      F.lit(f"' (the folder's name) is not one of {list(schema.classes)}"))))
+        checks.append(F.when(label.isNull() | ~label.isin(list(schema.classes)),
+                             F.concat(F.lit(f"label '{schema.label}': '"), F.coalesce(label, F.lit("(missing)")),
+                                      F.lit(f"' {source} is not one of {list(schema.classes)}"))))
     return decoded.select(F.col("path").alias(path_column), label.alias(schema.label), F.col(PIXELS),
-                          F.coalesce(*checks).alias(REASON),
-                          F.concat_ws("/", label, F.element_at(parts, -1)).alias(RAW), F.col("path").alias(FILE))
+                          F.coalesce(*checks).alias(REASON), raw.alias(RAW), F.col("path").alias(FILE))
+
+
+def _root_uri(path: str) -> str:
+    """The folder as Spark's file sources spell its files' paths (``file:/abs`` when local)."""
+    import os
+    import re
+
+    root = path.rstrip("/")
+    if re.match(r"^[A-Za-z][\w+.-]*:", root):
+        return re.sub(r"^file://(?=/)", "file:", root)
+    return "file:" + os.path.abspath(root)
+
+
+def label_table(spark, table: str, path_column: str, label: str):
+    """``data.image.labels`` as (``_rel``, ``_label``, ``_entries``): one row per path, with
+    the number of different labels the table gives it. A table without the two columns is
+    a :class:`ConfigError` before any image is read."""
+    from pyspark.sql import functions as F
+
+    reader = spark.read.option("header", "true")
+    df = reader.parquet(table) if table.endswith(".parquet") else reader.csv(table)
+    missing = [c for c in (path_column, label) if c not in df.columns]
+    if missing:
+        raise ConfigError("data.image.labels", f"{table} has columns {df.columns}, not {missing}: it needs the "
+                                               f"path column '{path_column}' (paths relative to the image folder) "
+                                               f"and the label column '{label}'")
+    rel = F.regexp_replace(F.trim(F.col(f"`{path_column}`")), r"^(\./|/)+", "")
+    return (df.select(rel.alias("_rel"), F.trim(F.col(f"`{label}`").cast("string")).alias("_l"))
+            .groupBy("_rel").agg(F.countDistinct("_l").alias("_entries"), F.min("_l").alias("_label")))

@@ -47,3 +47,12 @@ def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(
     assert synthetic.CLICKLOG_CATEGORICAL[column] > 1000  # a column that is wide, not a narrow one
     assert "distinct values" in str(err.value) and f"features.columns.{column}.encoding: embedding" in str(err.value)
     assert not (Lake(str(tmp_path / "lake")).dataset_root(cfg.name) / "CURRENT").exists()  # nothing published
+
+
+def test_a_job_whose_only_features_are_embedded_columns(spark_cluster, tmp_path):
+    cfg = load_config(CONF, ["data.options.rows=20000", "schema.numeric=[]", "train.epochs=1"])
+    result = run_job(cfg, str(tmp_path / "lake"), spark=spark_cluster)
+    assert Manifest.load(result.path / "manifest.json").feature_width == 0
+    m = result.metrics
+    assert m.test["rows"] > 0 and 0.0 < m.test["auc"] < 1.0
+    assert m.baseline["logistic_regression"]["rows"] == m.test["rows"]  # the baseline on the one-hot columns alone

@@ -122,6 +122,19 @@ def test_an_image_job_validates_against_its_model():
         parse_config(raw)
 
 
+def test_an_image_labels_table_resolves_against_the_config_file(tmp_path):
+    (tmp_path / "job.yaml").write_text(textwrap.dedent("""
+        data: {format: images, train: img, image: {height: 8, width: 8, labels: tables/labels.csv}}
+        schema:
+          columns: [{name: path, type: string}, {name: y, type: string}]
+          label: y
+          classes: [a, b]
+        model: {kind: cnn, image_shape: [1, 8, 8]}
+    """))
+    image = load_config(tmp_path / "job.yaml").data.image
+    assert image.labels == str(tmp_path / "tables" / "labels.csv")
+
+
 def test_load_yaml_resolves_relative_paths_and_overrides(tmp_path):
     (tmp_path / "job.yaml").write_text(textwrap.dedent("""
         name: t
