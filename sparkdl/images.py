@@ -124,8 +124,13 @@ def label_table(spark, table: str, path_column: str, label: str):
     """``data.image.labels`` as (``_rel``, ``_label``, ``_entries``): one row per path, with
     the number of different labels the table gives it. A table without the two columns is
     a :class:`ConfigError` before any image is read."""
+    from pathlib import Path
+
     from pyspark.sql import functions as F
 
+    if "://" not in table and not Path(table.removeprefix("file:")).exists():
+        raise ConfigError("data.image.labels", f"{table} does not exist: give a CSV file with a header, or "
+                                               "Parquet, of paths (relative to the image folder) and labels")
     reader = spark.read.option("header", "true")
     df = reader.parquet(table) if table.endswith(".parquet") else reader.csv(table)
     missing = [c for c in (path_column, label) if c not in df.columns]
@@ -133,6 +138,6 @@ def label_table(spark, table: str, path_column: str, label: str):
         raise ConfigError("data.image.labels", f"{table} has columns {df.columns}, not {missing}: it needs the "
                                                f"path column '{path_column}' (paths relative to the image folder) "
                                                f"and the label column '{label}'")
-    rel = F.regexp_replace(F.trim(F.col(f"`{path_column}`")), r"^(\./|/)+", "")
+    rel = F.regexp_replace(F.trim(F.col(f"`{path_column}`")), r"^(\./)+", "")
     return (df.select(rel.alias("_rel"), F.trim(F.col(f"`{label}`").cast("string")).alias("_l"))
             .groupBy("_rel").agg(F.countDistinct("_l").alias("_entries"), F.min("_l").alias("_label")))

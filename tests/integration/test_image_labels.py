@@ -47,3 +47,6 @@ def test_a_labels_table_without_the_columns_is_refused_by_name(spark_local, tmp_
     cfg = _config(folder, table)
     with pytest.raises(ConfigError, match=r"data.image.labels.*needs the path column 'file'.*label column 'kind'"):
         ingest(spark_local, cfg.data, cfg.schema, cfg.data.train, str(tmp_path / "quarantine"))
+    cfg = _config(folder, tmp_path / "nowhere.csv")
+    with pytest.raises(ConfigError, match=r"data.image.labels.*nowhere.csv does not exist"):
+        ingest(spark_local, cfg.data, cfg.schema, cfg.data.train, str(tmp_path / "quarantine"))
