@@ -8,6 +8,7 @@ rank 0 save a checkpoint each epoch and the model at the end, as sparkdl does.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -17,6 +18,8 @@ from typing import Any, Dict
 from benchmarks import baselines
 from benchmarks.baselines import load_split
 from benchmarks.measure import ratio, steady_rate
+
+log = logging.getLogger(__name__)
 
 
 def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, epochs: int, lr: float,
@@ -65,8 +68,37 @@ def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, 
                            "val_accuracy": float(correct[0] / correct[1])})
     if rank == 0:
         torch.save(model.module.state_dict(), os.path.join(out_dir, "model.pt"))
+    dist.barrier()  # a rank leaving with Gloo's threads still busy aborts (SIGABRT, torch 2.13)
     dist.destroy_process_group()
     return {"time_to_first_step_s": first_step_at - called_at, "epochs": epochs_out}
+
+
+#: TorchDistributor has no bound of its own: a torchrun whose peer died waits forever.
+TIMEOUT_S = 600
+
+
+def _bounded(spark, seconds: float, fn):
+    """``fn()``, or a RuntimeError after ``seconds`` with Spark's jobs cancelled."""
+    import threading
+
+    box: Dict[str, Any] = {}
+
+    def call():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # re-raised on the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=call, name="torch-distributor", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        spark.sparkContext.cancelAllJobs()
+        thread.join(60)
+        raise RuntimeError(f"TorchDistributor did not finish within {seconds:.0f} s; its jobs were cancelled")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str, Any]:
@@ -87,13 +119,21 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
     spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
     for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
         cloudpickle.register_pickle_by_value(module)
-    with tempfile.TemporaryDirectory(dir=lake) as out_dir:
-        called_at = time.time()
-        t0 = time.perf_counter()
-        td = TorchDistributor(num_processes=t.ranks, local_mode=False, use_gpu=False).run(
-            ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs,
-            t.optimizer.lr, t.seed, out_dir, called_at)
-        td_wall = time.perf_counter() - t0
+    for attempt in (1, 2):  # its torchrun processes have aborted at exit (Gloo, torch 2.13): one retry
+        try:
+            with tempfile.TemporaryDirectory(dir=lake) as out_dir:
+                called_at = time.time()
+                t0 = time.perf_counter()
+                td = _bounded(spark, TIMEOUT_S, lambda: TorchDistributor(
+                    num_processes=t.ranks, local_mode=False, use_gpu=False).run(
+                    ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs,
+                    t.optimizer.lr, t.seed, out_dir, called_at))
+                td_wall = time.perf_counter() - t0
+            break
+        except Exception as e:
+            if attempt == 2:
+                raise
+            log.warning("TorchDistributor attempt 1 failed (%s); retrying once", str(e).splitlines()[0][:300])
     ours = steady_rate([h["samples_per_sec"] for h in history])
     theirs = steady_rate([e["samples_per_sec"] for e in td["epochs"]])
     return {
