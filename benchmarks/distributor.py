@@ -133,7 +133,7 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
         except Exception as e:
             if attempt == 2:
                 raise
-            log.warning("TorchDistributor attempt 1 failed (%s); retrying once", str(e).splitlines()[0][:300])
+            log.warning("TorchDistributor attempt 1 failed (%s); retrying once", (str(e) or repr(e))[:300])
     ours = steady_rate([h["samples_per_sec"] for h in history])
     theirs = steady_rate([e["samples_per_sec"] for e in td["epochs"]])
     return {

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
+from sparkdl.synthetic import SHAPES
 from sparkdl.task_metrics import REGRESSION, metric_direction, metric_names
 
 
@@ -99,6 +100,11 @@ class SchemaConfig:
     def features(self) -> List[str]:
         return list(self.numeric) + list(self.categorical)
 
+    @property
+    def image_path_column(self) -> str:
+        """An image job's path column: the declared column beside the label."""
+        return next(c.name for c in self.columns if c.name != self.label)
+
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -161,8 +167,8 @@ class DataConfig:
             for key in ("rows", "seed", "partitions"):
                 _check(str(self.options.get(key, "0")).isdigit(), f"data.options.{key}",
                        f"must be a whole number, not '{self.options.get(key)}'")
-            _check(self.options.get("shape", "adult") in ("adult", "clicklog"), "data.options.shape",
-                   f"unknown synthetic shape '{self.options.get('shape')}': choose adult or clicklog")
+            _check(self.options.get("shape", "adult") in SHAPES, "data.options.shape",
+                   f"unknown synthetic shape '{self.options.get('shape')}': choose {' or '.join(SHAPES)}")
 
 
 @dataclass(frozen=True)
@@ -206,9 +212,13 @@ class FeaturesConfig:
     #: A one-hot column with more distinct training values than this is a ConfigError.
     onehot_max_cardinality: int = 1000
 
-    def encoding(self, column: str) -> str:
+    def column_setting(self, column: str, key: str):
+        """``features.columns.<column>.<key>`` when the column sets it, else None."""
         own = self.columns.get(column)
-        return (own.encoding if own and own.encoding else None) or self.categorical_encoding
+        return getattr(own, key) if own is not None and getattr(own, key) else None
+
+    def encoding(self, column: str) -> str:
+        return self.column_setting(column, "encoding") or self.categorical_encoding
     #: Regression: train on the label standardized with the training split's mean and
     #: standard deviation (undone in every prediction), or on the label as it is.
     target_scaling: Literal["standard", "none"] = "standard"
@@ -496,9 +506,7 @@ class JobConfig:
     @property
     def path_column(self) -> Optional[str]:
         """An image job's path column."""
-        if self.data.format != "images":
-            return None
-        return next(c.name for c in self.schema.columns if c.name != self.schema.label)
+        return self.schema.image_path_column if self.data.format == "images" else None
 
     def _check_features(self) -> None:
         for name in self.features.columns:

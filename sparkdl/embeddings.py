@@ -95,12 +95,6 @@ def cardinalities(df, columns: List[str]) -> Dict[str, int]:
     return {c: int(row[c]) for c in columns}
 
 
-def _own(cfg: FeaturesConfig, name: str, key: str) -> Optional[int]:
-    """A column's own ``features.columns.<name>.<key>``, when set."""
-    own = cfg.columns.get(name)
-    return getattr(own, key) if own is not None and getattr(own, key) else None
-
-
 def vocabularies_of(df, names: List[str], min_count: int, limit: int) -> Dict[str, List[str]]:
     """Each column's values seen at least ``min_count`` times, most frequent first (ties by
     value), at most ``limit`` of them: one Spark job for every column together."""
@@ -134,7 +128,7 @@ def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> Em
                               "hashed into features.embedding.hash_buckets when it is larger than "
                               "features.embedding.max_vocabulary) or raise the limit")
     embedded = [n for n in schema.categorical if cfg.encoding(n) == "embedding"]
-    hashed = {n: _own(cfg, n, "hash_buckets") for n in embedded}
+    hashed = {n: cfg.column_setting(n, "hash_buckets") for n in embedded}
     indexed = [n for n in embedded if hashed[n] is None and counts[n] <= cfg.embedding.max_vocabulary]
     vocabularies = vocabularies_of(train_df, indexed, cfg.embedding.min_count, cfg.embedding.max_vocabulary)
     columns = []
@@ -143,7 +137,7 @@ def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> Em
             vocabulary, kind, size = vocabularies[name], "index", len(vocabularies[name]) + 1
         else:
             vocabulary, kind, size = [], "hash", hashed[name] or cfg.embedding.hash_buckets
-        dim = _own(cfg, name, "dim") or cfg.embedding.dim or default_dim(size)
+        dim = cfg.column_setting(name, "dim") or cfg.embedding.dim or default_dim(size)
         columns.append(EmbeddedColumn(name, kind, size, dim, counts[name], vocabulary))
         log.info("embedding %s: %s, %d distinct values, table %d x %d", name, kind, counts[name], size, dim)
     return EmbeddingPlan(columns)

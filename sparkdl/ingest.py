@@ -226,8 +226,7 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
     if data.format == "images":
         from sparkdl.images import read_images
 
-        path_column = next(c.name for c in schema.columns if c.name != schema.label)
-        checked = read_images(spark, data, schema, resolved, path_column, require_label)
+        checked = read_images(spark, data, schema, resolved, schema.image_path_column, require_label)
     else:
         checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label,
                            data.non_finite)
