@@ -307,6 +307,41 @@ class AllreduceConfig:
 
 
 @dataclass(frozen=True)
+class HorovodConfig:
+    """Horovod's tuning knobs (``train.backend: horovod`` only); unset: sparkdl's defaults."""
+
+    #: Milliseconds the background thread waits between negotiation cycles (HOROVOD_CYCLE_TIME).
+    cycle_time_ms: Optional[float] = None
+    #: Gradients fused into one allreduce up to this many MiB (HOROVOD_FUSION_THRESHOLD).
+    fusion_threshold_mb: Optional[float] = None
+
+    def __post_init__(self):
+        _check(self.cycle_time_ms is None or self.cycle_time_ms > 0, "train.horovod.cycle_time_ms", "must be > 0")
+        _check(self.fusion_threshold_mb is None or self.fusion_threshold_mb >= 0, "train.horovod.fusion_threshold_mb",
+               "must be >= 0 (0 turns fusion off)")
+
+    def env(self) -> Dict[str, str]:
+        """The HOROVOD_* variables these settings mean."""
+        out = {}
+        if self.cycle_time_ms is not None:
+            out["HOROVOD_CYCLE_TIME"] = f"{self.cycle_time_ms:g}"
+        if self.fusion_threshold_mb is not None:
+            out["HOROVOD_FUSION_THRESHOLD"] = str(int(self.fusion_threshold_mb * 1024 * 1024))
+        return out
+
+
+@dataclass(frozen=True)
+class DdpConfig:
+    """``DistributedDataParallel``'s settings (``train.backend: torch`` only)."""
+
+    #: Gradients are allreduced in buckets of this many MiB, overlapped with backward.
+    bucket_cap_mb: float = 25.0
+
+    def __post_init__(self):
+        _check(self.bucket_cap_mb > 0, "train.ddp.bucket_cap_mb", "must be > 0")
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     """How each rank reads its shard."""
 
@@ -422,6 +457,12 @@ class TrainConfig:
     """Distributed training: world size, epochs and batch, and one group per concern."""
 
     ranks: Optional[int] = None
+    #: How ranks exchange gradients: ``horovod`` (ring-allreduce) or ``torch``
+    #: (torch.distributed: DDP, or FSDP with ``strategy: fsdp``). See the README to choose.
+    backend: Literal["horovod", "torch"] = "horovod"
+    #: ``train.backend: torch`` only: ``ddp`` replicates the model on every rank, ``fsdp``
+    #: shards parameters, gradients and optimizer state across ranks (models too large for one).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
     epochs: int = 10
     batch_size: int = 128
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
@@ -444,9 +485,13 @@ class TrainConfig:
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     failure: FailureConfig = field(default_factory=FailureConfig)
+    #: Backend-specific settings: each is an error under the other backend.
+    horovod: Optional[HorovodConfig] = None
+    ddp: Optional[DdpConfig] = None
 
     def __post_init__(self):
         _check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
+        self._check_backend()
         _check(self.epochs >= 1, "train.epochs", "must be >= 1")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         if isinstance(self.class_weights, list):
@@ -458,6 +503,29 @@ class TrainConfig:
             _check(s.step_epochs < self.epochs, "train.lr_schedule.step_epochs",
                    f"a step every {s.step_epochs} epochs never happens in a run of train.epochs={self.epochs}")
 
+    def _check_backend(self) -> None:
+        """Options that exist in one backend only are errors under the other, naming it."""
+        _check(self.strategy == "ddp" or self.backend == "torch", "train.strategy",
+               f"{self.strategy} is an option of train.backend: torch (this job uses train.backend: horovod)")
+        _check(self.horovod is None or self.backend == "horovod", "train.horovod",
+               f"these are options of train.backend: horovod (this job uses train.backend: {self.backend})")
+        _check(self.ddp is None or (self.backend == "torch" and self.strategy == "ddp"), "train.ddp",
+               f"these are options of train.backend: torch with train.strategy: ddp (this job uses "
+               f"train.backend: {self.backend}{', strategy: ' + self.strategy if self.backend == 'torch' else ''})")
+        _check(self.strategy != "fsdp" or self.allreduce.compression == "none", "train.allreduce.compression",
+               "fp16 compression is an option of train.backend: horovod and of train.strategy: ddp; "
+               "train.strategy: fsdp reduces full-precision gradients")
+        _check(self.strategy != "fsdp" or self.allreduce.embedding_gradients != "sparse",
+               "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
+               "dense parameters): use dense, or train.strategy: ddp")
+
+    def sparse_table(self, rows: int) -> bool:
+        """Whether an embedding table of ``rows`` rows takes sparse gradients (never under FSDP)."""
+        return self.strategy != "fsdp" and self.allreduce.sparse_table(rows)
+
+    @property
+    def ddp_settings(self) -> DdpConfig:
+        return self.ddp or DdpConfig()
 
 @dataclass(frozen=True)
 class JobConfig:

@@ -167,11 +167,13 @@ def predictions(scores, spec: Dict[str, Any]):
 
 
 def save_model(model, spec: Dict[str, Any], directory: Path) -> None:
-    """Write ``weights.pt`` (a plain state dict) and ``spec.json``."""
+    """Write ``weights.pt`` (a plain state dict of ``model``, a module or a state dict
+    already gathered) and ``spec.json``."""
     import torch
 
     directory.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS)
+    state = model if isinstance(model, dict) else model.state_dict()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, directory / WEIGHTS)
     (directory / SPEC).write_text(json.dumps(spec, indent=2))
 
 

@@ -9,6 +9,7 @@ traceback. The rank-side loop is :mod:`sparkdl.rank.loop`.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sparkdl.config import ConfigError, JobConfig
+from sparkdl.config import ConfigError, JobConfig, TrainConfig
 from sparkdl.lake import Lake, LakeError, new_id, staged_dir, staging_path
 from sparkdl.launch.driver import check_slots, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError
@@ -56,6 +57,8 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
               policy: Optional[RetryPolicy] = None) -> List[Any]:
     """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``)."""
     launch = cfg.train.launch
+    if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
+        launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
     policy = policy or RetryPolicy(cfg.train.failure.max_attempts)
     attempt = 0
     while True:
@@ -68,10 +71,11 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, attempt=attempt)
+            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, attempt=attempt,
+                                   backend=cfg.train.backend, strategy=cfg.train.strategy)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
-            # worker start, imports, rendezvous, hvd.init, broadcast, shard plan).
+            # worker start, imports, rendezvous, joining the group, broadcast, shard plan).
             record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
             return results
         except TrainingError as err:
@@ -83,8 +87,21 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
                         str(err).splitlines()[0])
 
 
+def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]:
+    """The manifest's embedding tables, each marked sparse or not, checked against the
+    backend before anything starts."""
+    tables = [{**e, "sparse": t.sparse_table(e["size"])} for e in manifest.embeddings]
+    sparse = [e["name"] for e in tables if e["sparse"]]
+    if sparse and t.backend == "torch" and t.allreduce.compression == "fp16":
+        raise ConfigError("train.allreduce.compression", f"fp16 under train.backend: torch compresses dense gradients "
+                                                         f"only, and the tables of {sparse} take sparse ones: set "
+                                                         "train.allreduce.embedding_gradients: dense, or use "
+                                                         "train.backend: horovod")
+    return tables
+
+
 def check_identical(results: List[Dict[str, Any]]) -> None:
-    digests = {r["rank"]: r["digest"] for r in results}
+    digests = {r["rank"]: r["digest"] for r in results if r["digest"] is not None}  # sharded: rank 0 only
     if len(set(digests.values())) != 1:
         raise TrainingError(None, f"ranks finished with different parameters: {digests}")
 
@@ -177,8 +194,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
                              model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
                                                    manifest.task, manifest.target,
-                                                   [{**e, "sparse": cfg.train.allreduce.sparse_table(e["size"])}
-                                                    for e in manifest.embeddings]),
+                                                   embedding_tables(cfg.train, manifest)),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
                              init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
                              class_weights=class_weights(cfg, manifest),

@@ -101,3 +101,21 @@ def adult_run(spark_cluster, adult_config, adult_lake):
     lake, manifest = adult_lake
     cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2})
     return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)
+
+
+@pytest.fixture(scope="session", params=("horovod", "torch"))
+def backend(request) -> str:
+    """Each training backend in turn (``train.backend``)."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def backend_run(backend, adult_run, spark_cluster, adult_config, adult_lake):
+    """``adult_run``'s job on each backend (the Horovod one is ``adult_run`` itself)."""
+    from sparkdl.supervisor import train
+
+    if backend == "horovod":
+        return adult_run
+    lake, manifest = adult_lake
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.backend": backend})
+    return train(cfg, str(lake), spark=spark_cluster, manifest=manifest)

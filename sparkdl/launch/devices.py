@@ -5,11 +5,11 @@ from typing import Dict, List, Optional, Tuple
 
 
 def select_device(resources: Dict[str, List[str]], cuda_available: bool, device_count: int,
-                  nccl_built: bool) -> Tuple[str, Optional[str]]:
+                  nccl_built: bool, backend: str = "horovod") -> Tuple[str, Optional[str]]:
     """Return (torch device string, note explaining a fallback or None).
 
     A task that Spark gave a GPU trains on it when torch can see that GPU and Horovod
-    can allreduce CUDA tensors (NCCL); otherwise it trains on the CPU over Gloo, and the
+    backend can allreduce CUDA tensors (NCCL); otherwise it trains on the CPU over Gloo, and the
     note says why so the user can fix the cluster or the build.
     """
     gpus = resources.get("gpu") or []
@@ -24,8 +24,9 @@ def select_device(resources: Dict[str, List[str]], cuda_available: bool, device_
         return "cpu", (f"Spark assigned GPU {addr} but torch sees no CUDA device "
                        "(CPU build of torch, or no driver); training on CPU with Gloo")
     if not nccl_built:
-        return "cpu", (f"Spark assigned GPU {addr} but Horovod was built without NCCL; training on CPU. "
-                       "Rebuild with SPARKDL_HOROVOD_GPU=nccl ./scripts/setup.sh")
+        fix = ("Rebuild with SPARKDL_HOROVOD_GPU=nccl ./scripts/setup.sh" if backend == "horovod"
+               else "Install a CUDA build of torch")
+        return "cpu", f"Spark assigned GPU {addr} but {backend} was built without NCCL; training on CPU. {fix}"
     try:
         index = int(addr)
     except ValueError:

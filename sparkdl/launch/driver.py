@@ -1,6 +1,6 @@
 """Driver side of the barrier stage: check slots, launch, watch, and translate failures.
 
-``run_on_ranks`` runs ``fn(RankContext)`` on N Horovod ranks inside ONE barrier-mode
+``run_on_ranks`` runs ``fn(RankContext)`` on N ranks (Horovod or torch.distributed) inside ONE barrier-mode
 Spark stage and returns each rank's (small) result. While the stage runs, the driver
 logs the ranks' events as they arrive and enforces the bounds of ``train.launch``: every
 rank must start within ``start_timeout_s``, some rank must report within
@@ -84,16 +84,17 @@ def error_from_spark(exc: BaseException) -> TrainingError:
 class _StageRunner(threading.Thread):
     """Runs the barrier job in its own thread under a job group, so it can be cancelled."""
 
-    def __init__(self, spark, job_group: str, n: int, task: Callable):
+    def __init__(self, spark, job_group: str, n: int, task: Callable, backend: str):
         super().__init__(name="sparkdl-barrier-stage", daemon=True)
-        self.spark, self.job_group, self.n, self.task = spark, job_group, n, task
+        self.spark, self.job_group, self.n, self.task, self.backend = spark, job_group, n, task, backend
         self.result: Optional[List[bytes]] = None
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         sc = self.spark.sparkContext
         try:
-            sc.setJobGroup(self.job_group, f"sparkdl: {self.n} Horovod ranks (barrier stage)", interruptOnCancel=True)
+            sc.setJobGroup(self.job_group, f"sparkdl: {self.n} {self.backend} ranks (barrier stage)",
+                           interruptOnCancel=True)
             rdd = sc.parallelize(range(self.n), self.n).barrier().mapPartitions(self.task)
             self.result = rdd.collect()
         except BaseException as e:  # reported by the watcher
@@ -102,8 +103,9 @@ class _StageRunner(threading.Thread):
 
 def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[int] = None,
                  launch: LaunchConfig = LaunchConfig(), on_event: EventHandler = log_event,
-                 attempt: int = 1) -> List[Any]:
-    """Run ``fn`` on every rank of one barrier stage; return results ordered by rank."""
+                 attempt: int = 1, backend: str = "horovod", strategy: str = "ddp") -> List[Any]:
+    """Run ``fn`` on every rank of one barrier stage, each rank joined to the others by
+    ``backend`` (``horovod`` or ``torch``); return results ordered by rank."""
     from sparkdl.session import expected_executors, task_slots
 
     n = num_ranks or task_slots(spark)
@@ -112,11 +114,11 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     job_group = f"sparkdl-{token[:12]}"
     bind, advertise = driver_addresses(spark)
     with EventServer(bind, token, advertise) as server:
-        settings = LaunchSettings(server.address, token, launch, attempt)
-        runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings))
+        settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy)
+        runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings), backend)
         t0 = time.monotonic()
         runner.start()
-        log.info("launched %d ranks in one barrier stage (attempt %d)", n, attempt)
+        log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
         failure = _watch(spark, runner, server, n, launch, on_event, job_group, t0)
     if failure is not None:
         raise failure

@@ -20,14 +20,15 @@ from sparkdl.launch.errors import FailureKind, TrainingError
 
 #: Exception text of a collective that broke because another rank went away.
 PEER_MARKERS = ("HorovodInternalError", "Horovod has been shut down", "Connection closed by peer",
-                "Connection reset by peer", "[enforce fail at", "Gloo", "gloo")
+                "Connection reset by peer", "[enforce fail at", "Gloo", "gloo", "DistBackendError",
+                "DistNetworkError", "NCCL communicator was aborted")
 #: Exceptions in the launch around the user's function that no retry can fix.
 _SETUP_ERRORS = ("ImportError", "ModuleNotFoundError")
 
 
 def classify_rank_exception(exc: BaseException, in_user_code: bool) -> FailureKind:
     """The kind of an exception raised on a rank: inside the user's function (``in_user_code``)
-    or in the launch around it (rendezvous, ``hvd.init``)."""
+    or in the launch around it (rendezvous, joining the group)."""
     name = type(exc).__name__
     text = f"{name}: {exc}"
     if any(m in text for m in PEER_MARKERS) or name == "ExchangeError":

@@ -1,12 +1,11 @@
-"""Executor side of the barrier stage: one task becomes one Horovod rank.
+"""Executor side of the barrier stage: one task becomes one rank of the chosen backend
+(Horovod or torch.distributed: :mod:`sparkdl.backends`).
 
 Each task derives the same host plan from the barrier tasks' addresses; the rank-0
-task runs Horovod's rendezvous server (for this job's ranks only: see
-:mod:`sparkdl.launch.rendezvous`) and shares its port through the driver's event
+task hosts the backend's rendezvous and shares its port through the driver's event
 channel (Spark's ``allGather`` would cost a second: it polls once a second); every task
-exports the HOROVOD_* variables, calls ``hvd.init()`` over Gloo, reports that it did (rank
-0 then closes the rendezvous) and runs the user function. Failures are sent to the
-driver at once with their traceback tail.
+joins the group, runs the user function, and leaves. Failures are sent to the driver at
+once with their traceback tail.
 """
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, Optional
 
+from sparkdl.backends.base import Peers
 from sparkdl.config import LaunchConfig
 from sparkdl.launch.devices import select_device, task_resources
 from sparkdl.launch.events import EventClient, EventType
@@ -36,6 +36,9 @@ class LaunchSettings:
     token: str
     launch: LaunchConfig = LaunchConfig()
     attempt: int = 1
+    #: ``horovod`` or ``torch`` (``train.backend``), and torch's ``train.strategy``.
+    backend: str = "horovod"
+    strategy: str = "ddp"
 
 
 @dataclass
@@ -46,8 +49,10 @@ class RankContext:
     attempt: int
     device: str
     events: EventClient
-    #: Seconds each launch step took on this rank (rendezvous, imports, hvd.init), so the
-    #: user function can add its own and report where time to the first step went.
+    #: The joined backend: broadcasts, sums, and the model and optimizer wrapping.
+    backend: Any = None
+    #: Seconds each launch step took on this rank (rendezvous, imports, joining the group),
+    #: so the user function can add its own and report where time to the first step went.
     startup: Dict[str, float] = field(default_factory=dict)
 
     @property
@@ -85,21 +90,6 @@ def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -
                 kind=classify_rank_exception(exc, in_user_code).value)
 
 
-RENDEZVOUS_PORT = "rendezvous_port"
-
-
-def _close_rendezvous_when_all_initialized(events: EventClient, rank: int, size: int, server,
-                                           timeout_s: float) -> None:
-    """Every rank reports that ``hvd.init()`` returned; rank 0, which hosts the rendezvous,
-    waits for all of them and stops it: nobody needs it any longer."""
-    if rank != 0:
-        events.put(f"initialized.{rank}", True)
-        return
-    for other in range(1, size):
-        events.get_value(f"initialized.{other}", timeout_s)
-    server.stop()
-
-
 def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
                      _rows: Iterator[Any]) -> Iterator[bytes]:
     """Body of each barrier task (used with ``rdd.barrier().mapPartitions``)."""
@@ -110,69 +100,53 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
     pid = ctx.partitionId()
     laps = Laps()
     events = EventClient(settings.event_address, settings.token, rank=pid)
-    server = None
-    reported = False
+    backend = None
+    started = reported = False
     try:
         plan = host_plan([info.address for info in ctx.getTaskInfos()])
         slot = plan[pid]
         events.rank = slot.rank
         events.send(EventType.STARTED, partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
         laps.lap("host_plan")
+        from sparkdl.backends import backend_named
+
+        backend = backend_named(settings.backend, settings.strategy)
         chief = next(s for s in plan if s.rank == 0)
-        chief_ip = resolve_ip(chief.hostname)
-        if slot.rank == 0:
-            from sparkdl.launch.rendezvous import GuardedRendezvous
-
-            server = GuardedRendezvous(chief_ip, {resolve_ip(s.hostname) for s in plan})
-            server.init(hosts_string(plan), len(plan))
-            port = server.port
-            events.put(RENDEZVOUS_PORT, port)
-        else:
-            port = int(events.get_value(RENDEZVOUS_PORT, settings.launch.rendezvous_timeout_s))
-        laps.lap("rendezvous")
         my_ip = resolve_ip(slot.hostname)
-        iface = interface_for(my_ip)
-        env = {
-            "HOROVOD_GLOO_RENDEZVOUS_ADDR": chief_ip,
-            "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
-            "HOROVOD_CONTROLLER": "gloo",
-            "HOROVOD_CPU_OPERATIONS": "gloo",
-            "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(settings.launch.rendezvous_timeout_s)),
-            **slot.env(),
-            **settings.launch.env,
-        }
-        if iface:
-            env["HOROVOD_GLOO_IFACE"] = iface
-        os.environ.update(env)
-
-        import horovod.torch as hvd
+        peers = Peers(slot.rank, slot.size, slot.local_rank, resolve_ip(chief.hostname), interface_for(my_ip),
+                      {**slot.env(), **settings.launch.env}, hosts_string(plan),
+                      frozenset(resolve_ip(s.hostname) for s in plan))
         import torch
 
-        laps.lap("import_torch_horovod")
+        laps.lap("import_torch")
         device, note = select_device(task_resources(), torch.cuda.is_available(),
                                      torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                                     hvd.nccl_built())
+                                     backend.gpu_collectives(), backend.name)
         if note:
             events.send(EventType.LOG, level="warning", message=note)
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
-        hvd.init()
-        laps.lap("hvd_init")
-        if hvd.rank() != slot.rank or hvd.size() != slot.size:
-            raise RuntimeError(f"hvd.init() gave rank {hvd.rank()}/{hvd.size()}, plan said {slot.rank}/{slot.size}")
-        _close_rendezvous_when_all_initialized(events, slot.rank, slot.size, server,
-                                               settings.launch.rendezvous_timeout_s)
-        rc = RankContext(slot, settings.attempt, device, events, laps.seconds)
+        started = True
+        backend.start(peers, events, settings.launch.rendezvous_timeout_s, settings.launch.progress_timeout_s,
+                      device)
+        laps.lap("join_group")
+        if backend.world() != (slot.rank, slot.size):
+            raise RuntimeError(f"{backend.name} gave rank/size {backend.world()}, the plan said "
+                               f"{(slot.rank, slot.size)}")
+        rc = RankContext(slot, settings.attempt, device, events, backend, laps.seconds)
+        ok = False
         try:
             result = fn(rc)
+            ok = True
         except BaseException as exc:
-            # Report before hvd.shutdown(): the shutdown makes every peer fail too, and the
+            # Report before leaving the group: leaving makes every peer fail too, and the
             # driver must hear this rank's own error first.
             _report_error(events, exc, in_user_code=True)
             reported = True
             raise
         finally:
-            hvd.shutdown()
+            started = False
+            backend.stop(ok)
         events.send(EventType.DONE)
         yield cloudpickle.dumps((slot.rank, result))
     except BaseException as exc:
@@ -180,6 +154,9 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
             _report_error(events, exc, in_user_code=False)
         raise
     finally:
-        if server is not None:
-            server.stop()
+        if started:  # failed while joining: leave what was set up (the rendezvous, a store)
+            try:
+                backend.stop(False)
+            except Exception as e:  # the error being raised is the one to report
+                log.warning("rank %s could not leave the %s group cleanly: %s", pid, backend.name, e)
         events.close()

@@ -1,9 +1,11 @@
-"""The training loop on each rank (runs inside a barrier task, after ``hvd.init()``).
+"""The training loop on each rank (runs inside a barrier task, after its backend joined
+the other ranks: Horovod or torch.distributed, :mod:`sparkdl.backends`).
 
 Parameters and optimizer state start identical on every rank (rank 0 broadcasts, after
 resuming from the latest complete checkpoint if there is one); gradients are averaged
-with Horovod's ring-allreduce (``DistributedOptimizer``), optionally fp16-compressed
-and accumulated over several backward passes; mixed precision uses autocast. Every
+by the backend (Horovod's ring-allreduce, DDP's bucketed allreduce, or FSDP's
+reduce-scatter), optionally fp16-compressed and accumulated over several backward
+passes; mixed precision uses autocast. Every
 rank runs the same number of steps per epoch, validation metrics come from statistics
 summed across ranks (:mod:`sparkdl.task_metrics`), and rank 0 writes a checkpoint each
 epoch and the final model. The learning-rate schedule and early stopping
@@ -12,6 +14,7 @@ epoch and the final model. The learning-rate schedule and early stopping
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -30,8 +33,7 @@ from sparkdl.rank.callbacks import Callback, Callbacks, LoopState
 from sparkdl.rank.checkpoints import load_latest, save_checkpoint
 from sparkdl.rank.controls import EarlyStopping, LrSchedule
 from sparkdl.rank.objective import LOSSES, Objective
-from sparkdl.rank.optimizers import broadcast_state, distributed_optimizer
-from sparkdl.rank.reader import ShardPlan, ShardReader
+from sparkdl.rank.reader import ShardPlan, ShardReader, shard_rows
 from sparkdl.stages import Laps
 from sparkdl.task_metrics import StatsLayout, scalar_metrics
 
@@ -90,47 +92,47 @@ def _task_cpus() -> int:
         return 1
 
 
-def parameter_digest(model) -> str:
-    """A hash of every parameter's bytes: equal digests mean identical parameters."""
+def parameter_digest(state: Dict[str, Any]) -> Optional[str]:
+    """A hash of every tensor's bytes in a state dict: equal digests mean identical
+    parameters (None for an empty dict: a sharded model's state is whole on rank 0 only)."""
+    if not state:
+        return None
     h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    for name, p in sorted(state.items()):
         h.update(name.encode())
         h.update(p.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def _allreduce_sums(values, name: str):
-    """Sum a float64 vector (or list) over every rank."""
-    import horovod.torch as hvd
-    import numpy as np
-    import torch
-
-    tensor = torch.from_numpy(np.asarray(values, dtype=np.float64))
-    return hvd.allreduce(tensor, op=hvd.Sum, name=name).numpy()
-
-
-def evaluate(spec: TrainSpec, model, objective: Objective, reader: ShardReader, device, batch_size: int,
-             epoch: int) -> Dict[str, float]:
+def evaluate(spec: TrainSpec, backend, model, objective: Objective, reader: ShardReader, device, batch_size: int,
+             epoch: int, lockstep_batches: int = 0) -> Dict[str, float]:
     """The task's metrics over every validation row of every rank (``val_`` names),
-    from statistics summed across ranks."""
+    from statistics summed across ranks. ``lockstep_batches``: a sharded model's forward
+    is a collective, so every rank runs that many (repeating its last batch, uncounted)."""
     import torch
 
     layout = spec.stats_layout()
     stats = layout.zeros()
     model.eval()
+    done, last = 0, None
     with torch.no_grad():
         for *inputs, y in reader.all_rows(batch_size):
+            last = [t.to(device) for t in inputs]
             y = y.to(device)
-            out = model(*[t.to(device) for t in inputs]).float()
+            out = model(*last).float()
             loss_sum = float(objective(out, y, reduction="sum")) if objective.regression else None
             layout.update(stats, predictions(out, spec.model_spec).cpu().numpy(), y.cpu().numpy(), loss_sum)
-    metrics = layout.finalize(_allreduce_sums(stats, f"val.{epoch}"))
+            done += 1
+        for _ in range(done, lockstep_batches):
+            model(*last)
+    metrics = layout.finalize(backend.allreduce_sum(stats, f"val.{epoch}"))
     return {**{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "val_rows": metrics["rows"]}
 
 
 def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
-    """The model (fine-tuned from ``init_from`` when set, with frozen parameters), its
-    distributed optimizer at ``lr``, the objective, and the frozen parameters' names."""
+    """The network (fine-tuned from ``init_from`` when set, with frozen parameters), the
+    module the loop trains (the backend's wrapper of it, or itself), the optimizer at
+    ``lr``, the objective, and the frozen parameters' names."""
     import torch
 
     t = spec.train
@@ -143,72 +145,83 @@ def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
                                                             f"tensors loaded, {len(skipped)} new {skipped[:6]}")
     frozen = freeze(model, t.fine_tune.freeze)
     model.to(device)
-    opt = distributed_optimizer(model, t.optimizer.name, lr, t.optimizer.weight_decay, t.allreduce.compression,
-                                t.allreduce.backward_passes_per_step)
-    return model, opt, spec.objective(custom_loss).to(device), frozen
+    trained, opt = ctx.backend.prepare(model, t, lr, device)
+    return model, trained, opt, spec.objective(custom_loss).to(device), frozen
 
 
-def _resume(spec: TrainSpec, ctx: RankContext, model, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
+def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
     """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast:
     parameters, optimizer state, the epoch and history, and the callbacks' state."""
-    import horovod.torch as hvd
     import torch
 
     start_epoch, history, controls, stop_reason = 0, [], {}, None
+    model_state = optimizer_state = None
     if ctx.is_chief:
         state = load_latest(Path(spec.checkpoint_dir))
         if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+            model_state, optimizer_state = state["model"], state["optimizer"]
             torch.set_rng_state(state["rng"])
             start_epoch, history = int(state["epoch"]), list(state["history"])
             controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    broadcast_state(opt, root_rank=0)
-    start_epoch, history, controls, stop_reason = hvd.broadcast_object(
-        (start_epoch, history, controls, stop_reason), root_rank=0, name="resume")
+    ctx.backend.load_state(net, opt, model_state, optimizer_state)
+    start_epoch, history, controls, stop_reason = ctx.backend.broadcast_object(
+        (start_epoch, history, controls, stop_reason), "resume")
     callbacks.load_state_dict(controls)
     return start_epoch, history, stop_reason
 
 
-def _train_epoch(state: LoopState, callbacks: Callbacks, model, opt, reader: ShardReader, loss_fn: Objective,
-                 device, t, scaler, amp_dtype) -> Tuple[float, int, float]:
-    """One epoch of steps; returns (summed loss, rows, seconds) of this rank."""
+def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, reader: ShardReader,
+                 loss_fn: Objective, device, t, scaler, amp_dtype) -> Tuple[float, int, Dict[str, float]]:
+    """One epoch of steps; returns this rank's summed loss, rows, and seconds: in all, and
+    split into waiting for batches (``data_s``), forward and backward (``compute_s``) and
+    the optimizer step with the gradient exchange (``step_s``): the loop's own profile."""
     import torch
 
     model.train()
     k = t.allreduce.backward_passes_per_step
-    t0 = time.perf_counter()
+    clock = time.perf_counter
+    t0 = clock()
+    data_s = compute_s = step_s = 0.0
     loss_sum = torch.zeros((), dtype=torch.float64)
     rows = 0
-    for step, (*inputs, y) in enumerate(reader.epoch(state.epoch)):
+    batches = iter(reader.epoch(state.epoch))
+    step = 0
+    while True:
+        a = clock()
+        batch = next(batches, None)
+        b = clock()
+        data_s += b - a
+        if batch is None:
+            break
+        *inputs, y = batch
         state.step = step
         for hook in callbacks.on_step_start_hooks:
             hook(state)
-        inputs = [t.to(device, non_blocking=True) for t in inputs]  # features [, embedding indices]
+        inputs = [x.to(device, non_blocking=True) for x in inputs]  # features [, embedding indices]
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(*inputs)
-        loss = loss_fn(out.float(), y)
-        scaled = loss / k
-        (scaler.scale(scaled) if scaler else scaled).backward()
-        if (step + 1) % k == 0:
-            if scaler:
-                opt.synchronize()
-                with opt.skip_synchronize():
-                    scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
+        boundary = (step + 1) % k == 0
+        with contextlib.nullcontext() if boundary else backend.accumulating(model):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = model(*inputs)
+            loss = loss_fn(out.float(), y)
+            scaled = loss / k
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        c = clock()
+        compute_s += c - b
+        if boundary:
+            backend.step(opt, scaler)
             opt.zero_grad()
         loss_sum += loss.detach().double() * len(y)
         rows += len(y)
+        step_s += clock() - c
         if state.first_step_at is None:
             state.first_step_at = time.time()
         for hook in callbacks.on_step_end_hooks:
             hook(state)
-    return float(loss_sum), rows, time.perf_counter() - t0
+        step += 1
+    return float(loss_sum), rows, {"seconds": clock() - t0, "data_s": data_s, "compute_s": compute_s,
+                                   "step_s": step_s}
 
 
 def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
@@ -242,8 +255,8 @@ def _final_spec(spec: TrainSpec, history: List[Dict[str, Any]], extras: Dict[str
 
 
 def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
-    """Train on this rank; rank 0 returns the history. Every rank returns its parameter digest."""
-    import horovod.torch as hvd
+    """Train on this rank; rank 0 returns the history. Every rank returns its parameter
+    digest (rank 0 only, for a sharded model)."""
     import torch
 
     t = spec.train
@@ -253,9 +266,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     device = torch.device(ctx.device)
     lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)  # scaled for the world size
     callbacks = Callbacks(controls(t, lr) + list(spec.callbacks))
-    model, opt, objective, frozen = _build(spec, ctx, device, lr)
+    backend = ctx.backend
+    net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
     laps.lap("model_and_optimizer")
-    start_epoch, history, stop_reason = _resume(spec, ctx, model, opt, callbacks)
+    start_epoch, history, stop_reason = _resume(spec, ctx, net, opt, callbacks)
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
@@ -268,6 +282,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                          t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices)
     val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
                              spec.features, spec.label, to_tensors, indices=indices)
+    # A sharded model's forward is a collective: every rank validates in as many batches.
+    val_batch = max(t.batch_size, 1024)
+    lockstep = (max(math.ceil(rows / val_batch) for rows in shard_rows(spec.validation_path, ctx.size))
+                if getattr(backend, "sharded", False) else 0)
     laps.lap("shard_plan")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
@@ -276,29 +294,31 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
             f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
             f"epochs); compression {t.allreduce.compression}; accumulation {k}; precision {t.mixed_precision}; "
-            f"device {device}; frozen {len(frozen)} tensors"))
+            f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
+            f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
 
     state = LoopState(rank=ctx.rank, size=ctx.size, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
                       epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
-                      broadcast=lambda obj, name: hvd.broadcast_object(obj, root_rank=0, name=name),
-                      model=model, optimizer=opt, stop_reason=stop_reason)
+                      broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire("on_train_start", state)
     for epoch in range(start_epoch + 1, t.epochs + 1):
         if state.stop_reason:  # a resumed run that had already stopped early
             break
         state.epoch = epoch
-        loss_sum, rows, seconds = _train_epoch(state, callbacks, model, opt, reader, objective, device, t, scaler,
-                                               amp_dtype)
-        total_loss, total_rows = _allreduce_sums([loss_sum, float(rows)], f"train.{epoch}").tolist()
-        metrics = evaluate(spec, model, objective, val_reader, device, max(t.batch_size, 1024), epoch)
+        loss_sum, rows, timing = _train_epoch(state, callbacks, backend, model, opt, reader, objective, device, t,
+                                              scaler, amp_dtype)
+        total_loss, total_rows = backend.allreduce_sum([loss_sum, float(rows)], f"train.{epoch}").tolist()
+        metrics = evaluate(spec, backend, net, objective, val_reader, device, val_batch, epoch, lockstep)
+        seconds = timing["seconds"]
         entry = {"epoch": epoch, "loss": total_loss / max(total_rows, 1), **metrics,
                  "lr": opt.param_groups[0]["lr"], "samples_per_sec": total_rows / max(seconds, 1e-9),
-                 "seconds": seconds, "steps": plan.steps, "attempt": ctx.attempt}
+                 "steps": plan.steps, "attempt": ctx.attempt, **timing}
         history.append(entry)
         callbacks.fire("on_epoch_end", state)
+        model_state, optimizer_state = backend.full_state(net), backend.optimizer_state(net, opt)
         if ctx.is_chief:
             save_checkpoint(Path(spec.checkpoint_dir), epoch,
-                            {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                            {"model": model_state, "optimizer": optimizer_state,
                              "rng": torch.get_rng_state(), "history": history,
                              "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
                             before_rename=lambda tmp: callbacks.fire("before_checkpoint_commit", state, tmp))
@@ -306,9 +326,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         if state.stop_reason and ctx.is_chief:
             ctx.report(EventType.LOG, level="info", message=f"early stopping after epoch {epoch}: {state.stop_reason}")
     callbacks.fire("on_train_end", state)
+    final_state = backend.full_state(net)
     if ctx.is_chief:
-        save_model(model, _final_spec(spec, history, state.extras), Path(spec.model_dir))
-    return {"rank": ctx.rank, "digest": parameter_digest(model), "steps_per_epoch": plan.steps,
+        save_model(final_state, _final_spec(spec, history, state.extras), Path(spec.model_dir))
+    return {"rank": ctx.rank, "digest": parameter_digest(final_state), "steps_per_epoch": plan.steps,
             "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
             "history": history if ctx.is_chief else None}

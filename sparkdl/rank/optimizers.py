@@ -1,6 +1,6 @@
-"""The distributed optimizer a rank steps: the configured optimizer under Horovod's
-``DistributedOptimizer``, and, when the network has sparse embedding tables, ``SparseAdam``
-for those tables under a second one.
+"""The optimizers a rank steps: the configured one, and, when the network has sparse
+embedding tables, ``SparseAdam`` for those tables beside it (under Horovod, each under
+its own ``DistributedOptimizer``: :mod:`sparkdl.backends.horovod`).
 
 Why two: a large table's dense gradient costs the whole table every step, in the
 allreduce and again in Adam, which rewrites every row. Measured on 2 Horovod ranks over
@@ -74,34 +74,23 @@ class OptimizerGroup:
             m.load_state_dict(s)
 
 
-def distributed_optimizer(model, name: str, lr: float, weight_decay: float, compression: str,
-                          backward_passes_per_step: int):
-    """Horovod's ``DistributedOptimizer`` over the model's trainable parameters (averaged,
-    ``compression`` ``none`` or ``fp16``), or an :class:`OptimizerGroup` of two when some
-    embedding tables are sparse. Each wrapper is its own optimizer instance (its own
-    state): it is what steps, so it is what checkpoints save and resume restores."""
-    import horovod.torch as hvd
-    import torch
-
+def split_sparse(model):
+    """The model's trainable (name, parameter) pairs: (dense ones, sparse embedding weights)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     sparse_ids = sparse_parameters(model)
-    dense = [(n, p) for n, p in named if id(p) not in sparse_ids]
-    sparse = [(n, p) for n, p in named if id(p) in sparse_ids]
-    wrap = dict(compression=hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none,
-                backward_passes_per_step=backward_passes_per_step, op=hvd.Average)
+    return [(n, p) for n, p in named if id(p) not in sparse_ids], [(n, p) for n, p in named if id(p) in sparse_ids]
+
+
+def local_optimizer(model, name: str, lr: float, weight_decay: float):
+    """The configured optimizer over the dense parameters, with ``SparseAdam`` over the
+    sparse embedding tables beside it (an :class:`OptimizerGroup`) when there are any;
+    for backends that exchange gradients in backward (DDP), not in the optimizer."""
+    import torch
+
+    dense, sparse = split_sparse(model)
     members = []
     if dense or not sparse:
-        members.append(hvd.DistributedOptimizer(base_optimizer(name, [p for _, p in dense], lr, weight_decay),
-                                                named_parameters=dense, **wrap))
+        members.append(base_optimizer(name, [p for _, p in dense], lr, weight_decay))
     if sparse:
-        members.append(hvd.DistributedOptimizer(torch.optim.SparseAdam([p for _, p in sparse], lr=lr),
-                                                named_parameters=sparse, **wrap))
+        members.append(torch.optim.SparseAdam([p for _, p in sparse], lr=lr))
     return members[0] if len(members) == 1 else OptimizerGroup(members)
-
-
-def broadcast_state(opt, root_rank: int = 0) -> None:
-    """Every member's optimizer state from ``root_rank``."""
-    import horovod.torch as hvd
-
-    for m in getattr(opt, "members", [opt]):
-        hvd.broadcast_optimizer_state(m, root_rank=root_rank)

@@ -14,17 +14,13 @@ def _epochs(metrics):
     return [h["epoch"] for h in metrics.history]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(adult_run):
-    """The session's 4-epoch, 2-rank run: the same config and seed as the interrupted one."""
-    return adult_run
-
-
 def test_sigkilled_worker_resumes_and_matches_an_uninterrupted_run(spark_cluster, adult_config, adult_lake,
-                                                                    uninterrupted, tmp_path):
+                                                                    backend, backend_run, tmp_path):
+    """On each backend; ``backend_run`` is the same config and seed, uninterrupted."""
+    uninterrupted = backend_run
     lake, manifest = adult_lake
     t0 = time.monotonic()
-    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2})
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.backend": backend})
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
                    callbacks=[FaultSpec(rank=1, epoch=3, step=20, mode="kill")])
     m = result.metrics

@@ -77,6 +77,18 @@ def test_minimal_config_gets_defaults():
     (_with(train={"allreduce": {"embedding_gradients": "lazy"}}), "train.allreduce.embedding_gradients",
      "'auto', 'dense', 'sparse'"),
     (_with(train={"allreduce": {"sparse_from_rows": 0}}), "train.allreduce.sparse_from_rows", ">= 1"),
+    # options of one backend only name the backend that has them
+    (_with(train={"backend": "mpi"}), "train.backend", "'horovod', 'torch'"),
+    (_with(train={"strategy": "fsdp"}), "train.strategy", "option of train.backend: torch"),
+    (_with(train={"backend": "torch", "horovod": {"cycle_time_ms": 1}}), "train.horovod",
+     "options of train.backend: horovod (this job uses train.backend: torch)"),
+    (_with(train={"ddp": {"bucket_cap_mb": 5}}), "train.ddp", "options of train.backend: torch"),
+    (_with(train={"backend": "torch", "strategy": "fsdp", "ddp": {}}), "train.ddp", "strategy: fsdp"),
+    (_with(train={"backend": "torch", "strategy": "fsdp", "allreduce": {"compression": "fp16"}}),
+     "train.allreduce.compression", "train.strategy: fsdp"),
+    (_with(train={"backend": "torch", "strategy": "fsdp", "allreduce": {"embedding_gradients": "sparse"}}),
+     "train.allreduce.embedding_gradients", "not an option of train.strategy: fsdp"),
+    (_with(train={"horovod": {"cycle_time_ms": 0}}), "train.horovod.cycle_time_ms", "> 0"),
     (_with(train={"class_weights": [1.0, 2.0, 3.0]}), "train.class_weights", "one per class"),
     (_with(train={"class_weights": "even"}), "train.class_weights", "'balanced'"),
     (_with(schema__classes=["a", "b", "c"], train={"decision_threshold": "best_f1"}), "train.decision_threshold",
@@ -238,3 +250,13 @@ def test_scoring_reads_its_input_with_the_runs_options_in_any_format():
     assert input_data_config(parse_config(MINIMAL).data, "/in/x.csv", None).format == "csv"
     with pytest.raises(ConfigError, match="trained on generated data, so scoring /in/y needs its format"):
         input_data_config(generated, "/in/y", None)  # never generate rows in place of the input
+
+
+def test_backend_settings_become_what_each_backend_reads():
+    t = parse_config(_with(train={"horovod": {"cycle_time_ms": 2.5, "fusion_threshold_mb": 1}})).train
+    assert t.backend == "horovod" and t.horovod.env() == {"HOROVOD_CYCLE_TIME": "2.5",
+                                                          "HOROVOD_FUSION_THRESHOLD": str(1024 * 1024)}
+    t = parse_config(_with(train={"backend": "torch", "ddp": {"bucket_cap_mb": 5}})).train
+    assert t.ddp_settings.bucket_cap_mb == 5 and t.strategy == "ddp"
+    t = parse_config(_with(train={"backend": "torch", "strategy": "fsdp"})).train
+    assert t.sparse_table(10**7) is False and t.ddp_settings.bucket_cap_mb == 25  # FSDP keeps every table dense

@@ -8,7 +8,8 @@ from torch import nn
 
 from sparkdl.config import ModelConfig
 from sparkdl.models import build_model, model_spec
-from sparkdl.rank.optimizers import OptimizerGroup, broadcast_state, distributed_optimizer
+from sparkdl.backends.horovod import HorovodBackend, distributed_optimizer
+from sparkdl.rank.optimizers import OptimizerGroup, local_optimizer
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_sparse_tables_update_only_the_rows_a_batch_touched(hvd):
     opt = distributed_optimizer(model, "adam", 0.01, 0.0, "none", 1)
     assert isinstance(opt, OptimizerGroup)
     assert [type(m).__mro__[1] for m in opt.members] == [torch.optim.Adam, torch.optim.SparseAdam]
-    broadcast_state(opt)
+    HorovodBackend().broadcast_optimizer(opt)
     big = model.embeddings[1].weight
     before = big.detach().clone()
     x, idx = torch.randn(16, 2), torch.stack([torch.randint(0, 10, (16,)), torch.randint(0, 50, (16,))], 1)
@@ -63,3 +64,11 @@ def test_the_pair_acts_as_one_optimizer_for_schedules_and_checkpoints(hvd):
 def test_without_sparse_tables_one_distributed_optimizer(hvd):
     opt = distributed_optimizer(_embedding_mlp(sparse=False), "adamw", 0.01, 0.01, "fp16", 2)
     assert not isinstance(opt, OptimizerGroup) and type(opt).__mro__[1] is torch.optim.AdamW
+
+
+def test_the_local_pair_for_backends_that_exchange_in_backward():
+    """DDP averages gradients in backward: its optimizers are the plain pair."""
+    opt = local_optimizer(_embedding_mlp(sparse=True), "adam", 0.01, 0.0)
+    assert isinstance(opt, OptimizerGroup)
+    assert [type(m) for m in opt.members] == [torch.optim.Adam, torch.optim.SparseAdam]
+    assert type(local_optimizer(_embedding_mlp(sparse=False), "sgd", 0.1, 0.0)) is torch.optim.SGD

@@ -1,0 +1,149 @@
+"""Horovod's ring-allreduce over Gloo (CPU) or NCCL (GPU), the design's engine.
+
+The rank-0 task runs Horovod's rendezvous server for this job's ranks only (see
+:mod:`sparkdl.launch.rendezvous`) and shares its port through the driver's event
+channel; every task exports the HOROVOD_* variables and calls ``hvd.init()``; once
+every rank reports that it returned, rank 0 closes the rendezvous. Gradients are
+averaged by ``DistributedOptimizer`` (see :mod:`sparkdl.rank.optimizers` for the sparse
+embedding tables' second optimizer).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Tuple
+
+from sparkdl.backends.base import Backend, Peers
+from sparkdl.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+RENDEZVOUS_PORT = "rendezvous_port"
+
+#: Horovod's tuning knobs as sparkdl sets them unless ``train.launch.env`` does (see the
+#: README's training-speed section for the measurements behind them).
+TUNED: Dict[str, str] = {}
+
+
+def _close_rendezvous_when_all_initialized(events, rank: int, size: int, server, timeout_s: float) -> None:
+    """Every rank reports that ``hvd.init()`` returned; rank 0, which hosts the rendezvous,
+    waits for all of them and stops it: nobody needs it any longer."""
+    if rank != 0:
+        events.put(f"initialized.{rank}", True)
+        return
+    for other in range(1, size):
+        events.get_value(f"initialized.{other}", timeout_s)
+    server.stop()
+
+
+class HorovodBackend(Backend):
+    name = "horovod"
+
+    def __init__(self):
+        self._server = None
+
+    def gpu_collectives(self) -> bool:
+        import horovod.torch as hvd
+
+        return bool(hvd.nccl_built())
+
+    def start(self, peers: Peers, events, rendezvous_timeout_s: float, collective_timeout_s: float,
+              device: str) -> None:
+        import horovod.torch as hvd
+
+        if peers.rank == 0:
+            from sparkdl.launch.rendezvous import GuardedRendezvous
+
+            self._server = GuardedRendezvous(peers.chief_ip, peers.rank_ips)
+            self._server.init(peers.hosts, peers.size)
+            port = self._server.port
+            events.put(RENDEZVOUS_PORT, port)
+        else:
+            port = int(events.get_value(RENDEZVOUS_PORT, rendezvous_timeout_s))
+        env = {**TUNED,
+               "HOROVOD_GLOO_RENDEZVOUS_ADDR": peers.chief_ip,
+               "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
+               "HOROVOD_CONTROLLER": "gloo",
+               "HOROVOD_CPU_OPERATIONS": "gloo",
+               "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(rendezvous_timeout_s)),
+               **peers.env}
+        if peers.iface:
+            env["HOROVOD_GLOO_IFACE"] = peers.iface
+        os.environ.update(env)
+        hvd.init()
+        _close_rendezvous_when_all_initialized(events, peers.rank, peers.size, self._server, rendezvous_timeout_s)
+
+    def stop(self, ok: bool) -> None:
+        import horovod.torch as hvd
+
+        try:
+            hvd.shutdown()
+        finally:
+            if self._server is not None:
+                self._server.stop()
+
+    def world(self) -> Tuple[int, int]:
+        import horovod.torch as hvd
+
+        return hvd.rank(), hvd.size()
+
+    def prepare(self, net, t: TrainConfig, lr: float, device):
+        return net, distributed_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay,
+                                          t.allreduce.compression, t.allreduce.backward_passes_per_step)
+
+    def step(self, opt, scaler) -> None:
+        if scaler:
+            opt.synchronize()
+            with opt.skip_synchronize():
+                scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    def broadcast_parameters(self, net) -> None:
+        import horovod.torch as hvd
+
+        hvd.broadcast_parameters(net.state_dict(), root_rank=0)
+
+    def broadcast_optimizer(self, opt) -> None:
+        import horovod.torch as hvd
+
+        for m in getattr(opt, "members", [opt]):
+            hvd.broadcast_optimizer_state(m, root_rank=0)
+
+    def broadcast_object(self, obj: Any, name: str) -> Any:
+        import horovod.torch as hvd
+
+        return hvd.broadcast_object(obj, root_rank=0, name=name)
+
+    def allreduce_sum(self, values, name: str):
+        import horovod.torch as hvd
+        import numpy as np
+        import torch
+
+        tensor = torch.from_numpy(np.asarray(values, dtype=np.float64))
+        return hvd.allreduce(tensor, op=hvd.Sum, name=name).numpy()
+
+
+def distributed_optimizer(model, name: str, lr: float, weight_decay: float, compression: str,
+                          backward_passes_per_step: int):
+    """Horovod's ``DistributedOptimizer`` over the model's trainable parameters (averaged,
+    ``compression`` ``none`` or ``fp16``), or an :class:`OptimizerGroup` of two when some
+    embedding tables are sparse. Each wrapper is its own optimizer instance (its own
+    state): it is what steps, so it is what checkpoints save and resume restores."""
+    import horovod.torch as hvd
+    import torch
+
+    from sparkdl.rank.optimizers import OptimizerGroup, base_optimizer, split_sparse
+
+    dense, sparse = split_sparse(model)
+    wrap = dict(compression=hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none,
+                backward_passes_per_step=backward_passes_per_step, op=hvd.Average)
+    members = []
+    if dense or not sparse:
+        members.append(hvd.DistributedOptimizer(base_optimizer(name, [p for _, p in dense], lr, weight_decay),
+                                                named_parameters=dense, **wrap))
+    if sparse:
+        members.append(hvd.DistributedOptimizer(torch.optim.SparseAdam([p for _, p in sparse], lr=lr),
+                                                named_parameters=sparse, **wrap))
+    return members[0] if len(members) == 1 else OptimizerGroup(members)
