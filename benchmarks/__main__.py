@@ -62,11 +62,17 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             adult = load_config(REPO / "conf" / "adult.yaml")
 
             def distributor():
-                if "end_to_end" not in parts:  # needs a prepared Adult dataset
-                    from sparkdl.workflow import prepare
-                    prepare(adult, lake, spark)
-                manifest = Manifest.load(Lake(lake).current_dataset(adult.name))
-                return bench_distributor(spark, adult, lake, manifest, epochs=4 if quick else 10)
+                runs = []
+                for workload, cfg, batches in training_workloads(adult, quick):
+                    if not (Lake(lake).dataset_root(cfg.name) / "CURRENT").is_file():
+                        from sparkdl.workflow import prepare
+                        prepare(cfg, lake, spark)
+                    manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
+                    for batch in batches:
+                        log.info("-- %s at batch %d per rank", workload, batch)
+                        runs.append(bench_distributor(spark, cfg.with_values({"train.batch_size": batch}), lake,
+                                                      manifest, epochs=4 if quick else 6, workload=workload))
+                return {"runs": runs}
 
             part("distributor", distributor)
             part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
@@ -76,6 +82,23 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     finally:
         spark.stop()
     return res
+
+
+def training_workloads(adult, quick: bool):
+    """(name, config, batches per rank) of the backend comparison: the Adult MLP, a wide MLP
+    of about 4.4 M parameters on the same rows, and the MNIST CNN (when the images are there)."""
+    from sparkdl.config_loading import load_config
+
+    if quick:
+        return [("adult MLP", adult, (128,))]
+    out = [("adult MLP", adult, (128, 1024)),
+           ("wide MLP", adult.with_values({"model.hidden": [2048, 2048]}), (128, 1024))]
+    mnist = load_config(REPO / "conf" / "mnist.yaml")
+    if Path(mnist.data.train).is_dir():
+        out.append(("MNIST CNN", mnist, (128, 1024)))
+    else:
+        log.warning("MNIST CNN left out of the backend comparison: no images at %s", mnist.data.train)
+    return out
 
 
 def main(argv: Optional[List[str]] = None) -> int:

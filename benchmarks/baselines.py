@@ -29,11 +29,12 @@ def plain_torch_training(x, y, spec: Dict[str, Any], batch: int, epochs: int, th
     import torch.nn.functional as F
 
     from sparkdl.models import build_model
+    from sparkdl.rank.optimizers import base_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(spec)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = base_optimizer("adam", model.parameters(), 1e-3, 0.0)  # the one sparkdl's ranks step
     rates = []
     for _ in range(epochs):
         perm = torch.randperm(len(y))

@@ -1,6 +1,7 @@
-"""Against Spark's own TorchDistributor (DDP over Gloo, one torchrun per barrier task):
-the same model, data, batch, epochs and number of processes; time to first step,
-training samples/s and total wall time for each.
+"""Against Spark's own TorchDistributor (DDP over Gloo, one torchrun per barrier task)
+and the plain-torch limit: sparkdl on each backend (Horovod, torch.distributed) with the
+same model, data, batch, epochs and number of processes; time to first step, training
+samples/s and total wall time for each.
 
 The TorchDistributor function is what its users write: load the split into memory,
 shard it like DistributedSampler, wrap the model in DDP, validate each epoch and let
@@ -13,10 +14,12 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
+
+import numpy as np
 
 from benchmarks import baselines
-from benchmarks.baselines import load_split
+from benchmarks.baselines import load_split, plain_torch_training
 from benchmarks.measure import ratio, steady_rate
 
 log = logging.getLogger(__name__)
@@ -101,24 +104,10 @@ def _bounded(spark, seconds: float, fn):
     return box["result"]
 
 
-def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str, Any]:
-    """sparkdl's ``train`` and TorchDistributor on the same prepared dataset."""
-    from pyspark import cloudpickle
+def _run_torch_distributor(spark, t, manifest, spec, batch: int, epochs: int, lake: str) -> Tuple[Dict, float]:
+    """TorchDistributor's run (bounded, one retry) and its wall seconds."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from sparkdl.models import model_spec
-    from sparkdl.supervisor import train
-
-    cfg = cfg.with_values({"train.epochs": epochs})
-    t = cfg.train
-    t0 = time.perf_counter()
-    result = train(cfg, lake, spark=spark, manifest=manifest)
-    sparkdl_wall = time.perf_counter() - t0
-    history = result.metrics.history
-
-    spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
-    for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
-        cloudpickle.register_pickle_by_value(module)
     for attempt in (1, 2):  # its torchrun processes have aborted at exit (Gloo, torch 2.13): one retry
         try:
             with tempfile.TemporaryDirectory(dir=lake) as out_dir:
@@ -126,27 +115,61 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int) -> Dict[str,
                 t0 = time.perf_counter()
                 td = _bounded(spark, TIMEOUT_S, lambda: TorchDistributor(
                     num_processes=t.ranks, local_mode=False, use_gpu=False).run(
-                    ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, t.batch_size, epochs,
+                    ddp_train, manifest.paths["train"], manifest.paths["validation"], spec, batch, epochs,
                     t.optimizer.lr, t.seed, out_dir, called_at))
-                td_wall = time.perf_counter() - t0
-            break
+                return td, time.perf_counter() - t0
         except Exception as e:
             if attempt == 2:
                 raise
             log.warning("TorchDistributor attempt 1 failed (%s); retrying once", (str(e) or repr(e))[:300])
-    ours = steady_rate([h["samples_per_sec"] for h in history])
-    theirs = steady_rate([e["samples_per_sec"] for e in td["epochs"]])
+    raise AssertionError("unreachable")
+
+
+def _sparkdl(spark, cfg, lake: str, manifest, backend: str) -> Dict[str, Any]:
+    from sparkdl.supervisor import train
+
+    t0 = time.perf_counter()
+    result = train(cfg.with_values({"train.backend": backend}), lake, spark=spark, manifest=manifest)
+    wall = time.perf_counter() - t0
+    history = result.metrics.history
+    return {"time_to_first_step_s": result.metrics.train["time_to_first_step_s"],
+            "samples_per_sec": round(steady_rate([h["samples_per_sec"] for h in history]), 1),
+            "wall_seconds": round(wall, 2), "val_accuracy": round(history[-1]["val_accuracy"], 4),
+            "step_ms": {k: round(float(np.median([h[k] / h["steps"] for h in history[1:] or history])) * 1e3, 3)
+                        for k in ("seconds", "data_s", "compute_s", "step_s")}}
+
+
+def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: str = "adult MLP") -> Dict[str, Any]:
+    """sparkdl on each backend, TorchDistributor and one plain torch process (the limit, on
+    as many threads as there are ranks) on the same prepared dataset, model and batch."""
+    from pyspark import cloudpickle
+
+    from sparkdl.models import build_model, model_spec
+
+    cfg = cfg.with_values({"train.epochs": epochs})
+    t = cfg.train
+    spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
+    ours = {b: _sparkdl(spark, cfg, lake, manifest, b) for b in ("horovod", "torch")}
+    for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
+        cloudpickle.register_pickle_by_value(module)
+    td, td_wall = _run_torch_distributor(spark, t, manifest, spec, t.batch_size, epochs, lake)
+    theirs = {"time_to_first_step_s": round(td["time_to_first_step_s"], 2),
+              "samples_per_sec": round(steady_rate([e["samples_per_sec"] for e in td["epochs"]]), 1),
+              "wall_seconds": round(td_wall, 2), "val_accuracy": round(td["epochs"][-1]["val_accuracy"], 4)}
+    x, y = load_split(manifest.paths["train"])
+    plain = plain_torch_training(x, y, spec, t.batch_size * t.ranks, epochs=max(epochs, 3), threads=t.ranks)
     return {
-        "settings": {"ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs, "model": spec},
-        "sparkdl": {"time_to_first_step_s": result.metrics.train["time_to_first_step_s"],
-                    "samples_per_sec": round(ours, 1), "wall_seconds": round(sparkdl_wall, 2),
-                    "val_accuracy": round(history[-1]["val_accuracy"], 4)},
-        "torch_distributor": {"time_to_first_step_s": round(td["time_to_first_step_s"], 2),
-                              "samples_per_sec": round(theirs, 1), "wall_seconds": round(td_wall, 2),
-                              "val_accuracy": round(td["epochs"][-1]["val_accuracy"], 4)},
-        "ratio_samples_per_sec": ratio(ours, theirs),
-        "ratio_time_to_first_step": ratio(result.metrics.train["time_to_first_step_s"], td["time_to_first_step_s"]),
-        "ratio_wall": ratio(sparkdl_wall, td_wall),
+        "settings": {"workload": workload, "ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs,
+                     "parameters": sum(p.numel() for p in build_model(spec).parameters())},
+        "sparkdl_horovod": ours["horovod"], "sparkdl_torch": ours["torch"], "torch_distributor": theirs,
+        "plain_torch_samples_per_sec": round(plain, 1),
+        "ratios": {f"{b}_samples_per_sec_vs_td": ratio(ours[b]["samples_per_sec"], theirs["samples_per_sec"])
+                   for b in ours}
+        | {f"{b}_wall_vs_td": ratio(ours[b]["wall_seconds"], theirs["wall_seconds"]) for b in ours}
+        | {f"{b}_first_step_vs_td": ratio(ours[b]["time_to_first_step_s"], theirs["time_to_first_step_s"])
+           for b in ours}
+        | {f"{b}_vs_plain_torch": ratio(ours[b]["samples_per_sec"], plain) for b in ours},
         "note": "its function reads the whole split into memory on every process (no streaming reader) and "
-                "starts a fresh torchrun per task; sparkdl's ranks run in Spark's reused Python workers",
+                "starts a fresh torchrun per task; sparkdl's ranks run in Spark's reused Python workers; plain "
+                "torch is one process on in-memory tensors at the same global batch, with a thread per rank",
     }

@@ -1,9 +1,11 @@
 """Gradient exchange, outside Spark: what a training step costs when 2 processes on this
 machine average gradients, against the same step in 2 independent processes.
 
-Same MLP as Adult (104 → 256 → 128 → 2), in-memory tensors, one thread per process:
+Same MLP and optimizer as the Adult job (104 → 256 → 128 → 2, fused Adam), in-memory
+tensors, one thread per process:
 - ``independent``: no exchange (the limit);
-- ``horovod``: Horovod's ``DistributedOptimizer`` over Gloo (what sparkdl's ranks run);
+- ``horovod``: Horovod's ``DistributedOptimizer`` over Gloo (sparkdl's ``horovod`` backend);
+- ``ddp``: ``DistributedDataParallel`` over Gloo (sparkdl's ``torch`` backend);
 - ``gloo``: one ``torch.distributed`` Gloo allreduce of a flat gradient buffer per step;
 - ``latency``: Gloo's allreduce alone, by message size.
 
@@ -33,12 +35,12 @@ def _step_loop(mode: str, batch: int, steps: int) -> Dict[str, Any]:
 
     from sparkdl.config_loading import load_config
     from sparkdl.models import build_model, model_spec
+    from sparkdl.rank.optimizers import base_optimizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     # The Adult job's network at Adult's materialized width (104 features, 2 classes).
     model = build_model(model_spec(load_config(REPO / "conf" / "adult.yaml").model, 104, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     params = list(model.parameters())
     rank, exchange = 0, None
     if mode == "horovod":
@@ -46,7 +48,15 @@ def _step_loop(mode: str, batch: int, steps: int) -> Dict[str, Any]:
 
         hvd.init()
         rank = hvd.rank()
-        opt = hvd.DistributedOptimizer(opt, named_parameters=model.named_parameters(), op=hvd.Average)
+        opt = hvd.DistributedOptimizer(base_optimizer("adam", params, 1e-3, 0.0),
+                                       named_parameters=model.named_parameters(), op=hvd.Average)
+    elif mode == "ddp":
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        dist.init_process_group("gloo")
+        rank = dist.get_rank()
+        model = DistributedDataParallel(model, gradient_as_bucket_view=True)
     elif mode == "gloo":
         import torch.distributed as dist
 
@@ -58,6 +68,8 @@ def _step_loop(mode: str, batch: int, steps: int) -> Dict[str, Any]:
             dist.all_reduce(flat)
             flat /= dist.get_world_size()
             torch.nn.utils.vector_to_parameters(flat, [p.grad for p in params])
+    if mode != "horovod":
+        opt = base_optimizer("adam", params, 1e-3, 0.0)
     x, y = torch.randn(steps * batch, 104), torch.randint(0, 2, (steps * batch,))
     best = float("inf")
     for _ in range(3):  # the first pass warms up; the best of the rest is reported
@@ -132,12 +144,16 @@ def bench_exchange(batch: int = 128, steps: int = 300) -> Dict[str, Any]:
                      "horovodrun -np 2 --gloo")
     gloo = _rank0(torchrun + [str(_free_port()), "-m", "benchmarks.exchange", "gloo"] + args,
                   "torch.distributed.run (Gloo)")
+    ddp = _rank0(torchrun + [str(_free_port()), "-m", "benchmarks.exchange", "ddp"] + args,
+                 "torch.distributed.run (DDP, Gloo)")
     latency = _rank0(torchrun + [str(_free_port()), "-m", "benchmarks.exchange", "latency"],
                      "torch.distributed.run (Gloo latency)")
     latency.pop("rank")
-    for r in (independent, horovod, gloo):
+    for r in (independent, horovod, gloo, ddp):
         r.pop("rank")
-    return {"independent": independent, "horovod": horovod, "gloo_flat": gloo, "gloo_allreduce_ms": latency,
+    return {"independent": independent, "horovod": horovod, "ddp": ddp, "gloo_flat": gloo,
+            "gloo_allreduce_ms": latency,
+            "ratio_ddp": ratio(ddp["samples_per_sec_per_rank"], independent["samples_per_sec_per_rank"]),
             "ratio_horovod": ratio(horovod["samples_per_sec_per_rank"], independent["samples_per_sec_per_rank"]),
             "ratio_gloo_flat": ratio(gloo["samples_per_sec_per_rank"], independent["samples_per_sec_per_rank"]),
             "settings": {"batch_per_rank": batch, "steps": steps, "processes": 2, "threads_per_process": 1}}

@@ -59,14 +59,18 @@ def to_markdown(res: Dict[str, Any]) -> str:
                              f"{tl['negotiate_ms']} ms, Gloo allreduce {tl['allreduce_ms']} ms; Horovod timeline "
                              f"of rank 0, {tl['steps']} steps).")
     td = res.get("distributor")
+    for run in (td or {}).get("runs", []):
+        st, r = run["settings"], run["ratios"]
+        what = f"{st['workload']}, batch {st['batch_per_rank']}"
+        o = run["torch_distributor"]
+        for backend in ("torch", "horovod"):
+            s_ = run[f"sparkdl_{backend}"]
+            rows.append([f"4. sparkdl-{backend} vs TorchDistributor ({what}): samples/s", _n(s_["samples_per_sec"]),
+                         _n(o["samples_per_sec"]), r[f"{backend}_samples_per_sec_vs_td"]])
+        rows.append([f"4. sparkdl-torch vs TorchDistributor ({what}): total wall (s)",
+                     run["sparkdl_torch"]["wall_seconds"], o["wall_seconds"], r["torch_wall_vs_td"]])
     if td:
-        s, o = td["sparkdl"], td["torch_distributor"]
-        rows.append(["4. vs TorchDistributor: time to first step (s)", s["time_to_first_step_s"],
-                     o["time_to_first_step_s"], td["ratio_time_to_first_step"]])
-        rows.append(["4. vs TorchDistributor: training samples/s", _n(s["samples_per_sec"]),
-                     _n(o["samples_per_sec"]), td["ratio_samples_per_sec"]])
-        rows.append(["4. vs TorchDistributor: total wall (s)", s["wall_seconds"], o["wall_seconds"], td["ratio_wall"]])
-        notes.append("TorchDistributor: " + td["note"] + ".")
+        notes.append("TorchDistributor: " + td["runs"][0]["note"] + ".")
     if e:
         sc = e["scoring"]
         rows.append([f"5. scoring {sc['sparkdl_score']['rows']:,} Adult rows (rows/s)",
@@ -99,6 +103,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
              _n(x["independent"]["samples_per_sec_per_rank"]), 1.0],
             ["Horovod DistributedOptimizer, Gloo", x["horovod"]["ms_per_step"],
              _n(x["horovod"]["samples_per_sec_per_rank"]), x["ratio_horovod"]],
+            ["torch DistributedDataParallel, Gloo", x["ddp"]["ms_per_step"],
+             _n(x["ddp"]["samples_per_sec_per_rank"]), x["ratio_ddp"]],
             ["torch.distributed Gloo, one flat allreduce", x["gloo_flat"]["ms_per_step"],
              _n(x["gloo_flat"]["samples_per_sec_per_rank"]), x["ratio_gloo_flat"]]])
         out += [f"Gloo allreduce alone: {lat} (the model has {x['independent']['gradient_floats']:,} "
@@ -111,6 +117,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
         bl = (e.get("baseline") or {}).get("logistic_regression", {})
         out += [f"Test accuracy {e['test']['accuracy']:.4f} (AUC {e['test'].get('auc', float('nan')):.3f}); "
                 f"logistic regression {bl.get('accuracy', float('nan')):.4f}.", ""]
+    if td:
+        out += _backends_section(td["runs"])
     for key, title in (("scale", "6. Scale: the synthetic job"),
                        ("clicklog", "8. Click-log: 26 embedded categorical columns up to 1 M values")):
         if res.get(key):
@@ -146,3 +154,26 @@ def _scale_section(sc: Dict[str, Any], title: str) -> List[str]:
         out += ["Scoring stages (s): " + "; ".join(
             f"{run['rows']:,} rows: {pairs(run['scoring']['stages'])}" for run in scored), ""]
     return out
+
+
+def _backends_section(runs: List[Dict[str, Any]]) -> List[str]:
+    """Every workload and batch: samples/s of each system, time to first step and wall."""
+    out = ["## 4. Training backends: sparkdl (Horovod, torch.distributed) vs TorchDistributor vs plain torch", ""]
+    out += _table(["workload", "params", "batch/rank", "samples/s: sparkdl-horovod", "sparkdl-torch",
+                   "TorchDistributor", "plain torch", "torch / TD", "horovod / TD", "torch / plain",
+                   "first step (s): horovod / torch / TD", "wall (s): horovod / torch / TD"],
+                  [[run["settings"]["workload"], _n(run["settings"]["parameters"]), run["settings"]["batch_per_rank"],
+                    _n(run["sparkdl_horovod"]["samples_per_sec"]), _n(run["sparkdl_torch"]["samples_per_sec"]),
+                    _n(run["torch_distributor"]["samples_per_sec"]), _n(run["plain_torch_samples_per_sec"]),
+                    run["ratios"]["torch_samples_per_sec_vs_td"], run["ratios"]["horovod_samples_per_sec_vs_td"],
+                    run["ratios"]["torch_vs_plain_torch"],
+                    " / ".join(str(run[k]["time_to_first_step_s"])
+                               for k in ("sparkdl_horovod", "sparkdl_torch", "torch_distributor")),
+                    " / ".join(str(run[k]["wall_seconds"])
+                               for k in ("sparkdl_horovod", "sparkdl_torch", "torch_distributor"))]
+                   for run in runs])
+    steps = "; ".join(f"{run['settings']['workload']} at {run['settings']['batch_per_rank']}: horovod "
+                      f"{pairs(run['sparkdl_horovod']['step_ms'])}, torch {pairs(run['sparkdl_torch']['step_ms'])}"
+                      for run in runs)
+    return out + [f"sparkdl's step, ms (the loop's timers: whole step, waiting for data, forward and backward, "
+                  f"optimizer step): {steps}.", ""]

@@ -100,7 +100,8 @@ def summary_text(m: RunMetrics) -> str:
     for h in m.history:
         mark = "  <- kept" if tr.get("early_stopping") and h["epoch"] == kept else ""
         lines.append(f"  epoch {h['epoch']:3d}  loss {h['loss']:.4f}  val_loss {h['val_loss']:.4f}  "
-                     f"val_{key} {format_metric(h.get(f'val_{key}', float('nan')))}  lr {h.get('lr', float('nan')):.3g}  "
+                     f"val_{key} {format_metric(h.get(f'val_{key}', float('nan')))}  "
+                     f"lr {h.get('lr', float('nan')):.3g}  "
                      f"{h['samples_per_sec']:,.0f} samples/s  {h['seconds']:.2f}s{mark}")
     stopping = tr.get("early_stopping")
     if stopping:

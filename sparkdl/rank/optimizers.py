@@ -13,18 +13,27 @@ touched rows), and ``SparseAdam`` (lazy Adam) updates only those rows. Below abo
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any, Dict, List
+
+log = logging.getLogger(__name__)
 
 
 def base_optimizer(name: str, params, lr: float, weight_decay: float):
-    """The configured torch optimizer over ``params``."""
+    """The configured torch optimizer over ``params``, fused (one kernel for every
+    parameter: on one CPU thread Adam's step over 60 k parameters takes 0.06 ms instead
+    of 0.18, over 4.4 M 2.1 ms instead of 15; ``benchmarks``' backend comparison)."""
     import torch
 
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    params = list(params)
+    kinds = {"sgd": (torch.optim.SGD, {"momentum": 0.9}), "adamw": (torch.optim.AdamW, {}),
+             "adam": (torch.optim.Adam, {})}
+    cls, extra = kinds.get(name, kinds["adam"])
+    try:
+        return cls(params, lr=lr, weight_decay=weight_decay, fused=bool(params), **extra)
+    except (RuntimeError, TypeError) as e:  # a device or dtype the fused kernels lack
+        log.info("the fused %s is not available here (%s); using the default one", cls.__name__, e)
+        return cls(params, lr=lr, weight_decay=weight_decay, **extra)
 
 
 def sparse_parameters(model) -> set:
