@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional
 from benchmarks.measure import REPO, machine
 from benchmarks.report import pairs, to_markdown
 
-PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "scale", "clicklog", "images")
+PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scale", "clicklog",
+         "images")
 log = logging.getLogger("benchmarks")
 
 
@@ -45,6 +46,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
         return res
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
+    from benchmarks.etl import bench_etl
     from benchmarks.image_path import bench_image_path
     from benchmarks.scale import bench_scale
     from sparkdl.config import SparkConfig
@@ -72,9 +74,11 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
                         log.info("-- %s at batch %d per rank", workload, batch)
                         runs.append(bench_distributor(spark, cfg.with_values({"train.batch_size": batch}), lake,
                                                       manifest, epochs=4 if quick else 6, workload=workload))
+                        log.info("result: %s", json.dumps(runs[-1]))  # kept in the log if a later one fails
                 return {"runs": runs}
 
             part("distributor", distributor)
+            part("etl", lambda: bench_etl(spark, lake, [100_000] if quick else [1_000_000, 10_000_000]))
             part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
             part("clicklog", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000],
                                                  epochs=1, job="clicklog", score=False))

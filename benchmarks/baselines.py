@@ -15,10 +15,10 @@ def load_split(path: str) -> Tuple[Any, Any]:
     import pyarrow.parquet as pq
     import torch
 
+    from sparkdl.rank.reader import feature_matrix
+
     t = pq.read_table(path, columns=["features", "label"])
-    feats = t.column("features").combine_chunks()
-    width = len(feats[0])
-    x = feats.flatten().to_numpy().reshape(-1, width).astype(np.float32)
+    x = feature_matrix(t.column("features"), "features", path)  # float32; images as pixels in [0, 1]
     return torch.from_numpy(x), torch.from_numpy(t.column("label").to_numpy().astype(np.int64))
 
 

@@ -71,6 +71,9 @@ def to_markdown(res: Dict[str, Any]) -> str:
                      run["sparkdl_torch"]["wall_seconds"], o["wall_seconds"], r["torch_wall_vs_td"]])
     if td:
         notes.append("TorchDistributor: " + td["runs"][0]["note"] + ".")
+    for run in (res.get("etl") or {}).get("runs", []):
+        rows.append([f"9. prepare {run['rows']:,} synthetic CSV rows (rows/s)", _n(run["sparkdl_rows_per_sec"]),
+                     f"{_n(run['plain_rows_per_sec'])} plain Spark ML job", run["ratio"]])
     if e:
         sc = e["scoring"]
         rows.append([f"5. scoring {sc['sparkdl_score']['rows']:,} Adult rows (rows/s)",
