@@ -5,11 +5,14 @@ scaling, one-hot categories, the label indexed), write the same Parquet splits. 
 ratio is the cost of sparkdl's checks, quarantine and bookkeeping."""
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Dict, List
 
 from benchmarks.measure import REPO, ratio
+
+log = logging.getLogger(__name__)
 
 
 def plain_spark_prepare(spark, cfg, input_dir: str, out_dir: str) -> int:
@@ -68,5 +71,6 @@ def bench_etl(spark, lake: str, sizes: List[int]) -> Dict[str, Any]:
                      "sparkdl_rows_per_sec": round(rows / ours, 1), "plain_rows_per_sec": round(rows / theirs, 1),
                      "ratio": ratio(rows / ours, rows / theirs),
                      "train_rows": {"sparkdl": manifest.splits["train"], "plain": plain_rows}})
+        log.info("etl result: %s", runs[-1])
     return {"runs": runs, "note": "both read the same headerless CSV; sparkdl also validates and quarantines "
                                   "rows, records the manifest and publishes the dataset atomically"}

@@ -202,10 +202,13 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
         y = y.to(device, non_blocking=True)
         boundary = (step + 1) % k == 0
         with contextlib.nullcontext() if boundary else backend.accumulating(model):
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            if amp_dtype is None:
                 out = model(*inputs)
+            else:
+                with torch.autocast(device.type, dtype=amp_dtype):
+                    out = model(*inputs)
             loss = loss_fn(out.float(), y)
-            scaled = loss / k
+            scaled = loss / k if k > 1 else loss
             (scaler.scale(scaled) if scaler else scaled).backward()
         c = clock()
         compute_s += c - b
