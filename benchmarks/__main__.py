@@ -66,7 +66,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             def distributor():
                 runs = []
                 for workload, cfg, batches in training_workloads(adult, quick):
-                    if not (Lake(lake).dataset_root(cfg.name) / "CURRENT").is_file():
+                    if not Lake(lake).has_dataset(cfg.name):
                         from sparkdl.workflow import prepare
                         prepare(cfg, lake, spark)
                     manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))

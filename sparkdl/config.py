@@ -527,6 +527,7 @@ class TrainConfig:
     def ddp_settings(self) -> DdpConfig:
         return self.ddp or DdpConfig()
 
+
 @dataclass(frozen=True)
 class JobConfig:
     """A whole ETL-plus-train job."""

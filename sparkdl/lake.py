@@ -148,10 +148,14 @@ class Lake:
     def publish_dataset(self, job: str, dataset_id: str) -> None:
         write_text_atomic(self.dataset_root(job) / "CURRENT", dataset_id + "\n")
 
+    def has_dataset(self, job: str) -> bool:
+        """Whether a dataset of ``job`` was ever published here."""
+        return (self.dataset_root(job) / "CURRENT").is_file()
+
     def current_dataset(self, job: str) -> Path:
         """The directory of the dataset ``job`` trains on; a clear error if none was prepared."""
         pointer = self.dataset_root(job) / "CURRENT"
-        if not pointer.is_file():
+        if not self.has_dataset(job):
             raise LakeError(f"no prepared dataset for job '{job}' in lake {self.root}: "
                             f"run `sparkdl prepare CONFIG --lake {self.root}` first")
         path = self.dataset_root(job) / pointer.read_text().strip()

@@ -36,6 +36,8 @@ class Backend(ABC):
     """One distributed backend (Horovod, torch.distributed) for one rank."""
 
     name: str = ""
+    #: Whether each rank holds only a shard of the parameters (its forward is a collective).
+    sharded: bool = False
 
     @abstractmethod
     def start(self, peers: Peers, events, rendezvous_timeout_s: float, collective_timeout_s: float,

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RENDEZVOUS_PORT = "rendezvous_port"
 
+
 def _close_rendezvous_when_all_initialized(events, rank: int, size: int, server, timeout_s: float) -> None:
     """Every rank reports that ``hvd.init()`` returned; rank 0, which hosts the rendezvous,
     waits for all of them and stops it: nobody needs it any longer."""

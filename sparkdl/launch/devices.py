@@ -8,9 +8,9 @@ def select_device(resources: Dict[str, List[str]], cuda_available: bool, device_
                   nccl_built: bool, backend: str = "horovod") -> Tuple[str, Optional[str]]:
     """Return (torch device string, note explaining a fallback or None).
 
-    A task that Spark gave a GPU trains on it when torch can see that GPU and Horovod
-    backend can allreduce CUDA tensors (NCCL); otherwise it trains on the CPU over Gloo, and the
-    note says why so the user can fix the cluster or the build.
+    A task that Spark gave a GPU trains on it when torch can see that GPU and the
+    ``backend`` can allreduce CUDA tensors (NCCL); otherwise it trains on the CPU over
+    Gloo, and the note says why so the user can fix the cluster or the build.
     """
     gpus = resources.get("gpu") or []
     if not gpus:

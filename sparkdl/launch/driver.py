@@ -1,7 +1,7 @@
 """Driver side of the barrier stage: check slots, launch, watch, and translate failures.
 
-``run_on_ranks`` runs ``fn(RankContext)`` on N ranks (Horovod or torch.distributed) inside ONE barrier-mode
-Spark stage and returns each rank's (small) result. While the stage runs, the driver
+``run_on_ranks`` runs ``fn(RankContext)`` on N ranks (Horovod or torch.distributed)
+inside ONE barrier-mode Spark stage and returns each rank's (small) result. While the stage runs, the driver
 logs the ranks' events as they arrive and enforces the bounds of ``train.launch``: every
 rank must start within ``start_timeout_s``, some rank must report within
 ``progress_timeout_s``, and a failing rank ends the whole stage at once as a

@@ -288,7 +288,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     # A sharded model's forward is a collective: every rank validates in as many batches.
     val_batch = max(t.batch_size, 1024)
     lockstep = (max(math.ceil(rows / val_batch) for rows in shard_rows(spec.validation_path, ctx.size))
-                if getattr(backend, "sharded", False) else 0)
+                if backend.sharded else 0)
     laps.lap("shard_plan")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None

@@ -46,7 +46,7 @@ def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(
     assert err.value.path == f"features.columns.{column}.encoding"
     assert synthetic.CLICKLOG_CATEGORICAL[column] > 1000  # a column that is wide, not a narrow one
     assert "distinct values" in str(err.value) and f"features.columns.{column}.encoding: embedding" in str(err.value)
-    assert not (Lake(str(tmp_path / "lake")).dataset_root(cfg.name) / "CURRENT").exists()  # nothing published
+    assert not Lake(str(tmp_path / "lake")).has_dataset(cfg.name)  # nothing published
 
 
 def test_a_job_whose_only_features_are_embedded_columns(spark_cluster, tmp_path):
