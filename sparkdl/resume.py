@@ -45,6 +45,18 @@ def config_fingerprint(cfg: JobConfig) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: How often a driver retries a staging run's lock while someone probes it.
+LOCK_RETRY_S = 0.01
+
+
+def _try_flock(f) -> bool:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
 class RunLock:
     """An exclusive lock on a staging run, held while its driver lives."""
 
@@ -52,14 +64,16 @@ class RunLock:
         self.path = run.lock
         self._file: Optional[IO[str]] = None
 
-    def acquire(self) -> bool:
-        """Take the lock if nobody holds it; True when taken."""
+    def acquire(self, wait_s: float = 0.0) -> bool:
+        """Take the lock if nobody holds it, trying for up to ``wait_s`` (another driver
+        checking whether the run is abandoned holds it for an instant); True when taken."""
         f = open(self.path, "a+")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            return False
+        deadline = time.monotonic() + wait_s
+        while not _try_flock(f):
+            if time.monotonic() >= deadline:
+                f.close()
+                return False
+            time.sleep(LOCK_RETRY_S)
         f.seek(0)
         f.truncate()
         f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
@@ -75,14 +89,17 @@ class RunLock:
 
 
 def is_abandoned(run: RunDir) -> bool:
-    """No live driver holds the staging run's lock."""
+    """No live driver holds the staging run's lock (probed without writing to it, so the
+    file keeps naming its last driver)."""
     if not run.path.is_dir():
         return False
-    lock = RunLock(run)
-    if lock.acquire():
-        lock.release()
+    if not run.lock.exists():
         return True
-    return False
+    with open(run.lock, "a+") as f:
+        if not _try_flock(f):
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
 
 
 def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:

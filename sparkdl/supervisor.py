@@ -35,6 +35,10 @@ from sparkdl.rank.loop import TrainSpec, kept_entry, train_rank
 
 log = logging.getLogger(__name__)
 
+#: How long a driver tries for its run's lock: another driver checking whether the run is
+#: abandoned holds it for an instant, a live driver writing the run holds it for good.
+RUN_LOCK_WAIT_S = 2.0
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -184,7 +188,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     staging = RunDir(staging_path(final))
     staging.path.mkdir(parents=True, exist_ok=True)
     lock = RunLock(staging)
-    if not lock.acquire():
+    if not lock.acquire(wait_s=RUN_LOCK_WAIT_S):
         raise LakeError(f"run {run_id} is being written by another driver ({staging.lock.read_text().strip()}); "
                         "wait for it, or start a run of your own")
     try:

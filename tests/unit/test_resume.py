@@ -78,3 +78,29 @@ time.sleep(60)
     lock = RunLock(run)
     assert lock.acquire()  # SIGKILL released it
     lock.release()
+
+
+def test_a_driver_taking_its_run_waits_out_another_drivers_look_and_the_look_writes_nothing(tmp_path):
+    """Two drivers on one lake: one checks whether the other's new run is abandoned (an
+    instant's flock) just as that one takes its lock. The taker retries within its bound;
+    the look leaves the lock file naming the driver that holds it."""
+    import fcntl
+    import threading
+
+    cfg = parse_config(MINIMAL)
+    lake = Lake(str(tmp_path / "lake"))
+    run = _staging(lake, "job-20260101-000000-aaaaaa", cfg, _dataset(tmp_path / "d1"))
+    with open(run.lock, "a+") as look:  # the other driver's probe, held for 0.2 s
+        fcntl.flock(look, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        threading.Timer(0.2, lambda: fcntl.flock(look, fcntl.LOCK_UN)).start()
+        lock = RunLock(run)
+        assert not lock.acquire()  # no wait: refused while the look holds it
+        assert lock.acquire(wait_s=5)
+    try:
+        named = run.lock.read_text()
+        assert [s.run_id for s in stale_runs(lake)] == []  # held: not abandoned
+        assert run.lock.read_text() == named
+    finally:
+        lock.release()
+    assert [s.run_id[-6:] for s in stale_runs(lake)] == ["aaaaaa"]
+    assert run.lock.read_text() == named  # a look at an abandoned run does not sign it either
