@@ -86,12 +86,13 @@ def _as_text(col: str):
 
 
 def cardinalities(df, columns: List[str]) -> Dict[str, int]:
-    """Approximate distinct values per column (HyperLogLog, 1% error), in one pass."""
+    """Approximate distinct values per column (HyperLogLog, 5% error), in one pass. The
+    counts only choose one-hot, index or hash against limits; 1% error took 5x as long."""
     from pyspark.sql import functions as F
 
     if not columns:
         return {}
-    row = df.agg(*[F.approx_count_distinct(_as_text(c), 0.01).alias(c) for c in columns]).collect()[0]
+    row = df.agg(*[F.approx_count_distinct(_as_text(c), 0.05).alias(c) for c in columns]).collect()[0]
     return {c: int(row[c]) for c in columns}
 
 

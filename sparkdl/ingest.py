@@ -161,18 +161,31 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
              non_finite: str = "quarantine"):
     """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``.
     A NaN or infinite double/float is a bad row (``non_finite="quarantine"``) or a
-    missing value (``"missing"``): never a number the model sees."""
+    missing value (``"missing"``): never a number the model sees.
+
+    Two projections: each column's cleaned text and typed value are computed once, then
+    the checks read them. As one projection every check repeated its column's cast, and
+    validating a million rows of the synthetic job took 14 s instead of 4.6 s."""
     from pyspark.sql import functions as F
 
     null_set = list(null_values)
-    malformed = f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"
-    typed, values, checks = [], {}, [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
+    dtypes = dict(rows.dtypes)
+    text = {c.name: f"__text{i}" for i, c in enumerate(schema.columns)}
+    typed = {c.name: f"__value{i}" for i, c in enumerate(schema.columns)}
+    cleaned = []
     for c in schema.columns:
         col = F.col(f"`{c.name}`")
-        if dict(rows.dtypes)[c.name] == "string":
+        if dtypes[c.name] == "string":
             col = F.trim(col)
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
-        parsed = col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col
+        cleaned += [col.alias(text[c.name]), (col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col)
+                    .alias(typed[c.name])]
+    rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE))
+
+    malformed = f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"
+    values, checks = {}, [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
+    for c in schema.columns:
+        col, parsed = F.col(text[c.name]), F.col(typed[c.name])
         value = parsed
         if c.type != "string":
             checks.append(F.when(col.isNotNull() & parsed.isNull(),
@@ -191,13 +204,9 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                 checks.append(F.when(~infinite & (F.abs(parsed) > F.lit(FLOAT32_MAX)),
                                      F.concat(F.lit(f"column '{c.name}': '"), col.cast("string"),
                                               F.lit(f"' is beyond float32's range (|x| <= {FLOAT32_MAX:.4g})"))))
-        typed.append(value.alias(c.name))
         values[c.name] = value
     if require_label:
-        label = F.col(f"`{schema.label}`")
-        if dict(rows.dtypes)[schema.label] == "string":
-            label = F.trim(label)
-        label = label.cast("string")
+        label = F.col(text[schema.label]).cast("string")
         missing = label.isNull() | label.isin(null_set)
         if schema.task == "regression":  # includes a non-finite number read as missing (non_finite: missing)
             missing = missing | values[schema.label].isNull()
@@ -206,7 +215,8 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
             checks.append(F.when(~label.isin(list(schema.classes)),
                                  F.concat(F.lit(f"label '{schema.label}': '"), label,
                                           F.lit(f"' is not one of {list(schema.classes)}"))))
-    return rows.select(*typed, F.coalesce(*checks).alias(REASON), F.col(RAW), F.col(FILE))
+    return rows.select(*[v.alias(n) for n, v in values.items()], F.coalesce(*checks).alias(REASON),
+                       F.col(RAW), F.col(FILE))
 
 
 def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], quarantine_dir: Optional[str],
