@@ -31,8 +31,8 @@ DEFAULTS = {
     # Python workers fork from a daemon that has torch and Horovod imported already.
     "spark.python.daemon.module": "sparkdl.launch.worker_daemon",
     # Let HotSpot compile Spark's generated code past 8,000 bytecodes: ingest's validation of
-    # a wide schema is one such method, and interpreted it took 2.4x as long (measured in
-    # benchmarks/etl.py's profile). A user's own extraJavaOptions add to these.
+    # a wide schema is one such method, and interpreted it took 4.9 s per million rows
+    # against 2.1 s (README, Benchmarks: Prepare). A user's own extraJavaOptions add to these.
     "spark.driver.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
     "spark.executor.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
 }
