@@ -129,18 +129,10 @@ def distributed_optimizer(model, name: str, lr: float, weight_decay: float, comp
     embedding tables are sparse. Each wrapper is its own optimizer instance (its own
     state): it is what steps, so it is what checkpoints save and resume restores."""
     import horovod.torch as hvd
-    import torch
 
-    from sparkdl.rank.optimizers import OptimizerGroup, base_optimizer, split_sparse
+    from sparkdl.rank.optimizers import local_optimizer
 
-    dense, sparse = split_sparse(model)
-    wrap = dict(compression=hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none,
-                backward_passes_per_step=backward_passes_per_step, op=hvd.Average)
-    members = []
-    if dense or not sparse:
-        members.append(hvd.DistributedOptimizer(base_optimizer(name, [p for _, p in dense], lr, weight_decay),
-                                                named_parameters=dense, **wrap))
-    if sparse:
-        members.append(hvd.DistributedOptimizer(torch.optim.SparseAdam([p for _, p in sparse], lr=lr),
-                                                named_parameters=sparse, **wrap))
-    return members[0] if len(members) == 1 else OptimizerGroup(members)
+    compressor = hvd.Compression.fp16 if compression == "fp16" else hvd.Compression.none
+    return local_optimizer(model, name, lr, weight_decay, wrap=lambda opt, named: hvd.DistributedOptimizer(
+        opt, named_parameters=named, compression=compressor, backward_passes_per_step=backward_passes_per_step,
+        op=hvd.Average))

@@ -90,16 +90,18 @@ def split_sparse(model):
     return [(n, p) for n, p in named if id(p) not in sparse_ids], [(n, p) for n, p in named if id(p) in sparse_ids]
 
 
-def local_optimizer(model, name: str, lr: float, weight_decay: float):
+def local_optimizer(model, name: str, lr: float, weight_decay: float, wrap=None):
     """The configured optimizer over the dense parameters, with ``SparseAdam`` over the
-    sparse embedding tables beside it (an :class:`OptimizerGroup`) when there are any;
-    for backends that exchange gradients in backward (DDP), not in the optimizer."""
+    sparse embedding tables beside it (an :class:`OptimizerGroup`) when there are any.
+    ``wrap(optimizer, named_parameters)``, when given, wraps each member (Horovod's
+    ``DistributedOptimizer``); without it the exchange happens in backward (DDP)."""
     import torch
 
     dense, sparse = split_sparse(model)
+    wrap = wrap or (lambda opt, named: opt)
     members = []
     if dense or not sparse:
-        members.append(base_optimizer(name, [p for _, p in dense], lr, weight_decay))
+        members.append(wrap(base_optimizer(name, [p for _, p in dense], lr, weight_decay), dense))
     if sparse:
-        members.append(torch.optim.SparseAdam([p for _, p in sparse], lr=lr))
+        members.append(wrap(torch.optim.SparseAdam([p for _, p in sparse], lr=lr), sparse))
     return members[0] if len(members) == 1 else OptimizerGroup(members)
