@@ -399,6 +399,22 @@ class LaunchConfig:
 
 
 @dataclass(frozen=True)
+class ProgressConfig:
+    """Live progress of training and of the Spark stages of prepare and score: rank 0
+    reports its step every ``interval_s`` (0: never), and the driver shows progress as a
+    bar (``bar``: a terminal or Jupyter), as a log line every ``lines_every_s``
+    (``lines``: spark-submit logs, CI), or picks by where its output goes (``auto``)."""
+
+    interval_s: float = 2.0
+    display: Literal["auto", "bar", "lines", "off"] = "auto"
+    lines_every_s: float = 10.0
+
+    def __post_init__(self):
+        _check(self.interval_s >= 0, "progress.interval_s", "must be >= 0 seconds (0 turns reports off)")
+        _check(self.lines_every_s > 0, "progress.lines_every_s", "must be > 0 seconds")
+
+
+@dataclass(frozen=True)
 class FailureConfig:
     """Recovery: how many attempts a run gets when a retry can help."""
 
@@ -485,6 +501,8 @@ class TrainConfig:
     fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     failure: FailureConfig = field(default_factory=FailureConfig)
+    #: Rank 0 writes TensorBoard event files under the run (``tensorboard/``).
+    tensorboard: bool = True
     #: Backend-specific settings: each is an error under the other backend.
     horovod: Optional[HorovodConfig] = None
     ddp: Optional[DdpConfig] = None
@@ -540,6 +558,7 @@ class JobConfig:
     materialize: MaterializeConfig = field(default_factory=MaterializeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    progress: ProgressConfig = field(default_factory=ProgressConfig)
 
     def __post_init__(self):
         _check(bool(re.match(r"^[A-Za-z0-9_.\-]+$", self.name)), "name",

@@ -167,6 +167,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     from sparkdl.features import load_preprocessing, to_training_frame
     from sparkdl.ingest import ingest, release
     from sparkdl.materialize import Manifest
+    from sparkdl.progress import SparkStageProgress
 
     run = RunDir(require_run(run_dir))
     input_path = absolute(input_path)
@@ -180,34 +181,35 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     manifest = Manifest.load(run.manifest)
     data = input_data_config(cfg.data, input_path, fmt)
     clock = StageClock()
-    try:
-        with clock.stage("ingest"):
-            accepted, report = ingest(spark, data, cfg.schema, input_path, str(stage / "quarantine"), key="input",
-                                      require_label=False)
-        keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
-        with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
-            pipeline = load_preprocessing(run.preprocessing)
-            plan = load_plan(run.preprocessing)
-            feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False, embeddings=plan,
-                                      plan_path=str(run.preprocessing / PLAN_FILE) if plan else None)
-            preds = predict_frame(feats, str(run.model), manifest, keep)
-            try:
-                preds.write.mode("overwrite").parquet(str(stage / "predictions"))
-            except Exception as e:  # a Py4J wall: show the Python error the task raised
-                line = python_exception_line(e)
-                if line is None:
-                    raise
-                raise ScoringError(f"scoring {input_path} with run {run.name} failed: {line}; nothing was "
-                                   f"written to {final}") from None
-        with clock.stage("verify"):
-            scored = spark.read.parquet(str(stage / "predictions")).count()
-        release(accepted)
-        if scored + report.quarantined != report.input:
-            raise ScoringError(f"rows in {report.input} != scored {scored} + quarantined {report.quarantined}: "
-                               f"rows were lost; nothing was published to {final}")
-        publish_dirs([(stage / "quarantine", final_quarantine), (stage / "predictions", final)])
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with SparkStageProgress(spark, cfg.progress, "score"):
+        try:
+            with clock.stage("ingest"):
+                accepted, report = ingest(spark, data, cfg.schema, input_path, str(stage / "quarantine"), key="input",
+                                          require_label=False)
+            keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
+            with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
+                pipeline = load_preprocessing(run.preprocessing)
+                plan = load_plan(run.preprocessing)
+                feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False, embeddings=plan,
+                                          plan_path=str(run.preprocessing / PLAN_FILE) if plan else None)
+                preds = predict_frame(feats, str(run.model), manifest, keep)
+                try:
+                    preds.write.mode("overwrite").parquet(str(stage / "predictions"))
+                except Exception as e:  # a Py4J wall: show the Python error the task raised
+                    line = python_exception_line(e)
+                    if line is None:
+                        raise
+                    raise ScoringError(f"scoring {input_path} with run {run.name} failed: {line}; nothing was "
+                                       f"written to {final}") from None
+            with clock.stage("verify"):
+                scored = spark.read.parquet(str(stage / "predictions")).count()
+            release(accepted)
+            if scored + report.quarantined != report.input:
+                raise ScoringError(f"rows in {report.input} != scored {scored} + quarantined {report.quarantined}: "
+                                   f"rows were lost; nothing was published to {final}")
+            publish_dirs([(stage / "quarantine", final_quarantine), (stage / "predictions", final)])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     quarantine_path = str(final_quarantine) if report.quarantined else None
     log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, final)
     return ScoreReport(str(final), report.input, scored, report.quarantined, quarantine_path, clock.seconds)

@@ -3,6 +3,7 @@
     model/            weights.pt (a state dict) and spec.json
     preprocessing/    the fitted Spark ML PipelineModel
     checkpoints/      one file per epoch (the latest few)
+    tensorboard/      rank 0's TensorBoard event files (``train.tensorboard``)
     manifest.json     the dataset the run trained on
     config.yaml       the job configuration
     metrics.json      :class:`sparkdl.run_metrics.RunMetrics`
@@ -52,6 +53,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
 
     @property
     def manifest(self) -> Path:

@@ -19,11 +19,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.config import ConfigError, JobConfig, TrainConfig
 from sparkdl.lake import Lake, LakeError, new_id, staged_dir, staging_path
-from sparkdl.launch.driver import check_slots, run_on_ranks
+from sparkdl.launch.driver import check_slots, log_event, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError
 from sparkdl.launch.failures import Decision, RetryPolicy
 from sparkdl.materialize import Manifest
 from sparkdl.models import model_spec
+from sparkdl.progress import TrainingProgress
+from sparkdl.rank.progress import StepProgress, TensorBoardLogger
 from sparkdl.report import write_report
 from sparkdl.resume import RunLock, find_resumable, write_resume_info
 from sparkdl.rundir import RunDir
@@ -75,8 +77,9 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, attempt=attempt,
-                                   backend=cfg.train.backend, strategy=cfg.train.strategy)
+            with TrainingProgress(cfg.progress, log_event).showing() as progress:
+                results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, on_event=progress,
+                                       attempt=attempt, backend=cfg.train.backend, strategy=cfg.train.strategy)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
             # worker start, imports, rendezvous, joining the group, broadcast, shard plan).
@@ -102,6 +105,18 @@ def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]
                                                          "train.allreduce.embedding_gradients: dense, or use "
                                                          "train.backend: horovod")
     return tables
+
+
+def rank_callbacks(cfg: JobConfig, stage: RunDir) -> Tuple[Callback, ...]:
+    """The callbacks every run gets from its config: step progress when it is shown, and
+    TensorBoard event files in the run."""
+    p, t = cfg.progress, cfg.train
+    out: Tuple[Callback, ...] = ()
+    if p.interval_s > 0 and p.display != "off":
+        out += (StepProgress(p.interval_s, t.batch_size),)
+    if t.tensorboard:
+        out += (TensorBoardLogger(str(stage.tensorboard), p.interval_s or 10.0, t.batch_size),)
+    return out
 
 
 def check_identical(results: List[Dict[str, Any]]) -> None:
@@ -200,7 +215,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                                                    manifest.task, manifest.target,
                                                    embedding_tables(cfg.train, manifest)),
                              train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
-                             init_from=init_from, callbacks=tuple(callbacks), loss=cfg.loss,
+                             init_from=init_from, callbacks=tuple(callbacks) + rank_callbacks(cfg, stage),
+                             loss=cfg.loss,
                              class_weights=class_weights(cfg, manifest),
                              image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
                              indices=manifest.columns.get("indices"))

@@ -17,8 +17,11 @@ log = logging.getLogger(__name__)
 
 def prepare(cfg: JobConfig, lake: str, spark=None, clock: Optional[StageClock] = None) -> Manifest:
     """Ingest, featurize and materialize ``cfg``'s data into ``lake``; return the manifest."""
+    from sparkdl.progress import SparkStageProgress
+
     spark = spark or get_spark(cfg.spark)
-    manifest = materialize(spark, cfg, Lake(lake), clock)
+    with SparkStageProgress(spark, cfg.progress, "prepare"):
+        manifest = materialize(spark, cfg, Lake(lake), clock)
     log.info("manifest: %s/%s", manifest.paths["dataset"], MANIFEST)
     return manifest
 

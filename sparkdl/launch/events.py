@@ -29,11 +29,13 @@ _MAX_LINE = 1 << 20
 
 
 class EventType(str, enum.Enum):
-    """Every kind of message on the channel. The first five are events the driver queues;
+    """Every kind of message on the channel. The first six are events the driver queues;
     ``PUT``/``GET`` are the launch's value exchanges and never reach the queue."""
 
     STARTED = "started"
     LOG = "log"
+    #: Rank 0's step within the epoch, every ``train.progress.interval_s``.
+    PROGRESS = "progress"
     EPOCH = "epoch"
     ERROR = "error"
     DONE = "done"

@@ -57,6 +57,8 @@ class LoopState:
     optimizer: Any = None
     #: Set (on every rank alike) to end training after this epoch; says why.
     stop_reason: Optional[str] = None
+    #: The step's loss (a detached 0-d tensor on the device), set before ``on_step_end``.
+    loss: Any = None
 
     def log(self, message: str, level: str = "info") -> None:
         """A log line on the driver."""

@@ -220,6 +220,7 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
         step_s += clock() - c
         if state.first_step_at is None:
             state.first_step_at = time.time()
+        state.loss = loss.detach()
         for hook in callbacks.on_step_end_hooks:
             hook(state)
         step += 1

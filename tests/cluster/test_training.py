@@ -44,7 +44,7 @@ def test_ranks_end_with_identical_parameters(backend_run):
 def test_run_directory_is_complete_and_reloads_to_the_same_predictions(backend_run, adult_lake):
     _, manifest = adult_lake
     run = backend_run.path
-    for name in ("model/weights.pt", "model/spec.json", "preprocessing", "checkpoints", "manifest.json",
+    for name in ("model/weights.pt", "model/spec.json", "preprocessing", "checkpoints", "tensorboard", "manifest.json",
                  "metrics.json", "config.yaml", "metrics.png", "summary.txt", COMMIT_MARKER):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
@@ -57,6 +57,17 @@ def test_run_directory_is_complete_and_reloads_to_the_same_predictions(backend_r
     assert "stages: launch" in (run / "summary.txt").read_text()
     assert Manifest.load(run / "manifest.json") == manifest
     assert Lake(str(run.parent.parent)).find_run(backend_run.run_id) == run
+
+    # TensorBoard: one point per epoch for each epoch metric, and step points between them
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    steps = metrics["train"]["steps_per_epoch"]
+    for tag in ("epoch/loss", "epoch/val_accuracy", "epoch/lr", "epoch/samples_per_sec"):
+        assert [e.step for e in events.Scalars(tag)] == [steps * h["epoch"] for h in metrics["history"]], tag
+    assert [round(e.value, 4) for e in events.Scalars("epoch/val_accuracy")] == \
+        [round(h["val_accuracy"], 4) for h in metrics["history"]]
+    assert len(events.Scalars("step/loss")) >= len(metrics["history"])
 
     model, spec = load_model(run / "model")
     x, y = _validation_arrays(manifest)

@@ -15,5 +15,10 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     outputs = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "epoch   2" in outputs  # the summary printed by the training cell
+    # training showed a progress bar: tqdm's Jupyter widget, one per epoch, full at the end (the
+    # widgets' last state is what nbclient stores in the notebook's metadata)
+    widgets = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    texts = [w["state"].get("value", "").replace("\u2007", " ") for w in widgets if w["model_name"] == "HTMLModel"]
+    assert [t for t in texts if t.startswith("epoch ")] == ["epoch 1/2: 100%", "epoch 2/2: 100%"], texts
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -96,15 +96,22 @@ def _submit(master: str, script: str, *args: str, timeout: int = 1200) -> dict:
            "--conf", "spark.ui.enabled=false", str(REPO / "jobs" / script), *args]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
     assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
-    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    # spark-submit's PythonRunner merges the driver's stderr into its stdout, so the log is in both
+    return {**dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line),
+            "_log": out.stdout + out.stderr}
 
 
 def test_submit_etl_train_then_score(standalone, tmp_path):
     master, _ = standalone
     lake = tmp_path / "lake"
-    result = _submit(master, "etl_train.py", "conf/adult.yaml", "--lake", str(lake))
+    result = _submit(master, "etl_train.py", "conf/adult.yaml", "--lake", str(lake), "--set",
+                     "progress.lines_every_s=1")
     run = Path(result["run_path"])
     assert (run / "_COMMITTED").is_file()
+    # not a terminal: progress as plain log lines, each epoch's end among them, and prepare's longer Spark stages
+    for epoch in (1, 10):
+        assert f"epoch {epoch}/10: step " in result["_log"] and "(100%)" in result["_log"]
+    assert "prepare: stage " in result["_log"] and " tasks done" in result["_log"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["ranks"] == 2 and len(metrics["history"]) == 10
     assert metrics["test"]["rows"] == 16281
