@@ -30,7 +30,8 @@ setup(
     include_package_data=True,
     package_data={"sparkdl": ["data/*/*.csv.gz", "data/*/*.md"]},
     install_requires=_requirements("requirements.txt"),
-    extras_require={"test": _requirements("requirements-test.txt")},
+    # MLflow (tracking and the run's pyfunc model) brings ~60 packages and caps pyarrow < 26: optional.
+    extras_require={"test": _requirements("requirements-test.txt"), "mlflow": ["mlflow>=3.17,<4"]},
     entry_points={"console_scripts": ["sparkdl=sparkdl.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

@@ -111,18 +111,19 @@ fi
 # --- the package and its dependencies --------------------------------------------
 # torch is already in place, so `torch>=2.1` is satisfied and pip keeps the build Horovod
 # was compiled against. Horovod went in without its deps; its runtime ones are listed.
-say "installing dependencies and sparkdl (editable)"
-pip_install -r requirements-test.txt -e . cloudpickle psutil packaging cffi
+say "installing dependencies and sparkdl (editable, with the mlflow extra the tests need)"
+pip_install -r requirements-test.txt -e ".[mlflow]" cloudpickle psutil packaging cffi
 
 SPARKDL_TORCH_VER="$TORCH_VER" "$VPY" - <<'PYEOF'
-import importlib.util, os, horovod.torch as hvd, numpy, pyarrow, pyspark, torch
+import importlib.util, os, horovod.torch as hvd, mlflow, numpy, pyarrow, pyspark, torch
 assert hvd.gloo_built(), "horovod was built without Gloo"
 assert torch.__version__ == os.environ["SPARKDL_TORCH_VER"], \
     f"torch changed to {torch.__version__} during setup (Horovod was built for {os.environ['SPARKDL_TORCH_VER']})"
 assert importlib.util.find_spec("petastorm") is None, "petastorm is in the main venv; sparkdl must not need it"
 import sparkdl.rank.reader  # noqa: F401  (pyarrow only)
 print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} nccl={hvd.nccl_built()}, "
-      f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}")
+      f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, "
+      f"mlflow {mlflow.__version__}")
 PYEOF
 
 # --- Petastorm compatibility env --------------------------------------------------

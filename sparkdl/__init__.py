@@ -29,6 +29,8 @@ _EXPORTS = {
     "run_job": "sparkdl.workflow",
     "train": "sparkdl.supervisor",
     "score": "sparkdl.inference",
+    "load_run": "sparkdl.run_model",
+    "RunModel": "sparkdl.run_model",
     "evaluate_run": "sparkdl.evaluation",
     "Manifest": "sparkdl.materialize",
     "RunResult": "sparkdl.supervisor",

@@ -415,6 +415,22 @@ class ProgressConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: each run's parameters, per-epoch metrics, results, pictures and model.
+    ``mlflow: auto`` logs when MLflow is installed (``pip install 'sparkdl-torch[mlflow]'``);
+    ``on`` requires it. Without ``uri`` the store is SQLite inside the lake
+    (``<lake>/mlflow/mlflow.db``, artifacts beside it): no server needed."""
+
+    mlflow: Literal["auto", "on", "off"] = "auto"
+    #: A tracking URI (``http://host:5000``, ``sqlite:///path.db``, ``databricks``); None: the lake's own store.
+    uri: Optional[str] = None
+    #: The MLflow experiment; None: the job's name.
+    experiment: Optional[str] = None
+    #: Register the run's model under this name in the model registry (a new version per run).
+    register_as: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class FailureConfig:
     """Recovery: how many attempts a run gets when a retry can help."""
 
@@ -559,6 +575,7 @@ class JobConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self):
         _check(bool(re.match(r"^[A-Za-z0-9_.\-]+$", self.name)), "name",

@@ -19,8 +19,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from sparkdl.config import ConfigError, DataConfig
 from sparkdl.features import FEATURES
-from sparkdl.lake import LakeError, absolute, local_path, publish_dirs, require_run
-from sparkdl.rundir import RunDir
+from sparkdl.lake import LakeError, absolute, local_path, publish_dirs
 from sparkdl.spark_errors import python_exception_line
 from sparkdl.stages import StageClock
 
@@ -55,60 +54,99 @@ def _float64_model(model_dir: str):
 
 
 def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width: int,
-                    passthrough: List[str], batch_rows: int = 8192) -> Iterator:
+                    passthrough: List[str], batch_rows: int = 8192, reason: Optional[str] = None) -> Iterator:
     """mapInArrow body: Arrow batches with ``features`` → passthrough columns and
     ``prediction``: for a classifier the class name (for two classes, the positive class
     at the model's decision threshold, 0.5 unless the run chose another), ``probability``
     (of that class) and ``probabilities`` (every class, in the manifest's order); for a
-    regression, the number in the label's units."""
+    regression, the number in the label's units. With ``reason`` (a passthrough column
+    naming why a row is bad), a bad row is not fed to the network: its predictions are null."""
     import numpy as np
     import pyarrow as pa
-    import torch
+    import pyarrow.compute as pc
 
-    from sparkdl.models import predictions
     from sparkdl.embeddings import INDICES
     from sparkdl.rank.reader import feature_matrix, index_matrix
 
-    model, spec = _cached_model(model_dir)
+    spec = _cached_model(model_dir)[1]
     regression = spec.get("task", "classification") == "regression"
-    threshold = float(spec.get("threshold", 0.5))
     class_arr = np.array(classes, dtype=object)
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        matrix = feature_matrix(batch.column(batch.schema.get_field_index(FEATURES)), FEATURES, "the rows to score")
+        names = batch.schema.names
+        ok = None if reason is None else pc.is_null(batch.column(names.index(reason))).to_numpy(zero_copy_only=False)
+        if ok is not None and ok.all():
+            ok = None
+        matrix = feature_matrix(batch.column(names.index(FEATURES)), FEATURES, "the rows to score")
         if matrix.shape[1] != width:
             raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
                              "input was not prepared with this run's pipeline")
-        inputs = [torch.from_numpy(matrix)]
+        inputs = [matrix]
         if spec.get("embeddings"):
-            names = batch.schema.names
-            inputs.append(torch.from_numpy(index_matrix(batch.column(names.index(INDICES)), INDICES,
-                                                        "the rows to score")))
-        parts = []
-        with torch.inference_mode():
-            for i in range(0, len(matrix), batch_rows):
-                parts.append(predictions(model(*[t[i:i + batch_rows] for t in inputs]), spec).numpy())
-        p = np.concatenate(parts).astype(np.float64)
-        finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
-        if not finite.all():  # float32 overflowed inside the network on extreme inputs: redo those in float64
-            with torch.inference_mode():
-                redo = predictions(_float64_model(model_dir)(inputs[0][~finite].double(),
-                                                             *[t[~finite] for t in inputs[1:]]), spec).numpy()
-            p[~finite] = redo.reshape(p[~finite].shape)
-            finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
-        if not finite.all():
-            raise ValueError(f"the model gave NaN or infinite outputs for {int((~finite).sum())} of {len(p)} rows "
-                             f"(the inputs are finite): the run's model is broken; check its training loss history")
-        cols = [batch.column(batch.schema.get_field_index(n)) for n in passthrough]
+            inputs.append(index_matrix(batch.column(names.index(INDICES)), INDICES, "the rows to score"))
+        p = network_outputs(model_dir, [x if ok is None else x[ok] for x in inputs], batch_rows)
+        cols = [batch.column(names.index(n)) for n in passthrough]
         if regression:
-            yield pa.RecordBatch.from_arrays(cols + [pa.array(p)], names=passthrough + [PREDICTION])
+            yield pa.RecordBatch.from_arrays(cols + [_spread(pa.array(p), ok)], names=passthrough + [PREDICTION])
             continue
-        best = (p[:, 1] >= threshold).astype(np.int64) if len(classes) == 2 else p.argmax(1)
-        cols.append(pa.array(class_arr[best], pa.string()))
-        cols.append(pa.array(p[np.arange(len(p)), best]))
-        cols.append(pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), len(classes)).cast(pa.list_(pa.float64())))
+        best = chosen_class(p, len(classes), spec)
+        probabilities = pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), len(classes)).cast(
+            pa.list_(pa.float64()))
+        cols.append(_spread(pa.array(class_arr[best], pa.string()), ok))
+        cols.append(_spread(pa.array(p[np.arange(len(p)), best]), ok))
+        cols.append(_spread(probabilities, ok))
         yield pa.RecordBatch.from_arrays(cols, names=passthrough + [PREDICTION, PROBABILITY, PROBABILITIES])
+
+
+def chosen_class(p, n_classes: int, spec: dict):
+    """Each row's class index from its probabilities: for two classes the positive one at
+    the run's decision threshold, otherwise the most probable."""
+    import numpy as np
+
+    if n_classes == 2:
+        return (p[:, 1] >= float(spec.get("threshold", 0.5))).astype(np.int64)
+    return p.argmax(1)
+
+
+def _spread(values, ok):
+    """``values`` (one per good row) at the good rows' places, null at the bad rows'."""
+    if ok is None:
+        return values
+    import numpy as np
+    import pyarrow as pa
+
+    return values.take(pa.array(np.where(ok, np.cumsum(ok) - 1, 0), mask=~ok))
+
+
+def network_outputs(model_dir: str, inputs: List, batch_rows: int = 8192):
+    """The network's outputs for numpy ``inputs`` (the feature matrix, then the embedding
+    indices when the model has tables), as float64 ``predictions`` (probabilities, or the
+    regression value in the label's units), ``batch_rows`` at a time. Rows whose float32
+    outputs overflow are redone in float64; outputs that are still not finite are an error."""
+    import numpy as np
+    import torch
+
+    from sparkdl.models import predictions
+
+    model, spec = _cached_model(model_dir)
+    tensors = [torch.from_numpy(x) for x in inputs]
+    parts = []
+    with torch.inference_mode():
+        for i in range(0, max(len(tensors[0]), 1), batch_rows):  # an empty input still gives its shape
+            parts.append(predictions(model(*[t[i:i + batch_rows] for t in tensors]), spec).numpy())
+    p = np.concatenate(parts).astype(np.float64)
+    finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
+    if not finite.all():  # float32 overflowed inside the network on extreme inputs: redo those in float64
+        with torch.inference_mode():
+            redo = predictions(_float64_model(model_dir)(tensors[0][~finite].double(),
+                                                         *[t[~finite] for t in tensors[1:]]), spec).numpy()
+        p[~finite] = redo.reshape(p[~finite].shape)
+        finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"the model gave NaN or infinite outputs for {int((~finite).sum())} of {len(p)} rows "
+                         f"(the inputs are finite): the run's model is broken; check its training loss history")
+    return p
 
 
 def prediction_fields(task: str) -> List:
@@ -122,15 +160,16 @@ def prediction_fields(task: str) -> List:
             StructField(PROBABILITIES, ArrayType(DoubleType()))]
 
 
-def predict_frame(df, model_dir: str, manifest, passthrough: List[str]):
-    """Apply the model to a DataFrame holding a ``features`` array column."""
+def predict_frame(df, model_dir: str, manifest, passthrough: List[str], reason: Optional[str] = None):
+    """Apply the model to a DataFrame holding a ``features`` array column (rows whose
+    ``reason`` column is set get null predictions)."""
     from functools import partial
 
     from pyspark.sql.types import StructType
 
     out = StructType([df.schema[n] for n in passthrough] + prediction_fields(manifest.task))
     fn = partial(predict_batches, model_dir=model_dir, classes=list(manifest.classes), width=manifest.feature_width,
-                 passthrough=list(passthrough))
+                 passthrough=list(passthrough), reason=reason)
     inputs = [FEATURES] + ([manifest.columns["indices"]] if manifest.columns.get("indices") else [])
     return df.select(*passthrough, *inputs).mapInArrow(fn, out)
 
@@ -162,14 +201,12 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     ``output_path`` and bad rows at ``<output_path>.quarantine``, together, once
     rows in = scored + quarantined. Every path is resolved and checked on the driver
     before any Spark work."""
-    from sparkdl.config_loading import parse_config
-    from sparkdl.embeddings import PLAN_FILE, load_plan
-    from sparkdl.features import load_preprocessing, to_training_frame
     from sparkdl.ingest import ingest, release
-    from sparkdl.materialize import Manifest
     from sparkdl.progress import SparkStageProgress
+    from sparkdl.run_model import RunModel
 
-    run = RunDir(require_run(run_dir))
+    model = RunModel(run_dir)
+    run, cfg = model.run, model.config
     input_path = absolute(input_path)
     if "://" in output_path and not output_path.startswith("file://"):
         raise LakeError(f"--output {output_path!r}: scoring publishes to a local or file:// path (a shared file "
@@ -177,8 +214,6 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
     final = local_path(absolute(output_path.rstrip("/")))
     final_quarantine = final.with_name(final.name + ".quarantine")
     stage = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
-    cfg = parse_config(run.read_config())
-    manifest = Manifest.load(run.manifest)
     data = input_data_config(cfg.data, input_path, fmt)
     clock = StageClock()
     with SparkStageProgress(spark, cfg.progress, "score"):
@@ -188,11 +223,7 @@ def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: 
                                           require_label=False)
             keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
             with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
-                pipeline = load_preprocessing(run.preprocessing)
-                plan = load_plan(run.preprocessing)
-                feats = to_training_frame(pipeline, accepted, cfg.schema, keep=keep, with_label=False, embeddings=plan,
-                                          plan_path=str(run.preprocessing / PLAN_FILE) if plan else None)
-                preds = predict_frame(feats, str(run.model), manifest, keep)
+                preds = model.predict_rows(accepted, keep)
                 try:
                     preds.write.mode("overwrite").parquet(str(stage / "predictions"))
                 except Exception as e:  # a Py4J wall: show the Python error the task raised

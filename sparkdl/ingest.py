@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.config import DataConfig, SchemaConfig
 
@@ -158,10 +158,11 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: bool = True,
-             non_finite: str = "quarantine"):
-    """Typed columns plus ``_reason`` (null when the row is good), ``_raw`` and ``_file``.
-    A NaN or infinite double/float is a bad row (``non_finite="quarantine"``) or a
-    missing value (``"missing"``): never a number the model sees.
+             non_finite: str = "quarantine", carry: Sequence[str] = ()):
+    """Typed columns plus ``_reason`` (null when the row is good), ``_raw``, ``_file`` and
+    the ``carry`` columns as they are. A NaN or infinite double/float is a bad row
+    (``non_finite="quarantine"``) or a missing value (``"missing"``): never a number the
+    model sees.
 
     Two projections: each column's cleaned text and typed value are computed once, then
     the checks read them. As one projection every check repeated its column's cast, and
@@ -180,7 +181,8 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
         cleaned += [col.alias(text[c.name]), (col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col)
                     .alias(typed[c.name])]
-    rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE))
+    carried = [F.col(f"`{c}`") for c in carry]
+    rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE), *carried)
 
     malformed = f"wrong number of fields or malformed record (expected {len(schema.columns)} fields)"
     values, checks = {}, [F.when(F.col(CORRUPT).isNotNull(), F.lit(malformed))]
@@ -216,7 +218,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                                  F.concat(F.lit(f"label '{schema.label}': '"), label,
                                           F.lit(f"' is not one of {list(schema.classes)}"))))
     return rows.select(*[v.alias(n) for n, v in values.items()], F.coalesce(*checks).alias(REASON),
-                       F.col(RAW), F.col(FILE))
+                       F.col(RAW), F.col(FILE), *carried)
 
 
 def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], quarantine_dir: Optional[str],

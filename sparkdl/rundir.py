@@ -11,6 +11,7 @@
     metrics.png       loss, validation metrics and learning rate per epoch (written after the commit)
     confusion.png     classification: the confusion matrix as a picture (written after the commit)
     summary.txt       the same in text (written after the commit)
+    mlflow.json       the MLflow run and model of this run, when tracked (:mod:`sparkdl.tracking`)
     _COMMITTED        written last, by :func:`sparkdl.lake.staged_dir`
 
 and, while the run is being written (``runs/.staging-<run_id>/``), ``resume.json`` and

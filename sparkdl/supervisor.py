@@ -21,6 +21,7 @@ from sparkdl.config import ConfigError, JobConfig, TrainConfig
 from sparkdl.lake import Lake, LakeError, new_id, staged_dir, staging_path
 from sparkdl.launch.driver import check_slots, log_event, run_on_ranks
 from sparkdl.launch.errors import LaunchError, TrainingError
+from sparkdl.launch.events import Event
 from sparkdl.launch.failures import Decision, RetryPolicy
 from sparkdl.materialize import Manifest
 from sparkdl.models import model_spec
@@ -31,6 +32,7 @@ from sparkdl.resume import RunLock, find_resumable, write_resume_info
 from sparkdl.rundir import RunDir
 from sparkdl.run_metrics import RunMetrics
 from sparkdl.stages import StageClock
+from sparkdl.tracking import MlflowRun, check_tracking
 from sparkdl.rank.callbacks import Callback
 from sparkdl.rank.checkpoints import list_checkpoints
 from sparkdl.rank.loop import TrainSpec, kept_entry, train_rank
@@ -60,8 +62,9 @@ def _now() -> str:
 
 
 def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
-              policy: Optional[RetryPolicy] = None) -> List[Any]:
-    """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``)."""
+              policy: Optional[RetryPolicy] = None, on_event: Optional[Callable[[Event], None]] = None) -> List[Any]:
+    """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``).
+    Every event the ranks send is logged, then given to ``on_event``."""
     launch = cfg.train.launch
     if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
         launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
@@ -77,7 +80,8 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            with TrainingProgress(cfg.progress, log_event).showing() as progress:
+            then = log_event if on_event is None else (lambda e: (log_event(e), on_event(e)))
+            with TrainingProgress(cfg.progress, then).showing() as progress:
                 results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, on_event=progress,
                                        attempt=attempt, backend=cfg.train.backend, strategy=cfg.train.strategy)
             record["seconds"] = round(time.monotonic() - t0, 2)
@@ -184,6 +188,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     The plot and summary are written after the commit: a failure there only warns."""
     from sparkdl.session import get_spark, task_slots
 
+    check_tracking(cfg.tracking)
     lake_ = Lake(lake)
     if run_id is None and (found := find_resumable(lake_, cfg)) is not None:
         run_id, manifest = found
@@ -206,10 +211,12 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     if not lock.acquire(wait_s=RUN_LOCK_WAIT_S):
         raise LakeError(f"run {run_id} is being written by another driver ({staging.lock.read_text().strip()}); "
                         "wait for it, or start a run of your own")
+    tracker = None
     try:
         with staged_dir(final, keep_existing=True) as stage_path:
             stage = RunDir(stage_path)
             write_resume_info(stage, cfg, manifest)
+            tracker = MlflowRun.open(cfg, lake_.root, run_id, stage)
             spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
                              model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
                                                    manifest.task, manifest.target,
@@ -220,9 +227,14 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                              class_weights=class_weights(cfg, manifest),
                              image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
                              indices=manifest.columns.get("indices"))
-            metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit)
+            metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, before_commit,
+                                            tracker)
             stage.resume_info.unlink()
             stage.lock.unlink()
+    except BaseException as e:
+        if tracker is not None:
+            tracker.fail(e)
+        raise
     finally:
         lock.release()
     run = RunDir(final)
@@ -233,16 +245,19 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                     run.plot.name, run.summary.name, e)
     log.info("run %s committed in %.1fs: %s (validation: %s)", run_id, time.monotonic() - t0, final,
              metrics.headline("validation"))
+    if tracker is not None:
+        tracker.finish(run, metrics, cfg)
     return RunResult(run_id, final, metrics)
 
 
 def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, manifest: Manifest, stage: RunDir,
                           run_id: str, clock: StageClock,
-                          before_commit: Optional[Callable[[RunDir, RunMetrics], None]]) -> RunMetrics:
+                          before_commit: Optional[Callable[[RunDir, RunMetrics], None]],
+                          tracker: Optional[MlflowRun] = None) -> RunMetrics:
     """Supervise the training stage, then write the model's companions and metrics into ``stage``."""
     attempts: List[Dict[str, Any]] = []
     try:
-        results = supervise(spark, spec, ranks, cfg, attempts)
+        results = supervise(spark, spec, ranks, cfg, attempts, on_event=tracker.on_event if tracker else None)
     except TrainingError as err:
         err.attempts = attempts  # what was tried, for callers and reports
         log.error("training failed after %d attempt(s): %s", len(attempts), attempts)

@@ -34,7 +34,9 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     from sparkdl.evaluation import evaluate_split
     from sparkdl.resume import find_resumable
     from sparkdl.supervisor import train
+    from sparkdl.tracking import check_tracking
 
+    check_tracking(cfg.tracking)
     clock = StageClock()
     with clock.stage("session"):
         spark = spark or get_spark(cfg.spark)

@@ -149,24 +149,33 @@ def _watch(spark, runner: _StageRunner, server: EventServer, n: int, launch: Lau
     last_event = time.monotonic()
     failure: Optional[TrainingError] = None
     first_error_at: Optional[float] = None
+
+    def handle(event: Event) -> None:
+        nonlocal first_error_at
+        if event.type is EventType.STARTED:
+            started.add(event.rank)
+        elif event.type is EventType.ERROR:
+            errors.append(_error_from_event(event))
+            first_error_at = first_error_at or time.monotonic()
+        try:
+            on_event(event)
+        except Exception:  # a broken handler must not break training
+            log.exception("event handler failed on %s", event)
+
     while True:
         event = server.get(timeout=0.2)
         now = time.monotonic()
         if event is not None:
             last_event = now
-            if event.type is EventType.STARTED:
-                started.add(event.rank)
-            elif event.type is EventType.ERROR:
-                errors.append(_error_from_event(event))
-                first_error_at = first_error_at or now
-            try:
-                on_event(event)
-            except Exception:  # a broken handler must not break training
-                log.exception("event handler failed on %s", event)
+            handle(event)
         if errors and (now - first_error_at > ERROR_COLLECTION_S or len(errors) == n):
             failure = root_cause(errors)
             break
         if not runner.is_alive():
+            # what the ranks sent before the stage ended is still owed to the handler (a slow
+            # one, such as a remote tracking server, may be several events behind)
+            while (event := server.get(timeout=0.1)) is not None:
+                handle(event)
             if errors:
                 failure = root_cause(errors)
             break

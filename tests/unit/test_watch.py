@@ -61,3 +61,22 @@ def test_root_cause_beats_peer_symptoms():
     cause = TrainingError(1, "ValueError: bad batch")
     assert root_cause([symptom, cause]) is cause
     assert root_cause([symptom]) is symptom
+
+
+def test_events_sent_before_the_stage_ends_all_reach_a_slow_handler():
+    stage = _Stage()
+    seen = []
+
+    def slow(event):  # a remote tracking server, say
+        time.sleep(0.3)
+        seen.append(event.get("epoch"))
+
+    with EventServer("127.0.0.1", "t") as server:
+        client = EventClient(server.address, "t", rank=0)
+        client.send("started")
+        for epoch in (1, 2, 3):
+            client.send("epoch", epoch=epoch)
+        stage.stop.set()
+        stage.start()  # ends at once: the events are still queued
+        err = _watch(_Spark(stage), stage, server, 1, LaunchConfig(), slow, "g", time.monotonic())
+    assert err is None and seen == [None, 1, 2, 3]
