@@ -36,10 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def config_fingerprint(cfg: JobConfig) -> str:
-    """What makes two runs the same run: everything but where Spark runs and how the
-    launch waits and retries (those may differ between the first driver and the next)."""
+    """What makes two runs the same run: everything but where Spark runs, how the launch
+    waits and retries, how progress shows and where MLflow logs (those may differ between
+    the first driver and the next)."""
     raw = cfg.to_dict()
-    raw.pop("spark", None)
+    for key in ("spark", "progress", "tracking"):
+        raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
