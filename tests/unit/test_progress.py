@@ -42,7 +42,7 @@ def test_rank_0_reports_each_interval_and_always_the_epochs_last_step():
     assert [t for t, _ in sent] == [EventType.PROGRESS, EventType.PROGRESS]
     first = sent[0][1]
     assert (first["epoch"], first["epochs"], first["step"], first["steps"], first["loss"]) == (1, 2, 5, 5, 3.0)
-    assert first["samples_per_sec"] > 0 and first["elapsed_s"] > 0
+    assert first["samples_per_sec"] > 0 and first["elapsed_s"] >= 0  # 5 tiny steps may round to 0.000 s
     # an interval of zero: every step reports, its own loss
     sent = _run_epochs([StepProgress(0.0, batch_size=32)], epochs=1, losses=[1.0, 2.0, 3.0, 4.0, 5.0])
     assert [f["step"] for _, f in sent] == [1, 2, 3, 4, 5] and [f["loss"] for _, f in sent] == [1, 2, 3, 4, 5]
