@@ -135,12 +135,9 @@ class PortableFeatures:
 
 
 def _is_missing(v: Any) -> bool:
-    try:
-        import pandas as pd
+    import pandas as pd
 
-        return v is pd.NA or v is pd.NaT
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        return False
+    return v is pd.NA or v is pd.NaT
 
 
 def _text(v: Any, kind: str) -> str:

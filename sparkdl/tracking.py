@@ -113,10 +113,15 @@ class MlflowRun:
         params = [Param(k[:250], v[:6000]) for k, v in sorted(flatten(cfg.to_dict()).items())]
         for i in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[i:i + 100])
-        (stage.path / MLFLOW_FILE).write_text(json.dumps({"tracking_uri": uri, "run_id": run.info.run_id,
-                                                          "experiment_id": experiment_id}))
+        tracked = cls(client, uri, run.info.run_id, experiment_id)
+        tracked._save_ids(stage)
         log.info("MLflow: run %s in experiment %r at %s", run.info.run_id, name, uri)
-        return cls(client, uri, run.info.run_id, experiment_id)
+        return tracked
+
+    def _save_ids(self, run: RunDir, **more: str) -> None:
+        """``mlflow.json`` in the run directory: where this MLflow run is (and its model)."""
+        (run.path / MLFLOW_FILE).write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id,
+                                                        "experiment_id": self.experiment_id, **more}))
 
     def on_event(self, event: Event) -> None:
         """Rank 0's epoch reports → metrics at step = epoch, as they arrive."""
@@ -150,9 +155,7 @@ class MlflowRun:
                 if path.is_file():
                     self.client.log_artifact(self.run_id, str(path))
             uri = self._log_model(run, cfg)
-            info = {"tracking_uri": self.uri, "run_id": self.run_id, "experiment_id": self.experiment_id,
-                    "model_uri": uri}
-            (run.path / MLFLOW_FILE).write_text(json.dumps(info))
+            self._save_ids(run, model_uri=uri)
             self.client.set_terminated(self.run_id, "FINISHED")
             log.info("MLflow: run %s logged with its model %s", self.run_id, uri)
         except Exception as e:  # the sparkdl run is committed; MLflow must not lose it

@@ -34,7 +34,7 @@ class EventType(str, enum.Enum):
 
     STARTED = "started"
     LOG = "log"
-    #: Rank 0's step within the epoch, every ``train.progress.interval_s``.
+    #: Rank 0's step within the epoch, every ``progress.interval_s``.
     PROGRESS = "progress"
     EPOCH = "epoch"
     ERROR = "error"
