@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import mlflow.pyfunc
+import pandas as pd
 
 from sparkdl.config import JobConfig
 from sparkdl.rundir import RunDir
@@ -34,49 +35,44 @@ mlflow.models.set_model(RunPyfunc())
 """
 
 
-# MLflow advises typed predict() hints when a PythonModel subclass is defined; the signature says it all
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*type hints to the .predict")
+class RunPyfunc(mlflow.pyfunc.PythonModel):
+    """Loaded by MLflow from the artifacts :func:`log_pyfunc` writes."""
 
-    class RunPyfunc(mlflow.pyfunc.PythonModel):
-        """Loaded by MLflow from the artifacts :func:`log_pyfunc` writes."""
+    def load_context(self, context) -> None:
+        from sparkdl.portable import PortableFeatures
 
-        def load_context(self, context) -> None:
-            from sparkdl.portable import PortableFeatures
+        self.model_dir = context.artifacts["network"]
+        self.features = PortableFeatures.load(context.artifacts["preprocessing"])
+        self.spec = json.loads((Path(self.model_dir) / "spec.json").read_text())
+        self.classes: List[str] = list(self.spec.get("classes") or [])
 
-            self.model_dir = context.artifacts["network"]
-            self.features = PortableFeatures.load(context.artifacts["preprocessing"])
-            self.spec = json.loads((Path(self.model_dir) / "spec.json").read_text())
-            self.classes: List[str] = list(self.spec.get("classes") or [])
+    def predict(self, context, model_input: pd.DataFrame, params=None):  # a hint MLflow takes as-is
+        import numpy as np
 
-        def predict(self, context, model_input, params=None):
-            import numpy as np
-            import pandas as pd
+        from sparkdl.inference import PREDICTION, PROBABILITIES, PROBABILITY, chosen_class, network_outputs
+        from sparkdl.run_model import SCORE_ERROR
 
-            from sparkdl.inference import PREDICTION, PROBABILITIES, PROBABILITY, chosen_class, network_outputs
-            from sparkdl.run_model import SCORE_ERROR
-
-            features, indices, reasons = self.features.transform(model_input)
-            ok = np.array([r is None for r in reasons], bool)
-            inputs = [features[ok]] + ([indices[ok]] if indices is not None else [])
-            p = network_outputs(self.model_dir, inputs)
-            out = pd.DataFrame(index=model_input.index)
-            if self.spec.get("task") == "regression":
-                pred = np.full(len(ok), np.nan)  # a bad row's NaN comes with its score_error
-                pred[ok] = p
-                out[PREDICTION] = pred
-            else:
-                best = chosen_class(p, len(self.classes), self.spec)
-                names = np.full(len(ok), None, dtype=object)
-                names[ok] = np.array(self.classes, dtype=object)[best]
-                prob = np.full(len(ok), np.nan)
-                prob[ok] = p[np.arange(len(p)), best]
-                every: List[Any] = [None] * len(ok)
-                for i, row in zip(np.flatnonzero(ok), p):
-                    every[i] = row.tolist()
-                out[PREDICTION], out[PROBABILITY], out[PROBABILITIES] = names, prob, every
-            out[SCORE_ERROR] = reasons
-            return out
+        features, indices, reasons = self.features.transform(model_input)
+        ok = np.array([r is None for r in reasons], bool)
+        inputs = [features[ok]] + ([indices[ok]] if indices is not None else [])
+        p = network_outputs(self.model_dir, inputs)
+        out = pd.DataFrame(index=model_input.index)
+        if self.spec.get("task") == "regression":
+            pred = np.full(len(ok), np.nan)  # a bad row's NaN comes with its score_error
+            pred[ok] = p
+            out[PREDICTION] = pred
+        else:
+            best = chosen_class(p, len(self.classes), self.spec)
+            names = np.full(len(ok), None, dtype=object)
+            names[ok] = np.array(self.classes, dtype=object)[best]
+            prob = np.full(len(ok), np.nan)
+            prob[ok] = p[np.arange(len(p)), best]
+            every: List[Any] = [None] * len(ok)
+            for i, row in zip(np.flatnonzero(ok), p):
+                every[i] = row.tolist()
+            out[PREDICTION], out[PROBABILITY], out[PROBABILITIES] = names, prob, every
+        out[SCORE_ERROR] = reasons
+        return out
 
 
 
