@@ -35,11 +35,8 @@ _MODELS: Dict[str, Tuple[object, dict]] = {}  # per Python worker: run model dir
 
 def _cached_model(model_dir: str):
     if model_dir not in _MODELS:
-        import torch
-
         from sparkdl.models import load_model
 
-        torch.set_num_threads(1)
         _MODELS[model_dir] = load_model(model_dir)
     return _MODELS[model_dir]
 
@@ -64,10 +61,12 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+    import torch
 
     from sparkdl.embeddings import INDICES
     from sparkdl.rank.reader import feature_matrix, index_matrix
 
+    torch.set_num_threads(1)  # one task per core: a scoring task's network uses its own core only
     spec = _cached_model(model_dir)[1]
     regression = spec.get("task", "classification") == "regression"
     class_arr = np.array(classes, dtype=object)
