@@ -110,9 +110,7 @@ class PortableFeatures:
                 v = v.strip(" ")
                 if v in nulls:
                     v = None
-            elif v is not None and isinstance(v, float) and math.isnan(v) and kind != "string":
-                v = None  # pandas' missing value
-            elif v is not None and _is_missing(v):
+            elif _is_missing(v):
                 v = None
             if v is None or kind == "string":
                 out.append(None if v is None else str(v))
@@ -135,9 +133,10 @@ class PortableFeatures:
 
 
 def _is_missing(v: Any) -> bool:
+    """pandas' missing values (None, NaN of any float width, NA, NaT), in any column."""
     import pandas as pd
 
-    return v is pd.NA or v is pd.NaT
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and math.isnan(v))
 
 
 def _text(v: Any, kind: str) -> str:

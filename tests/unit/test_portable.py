@@ -58,3 +58,11 @@ def test_minmax_scales_by_range_and_a_constant_column_is_half():
 def test_a_missing_column_is_named():
     with pytest.raises(KeyError, match=r"no column\(s\) \['c'\]"):
         _features().transform(pd.DataFrame({"x": [1.0], "n": [1], "b": [True]}))
+
+
+def test_pandas_missing_values_are_missing_in_every_column_type():
+    rows = pd.DataFrame({"x": [np.float32("nan")], "n": [pd.NA], "c": [np.nan], "b": [None]})
+    f = _features(onehot={"c": ["red", "nan"]})  # a category spelled "nan" must not catch a missing value
+    features, _, reasons = f.transform(rows)
+    assert reasons == [None]
+    assert list(features[0]) == [0.0, 1.0, -1.0, 0.0, 0.0]  # surrogates, scaled; the text column: no category
