@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, epochs: int, lr: float,
               seed: int, out_dir: str, called_at: float) -> Dict[str, Any]:
     """Runs inside each torchrun process that TorchDistributor starts."""
+    import gc
+
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
@@ -71,7 +73,11 @@ def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, 
                            "val_accuracy": float(correct[0] / correct[1])})
     if rank == 0:
         torch.save(model.module.state_dict(), os.path.join(out_dir, "model.pt"))
-    dist.barrier()  # a rank leaving with Gloo's threads still busy aborts (SIGABRT, torch 2.13)
+    # A rank leaving with DDP's reducer or Gloo's threads alive can abort at exit (SIGABRT, torch 2.13):
+    # free the DDP module (it sits in reference cycles) before the group goes.
+    del model, opt
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     return {"time_to_first_step_s": first_step_at - called_at, "epochs": epochs_out}
 
