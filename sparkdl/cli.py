@@ -67,12 +67,17 @@ def result_lines(result) -> str:
 
 
 def _score(args: argparse.Namespace) -> int:
+    """Score with a run, in a session started as the run's was (its catalog, for tables)."""
+    from sparkdl.config_loading import parse_config
     from sparkdl.inference import score
     from sparkdl.lake import Lake, require_run
+    from sparkdl.rundir import RunDir
     from sparkdl.session import get_spark
 
     run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
-    report = score(get_spark(), run, args.input, args.output, fmt=args.format)
+    spark = get_spark(parse_config(RunDir(run).read_config()).spark)
+    report = score(spark, run, args.input, args.output, fmt=args.format, output_table=args.output_table,
+                   table_mode=args.table_mode)
     print(f"output={report.output}")
     print(f"rows_in={report.input}\nrows_scored={report.scored}\nrows_quarantined={report.quarantined}")
     if report.quarantine_path:
@@ -150,10 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="batch inference with a finished run")
     p.add_argument("--run", required=True, help="run directory (or run id with --lake)")
-    p.add_argument("--input", required=True, help="data to score (any DataFrame-readable path)")
-    p.add_argument("--output", required=True, help="where to write predictions (Parquet)")
+    p.add_argument("--input", required=True,
+                   help="data to score: a DataFrame-readable path, or a table name with --format table")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output", help="where to write predictions (Parquet; bad rows in <output>.quarantine)")
+    out.add_argument("--output-table", help="a table in the session's catalog to write predictions to "
+                                            "(bad rows in <table>_quarantine)")
+    p.add_argument("--table-mode", choices=["error", "overwrite", "append"], default="error",
+                   help="with --output-table: refuse an existing table (default), replace it, or add to it")
     p.add_argument("--lake", help="lake directory, when --run is a run id")
-    p.add_argument("--format", help="input format if not the run's (csv, json, parquet, ...)")
+    p.add_argument("--format", help="input format if not the run's (csv, json, parquet, table, ...)")
     p.set_defaults(handler=_score)
 
     p = sub.add_parser("runs", help="list or show runs in a lake; list or clean runs whose driver died")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 from sparkdl.synthetic import SHAPES
+from sparkdl.tables import name_problem
 from sparkdl.task_metrics import REGRESSION, metric_direction, metric_names
 
 
@@ -139,9 +140,10 @@ class ImageConfig:
 class DataConfig:
     """Where the raw data lives and how to read it."""
 
-    #: The training data's path (or table, for jdbc); generated data has none.
+    #: The training data's path; for ``table``, a table in the session's catalog
+    #: (``[catalog.][database.]table``); for jdbc, see options; generated data has none.
     train: Optional[str] = None
-    format: Literal["csv", "parquet", "json", "jdbc", "synthetic", "images"] = "csv"
+    format: Literal["csv", "parquet", "json", "jdbc", "synthetic", "images", "table"] = "csv"
     test: Optional[str] = None
     options: Dict[str, str] = field(default_factory=dict)
     null_values: List[str] = field(default_factory=lambda: ["?", ""])
@@ -159,6 +161,10 @@ class DataConfig:
                else f"data.image is for format 'images', not '{self.format}'")
         _check(self.format == "synthetic" or bool(self.train), "data.train",
                "required value missing (expected a string: the training data's path)")
+        if self.format == "table":
+            for key in ("train", "test"):
+                value = getattr(self, key)
+                _check(value is None or name_problem(value) is None, f"data.{key}", name_problem(value or "") or "")
         if self.format == "jdbc":
             _check("url" in self.options, "data.options.url", "jdbc sources need options.url (and dbtable or query)")
         if self.format == "synthetic":

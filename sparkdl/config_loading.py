@@ -250,7 +250,7 @@ def load_config(path: "str | os.PathLike[str]", overrides: Optional[List[str]] =
         raise ConfigError("(file)", "the top level must be a mapping", str(p))
     raw = apply_overrides(raw, overrides or [])
     data = raw.get("data")
-    if isinstance(data, dict) and data.get("format", "csv") not in ("jdbc", "synthetic"):
+    if isinstance(data, dict) and data.get("format", "csv") not in ("jdbc", "synthetic", "table"):
         for key in ("train", "test"):
             val = data.get(key)
             if isinstance(val, str) and _is_relative_local(val):

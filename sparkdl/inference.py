@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from sparkdl.config import ConfigError, DataConfig
 from sparkdl.features import FEATURES
-from sparkdl.lake import LakeError, absolute, local_path, publish_dirs
+from sparkdl.lake import absolute
 from sparkdl.spark_errors import python_exception_line
 from sparkdl.stages import StageClock
+from sparkdl.tables import TableMode, name_problem
 
 log = logging.getLogger(__name__)
 
@@ -191,55 +190,61 @@ def input_data_config(data: DataConfig, input_path: str, fmt: Optional[str]) -> 
     if fmt is None and data.format == "synthetic":
         raise ConfigError("data.format", f"the run was trained on generated data, so scoring {input_path} needs "
                                          "its format: pass --format (csv, json, parquet, ...)")
-    return dataclasses.replace(data, train=input_path, test=None, format=fmt or data.format)
+    fmt = fmt or data.format
+    if fmt == "table" and name_problem(input_path):
+        raise ConfigError("--input", name_problem(input_path))
+    return dataclasses.replace(data, train=input_path, test=None, format=fmt)
 
 
-def score(spark, run_dir: "Path | str", input_path: str, output_path: str, fmt: Optional[str] = None,
-          keys: Optional[List[str]] = None) -> ScoreReport:
-    """Score a DataFrame-readable input with a run; publish Parquet predictions at
-    ``output_path`` and bad rows at ``<output_path>.quarantine``, together, once
-    rows in = scored + quarantined. Every path is resolved and checked on the driver
-    before any Spark work."""
+def score(spark, run_dir: "Path | str", input_path: str, output_path: Optional[str] = None,
+          fmt: Optional[str] = None, keys: Optional[List[str]] = None, *, output_table: Optional[str] = None,
+          table_mode: TableMode = "error") -> ScoreReport:
+    """Score ``input_path`` (a DataFrame-readable path, or a table with ``fmt="table"`` or
+    a run trained on one) with a run. Predictions go to Parquet at ``output_path`` (bad rows
+    at ``<output_path>.quarantine``) or to the table ``output_table`` (bad rows in
+    ``<output_table>_quarantine``; ``table_mode`` error, overwrite or append). Both are
+    published together, once rows in = scored + quarantined; the run, the paths and the
+    tables are checked before any Spark job."""
     from sparkdl.ingest import ingest, release
+    from sparkdl.outputs import scoring_output
     from sparkdl.progress import SparkStageProgress
     from sparkdl.run_model import RunModel
 
     model = RunModel(run_dir)
     run, cfg = model.run, model.config
-    input_path = absolute(input_path)
-    if "://" in output_path and not output_path.startswith("file://"):
-        raise LakeError(f"--output {output_path!r}: scoring publishes to a local or file:// path (a shared file "
-                        "system on a cluster); object stores are not supported by this version")
-    final = local_path(absolute(output_path.rstrip("/")))
-    final_quarantine = final.with_name(final.name + ".quarantine")
-    stage = final.with_name(f".{final.name}.staging-{uuid.uuid4().hex[:8]}")
     data = input_data_config(cfg.data, input_path, fmt)
+    if data.format != "table":
+        input_path = absolute(input_path)
+        data = dataclasses.replace(data, train=input_path)
+    output = scoring_output(spark, output_path, output_table, table_mode)
+    output.check()
     clock = StageClock()
     with SparkStageProgress(spark, cfg.progress, "score"):
         try:
             with clock.stage("ingest"):
-                accepted, report = ingest(spark, data, cfg.schema, input_path, str(stage / "quarantine"), key="input",
+                accepted, report = ingest(spark, data, cfg.schema, input_path, output.stage_quarantine, key="input",
                                           require_label=False)
             keep = keys or list(cfg.schema.keys) or [c.name for c in cfg.schema.columns]
-            with clock.stage("predict_and_write"):  # features, the model and the Parquet write: one Spark job
+            with clock.stage("predict_and_write"):  # features, the model and the write: one Spark job
                 preds = model.predict_rows(accepted, keep)
+                output.check(preds.schema)
                 try:
-                    preds.write.mode("overwrite").parquet(str(stage / "predictions"))
+                    output.stage(preds)
                 except Exception as e:  # a Py4J wall: show the Python error the task raised
                     line = python_exception_line(e)
                     if line is None:
                         raise
                     raise ScoringError(f"scoring {input_path} with run {run.name} failed: {line}; nothing was "
-                                       f"written to {final}") from None
+                                       f"written to {output.location}") from None
             with clock.stage("verify"):
-                scored = spark.read.parquet(str(stage / "predictions")).count()
+                scored = output.staged_rows(spark)
             release(accepted)
             if scored + report.quarantined != report.input:
                 raise ScoringError(f"rows in {report.input} != scored {scored} + quarantined {report.quarantined}: "
-                                   f"rows were lost; nothing was published to {final}")
-            publish_dirs([(stage / "quarantine", final_quarantine), (stage / "predictions", final)])
+                                   f"rows were lost; nothing was published to {output.location}")
+            output.publish()
         finally:
-            shutil.rmtree(stage, ignore_errors=True)
-    quarantine_path = str(final_quarantine) if report.quarantined else None
-    log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, final)
-    return ScoreReport(str(final), report.input, scored, report.quarantined, quarantine_path, clock.seconds)
+            output.discard()
+    log.info("scored %d rows (%d quarantined) into %s", scored, report.quarantined, output.location)
+    return ScoreReport(output.location, report.input, scored, report.quarantined, report.quarantine_path,
+                       clock.seconds)

@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from sparkdl.config import DataConfig, SchemaConfig
 
@@ -89,7 +89,7 @@ def _first_line(path: str) -> str:
 
 def precheck(data: DataConfig, schema: SchemaConfig, path: str, key: str) -> None:
     """Cheap checks before any Spark work: the source exists and its header matches the schema."""
-    files = None if data.format in ("jdbc", "synthetic") else _local_files(path)
+    files = None if data.format in ("jdbc", "synthetic", "table") else _local_files(path)
     if files is None:
         return
     if not files:
@@ -107,13 +107,35 @@ def precheck(data: DataConfig, schema: SchemaConfig, path: str, key: str) -> Non
                     "Make schema.columns list the file's columns in order (or set data.options.header: false).")
 
 
+def check_source(spark, data: DataConfig, schema: SchemaConfig, path: str, key: str,
+                 require_label: bool = True) -> None:
+    """Checks that start no Spark job: the files exist with the declared header (see
+    :func:`precheck`); a catalog table exists with the declared columns."""
+    if data.format == "synthetic":
+        return
+    precheck(data, schema, resolve_path(path), key)
+    if data.format != "table":
+        return
+    from sparkdl.tables import missing_table_message
+
+    missing = missing_table_message(spark, path)
+    if missing:
+        raise BadDataError(f"data.{key}: {missing}")
+    have = spark.read.options(**data.options).table(path).columns
+    absent = [c.name for c in schema.columns if c.name not in have and (require_label or c.name != schema.label)]
+    if absent:
+        raise BadDataError(f"data.{key}: table {path!r} has no column(s) {absent} declared in schema.columns "
+                           f"(it has {have}). Fix schema.columns or select/rename them in a view.")
+
+
 def _string_schema(schema: SchemaConfig) -> str:
     return ", ".join(f"`{c.name}` string" for c in schema.columns) + f", `{CORRUPT}` string"
 
 
-def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str):
+def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_label: bool = True):
     """The source as one row per input record: declared columns (strings for text sources,
-    as stored otherwise), plus ``_raw`` (the record's text), ``_file`` and ``_corrupt``."""
+    as stored otherwise), plus ``_raw`` (the record's text), ``_file`` and ``_corrupt``. A
+    typed source without the label column gets a null one when the label is not required."""
     from pyspark.sql import functions as F
 
     names = [c.name for c in schema.columns]
@@ -142,9 +164,14 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str):
     elif data.format == "jdbc":
         df = spark.read.format("jdbc").options(**data.options).load()
         file_col = F.lit(data.options.get("dbtable", data.options.get("query", "jdbc")))
+    elif data.format == "table":  # the quarantine's file column names the table
+        df = spark.read.options(**data.options).table(path)
+        file_col = F.lit(path)
     else:  # parquet, orc, ... anything Spark reads with its own schema
         df = spark.read.options(**data.options).format(data.format).load(path)
         file_col = F.col("_metadata.file_path")
+    if not require_label and schema.label not in df.columns:
+        df = df.withColumn(schema.label, F.lit(None).cast("string"))
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise BadDataError(f"{path}: column(s) {missing} declared in schema.columns are not in the data "
@@ -221,9 +248,14 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                        F.col(RAW), F.col(FILE), *carried)
 
 
-def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], quarantine_dir: Optional[str],
+#: Where bad rows go: a directory (Parquet), or a function that writes the frame of
+#: ``file, raw, reason`` rows and returns where they will be found.
+Quarantine = Union[str, Callable[[object], str], None]
+
+
+def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], quarantine: Quarantine,
            key: str = "train", require_label: bool = True) -> Tuple[object, IngestReport]:
-    """Read and validate ``path``; write bad rows to ``quarantine_dir``; return (accepted, report).
+    """Read and validate ``path``; write bad rows to ``quarantine``; return (accepted, report).
 
     ``accepted`` keeps the declared columns (typed) plus ``_raw``. It is persisted, since
     the counts and the later stages both read it.
@@ -234,14 +266,14 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
     if data.format == "synthetic":
         path = "synthetic"  # generated on the executors: no source to resolve or check
     resolved = resolve_path(path)
-    precheck(data, schema, resolved, key)
+    check_source(spark, data, schema, resolved, key, require_label)
     if data.format == "images":
         from sparkdl.images import read_images
 
         checked = read_images(spark, data, schema, resolved, schema.image_path_column, require_label)
     else:
-        checked = validate(read_rows(spark, data, schema, resolved), schema, data.null_values, require_label,
-                           data.non_finite)
+        checked = validate(read_rows(spark, data, schema, resolved, require_label), schema, data.null_values,
+                           require_label, data.non_finite)
     # DISK_ONLY: blocks stream to disk; MEMORY_AND_DISK unrolls whole partitions in the heap first
     # and ran 1 GiB executors out of memory at 10 M rows.
     checked = checked.persist(StorageLevel.DISK_ONLY)
@@ -263,10 +295,13 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
                 f"data.{key}: {bad} of {total} rows ({bad / total:.1%}) failed to parse, more than "
                 f"data.max_bad_fraction={data.max_bad_fraction}. Example from {example[FILE]}: "
                 f"{example[RAW]!r}: {example[REASON]}. Fix the source or schema, or raise max_bad_fraction.")
-        if quarantine_dir:
-            bad_rows.select(F.col(FILE).alias("file"), F.col(RAW).alias("raw"), F.col(REASON).alias("reason")) \
-                .coalesce(1).write.mode("overwrite").parquet(quarantine_dir)
-            report_path = quarantine_dir
+        if quarantine:
+            frame = bad_rows.select(F.col(FILE).alias("file"), F.col(RAW).alias("raw"), F.col(REASON).alias("reason"))
+            if callable(quarantine):
+                report_path = quarantine(frame)
+            else:
+                frame.coalesce(1).write.mode("overwrite").parquet(quarantine)
+                report_path = quarantine
         log.warning("data.%s: quarantined %d of %d rows %s", key, bad, total, reasons)
     good = checked.where(F.col(REASON).isNull()).drop(REASON, FILE)
     setattr(good, _CACHE, checked)  # for release(): the cache belongs to ``checked``

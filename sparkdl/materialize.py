@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional
 from sparkdl import features as feats
 from sparkdl.config import JobConfig
 from sparkdl.embeddings import INDICES, plan_categoricals
-from sparkdl.ingest import RAW, ingest, release
+from sparkdl.ingest import RAW, check_source, ingest, release
 from sparkdl.lake import Lake, new_id, staged_dir, write_json_atomic
 from sparkdl.stages import StageClock
 
@@ -179,6 +179,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
     groups = m.max_ranks * m.row_groups_per_rank
     with staged_dir(final) as stage:
         with clock.stage("ingest"):
+            if cfg.data.test:  # a missing test source is found now, not after the training data's work
+                check_source(spark, cfg.data, cfg.schema, cfg.data.test, "test")
             accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train,
                                       str(stage / "quarantine" / "train"))
         splits = split_frames(accepted, m)

@@ -3,6 +3,7 @@ in tier order so each kind of SparkSession is started once per pytest process.""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ def _session(master: str, **conf):
     if active is not None and active.sparkContext.master != master:
         active.stop()
     base = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4",
-            "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+            "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1",
+            # managed tables (tests of data.format: table) live here, not in the working directory
+            "spark.sql.warehouse.dir": tempfile.mkdtemp(prefix="sparkdl-test-warehouse-")}
     base.update(conf)
     return get_spark(SparkConfig(master=master, app_name="sparkdl-tests", conf=base))
 

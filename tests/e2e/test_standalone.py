@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Optional
 
 import pyarrow.parquet as pq
 import pytest
@@ -89,11 +90,11 @@ def standalone(tmp_path_factory):
                 os.killpg(p.pid, signal.SIGKILL)
 
 
-def _submit(master: str, script: str, *args: str, timeout: int = 1200) -> dict:
+def _submit(master: str, script: str, *args: str, timeout: int = 1200, conf: Optional[dict] = None) -> dict:
+    conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.driver.host": "127.0.0.1",
+            "spark.pyspark.python": sys.executable, "spark.ui.enabled": "false", **(conf or {})}
     cmd = [os.path.join(_spark_home(), "bin", "spark-submit"), "--master", master,
-           "--conf", "spark.executor.memory=1g", "--conf", "spark.executor.cores=1",
-           "--conf", "spark.driver.host=127.0.0.1", "--conf", f"spark.pyspark.python={sys.executable}",
-           "--conf", "spark.ui.enabled=false", str(REPO / "jobs" / script), *args]
+           *[arg for k, v in conf.items() for arg in ("--conf", f"{k}={v}")], str(REPO / "jobs" / script), *args]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
     assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
     # spark-submit's PythonRunner merges the driver's stderr into its stdout, so the log is in both
@@ -129,3 +130,21 @@ def test_submit_etl_train_then_score(standalone, tmp_path):
     assert len(preds) == 16281
     acc = float((preds["prediction"] == preds["class"]).mean())
     assert acc == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
+
+    # Tables in a Hive metastore (Derby, on disk): one job writes a predictions table, the
+    # next reads it back as its input, in a session of its own.
+    hive = {"spark.sql.catalogImplementation": "hive", "spark.sql.warehouse.dir": str(tmp_path / "warehouse"),
+            "spark.hadoop.javax.jdo.option.ConnectionURL":
+                f"jdbc:derby:;databaseName={tmp_path / 'metastore'};create=true",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path}"}
+    to_table = _submit(master, "score.py", "--run", str(run), "--input", str(test_file),
+                       "--output-table", "adult_predictions", conf=hive)
+    assert (to_table["output"], to_table["rows_scored"]) == ("adult_predictions", "16281")
+    from_table = _submit(master, "score.py", "--run", str(run), "--input", "adult_predictions", "--format", "table",
+                         "--output", str(tmp_path / "rescored"), conf=hive)
+    assert from_table["rows_scored"] == "16281"
+    again = pq.read_table(tmp_path / "rescored").to_pandas()
+    names = [c for c in preds.columns if c not in ("prediction", "probability", "probabilities")]
+    assert (again.sort_values(names + ["probability"])["prediction"].tolist()
+            == preds.sort_values(names + ["probability"])["prediction"].tolist())
+    assert not (REPO / "metastore_db").exists() and not (REPO / "spark-warehouse").exists()

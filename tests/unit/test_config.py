@@ -95,6 +95,9 @@ def test_minimal_config_gets_defaults():
      "3-class"),
     (_with(materialize={"validation_fraction": 0.5, "test_fraction": 0.45}), "materialize.test_fraction",
      "at least 10%"),
+    # catalog tables
+    (_with(data={"format": "table", "train": "data/adult.csv"}), "data.train", "is not a table name"),
+    (_with(data={"format": "table", "train": "db.t", "test": "a.b.c.d"}), "data.test", "[catalog.][database.]table"),
     # images
     (_with(train={"augment": {"flip": True}}), "train.augment", "needs data.format: images"),
     (_with(data={"format": "images", "train": "/img"}), "data.image", "needs data.image"),
@@ -250,6 +253,38 @@ def test_scoring_reads_its_input_with_the_runs_options_in_any_format():
     assert input_data_config(parse_config(MINIMAL).data, "/in/x.csv", None).format == "csv"
     with pytest.raises(ConfigError, match="trained on generated data, so scoring /in/y needs its format"):
         input_data_config(generated, "/in/y", None)  # never generate rows in place of the input
+
+
+def test_table_names_are_names_not_paths(tmp_path):
+    (tmp_path / "job.yaml").write_text(textwrap.dedent("""
+        name: t
+        data: {format: table, train: lakehouse.adult, test: "`spark_catalog`.lakehouse.adult_test"}
+        schema:
+          columns: [{name: x, type: double}, {name: y, type: string}]
+          numeric: [x]
+          label: y
+          classes: [a, b]
+    """))
+    cfg = load_config(tmp_path / "job.yaml")  # not resolved against the config file's folder
+    assert (cfg.data.train, cfg.data.test) == ("lakehouse.adult", "`spark_catalog`.lakehouse.adult_test")
+    from sparkdl.inference import input_data_config
+
+    assert input_data_config(cfg.data, "lakehouse.new_rows", None).train == "lakehouse.new_rows"
+    with pytest.raises(ConfigError, match="'--input'.*'/in/x.csv' is not a table name"):
+        input_data_config(cfg.data, "/in/x.csv", None)
+
+
+def test_table_writer_stages_beside_the_target_and_renames_within_its_catalog():
+    from sparkdl.tables import TableError, TableWriter
+
+    w = TableWriter(None, "spark_catalog.lakehouse.scores", "overwrite")
+    assert w.staging.startswith("`spark_catalog`.`lakehouse`.`scores__sparkdl_staging_")
+    assert w._rename_to == "`lakehouse`.`scores`"  # RENAME TO names no catalog
+    assert TableWriter(None, "scores", "append")._rename_to == "`scores`"
+    with pytest.raises(TableError, match="--output-table: 'my scores' is not a table name"):
+        TableWriter(None, "my scores", "error")
+    with pytest.raises(TableError, match="mode 'replace' is not one of error, overwrite, append"):
+        TableWriter(None, "scores", "replace")
 
 
 def test_backend_settings_become_what_each_backend_reads():
