@@ -19,8 +19,8 @@ from typing import Any, Dict, List, Optional
 from benchmarks.measure import REPO, machine
 from benchmarks.report import pairs, to_markdown
 
-PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scale", "clicklog",
-         "images")
+PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scoring", "scale",
+         "clicklog", "images")
 log = logging.getLogger("benchmarks")
 
 
@@ -49,6 +49,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.etl import bench_etl
     from benchmarks.image_path import bench_image_path
     from benchmarks.scale import bench_scale
+    from benchmarks.scoring import bench_scoring
     from sparkdl.config import SparkConfig
     from sparkdl.config_loading import load_config
     from sparkdl.lake import Lake
@@ -79,6 +80,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 
             part("distributor", distributor)
             part("etl", lambda: bench_etl(spark, lake, [100_000] if quick else [1_000_000, 10_000_000]))
+            part("scoring", lambda: bench_scoring(spark, lake, 200_000 if quick else 1_000_000))
             part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
             part("clicklog", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000],
                                                  epochs=1, job="clicklog", score=False))

@@ -84,6 +84,13 @@ def to_markdown(res: Dict[str, Any]) -> str:
             sc = run["scoring"]
             rows.append([f"5. scoring {run['rows']:,} synthetic rows (rows/s)", _n(sc["sparkdl_score"]["rows_per_sec"]),
                          f"{_n(sc['in_memory_one_process']['rows_per_sec'])} in memory", sc["ratio"]])
+    ts = res.get("scoring")
+    if ts:
+        rows.append([f"10. scoring {ts['rows']:,} Parquet rows with load_run(...).transform vs the same "
+                     "PipelineModel + predict_batch_udf (rows/s)", _n(ts["sparkdl_transformer"]["rows_per_sec"]),
+                     f"{_n(ts['predict_batch_udf']['rows_per_sec'])} predict_batch_udf", ts["ratio"]])
+        notes.append(f"Scoring (10): the two agree on {ts['same_prediction_fraction']:.4%} of predictions; "
+                     f"{ts['note']}.")
     im = res.get("images")
     if im:
         st = im["settings"]

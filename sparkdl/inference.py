@@ -13,7 +13,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
+
+import pyarrow as pa
 
 from sparkdl.config import ConfigError, DataConfig
 from sparkdl.features import FEATURES
@@ -49,16 +51,15 @@ def _float64_model(model_dir: str):
     return _MODELS[key][0]
 
 
-def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width: int,
-                    passthrough: List[str], batch_rows: int = 8192, reason: Optional[str] = None) -> Iterator:
-    """mapInArrow body: Arrow batches with ``features`` → passthrough columns and
+def predict_batch(rows: "pa.StructArray", model_dir: str, classes: List[str], width: int,
+                  reason: Optional[str] = None, batch_rows: int = 8192) -> "pa.StructArray":
+    """The Arrow UDF's body: rows holding ``features`` (and the embedding indices) →
     ``prediction``: for a classifier the class name (for two classes, the positive class
     at the model's decision threshold, 0.5 unless the run chose another), ``probability``
     (of that class) and ``probabilities`` (every class, in the manifest's order); for a
-    regression, the number in the label's units. With ``reason`` (a passthrough column
-    naming why a row is bad), a bad row is not fed to the network: its predictions are null."""
+    regression, the number in the label's units. With ``reason`` (a field naming why a row
+    is bad), a bad row is not fed to the network: its predictions are null."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
     import torch
 
@@ -67,34 +68,27 @@ def predict_batches(batches: Iterator, model_dir: str, classes: List[str], width
 
     torch.set_num_threads(1)  # one task per core: a scoring task's network uses its own core only
     spec = _cached_model(model_dir)[1]
-    regression = spec.get("task", "classification") == "regression"
-    class_arr = np.array(classes, dtype=object)
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        names = batch.schema.names
-        ok = None if reason is None else pc.is_null(batch.column(names.index(reason))).to_numpy(zero_copy_only=False)
-        if ok is not None and ok.all():
-            ok = None
-        matrix = feature_matrix(batch.column(names.index(FEATURES)), FEATURES, "the rows to score")
-        if matrix.shape[1] != width:
-            raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
-                             "input was not prepared with this run's pipeline")
-        inputs = [matrix]
-        if spec.get("embeddings"):
-            inputs.append(index_matrix(batch.column(names.index(INDICES)), INDICES, "the rows to score"))
-        p = network_outputs(model_dir, [x if ok is None else x[ok] for x in inputs], batch_rows)
-        cols = [batch.column(names.index(n)) for n in passthrough]
-        if regression:
-            yield pa.RecordBatch.from_arrays(cols + [_spread(pa.array(p), ok)], names=passthrough + [PREDICTION])
-            continue
-        best = chosen_class(p, len(classes), spec)
-        probabilities = pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), len(classes)).cast(
-            pa.list_(pa.float64()))
-        cols.append(_spread(pa.array(class_arr[best], pa.string()), ok))
-        cols.append(_spread(pa.array(p[np.arange(len(p)), best]), ok))
-        cols.append(_spread(probabilities, ok))
-        yield pa.RecordBatch.from_arrays(cols, names=passthrough + [PREDICTION, PROBABILITY, PROBABILITIES])
+    batch = pa.RecordBatch.from_struct_array(rows)
+    names = batch.schema.names
+    ok = None if reason is None else pc.is_null(batch.column(names.index(reason))).to_numpy(zero_copy_only=False)
+    if ok is not None and ok.all():
+        ok = None
+    matrix = feature_matrix(batch.column(names.index(FEATURES)), FEATURES, "the rows to score")
+    if len(batch) and matrix.shape[1] != width:
+        raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
+                         "input was not prepared with this run's pipeline")
+    inputs = [matrix.reshape(len(batch), width)]
+    if spec.get("embeddings"):
+        inputs.append(index_matrix(batch.column(names.index(INDICES)), INDICES, "the rows to score"))
+    p = network_outputs(model_dir, [x if ok is None else x[ok] for x in inputs], batch_rows)
+    if spec.get("task", "classification") == "regression":
+        return pa.StructArray.from_arrays([_spread(pa.array(p.ravel()), ok)], names=[PREDICTION])
+    best = chosen_class(p, len(classes), spec)
+    probabilities = pa.FixedSizeListArray.from_arrays(pa.array(p.ravel()), len(classes)).cast(pa.list_(pa.float64()))
+    return pa.StructArray.from_arrays(
+        [_spread(pa.array(np.array(classes, dtype=object)[best], pa.string()), ok),
+         _spread(pa.array(p[np.arange(len(p)), best]), ok), _spread(probabilities, ok)],
+        names=[PREDICTION, PROBABILITY, PROBABILITIES])
 
 
 def chosen_class(p, n_classes: int, spec: dict):
@@ -112,7 +106,6 @@ def _spread(values, ok):
     if ok is None:
         return values
     import numpy as np
-    import pyarrow as pa
 
     return values.take(pa.array(np.where(ok, np.cumsum(ok) - 1, 0), mask=~ok))
 
@@ -159,17 +152,28 @@ def prediction_fields(task: str) -> List:
 
 
 def predict_frame(df, model_dir: str, manifest, passthrough: List[str], reason: Optional[str] = None):
-    """Apply the model to a DataFrame holding a ``features`` array column (rows whose
-    ``reason`` column is set get null predictions)."""
+    """``passthrough`` columns of a DataFrame holding a ``features`` array column, plus the
+    model's predictions (null where the ``reason`` column is set). A scalar Arrow UDF: only
+    the network's inputs travel to Python; the other columns stay in the JVM."""
     from functools import partial
 
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import arrow_udf
     from pyspark.sql.types import StructType
 
-    out = StructType([df.schema[n] for n in passthrough] + prediction_fields(manifest.task))
-    fn = partial(predict_batches, model_dir=model_dir, classes=list(manifest.classes), width=manifest.feature_width,
-                 passthrough=list(passthrough), reason=reason)
+    fields = prediction_fields(manifest.task)
     inputs = [FEATURES] + ([manifest.columns["indices"]] if manifest.columns.get("indices") else [])
-    return df.select(*passthrough, *inputs).mapInArrow(fn, out)
+    body = partial(predict_batch, model_dir=model_dir, classes=list(manifest.classes),
+                   width=manifest.feature_width, reason=reason)
+
+    def predict(rows: pa.Array) -> pa.Array:
+        return body(rows)
+
+    network = arrow_udf(predict, StructType(fields))
+    keep = [F.col(f"`{n}`") for n in passthrough]
+    scored = df.select(*keep, network(F.struct(*[F.col(f"`{n}`") for n in inputs + ([reason] if reason else [])]))
+                       .alias("_p"))
+    return scored.select(*keep, *[F.col(f"_p.{f.name}") for f in fields])
 
 
 @dataclass(frozen=True)
