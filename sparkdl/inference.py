@@ -1,11 +1,12 @@
 """Batch scoring with a finished run, inside Spark.
 
 The run's preprocessing PipelineModel is reapplied unchanged; the network is built once
-per Python worker (cached by run path) and fed whole Arrow record batches through
-``mapInArrow``, never row by row. Input rows that do not parse (or hold NaN/infinite
+per Python worker (cached by run path) and fed whole Arrow record batches by a scalar
+Arrow UDF, never row by row. Input rows that do not parse (or hold NaN/infinite
 numbers) are quarantined, so rows in = rows out + quarantined. Predictions and
-quarantine are written to a staging directory and published together only when those
-counts add up: a failed or interrupted scoring job leaves the previous output as it was.
+quarantine are staged (:mod:`sparkdl.outputs`: a directory or a table) and published
+together only when those counts add up: a failed or interrupted scoring job leaves the
+previous output as it was.
 """
 from __future__ import annotations
 

@@ -108,8 +108,8 @@ class RunModel(Transformer):
 
     def predict_rows(self, rows, keep: Sequence[str], reason: Optional[str] = None):
         """``keep`` columns of validated, typed ``rows`` plus the predictions (null where
-        the ``reason`` column is set): the run's PipelineModel, then the network in
-        ``mapInArrow``, one pass."""
+        the ``reason`` column is set): the run's PipelineModel, then the network in an
+        Arrow UDF, one pass."""
         from sparkdl.embeddings import PLAN_FILE, load_plan
         from sparkdl.features import load_preprocessing, to_training_frame
         from sparkdl.inference import predict_frame
