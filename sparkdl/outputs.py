@@ -9,7 +9,7 @@ import uuid
 from typing import Optional
 
 from sparkdl.lake import LakeError, absolute, local_path, publish_dirs
-from sparkdl.tables import TableMode, TableWriter
+from sparkdl.tables import TableMode, TableWriter, suffixed
 
 QUARANTINE_SUFFIX = "_quarantine"
 
@@ -57,7 +57,7 @@ class TableOutput:
 
     def __init__(self, spark, name: str, mode: TableMode = "error"):
         self.predictions = TableWriter(spark, name, mode, "--output-table")
-        self.quarantine = TableWriter(spark, name + QUARANTINE_SUFFIX, mode, "--output-table (its quarantine)")
+        self.quarantine = TableWriter(spark, suffixed(name, QUARANTINE_SUFFIX), mode, "--output-table (its quarantine)")
 
     @property
     def location(self) -> str:

@@ -49,6 +49,13 @@ def _quoted(parts: List[str]) -> str:
     return ".".join(f"`{p}`" for p in parts)
 
 
+def suffixed(name: str, suffix: str) -> str:
+    """``name`` with ``suffix`` added to its table part (``db.t`` → ``db.t_quarantine``)."""
+    head, _, last = name.rpartition(".")
+    last = f"`{last.strip('`')}{suffix}`" if last.startswith("`") else last + suffix
+    return f"{head}.{last}" if head else last
+
+
 def missing_table_message(spark, name: str) -> Optional[str]:
     """None when ``name`` exists; otherwise what the catalog has instead, for an error."""
     if spark.catalog.tableExists(name):

@@ -275,12 +275,14 @@ def test_table_names_are_names_not_paths(tmp_path):
 
 
 def test_table_writer_stages_beside_the_target_and_renames_within_its_catalog():
-    from sparkdl.tables import TableError, TableWriter
+    from sparkdl.tables import TableError, TableWriter, suffixed
 
     w = TableWriter(None, "spark_catalog.lakehouse.scores", "overwrite")
     assert w.staging.startswith("`spark_catalog`.`lakehouse`.`scores__sparkdl_staging_")
     assert w._rename_to == "`lakehouse`.`scores`"  # RENAME TO names no catalog
     assert TableWriter(None, "scores", "append")._rename_to == "`scores`"
+    assert suffixed("lakehouse.scores", "_quarantine") == "lakehouse.scores_quarantine"
+    assert suffixed("`lakehouse`.`scores`", "_quarantine") == "`lakehouse`.`scores_quarantine`"
     with pytest.raises(TableError, match="--output-table: 'my scores' is not a table name"):
         TableWriter(None, "my scores", "error")
     with pytest.raises(TableError, match="mode 'replace' is not one of error, overwrite, append"):
