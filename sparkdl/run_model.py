@@ -54,6 +54,17 @@ class RunModel(Transformer):
         self.run = RunDir(require_run(run_path))
         self.config: JobConfig = parse_config(self.run.read_config())
         self.manifest = Manifest.load(self.run.manifest)
+        self._preprocessing = None
+
+    def preprocessing(self):
+        """The run's PipelineModel and embedding plan, loaded on first use and kept: loading a
+        PipelineModel runs a Spark job per stage (2–3 s for Adult's), once per model, not per call."""
+        if self._preprocessing is None:
+            from sparkdl.embeddings import load_plan
+            from sparkdl.features import load_preprocessing
+
+            self._preprocessing = (load_preprocessing(self.run.preprocessing), load_plan(self.run.preprocessing))
+        return self._preprocessing
 
     @property
     def input_columns(self) -> List[str]:
@@ -110,12 +121,11 @@ class RunModel(Transformer):
         """``keep`` columns of validated, typed ``rows`` plus the predictions (null where
         the ``reason`` column is set): the run's PipelineModel, then the network in an
         Arrow UDF, one pass."""
-        from sparkdl.embeddings import PLAN_FILE, load_plan
-        from sparkdl.features import load_preprocessing, to_training_frame
+        from sparkdl.embeddings import PLAN_FILE
+        from sparkdl.features import to_training_frame
         from sparkdl.inference import predict_frame
 
-        pipeline = load_preprocessing(self.run.preprocessing)
-        plan = load_plan(self.run.preprocessing)
+        pipeline, plan = self.preprocessing()
         feats = to_training_frame(pipeline, rows, self.config.schema, keep=list(keep), with_label=False,
                                   embeddings=plan, plan_path=str(self.run.preprocessing / PLAN_FILE) if plan else None)
         return predict_frame(feats, str(self.run.model), self.manifest, list(keep), reason=reason)
