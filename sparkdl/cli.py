@@ -8,6 +8,7 @@ data or lake error (the message names the key, file or run and the fix).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from typing import List, Optional
@@ -17,6 +18,7 @@ from sparkdl.inference import ScoringError
 from sparkdl.ingest import BadDataError
 from sparkdl.lake import LakeError
 from sparkdl.launch.errors import LaunchError, TrainingError
+from sparkdl.session import SparkStartError
 
 log = logging.getLogger("sparkdl")
 
@@ -26,7 +28,8 @@ EXIT_USAGE = 2
 def _config(args: argparse.Namespace):
     from sparkdl.config_loading import load_config
 
-    return load_config(args.config, args.overrides)  # validated before Spark starts
+    overrides = args.overrides + ([f"spark.remote={args.remote}"] if args.remote else [])
+    return load_config(args.config, overrides)  # validated before Spark starts
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -75,7 +78,8 @@ def _score(args: argparse.Namespace) -> int:
     from sparkdl.session import get_spark
 
     run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
-    spark = get_spark(parse_config(RunDir(run).read_config()).spark)
+    spark_cfg = parse_config(RunDir(run).read_config()).spark
+    spark = get_spark(dataclasses.replace(spark_cfg, remote=args.remote) if args.remote else spark_cfg)
     report = score(spark, run, args.input, args.output, fmt=args.format, output_table=args.output_table,
                    table_mode=args.table_mode)
     print(f"output={report.output}")
@@ -131,6 +135,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", required=True, help="lake directory (local path or URI) for datasets and runs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    _add_remote_arg(p)
+
+
+def _add_remote_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", metavar="sc://HOST:PORT",
+                   help="run every Spark step on this Spark Connect server "
+                        "(as spark.remote in the config, or SPARK_REMOTE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --output-table: refuse an existing table (default), replace it, or add to it")
     p.add_argument("--lake", help="lake directory, when --run is a run id")
     p.add_argument("--format", help="input format if not the run's (csv, json, parquet, table, ...)")
+    _add_remote_arg(p)
     p.set_defaults(handler=_score)
 
     p = sub.add_parser("runs", help="list or show runs in a lake; list or clean runs whose driver died")
@@ -184,7 +196,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     had_session = _active_session() is not None
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, BadDataError, LakeError, LaunchError) as e:
+    except (ConfigError, BadDataError, LakeError, LaunchError, SparkStartError) as e:
         print(f"sparkdl: {e}", file=sys.stderr)
         return EXIT_USAGE
     except TrainingError as e:

@@ -41,9 +41,18 @@ class SparkConfig:
     app_name: str = "sparkdl"
     conf: Dict[str, str] = field(default_factory=dict)
     executor_start_timeout_s: float = 120.0
+    #: A Spark Connect endpoint (``sc://host:port/;token=...``): every Spark step then runs on
+    #: that server's cluster and this process is a thin client. ``SPARK_REMOTE`` or
+    #: ``--remote`` set it too; ``master`` is ignored then.
+    remote: Optional[str] = None
+    #: How long the first call to a Connect server may take (gRPC would retry for minutes).
+    connect_timeout_s: float = 60.0
 
     def __post_init__(self):
         _check(self.executor_start_timeout_s > 0, "spark.executor_start_timeout_s", "must be > 0 seconds")
+        _check(self.connect_timeout_s > 0, "spark.connect_timeout_s", "must be > 0 seconds")
+        _check(self.remote is None or self.remote.startswith("sc://"), "spark.remote",
+               f"{self.remote!r} is not a Spark Connect URL: write sc://host:port (15002 is Spark's default port)")
 
 
 @dataclass(frozen=True)
@@ -392,6 +401,10 @@ class LaunchConfig:
     progress_timeout_s: float = 600.0
     #: How long a cancelled stage may take to stop before the driver gives up on it.
     cancel_grace_s: float = 30.0
+    #: The address ranks send live events to: by default Spark's driver host, or, for a
+    #: Spark Connect client, this machine's address on its route to the server. Ranks that
+    #: cannot connect write their events to the run's directory in the lake instead.
+    event_host: Optional[str] = None
     #: Extra environment for every rank, set before ``hvd.init()``: Horovod's tuning knobs
     #: (HOROVOD_CYCLE_TIME, HOROVOD_FUSION_THRESHOLD) or its profiler (HOROVOD_TIMELINE).
     env: Dict[str, str] = field(default_factory=dict)

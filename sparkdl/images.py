@@ -17,6 +17,7 @@ from functools import partial
 from typing import Iterator, Optional, Tuple
 
 from sparkdl.config import ConfigError, ImageConfig
+from sparkdl.session import default_parallelism
 
 PIXELS = "_pixels"
 _ERROR = "_decode_error"
@@ -79,7 +80,7 @@ def read_images(spark, data, schema, path: str, path_column: str, require_label:
         reader = reader.option(key, value)
     files = reader.load(path).select("path", "content")
     # Many small files: fewer, larger tasks (binaryFile plans one split per file).
-    files = files.coalesce(max(2, spark.sparkContext.defaultParallelism * 2))
+    files = files.coalesce(max(2, default_parallelism(spark) * 2))
     out = StructType([StructField("path", StringType()), StructField(PIXELS, BinaryType()),
                       StructField(_ERROR, StringType())])
     decoded = files.mapInArrow(partial(_decode_batches, image=data.image), out)

@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Optional
 
 from sparkdl.config import ProgressConfig
@@ -121,15 +122,16 @@ class SparkStageProgress:
     """Shows the Spark stages that run while it is open (prepare's and score's jobs): the
     running stage with the most tasks left, its tasks done out of its total, polled from
     the status tracker every ``poll_s``: a bar, or a log line every ``lines_every_s`` for a
-    stage running longer than that. Needs a classic session (a Spark Connect client has no status tracker:
-    then it shows nothing)."""
+    stage running longer than that. A Spark Connect client has no status tracker: there
+    the server's progress reports (:class:`ConnectStages`) stand in for it."""
 
     def __init__(self, spark, cfg: ProgressConfig, what: str, poll_s: float = 0.5):
+        from sparkdl.session import is_connect
+
         self.form, self.every, self.what, self.poll_s = form(cfg), cfg.lines_every_s, what, poll_s
-        try:
-            self._tracker = spark.sparkContext.statusTracker() if self.form != "off" else None
-        except Exception:  # Spark Connect: no SparkContext
-            self._tracker = None
+        self._tracker = None
+        if self.form != "off":
+            self._tracker = ConnectStages(spark) if is_connect(spark) else spark.sparkContext.statusTracker()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._bar = None
@@ -138,6 +140,8 @@ class SparkStageProgress:
         self._last_line = 0.0
 
     def __enter__(self) -> "SparkStageProgress":
+        if isinstance(self._tracker, ConnectStages):
+            self._tracker.listen()
         if self._tracker is not None:
             self._thread = threading.Thread(target=self._poll, name="sparkdl-stage-progress", daemon=True)
             self._thread.start()
@@ -145,6 +149,8 @@ class SparkStageProgress:
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        if isinstance(self._tracker, ConnectStages):
+            self._tracker.stop()
         if self._thread is not None:
             self._thread.join(timeout=5 * self.poll_s)
         self._close_bar()
@@ -183,3 +189,51 @@ class SparkStageProgress:
             self._bar.n = self._bar.total
             self._bar.close()
             self._bar = None
+
+
+@dataclass
+class _StageState:
+    """A stage as a Connect progress report tells it, in the status tracker's terms."""
+
+    stageId: int
+    numTasks: int
+    numCompletedTasks: int
+    #: The operation's running tasks (a report does not split them by stage).
+    numActiveTasks: int
+    name: str = "$"  # reports carry no call site
+
+
+class ConnectStages:
+    """The running stages of a Spark Connect session, from the progress reports the server
+    streams with each operation, read like the classic status tracker."""
+
+    def __init__(self, spark):
+        self.spark = spark
+        self._running: Dict[int, _StageState] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, stages, inflight_tasks, operation_id, done) -> None:
+        with self._lock:
+            for st in stages or ():
+                if st.done or done:
+                    self._running.pop(st.stage_id, None)
+                else:
+                    self._running[st.stage_id] = _StageState(st.stage_id, st.num_tasks, st.num_completed_tasks,
+                                                             inflight_tasks)
+
+    def listen(self) -> None:
+        self.spark.registerProgressHandler(self)
+
+    def stop(self) -> None:
+        try:
+            self.spark.removeProgressHandler(self)
+        except Exception as e:  # the session closed first
+            log.debug("progress handler not removed: %s", e)
+
+    def getActiveStageIds(self):
+        with self._lock:
+            return list(self._running)
+
+    def getStageInfo(self, stage_id: int):
+        with self._lock:
+            return self._running.get(stage_id)

@@ -9,6 +9,7 @@ traceback. The rank-side loop is :mod:`sparkdl.rank.loop`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 #: How long a driver tries for its run's lock: another driver checking whether the run is
 #: abandoned holds it for an instant, a live driver writing the run holds it for good.
 RUN_LOCK_WAIT_S = 2.0
+#: Where, in a run being written, ranks that cannot reach the driver spool their events.
+EVENT_SPOOL = "events"
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,12 @@ def _now() -> str:
 
 
 def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
-              policy: Optional[RetryPolicy] = None, on_event: Optional[Callable[[Event], None]] = None) -> List[Any]:
+              policy: Optional[RetryPolicy] = None, on_event: Optional[Callable[[Event], None]] = None,
+              spool: Optional[Path] = None) -> List[Any]:
     """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``).
-    Every event the ranks send is logged, then given to ``on_event``."""
+    Every event the ranks send is logged, then given to ``on_event``. ``spool``: where ranks
+    that cannot reach this process write their events (one directory per attempt, removed
+    once the attempt's events are read)."""
     launch = cfg.train.launch
     if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
         launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
@@ -77,13 +83,15 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
                   "error": None}
         attempts.append(record)
         t0, wall0 = time.monotonic(), time.time()
+        attempt_spool = spool / f"attempt-{attempt}" if spool else None
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
             then = log_event if on_event is None else (lambda e: (log_event(e), on_event(e)))
             with TrainingProgress(cfg.progress, then).showing() as progress:
                 results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch, on_event=progress,
-                                       attempt=attempt, backend=cfg.train.backend, strategy=cfg.train.strategy)
+                                       attempt=attempt, backend=cfg.train.backend, strategy=cfg.train.strategy,
+                                       spool=str(attempt_spool) if attempt_spool else None)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
             # worker start, imports, rendezvous, joining the group, broadcast, shard plan).
@@ -96,6 +104,11 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
                 raise
             log.warning("attempt %d failed (%s: %s); resuming from the latest checkpoint", attempt, err.kind.value,
                         str(err).splitlines()[0])
+        finally:
+            if attempt_spool is not None:
+                shutil.rmtree(attempt_spool, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    spool.rmdir()  # empty now (a rank that never spooled left none)
 
 
 def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]:
@@ -257,7 +270,8 @@ def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, ma
     """Supervise the training stage, then write the model's companions and metrics into ``stage``."""
     attempts: List[Dict[str, Any]] = []
     try:
-        results = supervise(spark, spec, ranks, cfg, attempts, on_event=tracker.on_event if tracker else None)
+        results = supervise(spark, spec, ranks, cfg, attempts, on_event=tracker.on_event if tracker else None,
+                            spool=stage.path / EVENT_SPOOL)
     except TrainingError as err:
         err.attempts = attempts  # what was tried, for callers and reports
         log.error("training failed after %d attempt(s): %s", len(attempts), attempts)

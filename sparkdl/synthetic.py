@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List
 
+
 NUMERIC = [f"x{i}" for i in range(8)]
 CATEGORICAL = {"c0": 4, "c1": 8, "c2": 16, "c3": 32}
 LABEL = "y"
@@ -79,25 +80,35 @@ def synthetic_frame(spark, rows: int, seed: int = 0, partitions: int = 0, shape:
     """A DataFrame of ``rows`` synthetic rows of ``shape`` (lazily generated on the executors)."""
     from pyspark.sql import functions as F
 
+    from sparkdl.session import default_parallelism
+
     numeric, categorical = columns(shape)
-    n_parts = partitions or max(1, spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_PARTITION))
+    n_parts = partitions or max(1, default_parallelism(spark), -(-rows // ROWS_PER_PARTITION))
     df = spark.range(0, rows, 1, n_parts)
     clicklog = shape == "clicklog"
-    cols, logit = [], F.lit(-1.2 if clicklog else -0.3)
+    cols, terms = [], [F.lit(-1.2 if clicklog else -0.3)]
     for i, name in enumerate(numeric):
         z = _normal(seed, i)
         cols.append(F.round(z * (i + 1) + 10 * i, 4).alias(name))
         weight = (1.0 if i % 2 == 0 else -0.7) / (i + 1) * (0.5 if clicklog else 1.0)
-        logit = logit + F.lit(weight) * (z * (i + 1))
+        terms.append(F.lit(weight) * (z * (i + 1)))
     for j, (name, card) in enumerate(categorical.items()):
         u = _uniform(seed, 100 + j)
         idx = _zipf_index(u, card) if clicklog else F.floor(u * card).cast("int")
         cols.append(F.concat(F.lit(f"{name}_"), idx.cast("string")).alias(name))
         # each value shifts the logit by a fixed, seed-independent amount
-        logit = logit + F.sin(idx.cast("double") * F.lit(1.7 + j)) * F.lit(0.35 if clicklog else 0.8)
-    prob = F.lit(1.0) / (F.lit(1.0) + F.exp(-logit))
+        terms.append(F.sin(idx.cast("double") * F.lit(1.7 + j)) * F.lit(0.35 if clicklog else 0.8))
+    prob = F.lit(1.0) / (F.lit(1.0) + F.exp(-_balanced_sum(terms)))
     label = F.when(_uniform(seed, 999) < prob, F.lit(CLASSES[1])).otherwise(F.lit(CLASSES[0]))
     return df.select(*cols, label.alias(LABEL))
+
+
+def _balanced_sum(terms: List):
+    """``terms[0] + terms[1] + ...`` as a tree of depth log2(n), not n: a Spark Connect
+    plan is a protobuf message, and its decoder refuses nesting deeper than 100 levels."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def write_synthetic(spark, path: str, rows: int, seed: int = 0, partitions: int = 0,

@@ -40,10 +40,10 @@ class Backend(ABC):
     sharded: bool = False
 
     @abstractmethod
-    def start(self, peers: Peers, events, rendezvous_timeout_s: float, collective_timeout_s: float,
+    def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
               device: str) -> None:
         """Join the other ranks; the rank-0 task hosts the rendezvous and shares its port
-        through the driver's event channel."""
+        through ``exchange`` (:class:`~sparkdl.launch.exchange.Exchange`)."""
 
     @abstractmethod
     def stop(self, ok: bool) -> None:

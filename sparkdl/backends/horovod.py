@@ -1,8 +1,8 @@
 """Horovod's ring-allreduce over Gloo (CPU) or NCCL (GPU), the design's engine.
 
 The rank-0 task runs Horovod's rendezvous server for this job's ranks only (see
-:mod:`sparkdl.launch.rendezvous`) and shares its port through the driver's event
-channel; every task exports the HOROVOD_* variables and calls ``hvd.init()``; once
+:mod:`sparkdl.launch.rendezvous`) and shares its port with the others
+(:mod:`sparkdl.launch.exchange`); every task exports the HOROVOD_* variables and calls ``hvd.init()``; once
 every rank reports that it returned, rank 0 closes the rendezvous. Gradients are
 averaged by ``DistributedOptimizer`` (see :mod:`sparkdl.rank.optimizers` for the sparse
 embedding tables' second optimizer).
@@ -21,17 +21,6 @@ log = logging.getLogger(__name__)
 RENDEZVOUS_PORT = "rendezvous_port"
 
 
-def _close_rendezvous_when_all_initialized(events, rank: int, size: int, server, timeout_s: float) -> None:
-    """Every rank reports that ``hvd.init()`` returned; rank 0, which hosts the rendezvous,
-    waits for all of them and stops it: nobody needs it any longer."""
-    if rank != 0:
-        events.put(f"initialized.{rank}", True)
-        return
-    for other in range(1, size):
-        events.get_value(f"initialized.{other}", timeout_s)
-    server.stop()
-
-
 class HorovodBackend(Backend):
     name = "horovod"
 
@@ -43,19 +32,18 @@ class HorovodBackend(Backend):
 
         return bool(hvd.nccl_built())
 
-    def start(self, peers: Peers, events, rendezvous_timeout_s: float, collective_timeout_s: float,
+    def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
               device: str) -> None:
         import horovod.torch as hvd
 
+        port = None
         if peers.rank == 0:
             from sparkdl.launch.rendezvous import GuardedRendezvous
 
             self._server = GuardedRendezvous(peers.chief_ip, peers.rank_ips)
             self._server.init(peers.hosts, peers.size)
             port = self._server.port
-            events.put(RENDEZVOUS_PORT, port)
-        else:
-            port = int(events.get_value(RENDEZVOUS_PORT, rendezvous_timeout_s))
+        port = int(exchange.from_chief(RENDEZVOUS_PORT, port, rendezvous_timeout_s))
         # Horovod's own defaults for its knobs (cycle time, fusion): 0.1-5 ms cycles moved the
         # in-Spark step at batch 128 by less than its run-to-run spread (README, training speed).
         env = {"HOROVOD_GLOO_RENDEZVOUS_ADDR": peers.chief_ip,
@@ -68,7 +56,11 @@ class HorovodBackend(Backend):
             env["HOROVOD_GLOO_IFACE"] = peers.iface
         os.environ.update(env)
         hvd.init()
-        _close_rendezvous_when_all_initialized(events, peers.rank, peers.size, self._server, rendezvous_timeout_s)
+        # Gloo needs the rendezvous only while building its contexts: once every rank's
+        # hvd.init() returned, rank 0 stops it.
+        exchange.all_arrived("initialized", rendezvous_timeout_s)
+        if self._server is not None:
+            self._server.stop()
 
     def stop(self, ok: bool) -> None:
         import horovod.torch as hvd

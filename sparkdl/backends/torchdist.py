@@ -43,7 +43,7 @@ class TorchBackend(Backend):
 
         return bool(dist.is_nccl_available())
 
-    def start(self, peers: Peers, events, rendezvous_timeout_s: float, collective_timeout_s: float,
+    def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
               device: str) -> None:
         import torch
         import torch.distributed as dist
@@ -55,9 +55,9 @@ class TorchBackend(Backend):
         if peers.rank == 0:
             self._store = dist.TCPStore(peers.chief_ip, 0, peers.size, is_master=True, timeout=wait,
                                         wait_for_workers=False)
-            events.put(STORE_PORT, self._store.port)
+            exchange.from_chief(STORE_PORT, self._store.port, rendezvous_timeout_s)
         else:
-            port = int(events.get_value(STORE_PORT, rendezvous_timeout_s))
+            port = int(exchange.from_chief(STORE_PORT, None, rendezvous_timeout_s))
             self._store = dist.TCPStore(peers.chief_ip, port, peers.size, is_master=False, timeout=wait)
         self._device = torch.device(device)
         cuda = self._device.type == "cuda"

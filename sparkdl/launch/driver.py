@@ -6,11 +6,18 @@ logs the ranks' events as they arrive and enforces the bounds of ``train.launch`
 rank must start within ``start_timeout_s``, some rank must report within
 ``progress_timeout_s``, and a failing rank ends the whole stage at once as a
 :class:`TrainingError` naming that rank.
+
+The same code drives a classic session and a Spark Connect client: the stage is
+``DataFrame.mapInArrow(..., barrier=True)`` and it is cancelled through a job tag. A
+Connect client is not Spark's driver and executors may not reach it, so its ranks share
+launch values through Spark (``allGather``) and, where they cannot connect, write their
+events to a spool in the lake that the client follows.
 """
 from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 import time
 from functools import partial
@@ -19,8 +26,9 @@ from typing import Any, Callable, List, Optional, Tuple
 from sparkdl.config import LaunchConfig
 from sparkdl.launch.errors import FailureKind, LaunchError, TrainingError, TrainingTimeoutError
 from sparkdl.launch.events import Event, EventServer, EventType
+from sparkdl.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
 from sparkdl.launch.failures import classify_spark_failure, root_cause
-from sparkdl.launch.task import LaunchSettings, RankContext, run_barrier_task
+from sparkdl.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
 from sparkdl.spark_errors import python_traceback_tail
 
 log = logging.getLogger(__name__)
@@ -35,34 +43,60 @@ def log_event(event: Event) -> None:
         level = logging.WARNING if event.get("level") == "warning" else logging.INFO
         log.log(level, "rank %s: %s", rank, event.get("message"))
     elif event.type is EventType.STARTED:
-        log.info("rank %s started on %s (partition %s, pid %s)", rank, event.get("host"),
-                 event.get("partition"), event.get("pid"))
+        log.info("rank %s started on %s (partition %s, pid %s)%s", rank, event.get("host"), event.get("partition"),
+                 event.get("pid"), "; it cannot connect here, so its events come through the lake's spool"
+                 if event.get("spooled") else "")
     elif event.type not in (EventType.DONE, EventType.ERROR):
         fields = " ".join(f"{k}={v}" for k, v in event.fields.items())
         log.info("rank %s %s %s", rank, event.type.value, fields)
 
 
-def driver_addresses(spark) -> Tuple[str, str]:
-    """(address to listen on, address executors reach the driver at), as Spark's own RPC uses."""
-    conf = spark.sparkContext.getConf()
-    host = conf.get("spark.driver.host", "127.0.0.1")
-    return conf.get("spark.driver.bindAddress", host), host
+def driver_addresses(spark, launch: LaunchConfig = LaunchConfig()) -> Tuple[str, str]:
+    """(address to listen on, address executors reach it at). A classic driver uses Spark's
+    own (executors reach it already); a Connect client listens everywhere and gives
+    ``train.launch.event_host``, or its own address on the route to the server."""
+    from sparkdl.session import is_connect
+
+    if is_connect(spark):
+        return "0.0.0.0", launch.event_host or client_address(spark)
+    host = launch.event_host or spark.conf.get("spark.driver.host", "127.0.0.1")
+    return spark.conf.get("spark.driver.bindAddress", None) or host, host
+
+
+def client_address(spark) -> str:
+    """This machine's address on its route to the Connect server (no packet is sent)."""
+    try:
+        builder = spark.client._builder  # the channel the session was built with
+        server = (builder.host, int(builder._port or 15002))
+    except (AttributeError, TypeError, ValueError):
+        return socket.gethostbyname(socket.gethostname())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((socket.gethostbyname(server[0]), server[1]))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
 
 
 def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
     """Wait up to ``wait_s`` for ``num_ranks`` concurrent task slots (executors of a real
-    cluster register after the driver starts); raise LaunchError saying how many exist."""
-    from sparkdl.session import task_slots
+    cluster register after the driver starts); raise LaunchError saying how many exist.
+    A Connect server that does not say how many it has is trusted with ``num_ranks``."""
+    from sparkdl.session import known_task_slots, master_of
 
     deadline = time.monotonic() + wait_s
-    slots = task_slots(spark)
+    slots = known_task_slots(spark)
+    if slots is None:
+        log.info("the cluster does not say how many task slots it has; launching %d ranks (a stage larger than the "
+                 "cluster is stopped after train.launch.start_timeout_s)", num_ranks)
+        return num_ranks
     while slots < num_ranks and time.monotonic() < deadline:
         time.sleep(0.5)
-        slots = task_slots(spark)
+        slots = known_task_slots(spark) or 0
     if num_ranks > slots:
         raise LaunchError(
             f"{num_ranks} ranks need {num_ranks} concurrent task slots, but the cluster has {slots} "
-            f"(master {spark.sparkContext.master}{f', after waiting {wait_s:.0f}s' if wait_s else ''}). "
+            f"(master {master_of(spark)}{f', after waiting {wait_s:.0f}s' if wait_s else ''}). "
             f"A barrier stage starts all its tasks at once: lower train.ranks to {slots} or add executors/cores.")
     return slots
 
@@ -82,50 +116,70 @@ def error_from_spark(exc: BaseException) -> TrainingError:
 
 
 class _StageRunner(threading.Thread):
-    """Runs the barrier job in its own thread under a job group, so it can be cancelled."""
+    """Runs the barrier stage in its own thread under a job tag, so it can be cancelled."""
 
-    def __init__(self, spark, job_group: str, n: int, task: Callable, backend: str):
+    def __init__(self, spark, tag: str, n: int, task: Callable):
         super().__init__(name="sparkdl-barrier-stage", daemon=True)
-        self.spark, self.job_group, self.n, self.task, self.backend = spark, job_group, n, task, backend
-        self.result: Optional[List[bytes]] = None
+        self.spark, self.tag, self.n, self.task = spark, tag, n, task
+        self.result: Optional[list] = None
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
-        sc = self.spark.sparkContext
+        from sparkdl.session import job_tag
+
         try:
-            sc.setJobGroup(self.job_group, f"sparkdl: {self.n} {self.backend} ranks (barrier stage)",
-                           interruptOnCancel=True)
-            rdd = sc.parallelize(range(self.n), self.n).barrier().mapPartitions(self.task)
-            self.result = rdd.collect()
+            with job_tag(self.spark, self.tag):  # tags belong to the thread that adds them
+                stage = self.spark.range(0, self.n, 1, self.n).mapInArrow(self.task, RESULT_SCHEMA, barrier=True)
+                self.result = stage.collect()
         except BaseException as e:  # reported by the watcher
             self.error = e
+
+    def cancel(self) -> None:
+        """Interrupt the stage (its tasks are killed, their Python workers with them)."""
+        from sparkdl.session import cancel_tagged
+
+        try:
+            cancel_tagged(self.spark, self.tag)
+        except Exception as e:  # the session itself is going away
+            log.warning("could not cancel the barrier stage %s: %s", self.tag, e)
+
+
+def results_by_rank(rows, n: int) -> List[Any]:
+    """Each rank's result, unpickled from its ``RESULT_SCHEMA`` rows."""
+    import cloudpickle
+
+    parts: dict = {}
+    for row in rows:
+        parts.setdefault(row["rank"], []).append((row["part"], bytes(row["chunk"])))
+    return [cloudpickle.loads(b"".join(chunk for _, chunk in sorted(parts[r]))) for r in range(n)]
 
 
 def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[int] = None,
                  launch: LaunchConfig = LaunchConfig(), on_event: EventHandler = log_event,
-                 attempt: int = 1, backend: str = "horovod", strategy: str = "ddp") -> List[Any]:
+                 attempt: int = 1, backend: str = "horovod", strategy: str = "ddp",
+                 spool: Optional[str] = None) -> List[Any]:
     """Run ``fn`` on every rank of one barrier stage, each rank joined to the others by
-    ``backend`` (``horovod`` or ``torch``); return results ordered by rank."""
-    from sparkdl.session import expected_executors, task_slots
+    ``backend`` (``horovod`` or ``torch``); return results ordered by rank. ``spool``: a
+    directory every executor can write (in the lake) for the events of ranks that cannot
+    reach this process."""
+    from sparkdl.session import expected_executors, is_connect, master_of, task_slots
 
     n = num_ranks or task_slots(spark)
-    check_slots(spark, n, wait_s=0.0 if expected_executors(spark.sparkContext.master) else launch.start_timeout_s)
+    check_slots(spark, n, wait_s=0.0 if expected_executors(master_of(spark)) else launch.start_timeout_s)
     token = secrets.token_hex(16)
-    job_group = f"sparkdl-{token[:12]}"
-    bind, advertise = driver_addresses(spark)
-    with EventServer(bind, token, advertise) as server:
-        settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy)
-        runner = _StageRunner(spark, job_group, n, partial(run_barrier_task, fn, settings), backend)
+    tag = f"sparkdl-{token[:12]}"
+    bind, advertise = driver_addresses(spark, launch)
+    with EventServer(bind, token, advertise, spool=spool) as server:
+        settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,
+                                  THROUGH_SPARK if is_connect(spark) else THROUGH_DRIVER, spool)
+        runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings))
         t0 = time.monotonic()
         runner.start()
         log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
-        failure = _watch(spark, runner, server, n, launch, on_event, job_group, t0)
+        failure = _watch(runner, server, n, launch, on_event, t0)
     if failure is not None:
         raise failure
-    import cloudpickle
-
-    results = dict(cloudpickle.loads(b) for b in runner.result or [])
-    return [results[r] for r in range(n)]
+    return results_by_rank(runner.result or [], n)
 
 
 #: After the first rank error, how long the driver keeps listening for the others, so the
@@ -141,8 +195,8 @@ def _error_from_event(event: Event) -> TrainingError:
     return TrainingError(event.rank, event.get("exception", "?"), event.get("traceback", ""), kind, event.time)
 
 
-def _watch(spark, runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
-           on_event: EventHandler, job_group: str, t0: float) -> Optional[TrainingError]:
+def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
+           on_event: EventHandler, t0: float) -> Optional[TrainingError]:
     """Consume events until the stage ends; return the error to raise, if any."""
     started: set = set()
     errors: List[TrainingError] = []
@@ -193,7 +247,7 @@ def _watch(spark, runner: _StageRunner, server: EventServer, n: int, launch: Lau
             break
     if failure is not None or runner.error is not None:
         if runner.is_alive():
-            spark.sparkContext.cancelJobGroup(job_group)
+            runner.cancel()
             runner.join(launch.cancel_grace_s)
             if runner.is_alive():
                 log.warning("the barrier stage did not stop within %.0fs of being cancelled", launch.cancel_grace_s)

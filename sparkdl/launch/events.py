@@ -8,6 +8,11 @@ both halves run anywhere.
 The same channel carries the launch's small exchanges (rank 0's rendezvous port, "every
 rank has finished"): a rank ``put``s a value and others ``get`` it, blocking until it is
 there. Spark's own ``allGather``/``barrier`` would do, but each call polls once a second.
+
+Where executors cannot connect to the driver (a Spark Connect client behind NAT, a
+laptop, a notebook service), a rank writes the same lines to a spool file in the lake
+instead (``<spool>/<rank>.jsonl``), and the driver follows the spool directory
+(:class:`SpoolFollower`) as well as the socket: the watcher sees one stream either way.
 """
 from __future__ import annotations
 
@@ -15,12 +20,14 @@ import dataclasses
 import enum
 import json
 import logging
+import os
 import queue
 import socket
 import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 log = logging.getLogger(__name__)
@@ -81,13 +88,51 @@ class Event:
         return cls(kind, rank if isinstance(rank, int) else None, float(body.pop("time", 0.0) or 0.0), body)
 
 
+class SpoolFollower:
+    """Driver side of the spool: reads the lines ranks appended to ``<dir>/*.jsonl`` since
+    the last :meth:`poll` (a line still being written waits for its newline)."""
+
+    def __init__(self, directory: str, token: str):
+        self.dir = Path(directory)
+        self.token = token
+        self._offsets: Dict[str, int] = {}
+        self._partial: Dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def poll(self) -> list:
+        """The complete events appended since the last call, file by file."""
+        out = []
+        with self._lock:
+            try:
+                files = sorted((p for p in os.scandir(self.dir) if p.name.endswith(".jsonl")), key=lambda p: p.name)
+            except FileNotFoundError:
+                return out
+            for entry in files:
+                offset = self._offsets.get(entry.name, 0)
+                try:
+                    with open(entry.path, "rb") as f:
+                        f.seek(offset)
+                        data = f.read()
+                except OSError as e:  # a file removed under us: nothing more comes from it
+                    log.debug("event spool %s: %s", entry.path, e)
+                    continue
+                self._offsets[entry.name] = offset + len(data)
+                *lines, rest = (self._partial.pop(entry.name, b"") + data).split(b"\n")
+                if rest:
+                    self._partial[entry.name] = rest
+                out += [e for e in (Event.decode(line, self.token) for line in lines if line) if e is not None]
+        return out
+
+
 class EventServer:
     """Driver side: receives events into a queue. Use as a context manager."""
 
-    def __init__(self, host: str, token: str, advertise: Optional[str] = None):
-        """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``)."""
+    def __init__(self, host: str, token: str, advertise: Optional[str] = None, spool: Optional[str] = None):
+        """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``).
+        With ``spool``, also follow the events ranks that cannot connect write there."""
         self.token = token
         self.events: "queue.Queue[Event]" = queue.Queue()
+        self._spool = SpoolFollower(spool, token) if spool else None
         self._values: Dict[str, Any] = {}
         self._values_changed = threading.Condition()
         outer = self
@@ -140,6 +185,9 @@ class EventServer:
 
     def get(self, timeout: float) -> Optional[Event]:
         """Next event, or None after ``timeout`` seconds."""
+        if self._spool is not None:
+            for event in self._spool.poll():
+                self.events.put(dataclasses.replace(event, received=time.time()))
         try:
             return self.events.get(timeout=timeout)
         except queue.Empty:
@@ -154,12 +202,17 @@ class EventClient:
     """Rank side: sends events to the driver (never raises: progress is best effort), and
     exchanges launch values through it (raises :class:`ExchangeError`: a launch cannot go on)."""
 
-    def __init__(self, address: Optional[str], token: str, rank: int, connect_timeout_s: float = 10.0):
+    def __init__(self, address: Optional[str], token: str, rank: int, connect_timeout_s: float = 10.0,
+                 spool: Optional[str] = None):
+        """Connect to the driver at ``address``; where that fails, append to a file in
+        ``spool`` (the driver follows it) or, without one, only log."""
         self.rank = rank
         self.token = token
         self.address = address
         self._timeout_s = connect_timeout_s
         self._sock: Optional[socket.socket] = None
+        self._spool_dir = spool
+        self._spool = None
         self._lock = threading.Lock()
         if address:
             host, port = address.rsplit(":", 1)
@@ -167,21 +220,42 @@ class EventClient:
                 self._sock = socket.create_connection((host, int(port)), timeout=connect_timeout_s)
                 self._sock.settimeout(connect_timeout_s)
             except OSError as e:
-                log.warning("rank %d cannot reach the driver's event server at %s (%s); "
-                            "progress will only show in executor logs", rank, address, e)
+                self._fall_back(f"cannot reach the driver's event server at {address} ({e})")
+        else:
+            self._fall_back("has no driver address to send events to")
+
+    @property
+    def spooling(self) -> bool:
+        """True when events go to the lake's spool instead of the driver's socket."""
+        return self._spool is not None
+
+    def _fall_back(self, why: str) -> None:
+        if self._spool_dir:
+            os.makedirs(self._spool_dir, exist_ok=True)
+            self._spool = open(os.path.join(self._spool_dir, f"{self.rank}.jsonl"), "ab")
+            log.warning("rank %d %s; writing events to %s for the driver to follow", self.rank, why, self._spool.name)
+        else:
+            log.warning("rank %d %s; progress will only show in executor logs", self.rank, why)
 
     def send(self, type: EventType, **fields: Any) -> None:
         event = Event(EventType(type), self.rank, time.time(), fields)
-        if self._sock is None:
-            log.info("event %s from rank %s: %s", event.type.value, self.rank, fields)
-            return
         line = event.encode(self.token)
         with self._lock:
-            try:
-                self._sock.sendall(line)
-            except OSError as e:
-                log.warning("rank %d lost the driver's event server (%s)", self.rank, e)
-                self._sock = None
+            if self._sock is not None:
+                try:
+                    self._sock.sendall(line)
+                    return
+                except OSError as e:
+                    self._sock = None
+                    self._fall_back(f"lost the driver's event server ({e})")
+            if self._spool is not None:
+                try:
+                    self._spool.write(line)
+                    self._spool.flush()
+                    return
+                except OSError as e:
+                    log.warning("rank %d cannot write its event spool (%s)", self.rank, e)
+            log.info("event %s from rank %s: %s", event.type.value, self.rank, fields)
 
     def _require_connection(self) -> None:
         if self._sock is None:
@@ -219,6 +293,9 @@ class EventClient:
         return value
 
     def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
         if self._sock is not None:
             try:
                 self._sock.close()

@@ -2,10 +2,12 @@
 (Horovod or torch.distributed: :mod:`sparkdl.backends`).
 
 Each task derives the same host plan from the barrier tasks' addresses; the rank-0
-task hosts the backend's rendezvous and shares its port through the driver's event
-channel (Spark's ``allGather`` would cost a second: it polls once a second); every task
-joins the group, runs the user function, and leaves. Failures are sent to the driver at
-once with their traceback tail.
+task hosts the backend's rendezvous and shares its port (:mod:`sparkdl.launch.exchange`:
+through the driver's event channel, or Spark's ``allGather`` where executors cannot reach
+the driver); every task joins the group, runs the user function, and leaves. Failures
+are sent to the driver at once with their traceback tail. The stage is a barrier
+``mapInArrow`` (classic and Spark Connect alike); each rank's pickled result comes back
+as a few small rows (:data:`RESULT_SCHEMA`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from sparkdl.backends.base import Peers
 from sparkdl.config import LaunchConfig
 from sparkdl.launch.devices import select_device, task_resources
 from sparkdl.launch.events import EventClient, EventType
+from sparkdl.launch.exchange import THROUGH_DRIVER, exchange_for
 from sparkdl.launch.failures import classify_rank_exception
 from sparkdl.launch.plan import RankSlot, host_plan, hosts_string, interface_for, resolve_ip
 from sparkdl.stages import Laps
@@ -26,6 +29,13 @@ from sparkdl.stages import Laps
 log = logging.getLogger(__name__)
 
 TRACEBACK_TAIL_LINES = 25
+
+#: The barrier stage's rows: a rank's pickled result in parts of at most RESULT_CHUNK bytes
+#: (Spark Connect streams results in batches; small rows keep every batch small).
+RESULT_SCHEMA = "rank int, part int, chunk binary"
+RESULT_CHUNK = 1 << 20
+#: How long a rank tries to connect to the driver's events when it has a spool to fall back to.
+SPOOLED_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,10 @@ class LaunchSettings:
     #: ``horovod`` or ``torch`` (``train.backend``), and torch's ``train.strategy``.
     backend: str = "horovod"
     strategy: str = "ddp"
+    #: How ranks share launch values (``driver``: the event channel; ``spark``: allGather).
+    exchange: str = THROUGH_DRIVER
+    #: A lake directory ranks write their events to when they cannot reach the driver.
+    spool: Optional[str] = None
 
 
 @dataclass
@@ -90,23 +104,35 @@ def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -
                 kind=classify_rank_exception(exc, in_user_code).value)
 
 
+def result_batch(rank: int, payload: bytes):
+    """A rank's pickled result as ``RESULT_SCHEMA`` rows."""
+    import pyarrow as pa
+
+    parts = [payload[i:i + RESULT_CHUNK] for i in range(0, len(payload), RESULT_CHUNK)] or [b""]
+    return pa.RecordBatch.from_arrays(
+        [pa.array([rank] * len(parts), pa.int32()), pa.array(range(len(parts)), pa.int32()),
+         pa.array(parts, pa.binary())], names=["rank", "part", "chunk"])
+
+
 def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
-                     _rows: Iterator[Any]) -> Iterator[bytes]:
-    """Body of each barrier task (used with ``rdd.barrier().mapPartitions``)."""
+                     _batches: Iterator[Any]) -> Iterator[Any]:
+    """Body of each barrier task (``DataFrame.mapInArrow(..., barrier=True)``)."""
     import cloudpickle
     from pyspark import BarrierTaskContext
 
     ctx = BarrierTaskContext.get()
     pid = ctx.partitionId()
     laps = Laps()
-    events = EventClient(settings.event_address, settings.token, rank=pid)
+    events = EventClient(settings.event_address, settings.token, rank=pid, spool=settings.spool,
+                         **({"connect_timeout_s": SPOOLED_CONNECT_TIMEOUT_S} if settings.spool else {}))
     backend = None
     started = reported = False
     try:
         plan = host_plan([info.address for info in ctx.getTaskInfos()])
         slot = plan[pid]
         events.rank = slot.rank
-        events.send(EventType.STARTED, partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt)
+        events.send(EventType.STARTED, partition=pid, host=slot.hostname, pid=os.getpid(), attempt=settings.attempt,
+                    spooled=events.spooling)
         laps.lap("host_plan")
         from sparkdl.backends import backend_named
 
@@ -127,8 +153,8 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
         started = True
-        backend.start(peers, events, settings.launch.rendezvous_timeout_s, settings.launch.progress_timeout_s,
-                      device)
+        backend.start(peers, exchange_for(settings.exchange, events, ctx, slot.rank, slot.size),
+                      settings.launch.rendezvous_timeout_s, settings.launch.progress_timeout_s, device)
         laps.lap("join_group")
         if backend.world() != (slot.rank, slot.size):
             raise RuntimeError(f"{backend.name} gave rank/size {backend.world()}, the plan said "
@@ -148,7 +174,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
             started = False
             backend.stop(ok)
         events.send(EventType.DONE)
-        yield cloudpickle.dumps((slot.rank, result))
+        yield result_batch(slot.rank, cloudpickle.dumps(result))
     except BaseException as exc:
         if not reported:
             _report_error(events, exc, in_user_code=False)

@@ -3,10 +3,8 @@ pyspark's own bin/spark-class on loopback), driven with spark-submit exactly as 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Optional
@@ -14,68 +12,39 @@ from typing import Optional
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.spark_processes import free_port, spark_env, spark_home, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spark_home() -> str:
-    import pyspark
-
-    return os.path.dirname(pyspark.__file__)
-
-
-def _env():
-    env = dict(os.environ, SPARK_HOME=_spark_home(), PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, SPARK_LOCAL_IP="127.0.0.1")
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return env
-
-
-def _wait(what: str, check, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory):
     """A master and two 1-core workers on 127.0.0.1; stopped whatever happens."""
     work = tmp_path_factory.mktemp("standalone")
-    spark_class = os.path.join(_spark_home(), "bin", "spark-class")
-    port, ui = _free_port(), _free_port()
+    spark_class = os.path.join(spark_home(), "bin", "spark-class")
+    port, ui = free_port(), free_port()
     master_url = f"spark://127.0.0.1:{port}"
     procs = []
 
     def start(name, args):
         log = open(work / f"{name}.log", "w")
-        procs.append(subprocess.Popen([spark_class, *args], env=_env(), stdout=log, stderr=subprocess.STDOUT,
+        procs.append(subprocess.Popen([spark_class, *args], env=spark_env(), stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True))
 
     try:
         start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
                          "--webui-port", str(ui)])
-        _wait("the master's web UI", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2), 90)
+        wait_for("the master's web UI", lambda: urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2), 90)
         for i in range(2):
             start(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", master_url, "--host", "127.0.0.1",
-                                 "--cores", "1", "--memory", "2g", "--webui-port", str(_free_port()),
+                                 "--cores", "1", "--memory", "2g", "--webui-port", str(free_port()),
                                  "--work-dir", str(work / f"work{i}")])
 
         def two_workers():
             state = json.load(urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2))
             return state.get("aliveworkers", 0) >= 2
 
-        _wait("two workers to register with the master", two_workers, 90)
+        wait_for("two workers to register with the master", two_workers, 90)
         yield master_url, work
     finally:
         for p in procs:
@@ -93,9 +62,9 @@ def standalone(tmp_path_factory):
 def _submit(master: str, script: str, *args: str, timeout: int = 1200, conf: Optional[dict] = None) -> dict:
     conf = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.driver.host": "127.0.0.1",
             "spark.pyspark.python": sys.executable, "spark.ui.enabled": "false", **(conf or {})}
-    cmd = [os.path.join(_spark_home(), "bin", "spark-submit"), "--master", master,
+    cmd = [os.path.join(spark_home(), "bin", "spark-submit"), "--master", master,
            *[arg for k, v in conf.items() for arg in ("--conf", f"{k}={v}")], str(REPO / "jobs" / script), *args]
-    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    out = subprocess.run(cmd, env=spark_env(), capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
     assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
     # spark-submit's PythonRunner merges the driver's stderr into its stdout, so the log is in both
     return {**dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line),

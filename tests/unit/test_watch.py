@@ -11,7 +11,7 @@ from sparkdl.launch.events import EventClient, EventServer
 
 
 class _Stage(threading.Thread):
-    """Stands in for the barrier job thread: runs until stopped (cancelled)."""
+    """Stands in for the barrier stage's thread: runs until cancelled."""
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -21,14 +21,8 @@ class _Stage(threading.Thread):
     def run(self):
         self.stop.wait(30)
 
-
-class _Spark:
-    def __init__(self, stage):
-        self.sparkContext = self
-        self.stage = stage
-
-    def cancelJobGroup(self, group):
-        self.stage.stop.set()
+    def cancel(self):
+        self.stop.set()
 
 
 def test_a_rank_that_never_arrives_is_a_timeout_naming_it():
@@ -38,8 +32,7 @@ def test_a_rank_that_never_arrives_is_a_timeout_naming_it():
         EventClient(server.address, "t", rank=0).send("started")
         t0 = time.monotonic()
         launch = LaunchConfig(start_timeout_s=1.0, cancel_grace_s=5)
-        err = _watch(_Spark(stage), stage, server, 2, launch, lambda e: None,
-                     "g", t0)
+        err = _watch(stage, server, 2, launch, lambda e: None, t0)
     assert isinstance(err, TrainingTimeoutError) and err.missing_ranks == [1]
     assert "1 of 2 ranks started" in str(err) and "train.launch.start_timeout_s" in str(err)
     assert time.monotonic() - t0 < 10 and stage.stop.is_set()
@@ -51,8 +44,8 @@ def test_silence_after_start_is_a_progress_timeout():
     with EventServer("127.0.0.1", "t") as server:
         for r in (0, 1):
             EventClient(server.address, "t", rank=r).send("started")
-        err = _watch(_Spark(stage), stage, server, 2, LaunchConfig(progress_timeout_s=1.0, cancel_grace_s=5),
-                     lambda e: None, "g", time.monotonic())
+        err = _watch(stage, server, 2, LaunchConfig(progress_timeout_s=1.0, cancel_grace_s=5),
+                     lambda e: None, time.monotonic())
     assert isinstance(err, TrainingTimeoutError) and "train.launch.progress_timeout_s" in str(err)
 
 
@@ -78,5 +71,5 @@ def test_events_sent_before_the_stage_ends_all_reach_a_slow_handler():
             client.send("epoch", epoch=epoch)
         stage.stop.set()
         stage.start()  # ends at once: the events are still queued
-        err = _watch(_Spark(stage), stage, server, 1, LaunchConfig(), slow, "g", time.monotonic())
+        err = _watch(stage, server, 1, LaunchConfig(), slow, time.monotonic())
     assert err is None and seen == [None, 1, 2, 3]
