@@ -6,7 +6,10 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-_PY_TRACE = re.compile(r"(Traceback \(most recent call last\):.*?)(?:\n\tat |\Z)", re.S)
+#: The Python traceback, up to the first JVM frame, the error's SQLSTATE, or (Spark Connect)
+#: the server's "JVM stacktrace:" section.
+_PY_TRACE = re.compile(r"(Traceback \(most recent call last\):.*?)(?:\n\tat |\n\s*SQLSTATE: |\n\s*JVM stacktrace:|\Z)",
+                       re.S)
 
 
 def python_traceback_tail(text: str, lines: int = 25) -> Optional[str]:

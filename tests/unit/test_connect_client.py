@@ -136,3 +136,17 @@ def test_connect_progress_reports_read_like_the_status_tracker():
     assert (info.numTasks, info.numCompletedTasks, info.numActiveTasks) == (8, 6, 2)
     stages([_Report(7, 8, 8, True)], 0, "op", True)  # the operation ended
     assert stages.getActiveStageIds() == [] and stages.getStageInfo(7) is None
+
+
+def test_a_rank_error_in_a_connect_failure_is_its_python_exception():
+    from sparkdl.launch.driver import error_from_spark
+
+    text = ("Job aborted due to stage failure: Could not recover from a failed barrier ResultStage. Most recent "
+            "failure reason: Stage failed because barrier task ResultTask(7, 1) finished unsuccessfully.\n"
+            "org.apache.spark.api.python.PythonException: [PYTHON_EXCEPTION] An exception was thrown from the "
+            "Python worker: Traceback (most recent call last):\n  File \"train.py\", line 20, in g\n"
+            "ValueError: boom from rank\n SQLSTATE: 38000\n\n\nJVM stacktrace:\norg.apache.spark.SparkException\n"
+            "\tat org.apache.spark.scheduler.DAGScheduler.abortStage(DAGScheduler.scala:4568)")
+    err = error_from_spark(RuntimeError(text))
+    assert err.exception == "ValueError: boom from rank"
+    assert err.traceback_tail.endswith("ValueError: boom from rank") and "line 20, in g" in err.traceback_tail
