@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
@@ -184,14 +185,22 @@ class MlflowRun:
         return info.model_uri
 
 
+#: MLflow's tracking URI is one per process: two jobs of one driver (threads) that point it
+#: at their own stores must take turns, or one job's model lands in the other's store, or
+#: in the default ``./mlflow.db`` restored under it.
+_FLUENT_URI = threading.Lock()
+
+
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API pointed at ``uri`` for a moment; the caller's URI restored after."""
+    """MLflow's fluent API pointed at ``uri`` for a moment (one job at a time); the caller's
+    URI restored after."""
     import mlflow
 
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)
+    with _FLUENT_URI:
+        before = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(before)

@@ -39,3 +39,14 @@ def test_two_jobs_on_one_lake_commit_distinct_complete_results(spark_cluster, tm
     assert runs[0].run_id != runs[1].run_id
     assert sorted(p.name for p in lake.list_runs()) == sorted(r.run_id for r in runs)
     assert all(r.metrics.train["epochs"] == 1 for r in runs)
+    # each job's model is in the lake's own MLflow store (the tracking URI is one per process:
+    # the jobs take turns pointing it there, so neither logs into the other's or ./mlflow.db)
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    for r in runs:
+        ids = json.loads((r.path / "mlflow.json").read_text())
+        assert ids["tracking_uri"] == f"sqlite:///{lake.root / 'mlflow' / 'mlflow.db'}"
+        model = MlflowClient(ids["tracking_uri"]).get_logged_model(ids["model_uri"].split("/")[-1])
+        assert model.source_run_id == ids["run_id"]
