@@ -2,8 +2,8 @@
 
 The rank-0 task runs Horovod's rendezvous server for this job's ranks only (see
 :mod:`sparkdl.launch.rendezvous`) and shares its port with the others
-(:mod:`sparkdl.launch.exchange`); every task exports the HOROVOD_* variables and calls ``hvd.init()``; once
-every rank reports that it returned, rank 0 closes the rendezvous. Gradients are
+(:mod:`sparkdl.launch.exchange`); every task exports the HOROVOD_* variables and calls
+``hvd.init()``; once every rank reports that it returned, rank 0 closes the rendezvous. Gradients are
 averaged by ``DistributedOptimizer`` (see :mod:`sparkdl.rank.optimizers` for the sparse
 embedding tables' second optimizer).
 """
