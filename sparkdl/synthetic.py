@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Dict, List
 
-
 NUMERIC = [f"x{i}" for i in range(8)]
 CATEGORICAL = {"c0": 4, "c1": 8, "c2": 16, "c3": 32}
 LABEL = "y"

@@ -198,14 +198,23 @@ class ExchangeError(RuntimeError):
     """A launch value could not be exchanged through the driver."""
 
 
+#: How long a rank tries to connect to the driver's events: with nowhere else to send them,
+#: and with a spool in the lake to fall back to.
+CONNECT_TIMEOUT_S = 10.0
+SPOOLED_CONNECT_TIMEOUT_S = 5.0
+
+
 class EventClient:
     """Rank side: sends events to the driver (never raises: progress is best effort), and
     exchanges launch values through it (raises :class:`ExchangeError`: a launch cannot go on)."""
 
-    def __init__(self, address: Optional[str], token: str, rank: int, connect_timeout_s: float = 10.0,
+    def __init__(self, address: Optional[str], token: str, rank: int, connect_timeout_s: Optional[float] = None,
                  spool: Optional[str] = None):
         """Connect to the driver at ``address``; where that fails, append to a file in
-        ``spool`` (the driver follows it) or, without one, only log."""
+        ``spool`` (the driver follows it) or, without one, only log. The connection is tried
+        for ``connect_timeout_s``: by default shorter when there is a spool to fall back to."""
+        if connect_timeout_s is None:
+            connect_timeout_s = SPOOLED_CONNECT_TIMEOUT_S if spool else CONNECT_TIMEOUT_S
         self.rank = rank
         self.token = token
         self.address = address

@@ -34,8 +34,6 @@ TRACEBACK_TAIL_LINES = 25
 #: (Spark Connect streams results in batches; small rows keep every batch small).
 RESULT_SCHEMA = "rank int, part int, chunk binary"
 RESULT_CHUNK = 1 << 20
-#: How long a rank tries to connect to the driver's events when it has a spool to fall back to.
-SPOOLED_CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,8 +121,7 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
     ctx = BarrierTaskContext.get()
     pid = ctx.partitionId()
     laps = Laps()
-    events = EventClient(settings.event_address, settings.token, rank=pid, spool=settings.spool,
-                         **({"connect_timeout_s": SPOOLED_CONNECT_TIMEOUT_S} if settings.spool else {}))
+    events = EventClient(settings.event_address, settings.token, rank=pid, spool=settings.spool)
     backend = None
     started = reported = False
     try:
