@@ -50,11 +50,11 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.image_path import bench_image_path
     from benchmarks.scale import bench_scale
     from benchmarks.scoring import bench_scoring
-    from sparkdl.config import SparkConfig
-    from sparkdl.config_loading import load_config
-    from sparkdl.lake import Lake
-    from sparkdl.materialize import Manifest
-    from sparkdl.session import get_spark
+    from sparkdl.core.config import SparkConfig
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.core.lake import Lake
+    from sparkdl.core.session import get_spark
+    from sparkdl.preparation.materialize import Manifest
 
     spark = get_spark(SparkConfig(app_name="sparkdl-benchmarks", conf={"spark.ui.enabled": "false"}))
     res["master"] = spark.sparkContext.master
@@ -93,7 +93,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 def training_workloads(adult, quick: bool):
     """(name, config, batches per rank) of the backend comparison: the Adult MLP, a wide MLP
     of about 4.4 M parameters on the same rows, and the MNIST CNN (when the images are there)."""
-    from sparkdl.config_loading import load_config
+    from sparkdl.core.config.loading import load_config
 
     if quick:
         return [("adult MLP", adult, (128,))]

@@ -15,7 +15,7 @@ def load_split(path: str) -> Tuple[Any, Any]:
     import pyarrow.parquet as pq
     import torch
 
-    from sparkdl.rank.reader import feature_matrix
+    from sparkdl.core.arrow import feature_matrix
 
     t = pq.read_table(path, columns=["features", "label"])
     x = feature_matrix(t.column("features"), "features", path)  # float32; images as pixels in [0, 1]
@@ -28,8 +28,8 @@ def plain_torch_training(x, y, spec: Dict[str, Any], batch: int, epochs: int, th
     import torch
     import torch.nn.functional as F
 
-    from sparkdl.models import build_model
-    from sparkdl.rank.optimizers import base_optimizer
+    from sparkdl.core.models import build_model
+    from sparkdl.training.rank.optimizers import base_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -54,7 +54,7 @@ def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 
     import pyarrow.parquet as pq
     import torch
 
-    from sparkdl.rank.reader import ShardPlan, ShardReader
+    from sparkdl.training.rank.reader import ShardPlan, ShardReader
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data"

@@ -35,7 +35,7 @@ def ddp_train(train_path: str, val_path: str, spec: Dict[str, Any], batch: int, 
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from sparkdl.models import build_model
+    from sparkdl.core.models import build_model
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -132,7 +132,7 @@ def _run_torch_distributor(spark, t, manifest, spec, batch: int, epochs: int, la
 
 
 def _sparkdl(spark, cfg, lake: str, manifest, backend: str) -> Dict[str, Any]:
-    from sparkdl.supervisor import train
+    from sparkdl.workflow import train
 
     t0 = time.perf_counter()
     result = train(cfg.with_values({"train.backend": backend}), lake, spark=spark, manifest=manifest)
@@ -150,7 +150,7 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: st
     as many threads as there are ranks) on the same prepared dataset, model and batch."""
     from pyspark import cloudpickle
 
-    from sparkdl.models import build_model, model_spec
+    from sparkdl.core.models import build_model, model_spec
 
     cfg = cfg.with_values({"train.epochs": epochs})
     t = cfg.train

@@ -17,7 +17,7 @@ from benchmarks.timeline import step_breakdown
 
 def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
     """A finished run's steady samples/s against plain torch at the same global batch and cores."""
-    from sparkdl.models import SPEC
+    from sparkdl.core.rundir import SPEC
 
     ranks = result.metrics.train["ranks"]
     spec = json.loads((result.run_dir.model / SPEC).read_text())
@@ -33,7 +33,7 @@ def _vs_plain_torch(result, train_path: str, batch_size: int) -> Dict[str, Any]:
 def training_at_batch(spark, cfg, lake: str, manifest, batch_size: int, epochs: int) -> Dict[str, Any]:
     """Train at ``batch_size`` per rank with Horovod's timeline on; compare with plain torch and
     split the step into compute and gradient communication."""
-    from sparkdl.supervisor import train
+    from sparkdl.workflow import train
 
     timeline = Path(lake) / f"horovod-timeline-{batch_size}.json"
     cfg = cfg.with_values({"train.batch_size": batch_size, "train.epochs": epochs,
@@ -45,11 +45,11 @@ def training_at_batch(spark, cfg, lake: str, manifest, batch_size: int, epochs: 
 
 
 def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
-    from sparkdl.config_loading import load_config
-    from sparkdl.inference import score
-    from sparkdl.materialize import Manifest
-    from sparkdl.models import load_model
-    from sparkdl.rank.callbacks import StartupTimer
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.core.models import load_model
+    from sparkdl.preparation.materialize import Manifest
+    from sparkdl.serving.score import score
+    from sparkdl.training.rank.callbacks import StartupTimer
     from sparkdl.workflow import run_job
 
     cfg = load_config(REPO / "conf" / "adult.yaml", [f"train.epochs={epochs}"])
@@ -59,7 +59,7 @@ def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
     m = result.metrics
     manifest = Manifest.load(result.run_dir.manifest)
 
-    test_file = str(REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz")
+    test_file = str(REPO / "sparkdl" / "datasets" / "adult" / "adult.test.csv.gz")
     score_stages: Dict[str, float] = {}
 
     def run_score() -> int:
@@ -77,7 +77,7 @@ def bench_end_to_end(spark, lake: str, epochs: int) -> Dict[str, Any]:
                 for b in (cfg.train.batch_size, 1024)]
     return {"wall_seconds": round(wall, 2), "stages": dict(m.stages, score=scored["seconds"]),
             "time_to_first_step_s": m.train["time_to_first_step_s"], "startup": m.train.get("startup"),
-            "test": m.test, "baseline": m.baseline, "training": training,
+            "test": m.held_out, "baseline": m.baseline, "training": training,
             "scoring": {"sparkdl_score": scored, "in_memory_one_process": local, "stages": score_stages,
                         "ratio": ratio(scored["rows_per_sec"], local["rows_per_sec"]),
                         "note": "sparkdl score reads and parses the CSV, runs the feature pipeline and the "

@@ -51,8 +51,8 @@ def plain_spark_prepare(spark, cfg, input_dir: str, out_dir: str) -> int:
 
 
 def bench_etl(spark, lake: str, sizes: List[int]) -> Dict[str, Any]:
-    from sparkdl.config_loading import load_config
-    from sparkdl.synthetic import synthetic_frame
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.preparation.synthetic import synthetic_frame
     from sparkdl.workflow import prepare
 
     base = load_config(REPO / "conf" / "synthetic.yaml")

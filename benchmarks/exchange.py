@@ -33,9 +33,9 @@ def _step_loop(mode: str, batch: int, steps: int) -> Dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from sparkdl.config_loading import load_config
-    from sparkdl.models import build_model, model_spec
-    from sparkdl.rank.optimizers import base_optimizer
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.core.models import build_model, model_spec
+    from sparkdl.training.rank.optimizers import base_optimizer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ SHAPE = (3, 32, 32)
 
 
 def _config(folder: str):
-    from sparkdl.config_loading import parse_config
+    from sparkdl.core.config.loading import parse_config
 
     c, h, w = SHAPE
     return parse_config({
@@ -37,8 +37,9 @@ def bench_image_path(spark, images: int, batch: int = 256) -> Dict[str, Any]:
     import torch
     from PIL import Image
 
-    from sparkdl.rank.reader import ShardPlan, ShardReader, feature_matrix
-    from sparkdl.synthetic import write_image_folder
+    from sparkdl.core.arrow import feature_matrix
+    from sparkdl.preparation.synthetic import write_image_folder
+    from sparkdl.training.rank.reader import ShardPlan, ShardReader
     from sparkdl.workflow import prepare
 
     with tempfile.TemporaryDirectory(prefix="sparkdl-images-") as tmp:

@@ -18,7 +18,7 @@ ROWS_PER_ROW_GROUP = 65_536
 def run_size(spark, lake: str, rows: int, epochs: int, job: str = "synthetic", score: bool = True) -> Dict[str, Any]:
     """``conf/<job>.yaml`` at ``rows`` rows: prepare, train, evaluate; then (``score``)
     scoring raw rows against the model alone."""
-    from sparkdl.config_loading import load_config
+    from sparkdl.core.config.loading import load_config
     from sparkdl.workflow import run_job
 
     cfg = load_config(REPO / "conf" / f"{job}.yaml")
@@ -43,10 +43,10 @@ def run_size(spark, lake: str, rows: int, epochs: int, job: str = "synthetic", s
 
 def score_vs_in_memory(spark, result, input_dir: str, rows: int) -> Dict[str, Any]:
     """`sparkdl score` on ``rows`` raw CSV rows against the model alone on in-memory features."""
-    from sparkdl.inference import score
-    from sparkdl.materialize import Manifest
-    from sparkdl.models import load_model
-    from sparkdl.synthetic import synthetic_frame
+    from sparkdl.core.models import load_model
+    from sparkdl.preparation.materialize import Manifest
+    from sparkdl.preparation.synthetic import synthetic_frame
+    from sparkdl.serving.score import score
 
     synthetic_frame(spark, rows, seed=11).write.mode("overwrite").csv(input_dir)  # no header, like the config
     stages: Dict[str, float] = {}

@@ -31,7 +31,7 @@ def _baseline(run_path: str, pipeline, classes, width: int, df):
     def make_predict_fn():
         import torch
 
-        from sparkdl.models import load_model
+        from sparkdl.core.models import load_model
 
         torch.set_num_threads(1)
         model, _ = load_model(os.path.join(run_path, "model"))
@@ -57,8 +57,8 @@ def bench_scoring(spark, lake: str, rows: int, train_rows: int = 100_000) -> Dic
     from pyspark.sql import functions as F
 
     import sparkdl
-    from sparkdl.config_loading import load_config
-    from sparkdl.synthetic import synthetic_frame
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.preparation.synthetic import synthetic_frame
     from sparkdl.workflow import run_job
 
     cfg = load_config(REPO / "conf" / "synthetic.yaml").with_values(

@@ -120,7 +120,7 @@ assert hvd.gloo_built(), "horovod was built without Gloo"
 assert torch.__version__ == os.environ["SPARKDL_TORCH_VER"], \
     f"torch changed to {torch.__version__} during setup (Horovod was built for {os.environ['SPARKDL_TORCH_VER']})"
 assert importlib.util.find_spec("petastorm") is None, "petastorm is in the main venv; sparkdl must not need it"
-import sparkdl.rank.reader  # noqa: F401  (pyarrow only)
+import sparkdl.training.rank.reader  # noqa: F401  (pyarrow only)
 from pyspark.sql.connect.utils import check_dependencies
 check_dependencies()  # the Spark Connect client's own packages (grpcio, zstandard...)
 print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} nccl={hvd.nccl_built()}, "

@@ -2,8 +2,9 @@
 
 Results are printed as ``key=value`` lines (easy to read, and to parse from a
 spark-submit log); progress and errors go to stderr. ``jobs/*.py`` run this same entry
-point under spark-submit. Exit status: 0 done, 1 training failed, 2 a usage, config,
-data or lake error (the message names the key, file or run and the fix).
+point under spark-submit. Exit status: 0 done, 1 a run that failed (training, scoring),
+2 a usage, config, data, lake or cluster error (the message names the key, file or run
+and the fix): :mod:`sparkdl.core.errors` gives each class its code.
 """
 from __future__ import annotations
 
@@ -13,27 +14,22 @@ import logging
 import sys
 from typing import List, Optional
 
-from sparkdl.config import ConfigError
-from sparkdl.inference import ScoringError
-from sparkdl.ingest import BadDataError
-from sparkdl.lake import LakeError
-from sparkdl.launch.errors import LaunchError, TrainingError
-from sparkdl.session import SparkStartError
+from sparkdl.core.errors import EXIT_BAD_INPUT, SparkdlError, TrainingError
 
 log = logging.getLogger("sparkdl")
 
-EXIT_USAGE = 2
+
 
 
 def _config(args: argparse.Namespace):
-    from sparkdl.config_loading import load_config
+    from sparkdl.core.config.loading import load_config
 
     overrides = args.overrides + ([f"spark.remote={args.remote}"] if args.remote else [])
     return load_config(args.config, overrides)  # validated before Spark starts
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from sparkdl.materialize import MANIFEST
+    from sparkdl.core.rundir import MANIFEST
     from sparkdl.workflow import prepare
 
     manifest = prepare(_config(args), args.lake)
@@ -44,8 +40,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """`train` trains on the prepared dataset; `run` does the whole job. Both print the run."""
-    from sparkdl.supervisor import train
-    from sparkdl.workflow import run_job
+    from sparkdl.workflow import run_job, train
 
     result = (run_job if args.command == "run" else train)(_config(args), args.lake)
     print(result_lines(result))
@@ -60,10 +55,10 @@ def result_lines(result) -> str:
     lines = [f"run_id={result.run_id}", f"run_path={result.path}", f"task={m.task}"]
     if m.train.get("early_stopping"):
         lines.append(f"kept_epoch={m.train['kept_epoch']}")
-    if m.test:
+    if m.held_out:
         split = m.held_out_split
         lines.append(f"evaluated_on={split}")
-        lines += [f"{split}_{k}={v:.4f}" for k, v in m.test.items() if isinstance(v, float)]
+        lines += [f"{split}_{k}={v:.4f}" for k, v in m.held_out.items() if isinstance(v, float)]
         for name, metrics in (m.baseline or {}).items():
             lines.append(f"baseline_{name}_{m.primary_metric}={metrics[m.primary_metric]:.4f}")
     return "\n".join(lines)
@@ -71,11 +66,11 @@ def result_lines(result) -> str:
 
 def _score(args: argparse.Namespace) -> int:
     """Score with a run, in a session started as the run's was (its catalog, for tables)."""
-    from sparkdl.config_loading import parse_config
-    from sparkdl.inference import score
-    from sparkdl.lake import Lake, require_run
-    from sparkdl.rundir import RunDir
-    from sparkdl.session import get_spark
+    from sparkdl.core.config.loading import parse_config
+    from sparkdl.core.lake import Lake, require_run
+    from sparkdl.core.rundir import RunDir
+    from sparkdl.core.session import get_spark
+    from sparkdl.serving.score import score
 
     run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
     spark_cfg = parse_config(RunDir(run).read_config()).spark
@@ -90,9 +85,9 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from sparkdl.lake import Lake
-    from sparkdl.report import summary_text
-    from sparkdl.rundir import RunDir
+    from sparkdl.core.lake import Lake
+    from sparkdl.core.rundir import RunDir
+    from sparkdl.tracking.report import summary_text
 
     lake = Lake(args.lake)
     if args.action in ("stale", "clean"):
@@ -105,11 +100,11 @@ def _runs(args: argparse.Namespace) -> int:
             m = RunDir(path).read_metrics()
             key = m.primary_metric
             print(f"{path.name}  {m.task}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
-                  f"val_{key} {m.validation.get(key, float('nan')):.4f}  {m.held_out_split}_{key} {m.held_out():.4f}")
+                  f"val_{key} {m.validation.get(key, float('nan')):.4f}  {m.held_out_split}_{key} {m.held_out_metric():.4f}")
         return 0
     if not args.run_id:
         print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_BAD_INPUT
     run = RunDir(lake.find_run(args.run_id))
     print(summary_text(run.read_metrics()), end="")
     print(f"files: {run.path}")
@@ -119,7 +114,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _stale_runs(lake, clean: bool, include_resumable: bool) -> int:
     """List (or remove) runs whose driver died before committing them."""
-    from sparkdl.resume import remove_stale, stale_runs
+    from sparkdl.training.resume import remove_stale, stale_runs
 
     runs = remove_stale(lake, include_resumable) if clean else stale_runs(lake)
     for run in runs:
@@ -196,15 +191,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     had_session = _active_session() is not None
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, BadDataError, LakeError, LaunchError, SparkStartError) as e:
-        print(f"sparkdl: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except TrainingError as e:
-        print(f"sparkdl: training failed: {e}", file=sys.stderr)
-        return 1
-    except ScoringError as e:
-        print(f"sparkdl: {e}", file=sys.stderr)
-        return 1
+    except SparkdlError as e:  # each class carries its exit code; the message names the fix
+        print(f"sparkdl: {'training failed: ' if isinstance(e, TrainingError) else ''}{e}", file=sys.stderr)
+        return e.exit_code
     finally:
         started = _active_session()
         if started is not None and not had_session:
@@ -217,7 +206,7 @@ def _active_session():
         return None
     from pyspark.sql import SparkSession
 
-    from sparkdl.session import launched_by_spark_submit
+    from sparkdl.core.session import launched_by_spark_submit
 
     return None if launched_by_spark_submit() else SparkSession.getActiveSession()
 

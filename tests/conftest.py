@@ -26,8 +26,8 @@ def pytest_collection_modifyitems(config, items):
 def _session(master: str, **conf):
     from pyspark.sql import SparkSession
 
-    from sparkdl.config import SparkConfig
-    from sparkdl.session import get_spark
+    from sparkdl.core.config import SparkConfig
+    from sparkdl.core.session import get_spark
 
     active = SparkSession.getActiveSession()
     if active is not None and active.sparkContext.master != master:
@@ -81,7 +81,7 @@ def lake(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def adult_config():
-    from sparkdl.config_loading import load_config
+    from sparkdl.core.config.loading import load_config
 
     return load_config(REPO / "conf" / "adult.yaml")
 
@@ -99,7 +99,7 @@ def adult_lake(spark_cluster, adult_config, tmp_path_factory):
 @pytest.fixture(scope="session")
 def adult_run(spark_cluster, adult_config, adult_lake):
     """A 4-epoch, 2-rank run on the prepared Adult dataset."""
-    from sparkdl.supervisor import train
+    from sparkdl.workflow import train
 
     lake, manifest = adult_lake
     cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2})
@@ -115,7 +115,7 @@ def backend(request) -> str:
 @pytest.fixture(scope="session")
 def backend_run(backend, adult_run, spark_cluster, adult_config, adult_lake):
     """``adult_run``'s job on each backend (the Horovod one is ``adult_run`` itself)."""
-    from sparkdl.supervisor import train
+    from sparkdl.workflow import train
 
     if backend == "horovod":
         return adult_run

@@ -1,8 +1,3 @@
-"""Launching Horovod ranks inside one barrier-mode Spark stage.
-
-Driver side: :mod:`sparkdl.launch.driver`. Executor side: :mod:`sparkdl.launch.task`
-(which imports nothing driver-only).
-"""
-from sparkdl.launch.errors import LaunchError, TrainingError, TrainingTimeoutError
-
-__all__ = ["LaunchError", "TrainingError", "TrainingTimeoutError"]
+"""sparkdl 0.2's launch package, moved to :mod:`sparkdl.training.launch`. Only the worker
+daemon's old path is kept, for Spark Connect servers whose ``spark.python.daemon.module``
+still names it."""

@@ -1,8 +1,8 @@
 """The stack works: one barrier stage on real executors, Horovod over Gloo in every task."""
 import pytest
 
-from sparkdl.launch.driver import run_on_ranks
-from sparkdl.launch.errors import LaunchError
+from sparkdl.core.errors import LaunchError
+from sparkdl.training.launch.driver import run_on_ranks
 
 
 def _allreduce_sum(ctx):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sparkdl import synthetic
-from sparkdl.config import ConfigError
-from sparkdl.config_loading import load_config
-from sparkdl.lake import Lake
-from sparkdl.materialize import Manifest
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.errors import ConfigError
+from sparkdl.core.lake import Lake
+from sparkdl.preparation import synthetic
+from sparkdl.preparation.materialize import Manifest
 from sparkdl.workflow import prepare, run_job
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "clicklog.yaml"
@@ -25,7 +25,7 @@ def test_a_million_click_log_rows_prepare_and_train_on_default_executors(spark_c
     tables = {e["name"]: e for e in manifest.embeddings}
     spec = json.loads((result.run_dir.model / "spec.json").read_text())
     m = result.metrics
-    print(f"\nclick-log, 1 M rows, 2 epochs: test AUC {m.test['auc']:.4f}, accuracy {m.test['accuracy']:.4f}; "
+    print(f"\nclick-log, 1 M rows, 2 epochs: test AUC {m.held_out['auc']:.4f}, accuracy {m.held_out['accuracy']:.4f}; "
           f"baseline {m.baseline['logistic_regression']['auc']:.4f}; {m.train['samples_per_sec']:,.0f} samples/s; "
           f"stages {m.stages}")
     assert manifest.rows == {"input": 1_000_000, "accepted": 1_000_000, "quarantined": 0}
@@ -34,8 +34,8 @@ def test_a_million_click_log_rows_prepare_and_train_on_default_executors(spark_c
     assert tables["c25"]["kind"] == "hash" and tables["c25"]["size"] == 131_072
     assert {e["name"] for e in spec["embeddings"] if e["sparse"]} == {n for n, e in tables.items()
                                                                       if e["size"] >= 100_000}
-    assert m.test["auc"] > m.baseline["logistic_regression"]["auc"] + 0.005
-    assert m.test["auc"] > 0.8
+    assert m.held_out["auc"] > m.baseline["logistic_regression"]["auc"] + 0.005
+    assert m.held_out["auc"] > 0.8
 
 
 def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(spark_cluster, tmp_path):
@@ -54,5 +54,5 @@ def test_a_job_whose_only_features_are_embedded_columns(spark_cluster, tmp_path)
     result = run_job(cfg, str(tmp_path / "lake"), spark=spark_cluster)
     assert Manifest.load(result.path / "manifest.json").feature_width == 0
     m = result.metrics
-    assert m.test["rows"] > 0 and 0.0 < m.test["auc"] < 1.0
-    assert m.baseline["logistic_regression"]["rows"] == m.test["rows"]  # the baseline on the one-hot columns alone
+    assert m.held_out["rows"] > 0 and 0.0 < m.held_out["auc"] < 1.0
+    assert m.baseline["logistic_regression"]["rows"] == m.held_out["rows"]  # the baseline on the one-hot columns alone

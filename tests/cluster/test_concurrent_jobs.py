@@ -3,11 +3,9 @@ dataset pointer always names a complete dataset."""
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from sparkdl.config_loading import load_config
-from sparkdl.lake import Lake, is_committed
-from sparkdl.supervisor import train
-from sparkdl.workflow import prepare
-
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.lake import Lake, is_committed
+from sparkdl.workflow import prepare, train
 from tests.conftest import REPO
 
 

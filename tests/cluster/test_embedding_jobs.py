@@ -5,10 +5,10 @@ import gzip
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.evaluation import evaluate_network
-from sparkdl.inference import score
-from sparkdl.ingest import resolve_path
-from sparkdl.materialize import Manifest
+from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.materialize import Manifest
+from sparkdl.serving.evaluation import evaluate_network
+from sparkdl.serving.score import score
 from sparkdl.workflow import run_job
 
 
@@ -21,11 +21,11 @@ def embedded_run(spark_cluster, adult_config, tmp_path_factory):
 def test_adult_with_embeddings_matches_one_hot(embedded_run):
     m = embedded_run.metrics
     manifest = Manifest.load(embedded_run.path / "manifest.json")
-    print(f"\nAdult, embeddings for all 8 categorical columns: test accuracy {m.test['accuracy']:.4f}, "
-          f"AUC {m.test['auc']:.4f}; tables {[(e['name'], e['size'], e['dim']) for e in manifest.embeddings]}")
+    print(f"\nAdult, embeddings for all 8 categorical columns: test accuracy {m.held_out['accuracy']:.4f}, "
+          f"AUC {m.held_out['auc']:.4f}; tables {[(e['name'], e['size'], e['dim']) for e in manifest.embeddings]}")
     assert len(manifest.embeddings) == 8 and all(e["kind"] == "index" for e in manifest.embeddings)
     assert manifest.feature_width == 6  # the numeric columns; the categories are indices, not one-hot
-    assert m.test["accuracy"] >= 0.85
+    assert m.held_out["accuracy"] >= 0.85
 
 
 def test_scoring_raw_rows_indexes_them_as_training_did(spark_cluster, embedded_run, tmp_path):

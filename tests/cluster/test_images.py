@@ -4,12 +4,11 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
-from sparkdl.config_loading import load_config
-from sparkdl.inference import score
-from sparkdl.workflow import run_job
-
 from conftest import REPO
+
+from sparkdl.core.config.loading import load_config
+from sparkdl.serving.score import score
+from sparkdl.workflow import run_job
 
 MNIST = REPO.parent / "shared" / "datasets" / "mnist-10k" / "images"
 
@@ -34,11 +33,11 @@ def mnist_run(spark_cluster, images, tmp_path_factory):
 
 
 def test_mnist_from_png_files_reaches_97_percent_and_quarantines_bad_files(mnist_run):
-    from sparkdl.materialize import Manifest
+    from sparkdl.preparation.materialize import Manifest
 
     m = mnist_run.metrics
     manifest = Manifest.load(mnist_run.path / "manifest.json")
-    print(f"\nMNIST from PNG files: test accuracy {m.test['accuracy']:.4f} on {m.test['rows']} images "
+    print(f"\nMNIST from PNG files: test accuracy {m.held_out['accuracy']:.4f} on {m.held_out['rows']} images "
           f"(logistic regression {m.baseline['logistic_regression']['accuracy']:.4f}), stages {m.stages}")
     assert manifest.rows == {"input": 10002, "accepted": 10000, "quarantined": 2}
     assert sum(manifest.splits.values()) == 10000 and 1900 <= manifest.splits["test"] <= 2100
@@ -49,7 +48,7 @@ def test_mnist_from_png_files_reaches_97_percent_and_quarantines_bad_files(mnist
     assert manifest.image["shape"] == [1, 28, 28] and manifest.columns["dtype"] == "uint8"
     stored = pq.read_schema(next((mnist_run.path.parent.parent / "datasets").rglob("train/*.parquet")))
     assert str(stored.field("features").type) == "binary"  # uint8 pixels, 4x smaller than float32
-    assert m.test["split"] == "test" and m.test["accuracy"] >= 0.97
+    assert m.held_out["split"] == "test" and m.held_out["accuracy"] >= 0.97
     assert (mnist_run.path / "confusion.png").is_file()
 
 

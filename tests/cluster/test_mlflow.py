@@ -15,10 +15,10 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (pip install 'sparkdl-torch[mlflow]')")
 
-from sparkdl.inference import PREDICTION, PROBABILITY, score  # noqa: E402
-from sparkdl.ingest import resolve_path  # noqa: E402
-from sparkdl.run_model import SCORE_ERROR  # noqa: E402
-from sparkdl.tracking import MLFLOW_FILE  # noqa: E402
+from sparkdl.core.columns import PREDICTION, PROBABILITY, SCORE_ERROR
+from sparkdl.core.rundir import MLFLOW_FILE
+from sparkdl.preparation.ingest import resolve_path  # noqa: E402
+from sparkdl.serving.score import score
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def _free_port() -> int:
 
 
 def test_a_run_logged_to_an_mlflow_server_appears_there(spark_cluster, adult_config, adult_lake, tmp_path):
-    from sparkdl.supervisor import train
+    from sparkdl.workflow import train
 
     port = _free_port()
     server = subprocess.Popen(

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from sparkdl.lake import Lake
-from sparkdl.launch.errors import TrainingError
-from sparkdl.rank.faults import FaultSpec
-from sparkdl.supervisor import train
+from sparkdl.core.errors import TrainingError
+from sparkdl.core.lake import Lake
+from sparkdl.testing.faults import FaultSpec
+from sparkdl.workflow import train
 
 
 def _epochs(metrics):

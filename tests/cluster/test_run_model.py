@@ -4,10 +4,10 @@ import pytest
 from pyspark.sql import functions as F
 
 import sparkdl
-from sparkdl.config import ConfigError
-from sparkdl.ingest import resolve_path
-from sparkdl.inference import PREDICTION, PROBABILITY, score
-from sparkdl.run_model import SCORE_ERROR
+from sparkdl.core.columns import PREDICTION, PROBABILITY, SCORE_ERROR
+from sparkdl.core.errors import ConfigError
+from sparkdl.preparation.ingest import resolve_path
+from sparkdl.serving.score import score
 
 
 @pytest.fixture(scope="module")

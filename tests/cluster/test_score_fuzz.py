@@ -9,8 +9,10 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkdl.inference import PROBABILITY, score
-from sparkdl.ingest import BadDataError, resolve_path
+from sparkdl.core.columns import PROBABILITY
+from sparkdl.core.errors import BadDataError
+from sparkdl.preparation.ingest import resolve_path
+from sparkdl.serving.score import score
 
 CASES = {"files": 0, "rows": 0, "refused_as_a_flood": 0}
 chars = st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",))

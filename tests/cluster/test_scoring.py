@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from sparkdl.cli import main as cli
-from sparkdl.evaluation import evaluate_network
-from sparkdl.inference import PROBABILITIES, ScoringError, score
-from sparkdl.ingest import BadDataError, resolve_path
-from sparkdl.lake import LakeError
+from sparkdl.core.columns import PROBABILITIES
+from sparkdl.core.errors import BadDataError, LakeError, ScoringError
+from sparkdl.preparation.ingest import resolve_path
+from sparkdl.serving.evaluation import evaluate_network
+from sparkdl.serving.score import score
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import torch
 from pyspark.sql import functions as F
 
 from sparkdl.cli import main as cli
-from sparkdl.inference import PREDICTION, PROBABILITY, ScoringError, score
-from sparkdl.ingest import BadDataError, resolve_path
-from sparkdl.tables import TableError
+from sparkdl.core.columns import PREDICTION, PROBABILITY
+from sparkdl.core.errors import BadDataError, ScoringError, TableError
+from sparkdl.preparation.ingest import resolve_path
+from sparkdl.serving.score import score
 from sparkdl.workflow import prepare
 
 

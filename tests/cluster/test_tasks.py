@@ -6,17 +6,15 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-from sparkdl.config_loading import load_config, parse_config
-from sparkdl.evaluation import evaluate_run
-from sparkdl.inference import score
-from sparkdl.models import SPEC
-from sparkdl.rank.controls import scheduled_lr
-from sparkdl.rank.faults import FaultSpec
-from sparkdl.supervisor import train
-from sparkdl.workflow import prepare, run_job
-
 from conftest import REPO
+
+from sparkdl.core.config.loading import load_config, parse_config
+from sparkdl.core.rundir import SPEC
+from sparkdl.serving.evaluation import evaluate_run
+from sparkdl.serving.score import score
+from sparkdl.testing.faults import FaultSpec
+from sparkdl.training.rank.controls import scheduled_lr
+from sparkdl.workflow import prepare, run_job, train
 
 HOUSING = REPO.parent / "shared" / "datasets" / "california-housing" / "housing.csv"
 FEATURES = [f"x{i}" for i in range(6)]
@@ -51,11 +49,11 @@ def housing_run(spark_cluster, tmp_path_factory):
 def test_california_housing_beats_least_squares_on_the_test_split(housing_run):
     m = housing_run.metrics
     baseline = m.baseline["linear_regression"]
-    print(f"\ncalifornia housing: test RMSE {m.test['rmse']:,.0f} (R2 {m.test['r2']:.3f}), linear regression "
+    print(f"\ncalifornia housing: test RMSE {m.held_out['rmse']:,.0f} (R2 {m.held_out['r2']:.3f}), linear regression "
           f"{baseline['rmse']:,.0f}; kept epoch {m.train['kept_epoch']} of {m.train['epochs']}")
-    assert m.task == "regression" and m.test["split"] == "test" and baseline["split"] == "test"
-    assert m.test["rmse"] <= 55_000
-    assert m.test["rmse"] <= 0.85 * baseline["rmse"]
+    assert m.task == "regression" and m.held_out["split"] == "test" and baseline["split"] == "test"
+    assert m.held_out["rmse"] <= 55_000
+    assert m.held_out["rmse"] <= 0.85 * baseline["rmse"]
     assert {"rmse", "mae", "r2"} <= set(m.validation) and m.validation["epoch"] == m.train["kept_epoch"]
     assert (housing_run.path / "metrics.png").is_file() and not (housing_run.path / "confusion.json").exists()
 
@@ -86,14 +84,14 @@ def test_multiclass_job_writes_macro_f1_and_the_confusion_matrix(spark_cluster, 
     result = run_job(cfg, str(tmp_path / "lake"), spark=spark_cluster)
     m = result.metrics
     base = m.baseline["logistic_regression"]
-    print(f"\n5 classes: test accuracy {m.test['accuracy']:.4f}, macro-F1 {m.test['macro_f1']:.4f}, log-loss "
-          f"{m.test['log_loss']:.4f}; multinomial logistic regression accuracy {base['accuracy']:.4f}")
-    assert m.test["accuracy"] > 0.6 and 0 < m.test["macro_f1"] <= 1 and m.test["log_loss"] > 0
+    print(f"\n5 classes: test accuracy {m.held_out['accuracy']:.4f}, macro-F1 {m.held_out['macro_f1']:.4f}, log-loss "
+          f"{m.held_out['log_loss']:.4f}; multinomial logistic regression accuracy {base['accuracy']:.4f}")
+    assert m.held_out["accuracy"] > 0.6 and 0 < m.held_out["macro_f1"] <= 1 and m.held_out["log_loss"] > 0
     assert {"val_macro_f1", "val_log_loss", "val_accuracy"} <= set(m.history[-1])
     confusion = json.loads((result.path / "confusion.json").read_text())
     matrix = np.array(confusion["matrix"])
-    assert matrix.shape == (5, 5) and matrix.sum() == m.test["rows"]
-    assert np.trace(matrix) / matrix.sum() == pytest.approx(m.test["accuracy"])
+    assert matrix.shape == (5, 5) and matrix.sum() == m.held_out["rows"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(m.held_out["accuracy"])
     assert (result.path / "confusion.png").stat().st_size > 5000
     out_dir = tmp_path / "preds"
     score(spark_cluster, result.path, str(five_classes), str(out_dir))

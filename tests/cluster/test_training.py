@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sparkdl.lake import COMMIT_MARKER, Lake
-from sparkdl.launch.errors import TrainingError
-from sparkdl.materialize import Manifest
-from sparkdl.models import load_model
-from sparkdl.rank.faults import FaultSpec
-from sparkdl.supervisor import train
+from sparkdl.core.errors import TrainingError
+from sparkdl.core.lake import COMMIT_MARKER, Lake
+from sparkdl.core.models import load_model
+from sparkdl.preparation.materialize import Manifest
+from sparkdl.testing.faults import FaultSpec
+from sparkdl.workflow import train
 
 
 def _validation_arrays(manifest):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparkdl.rank.reader import ShardPlan, ShardReader, shard_rows
+from sparkdl.training.rank.reader import ShardPlan, ShardReader, shard_rows
 
 REPO = Path(__file__).resolve().parents[2]
 PETASTORM_PYTHON = Path(os.environ.get("SPARKDL_PETASTORM_PYTHON", REPO / ".venv-petastorm" / "bin" / "python"))

@@ -53,7 +53,7 @@ def test_rerunning_after_the_driver_died_resumes_the_same_run(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == list(range(1, EPOCHS + 1))  # none lost, none repeated
     assert metrics["attempts"][0]["resumed_from_epoch"] >= 2
     assert "ingest" not in metrics["stages"]  # it trained on its own dataset instead of preparing anew
-    assert metrics["test"]["accuracy"] >= 0.84
+    assert metrics["held_out"]["accuracy"] >= 0.84
     assert not staging.exists() and not (lake / "runs" / run_id / "resume.json").exists()
     left = subprocess.run([sys.executable, "-m", "sparkdl.cli", "runs", "stale", "--lake", str(lake)],
                           capture_output=True, text=True, env=_env(), timeout=120)

@@ -84,21 +84,21 @@ def test_submit_etl_train_then_score(standalone, tmp_path):
     assert "prepare: stage " in result["_log"] and " tasks done" in result["_log"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["ranks"] == 2 and len(metrics["history"]) == 10
-    assert metrics["test"]["rows"] == 16281
-    assert metrics["test"]["accuracy"] >= 0.85
-    assert "accuracy" in metrics["baseline"]["logistic_regression"] and "auc" in metrics["test"]
+    assert metrics["held_out"]["rows"] == 16281
+    assert metrics["held_out"]["accuracy"] >= 0.85
+    assert "accuracy" in metrics["baseline"]["logistic_regression"] and "auc" in metrics["held_out"]
     assert (run / "metrics.png").is_file() and (run / "summary.txt").is_file()
     assert set(metrics["stages"]) == {"session", "ingest", "features", "materialize", "launch", "train",
                                       "write_back", "evaluate", "baseline"}
 
-    test_file = REPO / "sparkdl" / "data" / "adult" / "adult.test.csv.gz"
+    test_file = REPO / "sparkdl" / "datasets" / "adult" / "adult.test.csv.gz"
     scored = _submit(master, "score.py", "--run", str(run), "--input", str(test_file),
                      "--output", str(tmp_path / "preds"))
     assert (scored["rows_in"], scored["rows_scored"], scored["rows_quarantined"]) == ("16281", "16281", "0")
     preds = pq.read_table(tmp_path / "preds").to_pandas()
     assert len(preds) == 16281
     acc = float((preds["prediction"] == preds["class"]).mean())
-    assert acc == pytest.approx(metrics["test"]["accuracy"], abs=1e-12)
+    assert acc == pytest.approx(metrics["held_out"]["accuracy"], abs=1e-12)
 
     # Tables in a Hive metastore (Derby, on disk): one job writes a predictions table, the
     # next reads it back as its input, in a session of its own.

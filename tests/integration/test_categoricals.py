@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.config import ConfigError
-from sparkdl.config_loading import parse_config
+from sparkdl.core.config.loading import parse_config
+from sparkdl.core.errors import ConfigError
 from sparkdl.workflow import prepare
 
 

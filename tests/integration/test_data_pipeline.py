@@ -9,11 +9,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.config_loading import load_config
-from sparkdl.features import FEATURES, LABEL, MISSING, to_training_frame
-from sparkdl.ingest import BadDataError, ingest, release, resolve_path
-from sparkdl.lake import Lake
-from sparkdl.materialize import MANIFEST, Manifest
+from sparkdl.core.columns import FEATURES, LABEL, MISSING
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.errors import BadDataError
+from sparkdl.core.lake import Lake
+from sparkdl.core.rundir import MANIFEST
+from sparkdl.preparation.features import to_training_frame
+from sparkdl.preparation.ingest import ingest, release, resolve_path
+from sparkdl.preparation.materialize import Manifest
 from sparkdl.workflow import prepare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,8 +79,8 @@ def test_every_rank_gets_several_row_groups(prepared, adult_cfg):
 
 
 def test_split_is_deterministic_whatever_the_partitioning(spark_local, adult_config, prepared):
-    from sparkdl.ingest import RAW
-    from sparkdl.materialize import split_frames
+    from sparkdl.core.columns import RAW
+    from sparkdl.preparation.materialize import split_frames
 
     _, m = prepared
     accepted, _ = ingest(spark_local, adult_config.data, adult_config.schema, adult_config.data.train, None)

@@ -3,10 +3,10 @@ gets its table entry; a file the table does not list, or lists with two labels, 
 quarantined with its reason; a table without the columns is refused by name."""
 import pytest
 
-from sparkdl import synthetic
-from sparkdl.config import ConfigError
-from sparkdl.config_loading import parse_config
-from sparkdl.ingest import ingest
+from sparkdl.core.config.loading import parse_config
+from sparkdl.core.errors import ConfigError
+from sparkdl.preparation import synthetic
+from sparkdl.preparation.ingest import ingest
 
 
 def _config(folder, labels):

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkdl.config_loading import parse_config
-from sparkdl.ingest import ingest, release
+from sparkdl.core.config.loading import parse_config
+from sparkdl.preparation.ingest import ingest, release
 
 CASES = {"csv": 0, "json": 0, "lines": 0}
 SCHEMA = {"columns": [{"name": "x", "type": "double"}, {"name": "n", "type": "int"},

@@ -5,11 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkdl.config_loading import parse_config
-from sparkdl.embeddings import PLAN_FILE, plan_categoricals
-from sparkdl.features import FEATURES, fit, to_training_frame
-from sparkdl.ingest import CORRUPT, FILE, RAW, REASON, validate
-from sparkdl.portable import export
+from sparkdl.core.columns import CORRUPT, FEATURES, FILE, RAW, REASON
+from sparkdl.core.config.loading import parse_config
+from sparkdl.core.rundir import PLAN_FILE
+from sparkdl.preparation.embeddings import plan_categoricals
+from sparkdl.preparation.features import fit, to_training_frame
+from sparkdl.preparation.ingest import validate
+from sparkdl.serving.portable import export
 
 
 def _cfg(scaler):

@@ -1,5 +1,5 @@
-from sparkdl.config import SparkConfig
-from sparkdl.session import DEFAULTS, expected_executors, get_spark, task_slots
+from sparkdl.core.config import SparkConfig
+from sparkdl.core.session import DEFAULTS, expected_executors, get_spark, task_slots
 
 
 def test_active_session_is_reused(spark_local):

@@ -2,8 +2,8 @@
 import logging
 import time
 
-from sparkdl.config import ProgressConfig
-from sparkdl.progress import SparkStageProgress
+from sparkdl.core.config import ProgressConfig
+from sparkdl.core.progress import SparkStageProgress
 
 
 def _slow_job(spark, tasks=4, seconds=0.6):
@@ -16,11 +16,11 @@ def _slow_job(spark, tasks=4, seconds=0.6):
 
 
 def _lines(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == "sparkdl.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "sparkdl.core.progress"]
 
 
 def test_a_long_stage_is_logged_with_its_tasks_and_a_short_one_is_not(spark_local, caplog):
-    with caplog.at_level(logging.INFO, logger="sparkdl.progress"):
+    with caplog.at_level(logging.INFO, logger="sparkdl.core.progress"):
         with SparkStageProgress(spark_local, ProgressConfig(display="lines", lines_every_s=0.5), "prepare",
                                 poll_s=0.1):
             assert _slow_job(spark_local) == 4

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from sparkdl import synthetic
-from sparkdl.config_loading import load_config
+from sparkdl.core.config.loading import load_config
+from sparkdl.preparation import synthetic
 from sparkdl.workflow import prepare
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "synthetic.yaml"

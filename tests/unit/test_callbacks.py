@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from sparkdl.stages import Laps
-from sparkdl.rank.callbacks import Callback, Callbacks, LoopState, StartupTimer
-from sparkdl.rank.faults import FaultSpec, InjectedFault
+from sparkdl.core.stopwatch import Laps
+from sparkdl.testing.faults import FaultSpec, InjectedFault
+from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopState, StartupTimer
 
 
 def _state(**kw):
@@ -29,7 +29,7 @@ def test_only_overridden_events_are_dispatched_in_order():
     assert len(callbacks.on_step_end_hooks) == 1 and callbacks._hooks["before_checkpoint_commit"] == []
     callbacks.fire("on_epoch_end", _state(epoch=2))
     assert first.seen == second.seen == [("epoch_end", 2)]
-    with pytest.raises(TypeError, match="is not a sparkdl.rank.callbacks.Callback"):
+    with pytest.raises(TypeError, match="is not a sparkdl.training.rank.callbacks.Callback"):
         Callbacks([object()])
 
 
@@ -64,6 +64,7 @@ def test_import_sparkdl_is_light_and_exposes_its_public_names():
         assert f"'{name}'" in out
     import sparkdl
 
-    assert sparkdl.train.__module__ == "sparkdl.supervisor"
+    assert sparkdl.train.__module__ == "sparkdl.workflow"
+    assert all(getattr(sparkdl, name) is not None for name in sparkdl.__all__)  # every export resolves
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sparkdl.nope

@@ -2,8 +2,9 @@ import textwrap
 
 import pytest
 
-from sparkdl.config import ConfigError, JobConfig
-from sparkdl.config_loading import load_config, parse_config
+from sparkdl.core.config import JobConfig
+from sparkdl.core.config.loading import load_config, parse_config
+from sparkdl.core.errors import ConfigError
 
 MINIMAL = {
     "data": {"train": "/data/train.csv"},
@@ -245,7 +246,7 @@ def test_large_embedding_tables_take_sparse_gradients_by_default():
 
 
 def test_scoring_reads_its_input_with_the_runs_options_in_any_format():
-    from sparkdl.inference import input_data_config
+    from sparkdl.serving.score import input_data_config
 
     generated = parse_config(_with(data={"format": "synthetic", "options": {"rows": 10}})).data
     data = input_data_config(generated, "/in/new.csv", "csv")  # was a ConfigError: no data.train
@@ -267,7 +268,7 @@ def test_table_names_are_names_not_paths(tmp_path):
     """))
     cfg = load_config(tmp_path / "job.yaml")  # not resolved against the config file's folder
     assert (cfg.data.train, cfg.data.test) == ("lakehouse.adult", "`spark_catalog`.lakehouse.adult_test")
-    from sparkdl.inference import input_data_config
+    from sparkdl.serving.score import input_data_config
 
     assert input_data_config(cfg.data, "lakehouse.new_rows", None).train == "lakehouse.new_rows"
     with pytest.raises(ConfigError, match="'--input'.*'/in/x.csv' is not a table name"):
@@ -275,7 +276,8 @@ def test_table_names_are_names_not_paths(tmp_path):
 
 
 def test_table_writer_stages_beside_the_target_and_renames_within_its_catalog():
-    from sparkdl.tables import TableError, TableWriter, suffixed
+    from sparkdl.core.errors import TableError
+    from sparkdl.core.tables import TableWriter, suffixed
 
     w = TableWriter(None, "spark_catalog.lakehouse.scores", "overwrite")
     assert w.staging.startswith("`spark_catalog`.`lakehouse`.`scores__sparkdl_staging_")

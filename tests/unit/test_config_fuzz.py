@@ -7,9 +7,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkdl.config import ConfigError, JobConfig
-from sparkdl.config_loading import load_config, parse_config
-
+from sparkdl.core.config import JobConfig
+from sparkdl.core.config.loading import load_config, parse_config
+from sparkdl.core.errors import ConfigError
 from tests.unit.test_config import MINIMAL
 
 CASES = {"structures": 0, "texts": 0, "overrides": 0}

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from sparkdl.config import ConfigError
-from sparkdl.config_loading import load_config
-from sparkdl.launch.events import EventClient, EventServer, EventType
-from sparkdl.launch.exchange import SparkExchange
-from sparkdl.session import redacted, slots_from_conf
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.errors import ConfigError
+from sparkdl.core.session import redacted, slots_from_conf
+from sparkdl.training.launch.events import EventClient, EventServer, EventType
+from sparkdl.training.launch.exchange import SparkExchange
 
 
 def test_a_rank_that_cannot_connect_spools_and_the_driver_follows(tmp_path):
@@ -127,7 +127,7 @@ class _Report:
 
 
 def test_connect_progress_reports_read_like_the_status_tracker():
-    from sparkdl.progress import ConnectStages
+    from sparkdl.core.progress import ConnectStages
 
     stages = ConnectStages(spark=None)
     stages([_Report(7, 8, 6, False), _Report(6, 4, 4, True)], 2, "op", False)
@@ -139,7 +139,7 @@ def test_connect_progress_reports_read_like_the_status_tracker():
 
 
 def test_a_rank_error_in_a_connect_failure_is_its_python_exception():
-    from sparkdl.launch.driver import error_from_spark
+    from sparkdl.training.launch.driver import error_from_spark
 
     text = ("Job aborted due to stage failure: Could not recover from a failed barrier ResultStage. Most recent "
             "failure reason: Stage failed because barrier task ResultTask(7, 1) finished unsuccessfully.\n"

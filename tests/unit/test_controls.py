@@ -3,10 +3,10 @@ import math
 
 import pytest
 
-from sparkdl.config import EarlyStoppingConfig, LrScheduleConfig
-from sparkdl.rank.callbacks import Callbacks, LoopState
-from sparkdl.rank.controls import EarlyStopping, LrSchedule, scheduled_lr
-from sparkdl.stages import Laps
+from sparkdl.core.config import EarlyStoppingConfig, LrScheduleConfig
+from sparkdl.core.stopwatch import Laps
+from sparkdl.training.rank.callbacks import Callbacks, LoopState
+from sparkdl.training.rank.controls import EarlyStopping, LrSchedule, scheduled_lr
 
 
 def test_warmup_then_cosine_step_and_constant():

@@ -1,4 +1,4 @@
-from sparkdl.launch.devices import select_device
+from sparkdl.training.launch.devices import select_device
 
 
 def test_no_gpu_assigned_means_cpu_without_a_note():

@@ -2,7 +2,8 @@
 hashing, and the width rule."""
 import numpy as np
 
-from sparkdl.embeddings import MISSING, EmbeddedColumn, EmbeddingPlan, default_dim, index_values
+from sparkdl.core.columns import MISSING
+from sparkdl.preparation.embeddings import EmbeddedColumn, EmbeddingPlan, default_dim, index_values
 
 
 def test_indexed_values_map_by_frequency_and_unknowns_share_zero():

@@ -1,8 +1,8 @@
 import pytest
 
-from sparkdl.launch.driver import error_from_spark
-from sparkdl.launch.errors import TrainingError
-from sparkdl.launch.events import Event, EventClient, EventServer, EventType
+from sparkdl.core.errors import TrainingError
+from sparkdl.training.launch.driver import error_from_spark
+from sparkdl.training.launch.events import Event, EventClient, EventServer, EventType
 
 
 def test_events_round_trip_and_wrong_token_is_ignored():
@@ -49,7 +49,7 @@ def test_ranks_exchange_values_through_the_driver_without_polling():
     import threading
     import time
 
-    from sparkdl.launch.events import ExchangeError
+    from sparkdl.core.errors import ExchangeError
 
     with EventServer("127.0.0.1", "t") as server:
         waiter, giver = EventClient(server.address, "t", rank=1), EventClient(server.address, "t", rank=0)

@@ -2,11 +2,15 @@
 whether another attempt is made."""
 import pytest
 
-from sparkdl.launch.driver import error_from_spark
-from sparkdl.launch.errors import FailureKind, TrainingError, TrainingTimeoutError
-from sparkdl.launch.events import ExchangeError
-from sparkdl.launch.failures import (Decision, RetryPolicy, classify_rank_exception, classify_spark_failure,
-                                     root_cause)
+from sparkdl.core.errors import ExchangeError, FailureKind, TrainingError, TrainingTimeoutError
+from sparkdl.training.launch.driver import error_from_spark
+from sparkdl.training.launch.failures import (
+    Decision,
+    RetryPolicy,
+    classify_rank_exception,
+    classify_spark_failure,
+    root_cause,
+)
 
 
 class HorovodInternalError(RuntimeError):

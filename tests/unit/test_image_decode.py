@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from sparkdl.config import ImageConfig
-from sparkdl.images import decode
+from sparkdl.core.config import ImageConfig
+from sparkdl.preparation.images import decode
 
 PIL = pytest.importorskip("PIL.Image")
 

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from sparkdl.lake import COMMIT_MARKER, Lake, LakeError, is_committed, staged_dir
-from sparkdl.rank.checkpoints import CheckpointWriteError, list_checkpoints, load_latest, save_checkpoint
+from sparkdl.core.errors import LakeError
+from sparkdl.core.lake import COMMIT_MARKER, Lake, is_committed, staged_dir
+from sparkdl.training.rank.checkpoints import CheckpointWriteError, list_checkpoints, load_latest, save_checkpoint
 
 
 def test_staged_dir_commits_only_on_success(tmp_path):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from sparkdl.config import ModelConfig
-from sparkdl.models import build_model, freeze, load_matching, load_model, model_spec, save_model
+from sparkdl.core.config import ModelConfig
+from sparkdl.core.models import build_model, freeze, load_matching, load_model, model_spec, save_model
 
 
 def test_mlp_and_cnn_shapes():
@@ -51,8 +51,8 @@ def median_factory(input_width, outputs, hidden=4):
 
 
 def test_a_custom_factory_may_bring_its_own_loss_and_the_objective_uses_it():
-    from sparkdl.models import build_model_and_loss
-    from sparkdl.rank.objective import Objective
+    from sparkdl.core.models import build_model_and_loss
+    from sparkdl.training.rank.objective import Objective
 
     spec = model_spec(ModelConfig(kind="custom", factory=f"{__name__}:median_factory", factory_args={"hidden": 6}),
                       3, 0, task="regression", target={"mean": 10.0, "std": 2.0})
@@ -65,8 +65,8 @@ def test_a_custom_factory_may_bring_its_own_loss_and_the_objective_uses_it():
 
 
 def test_regression_predictions_come_back_in_the_labels_units_and_classes_as_probabilities():
-    from sparkdl.models import predictions
-    from sparkdl.rank.objective import Objective
+    from sparkdl.core.models import predictions
+    from sparkdl.training.rank.objective import Objective
 
     spec = model_spec(ModelConfig(hidden=[4]), 3, 0, task="regression", target={"mean": 100.0, "std": 10.0})
     assert "threshold" not in spec

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from sparkdl.config import ModelConfig
-from sparkdl.models import build_model, model_spec
-from sparkdl.backends.horovod import HorovodBackend, distributed_optimizer
-from sparkdl.rank.optimizers import OptimizerGroup, local_optimizer
+from sparkdl.core.config import ModelConfig
+from sparkdl.core.models import build_model, model_spec
+from sparkdl.training.backends.horovod import HorovodBackend, distributed_optimizer
+from sparkdl.training.rank.optimizers import OptimizerGroup, local_optimizer
 
 
 @pytest.fixture(scope="module")

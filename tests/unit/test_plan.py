@@ -1,7 +1,7 @@
 import pytest
 from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
-from sparkdl.launch.plan import host_of, host_plan, hosts_string, interface_for
+from sparkdl.training.launch.plan import host_of, host_plan, hosts_string, interface_for
 
 
 @pytest.mark.parametrize("addresses", [

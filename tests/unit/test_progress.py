@@ -6,16 +6,18 @@ import pickle
 import pytest
 import torch
 
-from sparkdl.config import ConfigError, ProgressConfig
-from sparkdl.launch.events import Event, EventType
-from sparkdl.progress import TrainingProgress, form
-from sparkdl.rank.callbacks import Callbacks, LoopState
-from sparkdl.rank.progress import StepProgress, TensorBoardLogger
-from sparkdl.stages import Laps
+from sparkdl.core.config import ProgressConfig
+from sparkdl.core.errors import ConfigError
+from sparkdl.core.progress import form
+from sparkdl.core.stopwatch import Laps
+from sparkdl.tracking.progress import TrainingProgress
+from sparkdl.training.launch.events import Event, EventType
+from sparkdl.training.rank.callbacks import Callbacks, LoopState
+from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
 
 
 def _run_epochs(callbacks, epochs=2, steps=5, rank=0, losses=None, start_epoch=0, history=None):
-    """Drive the loop's events the way ``sparkdl.rank.loop`` does, with fixed losses."""
+    """Drive the loop's events the way ``sparkdl.training.rank.loop`` does, with fixed losses."""
     sent = []
     state = LoopState(rank=rank, size=2, attempt=1, epochs=epochs, startup=Laps(), steps_per_epoch=steps,
                       epoch=start_epoch, history=history if history is not None else [],
@@ -55,25 +57,50 @@ def _progress(step, steps=10, epoch=1, loss=0.25):
 
 
 def test_plain_lines_are_rate_limited_but_end_of_epoch_is_always_logged(caplog):
-    passed = []
-    handler = TrainingProgress(ProgressConfig(display="lines", lines_every_s=3600), passed.append)
-    with caplog.at_level(logging.INFO, logger="sparkdl.progress"):
+    handler = TrainingProgress(ProgressConfig(display="lines", lines_every_s=3600))
+    with caplog.at_level(logging.INFO, logger="sparkdl.tracking.progress"):
         for step in (2, 4, 10):
-            handler(_progress(step))
+            handler.on_event(_progress(step))
+        handler.on_event(Event(EventType.EPOCH, 0, 0.0, {"epoch": 1}))  # not progress: not its to show
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["epoch 1/3: step 2/10 (20%), 1,234 samples/s, loss 0.2500, about 4s left in the epoch",
                      "epoch 1/3: step 10/10 (100%), 1,234 samples/s, loss 0.2500"]
-    other = Event(EventType.EPOCH, 0, 0.0, {"epoch": 1})
-    handler(other)
-    assert passed == [other]  # everything but progress goes on to the driver's own log lines
+
+
+def test_the_first_line_shows_on_a_machine_just_booted(caplog, monkeypatch):
+    # time.monotonic() counts from boot: 5 s after it, a 30 s interval must not hide the first line
+    monkeypatch.setattr("sparkdl.tracking.progress.time.monotonic", lambda: 5.0)
+    monkeypatch.setattr("sparkdl.core.progress.time.monotonic", lambda: 5.0)
+    handler = TrainingProgress(ProgressConfig(display="lines", lines_every_s=30))
+    with caplog.at_level(logging.INFO, logger="sparkdl.tracking.progress"):
+        handler.on_event(_progress(2))
+    assert [r.getMessage() for r in caplog.records][0].startswith("epoch 1/3: step 2/10")
+
+
+def test_the_driver_logs_every_event_but_progress_and_hands_all_to_its_callbacks(caplog):
+    from sparkdl.training.driver_callbacks import DriverCallback, DriverCallbacks
+    from sparkdl.training.supervisor import _dispatch
+
+    seen = []
+
+    class Seen(DriverCallback):
+        def on_event(self, event):
+            seen.append(event.type)
+
+    with caplog.at_level(logging.INFO, logger="sparkdl.training.launch.driver"):
+        _dispatch(_progress(2), DriverCallbacks([Seen()]))
+        _dispatch(Event(EventType.EPOCH, 0, 0.0, {"epoch": 1}), DriverCallbacks([Seen()]))
+    assert seen == [EventType.PROGRESS, EventType.EPOCH]
+    assert [r.getMessage() for r in caplog.records] == ["rank 0 epoch epoch=1"]
 
 
 def test_bar_shows_steps_rate_and_loss_and_keeps_log_lines_above_it(capsys):
-    handler = TrainingProgress(ProgressConfig(display="bar"), lambda e: None)
-    with handler.showing():
-        handler(_progress(4))
-        handler(_progress(10))
-        handler(_progress(3, epoch=2))  # a new epoch: a new bar
+    handler = TrainingProgress(ProgressConfig(display="bar"))
+    handler.on_attempt_start(1)
+    handler.on_event(_progress(4))
+    handler.on_event(_progress(10))
+    handler.on_event(_progress(3, epoch=2))  # a new epoch: a new bar
+    handler.on_attempt_end(1, None)
     err = capsys.readouterr().err
     assert "epoch 1/3" in err and "10/10" in err and "1,234" in err and "loss=0.2500" in err
     assert "epoch 2/3" in err and "3/10" in err

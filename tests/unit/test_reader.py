@@ -4,8 +4,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.rank.reader import (Prefetcher, RowGroups, ShardPlan, ShardReader, feature_matrix, shard_rows,
-                                  shuffled_batches)
+from sparkdl.training.rank.reader import (
+    Prefetcher,
+    RowGroups,
+    ShardPlan,
+    ShardReader,
+    feature_matrix,
+    shard_rows,
+    shuffled_batches,
+)
 
 
 @pytest.fixture
@@ -159,7 +166,7 @@ def test_image_bytes_become_floats_in_0_1():
 
 
 def test_augmentation_flips_and_crops_and_is_seeded_per_epoch_and_rank(dataset):
-    from sparkdl.rank.augment import ImageAugment
+    from sparkdl.training.rank.augment import ImageAugment
 
     x = np.arange(2 * 1 * 3 * 3, dtype=np.float32).reshape(2, 9)
     flipped = ImageAugment((1, 3, 3), flip=True)(x, np.random.default_rng(3))

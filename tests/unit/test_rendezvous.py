@@ -4,7 +4,7 @@ import http.client
 
 import pytest
 
-from sparkdl.launch.rendezvous import GuardedRendezvous
+from sparkdl.training.backends.rendezvous import GuardedRendezvous
 
 RANK, STRANGER = "127.0.0.1", "127.0.0.2"  # two loopback addresses: a rank's host and another one
 

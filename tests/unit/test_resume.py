@@ -3,13 +3,12 @@ import json
 import subprocess
 import sys
 
-from sparkdl.config_loading import parse_config
-from sparkdl.lake import Lake
-from sparkdl.materialize import Manifest
-from sparkdl.rank.checkpoints import save_checkpoint
-from sparkdl.resume import RunLock, config_fingerprint, find_resumable, remove_stale, stale_runs
-from sparkdl.rundir import RunDir
-
+from sparkdl.core.config.loading import parse_config
+from sparkdl.core.lake import Lake
+from sparkdl.core.rundir import RunDir
+from sparkdl.preparation.materialize import Manifest
+from sparkdl.training.rank.checkpoints import save_checkpoint
+from sparkdl.training.resume import RunLock, config_fingerprint, find_resumable, remove_stale, stale_runs
 from tests.unit.test_config import MINIMAL
 
 
@@ -64,8 +63,8 @@ def test_the_lock_is_free_once_its_holder_dies(tmp_path):
     run = RunDir(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time
-from sparkdl.resume import RunLock
-from sparkdl.rundir import RunDir
+from sparkdl.training.resume import RunLock
+from sparkdl.core.rundir import RunDir
 lock = RunLock(RunDir(__import__('pathlib').Path({str(tmp_path)!r})))
 assert lock.acquire()
 print('locked', flush=True)

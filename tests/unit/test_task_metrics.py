@@ -3,7 +3,7 @@ however the rows are split among ranks."""
 import numpy as np
 import pytest
 
-from sparkdl.task_metrics import BINS, StatsLayout, metric_names
+from sparkdl.core.task_metrics import BINS, StatsLayout, metric_names
 
 
 def _split_sum(layout, outputs, y, parts=3):

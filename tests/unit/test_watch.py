@@ -2,12 +2,11 @@
 import threading
 import time
 
-
-from sparkdl.config import LaunchConfig
-from sparkdl.launch.driver import _watch
-from sparkdl.launch.errors import FailureKind, TrainingError, TrainingTimeoutError
-from sparkdl.launch.failures import root_cause
-from sparkdl.launch.events import EventClient, EventServer
+from sparkdl.core.config import LaunchConfig
+from sparkdl.core.errors import FailureKind, TrainingError, TrainingTimeoutError
+from sparkdl.training.launch.driver import _watch
+from sparkdl.training.launch.events import EventClient, EventServer
+from sparkdl.training.launch.failures import root_cause
 
 
 class _Stage(threading.Thread):

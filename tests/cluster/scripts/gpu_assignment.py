@@ -6,11 +6,11 @@ import stat
 import sys
 import tempfile
 
-from sparkdl.config import SparkConfig
-from sparkdl.launch.devices import task_resources
-from sparkdl.launch.driver import run_on_ranks
-from sparkdl.launch.events import EventType
-from sparkdl.session import get_spark
+from sparkdl.core.config import SparkConfig
+from sparkdl.core.session import get_spark
+from sparkdl.training.launch.devices import task_resources
+from sparkdl.training.launch.driver import run_on_ranks
+from sparkdl.training.launch.events import EventType
 
 script = os.path.join(tempfile.mkdtemp(), "gpus.sh")
 with open(script, "w") as f:

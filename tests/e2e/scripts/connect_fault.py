@@ -5,12 +5,11 @@ import json
 import logging
 import sys
 
-from sparkdl.config_loading import load_config
-from sparkdl.launch.errors import TrainingError
-from sparkdl.rank.faults import FaultSpec
-from sparkdl.session import get_spark
-from sparkdl.supervisor import train
-from sparkdl.workflow import prepare
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.errors import TrainingError
+from sparkdl.core.session import get_spark
+from sparkdl.testing.faults import FaultSpec
+from sparkdl.workflow import prepare, train
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 remote, lake = sys.argv[1], sys.argv[2]

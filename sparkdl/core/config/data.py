@@ -1,0 +1,144 @@
+"""What the job reads: the ``data`` and ``schema`` sections (columns, their types and
+roles, images)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Tuple
+
+from sparkdl.core.config.checks import NAME_RE, check
+from sparkdl.core.tables import name_problem
+from sparkdl.core.task_metrics import REGRESSION
+
+#: The shapes of generated data (``data.format: synthetic``, ``data.options.shape``).
+SHAPES = ("adult", "clicklog")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column and its declared type."""
+
+    name: str
+    type: Literal["int", "long", "double", "float", "string", "boolean"]
+
+
+@dataclass(frozen=True)
+class SchemaConfig:
+    """Declared schema of the raw data: never inferred."""
+
+    columns: List[ColumnSpec]
+    label: str
+    #: ``classification``: the label is one of ``classes``; ``regression``: a number.
+    task: Literal["classification", "regression"] = "classification"
+    classes: List[str] = field(default_factory=list)
+    categorical: List[str] = field(default_factory=list)
+    numeric: List[str] = field(default_factory=list)
+    keys: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        names = [c.name for c in self.columns]
+        check(len(names) > 0, "schema.columns", "declare at least one column")
+        for i, n in enumerate(names):
+            check(bool(NAME_RE.match(n)), f"schema.columns[{i}].name",
+                   f"'{n}' is not a usable column name (letters, digits, '_', '-', '.')")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        check(not dup, "schema.columns", f"duplicate column names {dup}")
+        types = {c.name: c.type for c in self.columns}
+        for key, group in (("categorical", self.categorical), ("numeric", self.numeric), ("keys", self.keys)):
+            for i, n in enumerate(group):
+                check(n in types, f"schema.{key}[{i}]", f"'{n}' is not among schema.columns {names}")
+        for i, n in enumerate(self.numeric):
+            check(types[n] in ("int", "long", "double", "float", "boolean"), f"schema.numeric[{i}]",
+                   f"'{n}' is declared as {types[n]}; numeric features need int, long, double, float or boolean")
+        both = sorted(set(self.categorical) & set(self.numeric))
+        check(not both, "schema", f"columns {both} are both categorical and numeric; pick one")
+        check(self.label in types, "schema.label", f"'{self.label}' is not among schema.columns {names}")
+        check(self.label not in self.categorical and self.label not in self.numeric, "schema.label",
+               f"'{self.label}' is the label; remove it from schema.categorical/numeric")
+        if self.task == REGRESSION:
+            check(not self.classes, "schema.classes", "a regression label is a number, not one of classes: "
+                                                       "remove schema.classes (or set schema.task: classification)")
+            check(types[self.label] in ("int", "long", "double", "float"), "schema.label",
+                   f"'{self.label}' is declared as {types[self.label]}; a regression label needs a numeric type")
+        else:
+            check(len(self.classes) >= 2, "schema.classes",
+                   "declare at least two classes (or set schema.task: regression for a numeric label)")
+        check(len(set(self.classes)) == len(self.classes), "schema.classes", "classes must be distinct")
+
+    @property
+    def features(self) -> List[str]:
+        return list(self.numeric) + list(self.categorical)
+
+    @property
+    def image_path_column(self) -> str:
+        """An image job's path column: the declared column beside the label."""
+        return next(c.name for c in self.columns if c.name != self.label)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How image files become pixels (``data.format: images``): decoded, converted and
+    resized on the executors with Pillow, stored as uint8."""
+
+    height: int
+    width: int
+    #: ``L``: 8-bit grayscale (1 channel); ``RGB``: 3 channels.
+    mode: Literal["L", "RGB"] = "L"
+    #: Convert other modes to ``mode``; when false, an image in another mode is quarantined.
+    convert: bool = False
+    #: Resize other sizes to height x width; when false, they are quarantined.
+    resize: bool = True
+    #: Labels from a table instead of folder names: a CSV file with a header, or Parquet,
+    #: with the path column (paths relative to the image folder) and ``schema.label``.
+    labels: Optional[str] = None
+
+    def __post_init__(self):
+        check(self.height >= 1 and self.width >= 1, "data.image", "height and width must be >= 1 pixel")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.mode == "L" else 3
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the raw data lives and how to read it."""
+
+    #: The training data's path; for ``table``, a table in the session's catalog
+    #: (``[catalog.][database.]table``); for jdbc, see options; generated data has none.
+    train: Optional[str] = None
+    format: Literal["csv", "parquet", "json", "jdbc", "synthetic", "images", "table"] = "csv"
+    test: Optional[str] = None
+    options: Dict[str, str] = field(default_factory=dict)
+    null_values: List[str] = field(default_factory=lambda: ["?", ""])
+    #: A NaN or infinite number (``1e400``, ``inf``, ``NaN``) in a double/float column:
+    #: quarantine the row with a reason, or treat the value as missing (imputed).
+    non_finite: Literal["quarantine", "missing"] = "quarantine"
+    max_bad_fraction: float = 0.01
+    #: Images: a folder of files, ``<folder>/<label>/<name>``, the label from the parent folder.
+    image: Optional[ImageConfig] = None
+
+    def __post_init__(self):
+        check(0.0 <= self.max_bad_fraction <= 1.0, "data.max_bad_fraction", "must be between 0 and 1")
+        check((self.format == "images") == (self.image is not None), "data.image",
+               "format 'images' needs data.image {height, width, mode}" if self.format == "images"
+               else f"data.image is for format 'images', not '{self.format}'")
+        check(self.format == "synthetic" or bool(self.train), "data.train",
+               "required value missing (expected a string: the training data's path)")
+        if self.format == "table":
+            for key in ("train", "test"):
+                value = getattr(self, key)
+                check(value is None or name_problem(value) is None, f"data.{key}", name_problem(value or "") or "")
+        if self.format == "jdbc":
+            check("url" in self.options, "data.options.url", "jdbc sources need options.url (and dbtable or query)")
+        if self.format == "synthetic":
+            check(set(self.options) <= {"rows", "seed", "partitions", "shape"} and "rows" in self.options,
+                   "data.options", "synthetic data takes options rows (required), seed, partitions and shape")
+            for key in ("rows", "seed", "partitions"):
+                check(str(self.options.get(key, "0")).isdigit(), f"data.options.{key}",
+                       f"must be a whole number, not '{self.options.get(key)}'")
+            check(self.options.get("shape", "adult") in SHAPES, "data.options.shape",
+                   f"unknown synthetic shape '{self.options.get('shape')}': choose {' or '.join(SHAPES)}")

@@ -1,0 +1,275 @@
+"""How ranks train: the ``train`` section and its groups (optimizer, exchange, loader,
+launch, failures, early stopping, schedules)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Optional, Union
+
+from sparkdl.core.config.checks import check
+from sparkdl.core.task_metrics import metric_direction
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The optimizer and its learning rate (scaled by the number of ranks)."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+
+    def __post_init__(self):
+        check(self.lr > 0, "train.optimizer.lr", "must be > 0")
+        check(self.weight_decay >= 0, "train.optimizer.weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AllreduceConfig:
+    """How gradients are exchanged: compression on the wire, and accumulation of several
+    backward passes per exchange."""
+
+    compression: Literal["none", "fp16"] = "none"
+    backward_passes_per_step: int = 1
+    #: Embedding tables: ``sparse`` exchanges only the rows a batch touched (Horovod's
+    #: sparse allreduce) and steps them with SparseAdam; ``dense`` allreduces the whole
+    #: table; ``auto`` is sparse for tables of at least ``sparse_from_rows`` rows.
+    embedding_gradients: Literal["auto", "dense", "sparse"] = "auto"
+    sparse_from_rows: int = 100_000
+
+    def __post_init__(self):
+        check(self.backward_passes_per_step >= 1, "train.allreduce.backward_passes_per_step", "must be >= 1")
+        check(self.sparse_from_rows >= 1, "train.allreduce.sparse_from_rows", "must be >= 1")
+
+    def sparse_table(self, rows: int) -> bool:
+        """Whether an embedding table of ``rows`` rows takes sparse gradients."""
+        return self.embedding_gradients == "sparse" or (self.embedding_gradients == "auto"
+                                                         and rows >= self.sparse_from_rows)
+
+
+@dataclass(frozen=True)
+class HorovodConfig:
+    """Horovod's tuning knobs (``train.backend: horovod`` only); unset: sparkdl's defaults."""
+
+    #: Milliseconds the background thread waits between negotiation cycles (HOROVOD_CYCLE_TIME).
+    cycle_time_ms: Optional[float] = None
+    #: Gradients fused into one allreduce up to this many MiB (HOROVOD_FUSION_THRESHOLD).
+    fusion_threshold_mb: Optional[float] = None
+
+    def __post_init__(self):
+        check(self.cycle_time_ms is None or self.cycle_time_ms > 0, "train.horovod.cycle_time_ms", "must be > 0")
+        check(self.fusion_threshold_mb is None or self.fusion_threshold_mb >= 0, "train.horovod.fusion_threshold_mb",
+               "must be >= 0 (0 turns fusion off)")
+
+    def env(self) -> Dict[str, str]:
+        """The HOROVOD_* variables these settings mean."""
+        out = {}
+        if self.cycle_time_ms is not None:
+            out["HOROVOD_CYCLE_TIME"] = f"{self.cycle_time_ms:g}"
+        if self.fusion_threshold_mb is not None:
+            out["HOROVOD_FUSION_THRESHOLD"] = str(int(self.fusion_threshold_mb * 1024 * 1024))
+        return out
+
+
+@dataclass(frozen=True)
+class DdpConfig:
+    """``DistributedDataParallel``'s settings (``train.backend: torch`` only)."""
+
+    #: Gradients are allreduced in buckets of this many MiB, overlapped with backward.
+    bucket_cap_mb: float = 25.0
+
+    def __post_init__(self):
+        check(self.bucket_cap_mb > 0, "train.ddp.bucket_cap_mb", "must be > 0")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How each rank reads its shard."""
+
+    shuffle_buffer: int = 10000
+    prefetch_batches: int = 4
+
+    def __post_init__(self):
+        check(self.shuffle_buffer >= 0, "train.loader.shuffle_buffer", "must be >= 0 (0 turns shuffling off)")
+        check(self.prefetch_batches >= 0, "train.loader.prefetch_batches", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Image jobs: random horizontal flips and random crops of an image zero-padded by
+    ``crop_padding`` pixels, drawn anew every epoch."""
+
+    flip: bool = False
+    crop_padding: int = 0
+
+    def __post_init__(self):
+        check(self.crop_padding >= 0, "train.augment.crop_padding", "must be >= 0 pixels")
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.crop_padding > 0
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Start from an earlier run's weights, optionally with some parameters frozen."""
+
+    init_from: Optional[str] = None
+    freeze: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """Bounds on every wait of the barrier stage's launch, and the ranks' environment."""
+
+    start_timeout_s: float = 120.0
+    rendezvous_timeout_s: float = 60.0
+    progress_timeout_s: float = 600.0
+    #: How long a cancelled stage may take to stop before the driver gives up on it.
+    cancel_grace_s: float = 30.0
+    #: The address ranks send live events to: by default Spark's driver host, or, for a
+    #: Spark Connect client, this machine's address on its route to the server. Ranks that
+    #: cannot connect write their events to the run's directory in the lake instead.
+    event_host: Optional[str] = None
+    #: Extra environment for every rank, set before ``hvd.init()``: Horovod's tuning knobs
+    #: (HOROVOD_CYCLE_TIME, HOROVOD_FUSION_THRESHOLD) or its profiler (HOROVOD_TIMELINE).
+    env: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s"):
+            check(getattr(self, key) > 0, f"train.launch.{key}", "must be > 0 seconds")
+        for name in self.env:
+            check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.launch.env.{name}",
+                   "is not an environment variable name (letters, digits, underscores)")
+
+
+@dataclass(frozen=True)
+class FailureConfig:
+    """Recovery: how many attempts a run gets when a retry can help."""
+
+    max_attempts: int = 3
+
+    def __post_init__(self):
+        check(self.max_attempts >= 1, "train.failure.max_attempts", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when a validation metric stops improving; keep the best epoch's weights."""
+
+    metric: str = "val_loss"
+    #: ``min`` or ``max``; by default, what the metric needs (``max`` for accuracy, F1, AUC, R2).
+    mode: Optional[Literal["min", "max"]] = None
+    patience: int = 3
+    min_delta: float = 0.0
+    keep: Literal["best", "last"] = "best"
+
+    def __post_init__(self):
+        check(self.patience >= 1, "train.early_stopping.patience", "must be >= 1 epoch")
+        check(self.min_delta >= 0, "train.early_stopping.min_delta", "must be >= 0")
+        check(self.metric.startswith("val_"), "train.early_stopping.metric",
+               f"'{self.metric}': early stopping watches a validation metric (val_loss, val_accuracy, ...)")
+
+    @property
+    def direction(self) -> str:
+        return self.mode or metric_direction(self.metric)
+
+
+@dataclass(frozen=True)
+class LrScheduleConfig:
+    """The learning rate over the run: linear warmup from ~0 over ``warmup_epochs``, then
+    ``constant``, ``cosine`` (to ``min_lr``), ``step`` (times ``gamma`` every ``step_epochs``)
+    or ``plateau`` (times ``gamma`` after ``patience`` epochs without a better ``metric``)."""
+
+    kind: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_epochs: int = 10
+    gamma: float = 0.1
+    metric: str = "val_loss"
+    patience: int = 2
+
+    def __post_init__(self):
+        check(self.warmup_epochs >= 0, "train.lr_schedule.warmup_epochs", "must be >= 0")
+        check(self.min_lr >= 0, "train.lr_schedule.min_lr", "must be >= 0")
+        check(self.step_epochs >= 1, "train.lr_schedule.step_epochs", "must be >= 1")
+        check(0 < self.gamma < 1, "train.lr_schedule.gamma", "must be in (0, 1): the factor the rate is cut by")
+        check(self.patience >= 1, "train.lr_schedule.patience", "must be >= 1 epoch")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Distributed training: world size, epochs and batch, and one group per concern."""
+
+    ranks: Optional[int] = None
+    #: How ranks exchange gradients: ``horovod`` (ring-allreduce) or ``torch``
+    #: (torch.distributed: DDP, or FSDP with ``strategy: fsdp``). See the README to choose.
+    backend: Literal["horovod", "torch"] = "horovod"
+    #: ``train.backend: torch`` only: ``ddp`` replicates the model on every rank, ``fsdp``
+    #: shards parameters, gradients and optimizer state across ranks (models too large for one).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    epochs: int = 10
+    batch_size: int = 128
+    mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    seed: int = 0
+    #: The loss: ``cross_entropy`` for classification; ``mse`` (default), ``huber`` or ``l1``
+    #: for regression. Unset: the task's default.
+    loss: Optional[Literal["cross_entropy", "mse", "huber", "l1"]] = None
+    #: Classification: ``balanced`` (n / (classes x count) from the training split) or one
+    #: weight per class, in ``schema.classes`` order.
+    class_weights: Optional[Union[Literal["balanced"], List[float]]] = None
+    #: Two classes: predict the positive class at probability >= 0.5 (``default``) or at
+    #: the threshold that maximised F1 on the validation split (``best_f1``).
+    decision_threshold: Literal["default", "best_f1"] = "default"
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    lr_schedule: LrScheduleConfig = field(default_factory=LrScheduleConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    allreduce: AllreduceConfig = field(default_factory=AllreduceConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    failure: FailureConfig = field(default_factory=FailureConfig)
+    #: Rank 0 writes TensorBoard event files under the run (``tensorboard/``).
+    tensorboard: bool = True
+    #: Backend-specific settings: each is an error under the other backend.
+    horovod: Optional[HorovodConfig] = None
+    ddp: Optional[DdpConfig] = None
+
+    def __post_init__(self):
+        check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
+        self._check_backend()
+        check(self.epochs >= 1, "train.epochs", "must be >= 1")
+        check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        if isinstance(self.class_weights, list):
+            check(all(w > 0 for w in self.class_weights), "train.class_weights", "weights must be > 0")
+        s = self.lr_schedule
+        check(s.warmup_epochs < self.epochs, "train.lr_schedule.warmup_epochs",
+               f"warmup of {s.warmup_epochs:g} epochs is not shorter than the run (train.epochs={self.epochs})")
+        if s.kind == "step":
+            check(s.step_epochs < self.epochs, "train.lr_schedule.step_epochs",
+                   f"a step every {s.step_epochs} epochs never happens in a run of train.epochs={self.epochs}")
+
+    def _check_backend(self) -> None:
+        """Options that exist in one backend only are errors under the other, naming it."""
+        check(self.strategy == "ddp" or self.backend == "torch", "train.strategy",
+               f"{self.strategy} is an option of train.backend: torch (this job uses train.backend: horovod)")
+        check(self.horovod is None or self.backend == "horovod", "train.horovod",
+               f"these are options of train.backend: horovod (this job uses train.backend: {self.backend})")
+        check(self.ddp is None or (self.backend == "torch" and self.strategy == "ddp"), "train.ddp",
+               f"these are options of train.backend: torch with train.strategy: ddp (this job uses "
+               f"train.backend: {self.backend}{', strategy: ' + self.strategy if self.backend == 'torch' else ''})")
+        check(self.strategy != "fsdp" or self.allreduce.compression == "none", "train.allreduce.compression",
+               "fp16 compression is an option of train.backend: horovod and of train.strategy: ddp; "
+               "train.strategy: fsdp reduces full-precision gradients")
+        check(self.strategy != "fsdp" or self.allreduce.embedding_gradients != "sparse",
+               "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
+               "dense parameters): use dense, or train.strategy: ddp")
+
+    def sparse_table(self, rows: int) -> bool:
+        """Whether an embedding table of ``rows`` rows takes sparse gradients (never under FSDP)."""
+        return self.strategy != "fsdp" and self.allreduce.sparse_table(rows)
+
+    @property
+    def ddp_settings(self) -> DdpConfig:
+        return self.ddp or DdpConfig()

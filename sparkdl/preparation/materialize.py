@@ -1,0 +1,249 @@
+"""Materialize: ingest → features → a training-ready Parquet dataset with its manifest.
+
+The split is a seeded hash of each record's raw text, so it is deterministic whatever
+the partitioning (and identical records never straddle train and validation). When
+``materialize.test_fraction`` is set (and there is no ``data.test``), a test split is
+carved from the next hash range beside validation. Each
+split is written as Parquet that Petastorm's ``make_batch_reader`` reads, in enough
+row groups that every rank of the largest configured world gets several. The
+``manifest.json`` is what training and scoring read; nothing re-derives it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sparkdl.core.columns import FEATURES, INDICES, LABEL, RAW
+from sparkdl.core.config import JobConfig
+from sparkdl.core.errors import DatasetTooSmallError
+from sparkdl.core.lake import Lake, new_id, staged_dir, write_json_atomic
+from sparkdl.core.rundir import MANIFEST
+from sparkdl.core.stopwatch import StageClock
+from sparkdl.preparation import features as feats
+from sparkdl.preparation.embeddings import plan_categoricals
+from sparkdl.preparation.ingest import check_source, ingest, release
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+_HASH_BUCKETS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything about a materialized dataset that training and scoring need."""
+
+    name: str
+    dataset_id: str
+    created: str
+    rows: Dict[str, int]
+    splits: Dict[str, int]
+    row_groups: Dict[str, int]
+    feature_width: int
+    feature_names: List[str]
+    label: Dict[str, Any]
+    schema_hash: str
+    paths: Dict[str, str]
+    quarantine: Dict[str, Any] = field(default_factory=dict)
+    test_rows: Optional[Dict[str, int]] = None
+    #: Where the test split came from: ``data.test``, ``materialize.test_fraction`` or None.
+    test_source: Optional[str] = None
+    #: Categorical columns learned as embeddings: name, kind (index, hash), table size, width
+    #: and training cardinality each, in the order of the ``categories`` index column.
+    embeddings: List[Dict[str, Any]] = field(default_factory=list)
+    #: Images: how files were decoded, and the pixels' shape (channels, height, width);
+    #: ``features`` then holds uint8 bytes, channels last.
+    image: Optional[Dict[str, Any]] = None
+    columns: Dict[str, str] = field(default_factory=lambda: {"features": FEATURES, "label": LABEL,
+                                                             "dtype": "float32"})
+    version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Dict[str, Any]) -> "Manifest":
+        if raw.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"manifest version {raw.get('version')!r} is not {MANIFEST_VERSION}; "
+                             "prepare the dataset again with this sparkdl")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def save(self, path: "Path | str") -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: "Path | str") -> "Manifest":
+        p = Path(path)
+        if p.is_dir():
+            p = p / MANIFEST
+        return cls.from_dict(json.loads(p.read_text()))
+
+    @property
+    def classes(self) -> List[str]:
+        return list(self.label["classes"])
+
+    @property
+    def task(self) -> str:
+        return self.label.get("task", "classification")
+
+    @property
+    def target(self) -> Optional[Dict[str, float]]:
+        """The regression label's standardization (mean, std), when training uses one."""
+        return self.label.get("target")
+
+
+def schema_hash(cfg: JobConfig, names: List[str]) -> str:
+    """Identifies the input schema, feature settings and resulting feature layout."""
+    blob = json.dumps({"schema": dataclasses.asdict(cfg.schema), "features": dataclasses.asdict(cfg.features),
+                       "feature_names": names}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def split_bucket(seed: int):
+    """Seeded hash of the raw record text in [0, 1e6): which split a record falls in."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
+
+
+def split_frames(accepted, m) -> Dict[str, Any]:
+    """train / validation (/ test when ``m.test_fraction``) by hash range."""
+    from pyspark.sql import functions as F
+
+    bucket = split_bucket(m.seed)
+    v_end = int(round(m.validation_fraction * _HASH_BUCKETS))
+    t_end = v_end + int(round(m.test_fraction * _HASH_BUCKETS))
+    out = {"train": accepted.where(bucket >= F.lit(t_end)), "validation": accepted.where(bucket < F.lit(v_end))}
+    if m.test_fraction > 0:
+        out["test"] = accepted.where((bucket >= F.lit(v_end)) & (bucket < F.lit(t_end)))
+    return out
+
+
+def label_summary(spark, cfg: JobConfig, train_path: Path) -> Dict[str, Any]:
+    """The manifest's label record: task and classes, with the training split's class
+    counts, or for regression the label's mean and standard deviation there (the target
+    standardization when ``features.target_scaling`` is ``standard``)."""
+    from pyspark.sql import functions as F
+
+    schema = cfg.schema
+    train = spark.read.parquet(str(train_path))
+    out: Dict[str, Any] = {"name": schema.label, "task": schema.task, "classes": list(schema.classes),
+                           "index": {c: i for i, c in enumerate(schema.classes)}}
+    if schema.task == "regression":
+        row = train.agg(F.avg(LABEL).alias("mean"), F.stddev_pop(LABEL).alias("std"),
+                        F.min(LABEL).alias("min"), F.max(LABEL).alias("max")).collect()[0]
+        out["stats"] = {k: float(row[k]) for k in ("mean", "std", "min", "max")}
+        if cfg.features.target_scaling == "standard":
+            out["target"] = {"mean": float(row["mean"]), "std": float(row["std"]) or 1.0}
+    else:
+        counts = {r[LABEL]: r["count"] for r in train.groupBy(LABEL).count().collect()}
+        out["counts"] = {c: int(counts.get(i, 0)) for i, c in enumerate(schema.classes)}
+    return out
+
+
+def parquet_layout(path: Path) -> Dict[str, int]:
+    """Rows and row groups of a written Parquet directory, from the file footers only."""
+    import pyarrow.parquet as pq
+
+    rows = groups = 0
+    for f in sorted(path.glob("*.parquet")):
+        meta = pq.ParquetFile(f).metadata
+        rows += meta.num_rows
+        groups += meta.num_row_groups
+    return {"rows": rows, "row_groups": groups}
+
+
+def write_split(df, path: Path, row_groups: int) -> Dict[str, int]:
+    """Write one split as ``row_groups`` Parquet files (one row group each at this scale)."""
+    df.repartition(row_groups).write.mode("overwrite").parquet(str(path))
+    return parquet_layout(path)
+
+
+def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] = None) -> Manifest:
+    """Run ingest → features → write for ``cfg``; publish the dataset in ``lake`` atomically.
+    ``clock`` (optional) gets the ingest, features and materialize stage times."""
+    clock = clock or StageClock()
+    t0 = time.monotonic()
+    dataset_id = new_id()
+    final = lake.dataset_root(cfg.name) / dataset_id
+    m = cfg.materialize
+    groups = m.max_ranks * m.row_groups_per_rank
+    with staged_dir(final) as stage:
+        with clock.stage("ingest"):
+            if cfg.data.test:  # a missing test source is found now, not after the training data's work
+                check_source(spark, cfg.data, cfg.schema, cfg.data.test, "test")
+            accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train,
+                                      str(stage / "quarantine" / "train"))
+        splits = split_frames(accepted, m)
+        with clock.stage("features"):
+            plan = plan_categoricals(splits["train"], cfg.schema, cfg.features)  # refuses too-wide one-hot first
+            fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)
+            fitted.save(stage / "preprocessing")
+            plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
+
+        layouts, test_report = {}, None
+        if cfg.data.test:
+            with clock.stage("ingest"):
+                test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
+                                              str(stage / "quarantine" / "test"), key="test")
+            splits["test"] = test_df
+        for split, df in splits.items():
+            t2 = time.monotonic()
+            with clock.stage("materialize"):
+                keep = [cfg.path_column] if cfg.path_column else []
+                frame = feats.to_training_frame(fitted.model, df, cfg.schema, keep, embeddings=plan,
+                                                plan_path=plan_path)
+                layouts[split] = write_split(frame, stage / split, groups)
+            rows = layouts[split]["rows"]
+            log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
+                     layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
+            if split != "test" and rows < m.max_ranks:
+                raise DatasetTooSmallError(
+                    f"the {split} split has {rows} rows, fewer than materialize.max_ranks={m.max_ranks}; "
+                    "every rank needs data. Add data, lower max_ranks, or change validation_fraction.")
+        release(accepted)
+        if cfg.data.test:
+            release(splits["test"])
+        with clock.stage("materialize"):
+            label = label_summary(spark, cfg, stage / "train")
+        quarantine = {"train": report.to_dict()}
+        if test_report is not None:
+            quarantine["test"] = test_report.to_dict()
+        for split, record in quarantine.items():  # where the bad rows are once the dataset is published
+            if record["quarantine_path"]:
+                record["quarantine_path"] = str(final / "quarantine" / split)
+        manifest = Manifest(
+            name=cfg.name, dataset_id=dataset_id,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            rows={"input": report.input, "accepted": report.accepted, "quarantined": report.quarantined},
+            splits={k: v["rows"] for k, v in layouts.items()},
+            row_groups={k: v["row_groups"] for k, v in layouts.items()},
+            feature_width=fitted.width, feature_names=fitted.names,
+            label=label,
+            schema_hash=schema_hash(cfg, fitted.names),
+            paths={**{k: str(final / k) for k in layouts}, "preprocessing": str(final / "preprocessing"),
+                   "quarantine": str(final / "quarantine"), "dataset": str(final)},
+            quarantine=quarantine,
+            test_rows=({"input": test_report.input, "accepted": test_report.accepted,
+                        "quarantined": test_report.quarantined} if test_report else None),
+            test_source=("data.test" if cfg.data.test else "materialize.test_fraction" if "test" in layouts
+                         else None),
+            image=({**dataclasses.asdict(cfg.data.image), "shape": list(cfg.data.image.shape)}
+                   if cfg.data.image else None),
+            columns={"features": FEATURES, "label": LABEL,
+                     "dtype": "uint8" if cfg.data.image else "float32",
+                     **({"indices": INDICES} if plan.columns else {})},
+            embeddings=[c.summary() for c in plan.columns],
+        )
+        manifest.save(stage / MANIFEST)
+    lake.publish_dataset(cfg.name, dataset_id)
+    log.info("prepared dataset %s in %.1fs: %s", dataset_id, time.monotonic() - t0, final / MANIFEST)
+    return manifest
+

@@ -1,0 +1,104 @@
+"""What the launch and the training loop need from a distributed backend.
+
+The launch calls ``start`` (rendezvous and process-group setup, every wait bounded) and
+``stop``; the loop calls ``prepare`` (the model it trains and the optimizer that steps
+it), ``accumulating``/``step`` (the exchange), the broadcasts and sums (resume and
+metrics), and ``full_state`` (a whole state dict, also for sharded models).
+"""
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ContextManager, Dict, FrozenSet, Optional, Tuple
+
+from sparkdl.core.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Peers:
+    """Where this rank is and how to reach the others, from the launch's host plan."""
+
+    rank: int
+    size: int
+    local_rank: int
+    chief_ip: str
+    #: The network interface of this rank's address, or None when it cannot be told.
+    iface: Optional[str]
+    #: Environment to set before joining (the slot's HOROVOD_* values, ``train.launch.env``).
+    env: Dict[str, str]
+    #: Horovod's ``host:slots,...`` string of the plan, and every rank's address.
+    hosts: str
+    rank_ips: FrozenSet[str]
+
+
+class Backend(ABC):
+    """One distributed backend (Horovod, torch.distributed) for one rank."""
+
+    name: str = ""
+    #: Whether each rank holds only a shard of the parameters (its forward is a collective).
+    sharded: bool = False
+
+    @abstractmethod
+    def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
+              device: str) -> None:
+        """Join the other ranks; the rank-0 task hosts the rendezvous and shares its port
+        through ``exchange`` (:class:`~sparkdl.training.launch.exchange.Exchange`)."""
+
+    @abstractmethod
+    def stop(self, ok: bool) -> None:
+        """Leave the group (``ok``: after every rank finished, so nobody is left waiting)."""
+
+    @abstractmethod
+    def world(self) -> Tuple[int, int]:
+        """(rank, size) as the backend sees them, checked against the plan."""
+
+    def gpu_collectives(self) -> bool:
+        """Whether this backend can exchange CUDA tensors (NCCL)."""
+        return False
+
+    @abstractmethod
+    def prepare(self, net, t: TrainConfig, lr: float, device) -> Tuple[Any, Any]:
+        """(the module the loop calls, the optimizer the loop steps) for ``net``."""
+
+    def accumulating(self, model) -> ContextManager:
+        """Context for a backward pass that only accumulates (not the last of
+        ``backward_passes_per_step``)."""
+        return contextlib.nullcontext()
+
+    @abstractmethod
+    def step(self, opt, scaler) -> None:
+        """Exchange (when not already done in backward) and step, through the scaler if any."""
+
+    @abstractmethod
+    def broadcast_parameters(self, net) -> None:
+        """Rank 0's parameters and buffers to every rank."""
+
+    @abstractmethod
+    def broadcast_optimizer(self, opt) -> None:
+        """Rank 0's optimizer state to every rank."""
+
+    @abstractmethod
+    def broadcast_object(self, obj: Any, name: str) -> Any:
+        """Rank 0's picklable ``obj`` on every rank."""
+
+    @abstractmethod
+    def allreduce_sum(self, values, name: str):
+        """The float64 vector ``values`` summed over every rank (numpy)."""
+
+    def full_state(self, net) -> Dict[str, Any]:
+        """The whole model's state dict (every rank calls it: sharded models gather)."""
+        return net.state_dict()
+
+    def optimizer_state(self, net, opt) -> Dict[str, Any]:
+        """The optimizer's state as a checkpoint keeps it (every rank calls it)."""
+        return opt.state_dict()
+
+    def load_state(self, net, opt, model_state: Optional[Dict[str, Any]],
+                   optimizer_state: Optional[Dict[str, Any]]) -> None:
+        """Rank 0's checkpoint (None on the others) into every rank's model and optimizer."""
+        if model_state is not None:
+            net.load_state_dict(model_state)
+            opt.load_state_dict(optimizer_state)
+        self.broadcast_parameters(net)
+        self.broadcast_optimizer(opt)

@@ -1,0 +1,202 @@
+"""torch.distributed: ``DistributedDataParallel`` (bucketed allreduce overlapped with
+backward), or FSDP (``fully_shard``: parameters, gradients and optimizer state sharded
+across ranks, the ZeRO-3 idea), over Gloo on CPU and NCCL on GPU.
+
+Rendezvous: the rank-0 task opens a ``TCPStore`` on its address (a free port) and shares
+the port through the driver's authenticated event channel; the others wait for it within
+``train.launch.rendezvous_timeout_s``, and every collective is bounded by
+``train.launch.progress_timeout_s`` (the process group's timeout).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from datetime import timedelta
+from typing import Any, Dict, Optional, Tuple
+
+from sparkdl.core.config import TrainConfig
+from sparkdl.training.backends.base import Backend, Peers
+
+log = logging.getLogger(__name__)
+
+STORE_PORT = "store_port"
+STRATEGIES = ("ddp", "fsdp")
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, strategy: str = "ddp"):
+        if strategy not in STRATEGIES:
+            raise ValueError(f"train.strategy {strategy!r}: use one of {STRATEGIES}")
+        self.strategy = strategy
+        self._device = None
+        self._store = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.strategy == "fsdp"
+
+    def gpu_collectives(self) -> bool:
+        import torch.distributed as dist
+
+        return bool(dist.is_nccl_available())
+
+    def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
+              device: str) -> None:
+        import torch
+        import torch.distributed as dist
+
+        os.environ.update(peers.env)
+        if peers.iface:  # the NIC that carries this rank's address, as for Horovod
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", peers.iface)
+        wait = timedelta(seconds=rendezvous_timeout_s)
+        if peers.rank == 0:
+            self._store = dist.TCPStore(peers.chief_ip, 0, peers.size, is_master=True, timeout=wait,
+                                        wait_for_workers=False)
+            exchange.from_chief(STORE_PORT, self._store.port, rendezvous_timeout_s)
+        else:
+            port = int(exchange.from_chief(STORE_PORT, None, rendezvous_timeout_s))
+            self._store = dist.TCPStore(peers.chief_ip, port, peers.size, is_master=False, timeout=wait)
+        self._device = torch.device(device)
+        cuda = self._device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", store=self._store, rank=peers.rank,
+                                world_size=peers.size, timeout=timedelta(seconds=collective_timeout_s),
+                                device_id=self._device if cuda else None)
+
+    def stop(self, ok: bool) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        try:
+            if ok:  # a rank leaving while a peer's Gloo threads still talk to it aborts that peer
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+            self._store = None
+
+    def world(self) -> Tuple[int, int]:
+        import torch.distributed as dist
+
+        return dist.get_rank(), dist.get_world_size()
+
+    def prepare(self, net, t: TrainConfig, lr: float, device):
+        from sparkdl.training.rank.optimizers import base_optimizer, local_optimizer, sparse_parameters
+
+        if self.sharded:
+            if sparse_parameters(net):
+                raise ValueError("train.strategy: fsdp shards dense parameters only; set "
+                                 "train.allreduce.embedding_gradients: dense, or use train.strategy: ddp")
+            shard_model(net)
+            return net, base_optimizer(t.optimizer.name, [p for p in net.parameters() if p.requires_grad], lr,
+                                       t.optimizer.weight_decay)
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = device.type == "cuda"
+        model = DistributedDataParallel(net, device_ids=[device.index] if cuda else None,
+                                        bucket_cap_mb=t.ddp_settings.bucket_cap_mb, gradient_as_bucket_view=True)
+        if t.allreduce.compression == "fp16":
+            if sparse_parameters(net):
+                raise ValueError("train.allreduce.compression: fp16 under train.backend: torch compresses dense "
+                                 "gradients only; set train.allreduce.embedding_gradients: dense, or use "
+                                 "train.backend: horovod")
+            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+            model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+        return model, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
+
+    def accumulating(self, model):
+        if self.sharded:
+            return _no_gradient_sync(model)
+        return model.no_sync()
+
+    def step(self, opt, scaler) -> None:
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+
+    def broadcast_parameters(self, net) -> None:
+        import torch.distributed as dist
+
+        for tensor in net.state_dict().values():
+            dist.broadcast(tensor.data, src=0)
+
+    def broadcast_optimizer(self, opt) -> None:
+        import torch.distributed as dist
+
+        state = self.broadcast_object(opt.state_dict() if dist.get_rank() == 0 else None, "optimizer")
+        if dist.get_rank() != 0:
+            opt.load_state_dict(state)
+
+    def broadcast_object(self, obj: Any, name: str) -> Any:
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def allreduce_sum(self, values, name: str):
+        import numpy as np
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.from_numpy(np.asarray(values, dtype=np.float64)).to(self._device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def full_state(self, net) -> Dict[str, Any]:
+        if not self.sharded:
+            return net.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def optimizer_state(self, net, opt) -> Dict[str, Any]:
+        if not self.sharded:
+            return opt.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(net, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_state(self, net, opt, model_state: Optional[Dict[str, Any]],
+                   optimizer_state: Optional[Dict[str, Any]]) -> None:
+        if not self.sharded:
+            return super().load_state(net, opt, model_state, optimizer_state)
+        import torch.distributed as dist
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        # Every rank must take the same path: ask rank 0 whether it has a checkpoint.
+        if not self.broadcast_object(model_state is not None, "has_checkpoint"):
+            return
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(net, model_state if dist.get_rank() == 0 else {}, options=options)
+        set_optimizer_state_dict(net, opt, optimizer_state if dist.get_rank() == 0 else {}, options=options)
+
+
+def shard_model(net) -> None:
+    """``fully_shard`` every module that holds parameters of its own, then the whole
+    network: each rank keeps 1/size of every parameter, gathered for a layer's forward
+    and backward and freed after."""
+    from torch.distributed.fsdp import fully_shard
+
+    for module in list(net.modules())[1:]:
+        if any(True for _ in module.parameters(recurse=False)):
+            fully_shard(module)
+    fully_shard(net)
+
+
+@contextlib.contextmanager
+def _no_gradient_sync(model):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)

@@ -1,0 +1,264 @@
+"""Driver side of the barrier stage: check slots, launch, watch, and translate failures.
+
+``run_on_ranks`` runs ``fn(RankContext)`` on N ranks (Horovod or torch.distributed)
+inside ONE barrier-mode Spark stage and returns each rank's (small) result. While the stage runs, the driver
+logs the ranks' events as they arrive and enforces the bounds of ``train.launch``: every
+rank must start within ``start_timeout_s``, some rank must report within
+``progress_timeout_s``, and a failing rank ends the whole stage at once as a
+:class:`TrainingError` naming that rank.
+
+The same code drives a classic session and a Spark Connect client: the stage is
+``DataFrame.mapInArrow(..., barrier=True)`` and it is cancelled through a job tag. A
+Connect client is not Spark's driver and executors may not reach it, so its ranks share
+launch values through Spark (``allGather``) and, where they cannot connect, write their
+events to a spool in the lake that the client follows.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import threading
+import time
+from functools import partial
+from typing import Any, Callable, List, Optional, Tuple
+
+from sparkdl.core.config import LaunchConfig
+from sparkdl.core.errors import FailureKind, LaunchError, TrainingError, TrainingTimeoutError
+from sparkdl.core.spark_errors import python_traceback_tail
+from sparkdl.training.launch.events import Event, EventServer, EventType
+from sparkdl.training.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
+from sparkdl.training.launch.failures import classify_spark_failure, root_cause
+from sparkdl.training.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Event], None]
+
+
+def log_event(event: Event) -> None:
+    """Default event handler: one log line per event."""
+    rank = event.rank
+    if event.type is EventType.LOG:
+        level = logging.WARNING if event.get("level") == "warning" else logging.INFO
+        log.log(level, "rank %s: %s", rank, event.get("message"))
+    elif event.type is EventType.STARTED:
+        log.info("rank %s started on %s (partition %s, pid %s)%s", rank, event.get("host"), event.get("partition"),
+                 event.get("pid"), "; it cannot connect here, so its events come through the lake's spool"
+                 if event.get("spooled") else "")
+    elif event.type not in (EventType.DONE, EventType.ERROR):
+        fields = " ".join(f"{k}={v}" for k, v in event.fields.items())
+        log.info("rank %s %s %s", rank, event.type.value, fields)
+
+
+def driver_addresses(spark, launch: LaunchConfig = LaunchConfig()) -> Tuple[str, str]:
+    """(address to listen on, address executors reach it at). A classic driver uses Spark's
+    own (executors reach it already); a Connect client listens everywhere and gives
+    ``train.launch.event_host``, or its own address on the route to the server."""
+    from sparkdl.core.session import is_connect
+
+    if is_connect(spark):
+        return "0.0.0.0", launch.event_host or client_address(spark)
+    host = launch.event_host or spark.conf.get("spark.driver.host", "127.0.0.1")
+    return spark.conf.get("spark.driver.bindAddress", None) or host, host
+
+
+def client_address(spark) -> str:
+    """This machine's address on its route to the Connect server (no packet is sent)."""
+    try:
+        builder = spark.client._builder  # the channel the session was built with
+        server = (builder.host, int(builder._port or 15002))
+    except (AttributeError, TypeError, ValueError):
+        return socket.gethostbyname(socket.gethostname())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((socket.gethostbyname(server[0]), server[1]))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())
+
+
+def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
+    """Wait up to ``wait_s`` for ``num_ranks`` concurrent task slots (executors of a real
+    cluster register after the driver starts); raise LaunchError saying how many exist.
+    A Connect server that does not say how many it has is trusted with ``num_ranks``."""
+    from sparkdl.core.session import known_task_slots, master_of
+
+    deadline = time.monotonic() + wait_s
+    slots = known_task_slots(spark)
+    if slots is None:
+        log.info("the cluster does not say how many task slots it has; launching %d ranks (a stage larger than the "
+                 "cluster is stopped after train.launch.start_timeout_s)", num_ranks)
+        return num_ranks
+    while slots < num_ranks and time.monotonic() < deadline:
+        time.sleep(0.5)
+        slots = known_task_slots(spark) or 0
+    if num_ranks > slots:
+        raise LaunchError(
+            f"{num_ranks} ranks need {num_ranks} concurrent task slots, but the cluster has {slots} "
+            f"(master {master_of(spark)}{f', after waiting {wait_s:.0f}s' if wait_s else ''}). "
+            f"A barrier stage starts all its tasks at once: lower train.ranks to {slots} or add executors/cores.")
+    return slots
+
+
+def error_from_spark(exc: BaseException) -> TrainingError:
+    """Turn a Spark/Py4J job failure into a TrainingError: the Python traceback tail when
+    there is one, otherwise Spark's own failure lines (lost executor, crashed worker)."""
+    text = str(exc)
+    tail = python_traceback_tail(text)
+    if tail:
+        exception = tail.splitlines()[-1]
+        return TrainingError(None, exception, tail, classify_spark_failure(exception))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("\tat ", "at "))]
+    reasons = [ln for ln in lines if any(w in ln for w in ("Exception", "Failure", "Reason", "exited", "Error"))]
+    summary = reasons[-1] if reasons else (lines[0] if lines else repr(exc))
+    return TrainingError(None, summary[:500], "\n".join(reasons[-8:]), classify_spark_failure())
+
+
+class _StageRunner(threading.Thread):
+    """Runs the barrier stage in its own thread under a job tag, so it can be cancelled."""
+
+    def __init__(self, spark, tag: str, n: int, task: Callable):
+        super().__init__(name="sparkdl-barrier-stage", daemon=True)
+        self.spark, self.tag, self.n, self.task = spark, tag, n, task
+        self.result: Optional[list] = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        from sparkdl.core.session import job_tag, preloading
+
+        try:
+            with job_tag(self.spark, self.tag):  # tags belong to the thread that adds them
+                with preloading(self.spark):
+                    stage = self.spark.range(0, self.n, 1, self.n).mapInArrow(self.task, RESULT_SCHEMA,
+                                                                               barrier=True)
+                self.result = stage.collect()
+        except BaseException as e:  # reported by the watcher
+            self.error = e
+
+    def cancel(self) -> None:
+        """Interrupt the stage (its tasks are killed, their Python workers with them)."""
+        from sparkdl.core.session import cancel_tagged
+
+        try:
+            cancel_tagged(self.spark, self.tag)
+        except Exception as e:  # the session itself is going away
+            log.warning("could not cancel the barrier stage %s: %s", self.tag, e)
+
+
+def results_by_rank(rows, n: int) -> List[Any]:
+    """Each rank's result, unpickled from its ``RESULT_SCHEMA`` rows."""
+    import cloudpickle
+
+    parts: dict = {}
+    for row in rows:
+        parts.setdefault(row["rank"], []).append((row["part"], bytes(row["chunk"])))
+    return [cloudpickle.loads(b"".join(chunk for _, chunk in sorted(parts[r]))) for r in range(n)]
+
+
+def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[int] = None,
+                 launch: LaunchConfig = LaunchConfig(), on_event: EventHandler = log_event,
+                 attempt: int = 1, backend: str = "horovod", strategy: str = "ddp",
+                 spool: Optional[str] = None) -> List[Any]:
+    """Run ``fn`` on every rank of one barrier stage, each rank joined to the others by
+    ``backend`` (``horovod`` or ``torch``); return results ordered by rank. ``spool``: a
+    directory every executor can write (in the lake) for the events of ranks that cannot
+    reach this process."""
+    from sparkdl.core.session import expected_executors, is_connect, master_of, task_slots
+
+    n = num_ranks or task_slots(spark)
+    check_slots(spark, n, wait_s=0.0 if expected_executors(master_of(spark)) else launch.start_timeout_s)
+    token = secrets.token_hex(16)
+    tag = f"sparkdl-{token[:12]}"
+    bind, advertise = driver_addresses(spark, launch)
+    with EventServer(bind, token, advertise, spool=spool) as server:
+        settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,
+                                  THROUGH_SPARK if is_connect(spark) else THROUGH_DRIVER, spool)
+        runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings))
+        t0 = time.monotonic()
+        runner.start()
+        log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
+        failure = _watch(runner, server, n, launch, on_event, t0)
+    if failure is not None:
+        raise failure
+    return results_by_rank(runner.result or [], n)
+
+
+#: After the first rank error, how long the driver keeps listening for the others, so the
+#: root cause (the earliest by the ranks' own clocks) is among those it compares.
+ERROR_COLLECTION_S = 1.5
+
+
+def _error_from_event(event: Event) -> TrainingError:
+    try:
+        kind = FailureKind(event.get("kind", FailureKind.USER.value))
+    except ValueError:
+        kind = FailureKind.USER
+    return TrainingError(event.rank, event.get("exception", "?"), event.get("traceback", ""), kind, event.time)
+
+
+def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
+           on_event: EventHandler, t0: float) -> Optional[TrainingError]:
+    """Consume events until the stage ends; return the error to raise, if any."""
+    started: set = set()
+    errors: List[TrainingError] = []
+    last_event = time.monotonic()
+    failure: Optional[TrainingError] = None
+    first_error_at: Optional[float] = None
+
+    def handle(event: Event) -> None:
+        nonlocal first_error_at
+        if event.type is EventType.STARTED:
+            started.add(event.rank)
+        elif event.type is EventType.ERROR:
+            errors.append(_error_from_event(event))
+            first_error_at = first_error_at or time.monotonic()
+        try:
+            on_event(event)
+        except Exception:  # a broken handler must not break training
+            log.exception("event handler failed on %s", event)
+
+    while True:
+        event = server.get(timeout=0.2)
+        now = time.monotonic()
+        if event is not None:
+            last_event = now
+            handle(event)
+        if errors and (now - first_error_at > ERROR_COLLECTION_S or len(errors) == n):
+            failure = root_cause(errors)
+            break
+        if not runner.is_alive():
+            # what the ranks sent before the stage ended is still owed to the handler (a slow
+            # one, such as a remote tracking server, may be several events behind)
+            while (event := server.get(timeout=0.1)) is not None:
+                handle(event)
+            if errors:
+                failure = root_cause(errors)
+            break
+        if len(started) < n and now - t0 > launch.start_timeout_s:
+            missing = sorted(set(range(n)) - started)
+            failure = TrainingTimeoutError(
+                f"{len(started)} of {n} ranks started within {launch.start_timeout_s:.0f}s; still waiting for "
+                f"rank(s) {missing}. Check that the cluster has {n} free slots and that executors can reach "
+                f"the driver at {server.address}; raise train.launch.start_timeout_s if startup is slow.", missing)
+            break
+        if len(started) == n and now - last_event > launch.progress_timeout_s:
+            failure = TrainingTimeoutError(
+                f"no rank reported anything for {launch.progress_timeout_s:.0f}s (a hung collective or a stuck "
+                f"reader?). Raise train.launch.progress_timeout_s if epochs are legitimately that long.")
+            break
+    if failure is not None or runner.error is not None:
+        if runner.is_alive():
+            runner.cancel()
+            runner.join(launch.cancel_grace_s)
+            if runner.is_alive():
+                log.warning("the barrier stage did not stop within %.0fs of being cancelled", launch.cancel_grace_s)
+        # Drain: a rank's own error report usually arrives just before Spark's failure.
+        deadline = time.monotonic() + 2.0
+        while failure is None and time.monotonic() < deadline:
+            event = server.get(timeout=0.1)
+            if event is not None and event.type is EventType.ERROR:
+                failure = _error_from_event(event)
+        if failure is None:
+            failure = error_from_spark(runner.error)
+    return failure

@@ -1,0 +1,149 @@
+"""The rank loop's seam: a few events, and callbacks that act on them.
+
+A callback overrides the events it needs; the loop calls only those (no cost per step
+for a callback that ignores steps). Callbacks read :class:`LoopState` and write only
+what they own: their results go in ``state.extras``, which comes back to the driver with
+the rank's result. Callbacks run on every rank (``state.rank`` says which), are pickled
+to the executors with the rest of the training spec, and must therefore be small.
+
+Events, in order: ``on_train_start`` (model, optimizer and readers ready, after any
+resume), then per step ``on_step_start`` and ``on_step_end``, per epoch
+``on_epoch_end`` (after validation; ``state.history[-1]`` is the epoch's entry) and, on
+rank 0, ``before_checkpoint_commit`` (the checkpoint is written under a temporary name
+and not yet renamed into place), and finally ``on_train_end``.
+
+A callback with state that must survive a restart returns it from ``state_dict`` (and
+takes it back in ``load_state_dict``): it is saved in every checkpoint and restored on
+every rank when a run resumes. A callback that sets ``state.stop_reason`` in
+``on_epoch_end`` ends training after that epoch; it must set it on every rank alike
+(decide on rank 0 and ``state.broadcast`` the decision).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from sparkdl.core.stopwatch import Laps
+
+EVENTS = ("on_train_start", "on_step_start", "on_step_end", "on_epoch_end", "before_checkpoint_commit",
+          "on_train_end")
+
+
+@dataclass
+class LoopState:
+    """What the loop shares with callbacks."""
+
+    rank: int
+    size: int
+    attempt: int
+    epochs: int
+    #: The rank's launch stopwatch (host plan, rendezvous, imports, hvd.init, setup, ...).
+    startup: Laps
+    epoch: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    #: Wall-clock time of this rank's first optimizer step in this attempt.
+    first_step_at: Optional[float] = None
+    #: Callbacks' results, returned to the driver with the rank's result.
+    extras: Dict[str, Any] = field(default_factory=dict)
+    #: Sends an event to the driver (``report(EventType.LOG, level=..., message=...)``).
+    report: Callable[..., None] = lambda *a, **k: None
+    #: Rank 0's object on every rank: ``broadcast(obj, name)`` (a collective: all ranks call it).
+    broadcast: Callable[[Any, str], Any] = lambda obj, name: obj
+    #: The network and the optimizer that steps it (the learning rate is in its param_groups).
+    model: Any = None
+    optimizer: Any = None
+    #: Set (on every rank alike) to end training after this epoch; says why.
+    stop_reason: Optional[str] = None
+    #: The step's loss (a detached 0-d tensor on the device), set before ``on_step_end``.
+    loss: Any = None
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A log line on the driver."""
+        from sparkdl.training.launch.events import EventType
+
+        self.report(EventType.LOG, level=level, message=message)
+
+
+class Callback:
+    """Base class: one no-op method per event. Override the ones you need."""
+
+    def on_train_start(self, state: LoopState) -> None:
+        pass
+
+    def on_step_start(self, state: LoopState) -> None:
+        pass
+
+    def on_step_end(self, state: LoopState) -> None:
+        pass
+
+    def on_epoch_end(self, state: LoopState) -> None:
+        pass
+
+    def before_checkpoint_commit(self, state: LoopState, tmp_path: Path) -> None:
+        pass
+
+    def on_train_end(self, state: LoopState) -> None:
+        pass
+
+    def state_dict(self) -> Optional[Dict[str, Any]]:
+        """State to keep in checkpoints (None: nothing)."""
+        return None
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
+
+
+class Callbacks:
+    """Dispatches each event to the callbacks that override it, in the order given."""
+
+    def __init__(self, callbacks: Sequence[Callback]):
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"{cb!r} is not a sparkdl.training.rank.callbacks.Callback")
+        self._hooks = {event: [getattr(cb, event) for cb in callbacks
+                               if getattr(type(cb), event) is not getattr(Callback, event)] for event in EVENTS}
+        self.on_step_start_hooks = self._hooks["on_step_start"]
+        self.on_step_end_hooks = self._hooks["on_step_end"]
+
+        self._all = list(callbacks)
+
+    def fire(self, event: str, state: LoopState, *args: Any) -> None:
+        for hook in self._hooks[event]:
+            hook(state, *args)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Each stateful callback's state, keyed by position and class."""
+        out = {}
+        for i, cb in enumerate(self._all):
+            st = cb.state_dict()
+            if st is not None:
+                out[f"{i}:{type(cb).__name__}"] = st
+        return out
+
+    def load_state_dict(self, states: Dict[str, Any]) -> None:
+        for i, cb in enumerate(self._all):
+            key = f"{i}:{type(cb).__name__}"
+            if key in states:
+                cb.load_state_dict(states[key])
+
+
+class StartupTimer(Callback):
+    """Times the launch up to the first optimizer step on each rank (the first batch's
+    arrival and the first step, after the launch's own laps) and returns the laps in
+    ``state.extras["startup"]``; rank 0 also logs them. Used by the benchmarks."""
+
+    def on_step_start(self, state: LoopState) -> None:
+        if state.first_step_at is None and "first_batch" not in state.startup.seconds:
+            state.startup.lap("first_batch")
+
+    def on_step_end(self, state: LoopState) -> None:
+        if "first_step" not in state.startup.seconds:
+            state.startup.lap("first_step")
+            if state.rank == 0:
+                state.log("startup (s): " + ", ".join(f"{k} {v:.2f}" for k, v in state.startup.seconds.items()))
+
+    def on_train_end(self, state: LoopState) -> None:
+        state.extras["startup"] = dict(state.startup.seconds)

@@ -1,0 +1,341 @@
+"""The training loop on each rank (runs inside a barrier task, after its backend joined
+the other ranks: Horovod or torch.distributed, :mod:`sparkdl.training.backends`).
+
+Parameters and optimizer state start identical on every rank (rank 0 broadcasts, after
+resuming from the latest complete checkpoint if there is one); gradients are averaged
+by the backend (Horovod's ring-allreduce, DDP's bucketed allreduce, or FSDP's
+reduce-scatter), optionally fp16-compressed and accumulated over several backward
+passes; mixed precision uses autocast. Every
+rank runs the same number of steps per epoch, validation metrics come from statistics
+summed across ranks (:mod:`sparkdl.core.task_metrics`), and rank 0 writes a checkpoint each
+epoch and the final model. The learning-rate schedule and early stopping
+(:mod:`sparkdl.training.rank.controls`), fault injection and startup timing are
+:mod:`callbacks <sparkdl.training.rank.callbacks>` on the loop's events.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from sparkdl.core.columns import FEATURES, LABEL
+from sparkdl.core.config import TrainConfig
+from sparkdl.core.models import build_model_and_loss, freeze, load_matching, predictions, save_model
+from sparkdl.core.rundir import WEIGHTS
+from sparkdl.core.stopwatch import Laps
+from sparkdl.core.task_metrics import StatsLayout, scalar_metrics
+from sparkdl.training.launch.events import EventType
+from sparkdl.training.launch.task import RankContext
+from sparkdl.training.rank.augment import ImageAugment
+from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopState
+from sparkdl.training.rank.checkpoints import load_latest, save_checkpoint
+from sparkdl.training.rank.controls import EarlyStopping, LrSchedule
+from sparkdl.training.rank.objective import LOSSES, Objective
+from sparkdl.training.rank.reader import ShardPlan, ShardReader, shard_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Everything a rank needs (small and picklable; data and models stay in the lake)."""
+
+    train_path: str
+    validation_path: str
+    model_spec: Dict[str, Any]
+    train: TrainConfig
+    checkpoint_dir: str
+    model_dir: str
+    init_from: Optional[str] = None
+    callbacks: Tuple[Callback, ...] = ()
+    features: str = FEATURES
+    label: str = LABEL
+    loss: str = "cross_entropy"
+    #: One weight per class for the loss (classification), or None.
+    class_weights: Optional[Tuple[float, ...]] = None
+    #: Image jobs: (channels, height, width) of the flattened features, for augmentation.
+    image_shape: Optional[Tuple[int, int, int]] = None
+    #: The embedding-index column (categorical columns learned as embeddings), or None.
+    indices: Optional[str] = None
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r}: use one of {LOSSES}")
+
+    @property
+    def task(self) -> str:
+        return self.model_spec.get("task", "classification")
+
+    def objective(self, custom_loss=None) -> Objective:
+        return Objective(self.task, self.loss, list(self.class_weights) if self.class_weights else None,
+                         self.model_spec.get("target"), custom_loss)
+
+    def stats_layout(self) -> StatsLayout:
+        return StatsLayout(self.task, self.model_spec.get("num_classes", 0))
+
+
+def lr_scale(size: int, how: str) -> float:
+    return {"linear": float(size), "sqrt": math.sqrt(size), "none": 1.0}[how]
+
+
+def _task_cpus() -> int:
+    try:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        return max(1, int(ctx.cpus())) if ctx is not None else 1
+    except Exception:
+        return 1
+
+
+def parameter_digest(state: Dict[str, Any]) -> Optional[str]:
+    """A hash of every tensor's bytes in a state dict: equal digests mean identical
+    parameters (None for an empty dict: a sharded model's state is whole on rank 0 only)."""
+    if not state:
+        return None
+    h = hashlib.sha256()
+    for name, p in sorted(state.items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def evaluate(spec: TrainSpec, backend, model, objective: Objective, reader: ShardReader, device, batch_size: int,
+             epoch: int, lockstep_batches: int = 0) -> Dict[str, float]:
+    """The task's metrics over every validation row of every rank (``val_`` names),
+    from statistics summed across ranks. ``lockstep_batches``: a sharded model's forward
+    is a collective, so every rank runs that many (repeating its last batch, uncounted)."""
+    import torch
+
+    layout = spec.stats_layout()
+    stats = layout.zeros()
+    model.eval()
+    done, last = 0, None
+    with torch.no_grad():
+        for *inputs, y in reader.all_rows(batch_size):
+            last = [t.to(device) for t in inputs]
+            y = y.to(device)
+            out = model(*last).float()
+            loss_sum = float(objective(out, y, reduction="sum")) if objective.regression else None
+            layout.update(stats, predictions(out, spec.model_spec).cpu().numpy(), y.cpu().numpy(), loss_sum)
+            done += 1
+        for _ in range(done, lockstep_batches):
+            model(*last)
+    metrics = layout.finalize(backend.allreduce_sum(stats, f"val.{epoch}"))
+    return {**{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "val_rows": metrics["rows"]}
+
+
+def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
+    """The network (fine-tuned from ``init_from`` when set, with frozen parameters), the
+    module the loop trains (the backend's wrapper of it, or itself), the optimizer at
+    ``lr``, the objective, and the frozen parameters' names."""
+    import torch
+
+    t = spec.train
+    model, custom_loss = build_model_and_loss(spec.model_spec)
+    if spec.init_from:
+        state = torch.load(Path(spec.init_from) / WEIGHTS, map_location="cpu", weights_only=True)
+        loaded, skipped = load_matching(model, state)
+        if ctx.is_chief:
+            ctx.report(EventType.LOG, level="info", message=f"fine-tuning from {spec.init_from}: {len(loaded)} "
+                                                            f"tensors loaded, {len(skipped)} new {skipped[:6]}")
+    frozen = freeze(model, t.fine_tune.freeze)
+    model.to(device)
+    trained, opt = ctx.backend.prepare(model, t, lr, device)
+    return model, trained, opt, spec.objective(custom_loss).to(device), frozen
+
+
+def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
+    """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast:
+    parameters, optimizer state, the epoch and history, and the callbacks' state."""
+    import torch
+
+    start_epoch, history, controls, stop_reason = 0, [], {}, None
+    model_state = optimizer_state = None
+    if ctx.is_chief:
+        state = load_latest(Path(spec.checkpoint_dir))
+        if state is not None:
+            model_state, optimizer_state = state["model"], state["optimizer"]
+            torch.set_rng_state(state["rng"])
+            start_epoch, history = int(state["epoch"]), list(state["history"])
+            controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
+            ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
+    ctx.backend.load_state(net, opt, model_state, optimizer_state)
+    start_epoch, history, controls, stop_reason = ctx.backend.broadcast_object(
+        (start_epoch, history, controls, stop_reason), "resume")
+    callbacks.load_state_dict(controls)
+    return start_epoch, history, stop_reason
+
+
+def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, reader: ShardReader,
+                 loss_fn: Objective, device, t, scaler, amp_dtype) -> Tuple[float, int, Dict[str, float]]:
+    """One epoch of steps; returns this rank's summed loss, rows, and seconds: in all, and
+    split into waiting for batches (``data_s``), forward and backward (``compute_s``) and
+    the optimizer step with the gradient exchange (``step_s``): the loop's own profile."""
+    import torch
+
+    model.train()
+    k = t.allreduce.backward_passes_per_step
+    clock = time.perf_counter
+    t0 = clock()
+    data_s = compute_s = step_s = 0.0
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    rows = 0
+    batches = iter(reader.epoch(state.epoch))
+    step = 0
+    while True:
+        a = clock()
+        batch = next(batches, None)
+        b = clock()
+        data_s += b - a
+        if batch is None:
+            break
+        *inputs, y = batch
+        state.step = step
+        for hook in callbacks.on_step_start_hooks:
+            hook(state)
+        inputs = [x.to(device, non_blocking=True) for x in inputs]  # features [, embedding indices]
+        y = y.to(device, non_blocking=True)
+        boundary = (step + 1) % k == 0
+        with contextlib.nullcontext() if boundary else backend.accumulating(model):
+            if amp_dtype is None:
+                out = model(*inputs)
+            else:
+                with torch.autocast(device.type, dtype=amp_dtype):
+                    out = model(*inputs)
+            loss = loss_fn(out.float(), y)
+            scaled = loss / k if k > 1 else loss
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        c = clock()
+        compute_s += c - b
+        if boundary:
+            backend.step(opt, scaler)
+            opt.zero_grad()
+        loss_sum += loss.detach().double() * len(y)
+        rows += len(y)
+        step_s += clock() - c
+        if state.first_step_at is None:
+            state.first_step_at = time.time()
+        state.loss = loss.detach()
+        for hook in callbacks.on_step_end_hooks:
+            hook(state)
+        step += 1
+    return float(loss_sum), rows, {"seconds": clock() - t0, "data_s": data_s, "compute_s": compute_s,
+                                   "step_s": step_s}
+
+
+def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
+    """The callbacks the config asks for: the learning-rate schedule, early stopping."""
+    out: List[Callback] = []
+    if t.lr_schedule.kind != "constant" or t.lr_schedule.warmup_epochs > 0:
+        out.append(LrSchedule(t.lr_schedule, base_lr))
+    if t.early_stopping is not None:
+        out.append(EarlyStopping(t.early_stopping))
+    return out
+
+
+def kept_entry(history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The history entry of the epoch whose weights the model keeps: early stopping's
+    kept epoch when it ran, else the last."""
+    kept = extras.get("early_stopping", {}).get("kept_epoch")
+    for h in reversed(history):
+        if kept is None or h["epoch"] == kept:
+            return h
+    return None
+
+
+def _final_spec(spec: TrainSpec, history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Dict[str, Any]:
+    """The saved model's spec: with the decision threshold chosen on the kept epoch's
+    validation statistics when the config asks for the F1-optimal one."""
+    model_spec = dict(spec.model_spec)
+    kept = kept_entry(history, extras)
+    if spec.train.decision_threshold == "best_f1" and kept is not None:
+        model_spec["threshold"] = kept.get("val_best_f1_threshold", 0.5)
+    return model_spec
+
+
+def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
+    """Train on this rank; rank 0 returns the history. Every rank returns its parameter
+    digest (rank 0 only, for a sharded model)."""
+    import torch
+
+    t = spec.train
+    laps = Laps(ctx.startup)
+    torch.set_num_threads(_task_cpus())
+    torch.manual_seed(t.seed * 1000 + ctx.rank)
+    device = torch.device(ctx.device)
+    lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)  # scaled for the world size
+    callbacks = Callbacks(controls(t, lr) + list(spec.callbacks))
+    backend = ctx.backend
+    net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
+    laps.lap("model_and_optimizer")
+    start_epoch, history, stop_reason = _resume(spec, ctx, net, opt, callbacks)
+    laps.lap("resume_and_broadcast")
+
+    k = t.allreduce.backward_passes_per_step
+    plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
+    to_tensors = lambda *arrays: tuple(torch.from_numpy(a) for a in arrays)  # noqa: E731
+    indices = spec.indices
+    augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
+               if t.augment.active and spec.image_shape else None)
+    reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.loader.shuffle_buffer, t.seed,
+                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices)
+    val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
+                             spec.features, spec.label, to_tensors, indices=indices)
+    # A sharded model's forward is a collective: every rank validates in as many batches.
+    val_batch = max(t.batch_size, 1024)
+    lockstep = (max(math.ceil(rows / val_batch) for rows in shard_rows(spec.validation_path, ctx.size))
+                if backend.sharded else 0)
+    laps.lap("shard_plan")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
+    scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
+    if ctx.is_chief:
+        ctx.report(EventType.LOG, level="info", message=(
+            f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
+            f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
+            f"epochs); compression {t.allreduce.compression}; accumulation {k}; precision {t.mixed_precision}; "
+            f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
+            f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
+
+    state = LoopState(rank=ctx.rank, size=ctx.size, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
+                      epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
+                      broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
+    callbacks.fire("on_train_start", state)
+    for epoch in range(start_epoch + 1, t.epochs + 1):
+        if state.stop_reason:  # a resumed run that had already stopped early
+            break
+        state.epoch = epoch
+        loss_sum, rows, timing = _train_epoch(state, callbacks, backend, model, opt, reader, objective, device, t,
+                                              scaler, amp_dtype)
+        total_loss, total_rows = backend.allreduce_sum([loss_sum, float(rows)], f"train.{epoch}").tolist()
+        metrics = evaluate(spec, backend, net, objective, val_reader, device, val_batch, epoch, lockstep)
+        seconds = timing["seconds"]
+        entry = {"epoch": epoch, "loss": total_loss / max(total_rows, 1), **metrics,
+                 "lr": opt.param_groups[0]["lr"], "samples_per_sec": total_rows / max(seconds, 1e-9),
+                 "steps": plan.steps, "attempt": ctx.attempt, **timing}
+        history.append(entry)
+        callbacks.fire("on_epoch_end", state)
+        model_state, optimizer_state = backend.full_state(net), backend.optimizer_state(net, opt)
+        if ctx.is_chief:
+            save_checkpoint(Path(spec.checkpoint_dir), epoch,
+                            {"model": model_state, "optimizer": optimizer_state,
+                             "rng": torch.get_rng_state(), "history": history,
+                             "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
+                            before_rename=lambda tmp: callbacks.fire("before_checkpoint_commit", state, tmp))
+            ctx.report(EventType.EPOCH, **{k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in entry.items()})
+        if state.stop_reason and ctx.is_chief:
+            ctx.report(EventType.LOG, level="info", message=f"early stopping after epoch {epoch}: {state.stop_reason}")
+    callbacks.fire("on_train_end", state)
+    final_state = backend.full_state(net)
+    if ctx.is_chief:
+        save_model(final_state, _final_spec(spec, history, state.extras), Path(spec.model_dir))
+    return {"rank": ctx.rank, "digest": parameter_digest(final_state), "steps_per_epoch": plan.steps,
+            "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
+            "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
+            "history": history if ctx.is_chief else None}

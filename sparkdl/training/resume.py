@@ -1,0 +1,185 @@
+"""Resuming a run whose driver died, and cleaning up runs that never will resume.
+
+While a run trains, its staging directory (``runs/.staging-<id>/``) holds a lock that its
+driver keeps for its whole life (``flock``: the operating system drops it when the
+process dies, however it dies) and ``resume.json``: a fingerprint of the job's
+configuration and the dataset it trains on. Running the same job again finds an
+abandoned staging run (its lock is free) with the same fingerprint and continues it
+under the same id from its last complete checkpoint, on the same dataset.
+
+An abandoned run cannot resume when its ``resume.json`` is missing or unreadable, its
+dataset is gone, or a newer abandoned run of the same job and configuration exists
+(only the newest resumes). :func:`stale_runs` lists every abandoned run with its state;
+:func:`remove_stale` deletes the ones that cannot resume (or all of them).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, List, Optional, Tuple
+
+from sparkdl.core.config import JobConfig
+from sparkdl.core.lake import STAGING_PREFIX, Lake, write_json_atomic
+from sparkdl.core.rundir import RunDir
+from sparkdl.preparation.materialize import Manifest
+from sparkdl.training.rank.checkpoints import list_checkpoints
+
+log = logging.getLogger(__name__)
+
+
+def config_fingerprint(cfg: JobConfig) -> str:
+    """What makes two runs the same run: everything but where Spark runs, how the launch
+    waits and retries, how progress shows and where MLflow logs (those may differ between
+    the first driver and the next)."""
+    raw = cfg.to_dict()
+    for key in ("spark", "progress", "tracking"):
+        raw.pop(key, None)
+    raw["train"].pop("launch", None)
+    raw["train"].pop("failure", None)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: How often a driver retries a staging run's lock while someone probes it.
+LOCK_RETRY_S = 0.01
+
+
+def _try_flock(f) -> bool:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+class RunLock:
+    """An exclusive lock on a staging run, held while its driver lives."""
+
+    def __init__(self, run: RunDir):
+        self.path = run.lock
+        self._file: Optional[IO[str]] = None
+
+    def acquire(self, wait_s: float = 0.0) -> bool:
+        """Take the lock if nobody holds it, trying for up to ``wait_s`` (another driver
+        checking whether the run is abandoned holds it for an instant); True when taken."""
+        f = open(self.path, "a+")
+        deadline = time.monotonic() + wait_s
+        while not _try_flock(f):
+            if time.monotonic() >= deadline:
+                f.close()
+                return False
+            time.sleep(LOCK_RETRY_S)
+        f.seek(0)
+        f.truncate()
+        f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+def is_abandoned(run: RunDir) -> bool:
+    """No live driver holds the staging run's lock (probed without writing to it, so the
+    file keeps naming its last driver)."""
+    if not run.path.is_dir():
+        return False
+    if not run.lock.exists():
+        return True
+    with open(run.lock, "a+") as f:
+        if not _try_flock(f):
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:
+    write_json_atomic(run.resume_info, {"job": cfg.name, "fingerprint": config_fingerprint(cfg),
+                                        "dataset": manifest.paths["dataset"], "dataset_id": manifest.dataset_id,
+                                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+@dataclass(frozen=True)
+class StaleRun:
+    """An abandoned staging run and whether it can resume."""
+
+    run_id: str
+    path: Path
+    epochs_done: int
+    resumable: bool
+    why: str
+    job: Optional[str] = None
+    fingerprint: Optional[str] = None
+
+
+def _staging_runs(lake: Lake) -> List[RunDir]:
+    if not lake.runs_root.is_dir():
+        return []
+    return sorted((RunDir(p) for p in lake.runs_root.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()),
+                  key=lambda r: r.name, reverse=True)  # ids start with their UTC start time: newest first
+
+
+def stale_runs(lake: Lake) -> List[StaleRun]:
+    """Every abandoned staging run in ``lake``, newest first, with whether it can resume."""
+    out: List[StaleRun] = []
+    newest = set()
+    for run in _staging_runs(lake):
+        if not is_abandoned(run):
+            continue
+        run_id = run.name[len(STAGING_PREFIX):]
+        done = list_checkpoints(run.checkpoints)
+        epochs = done[0][0] if done else 0
+        try:
+            info = json.loads(run.resume_info.read_text())
+        except (OSError, ValueError):
+            out.append(StaleRun(run_id, run.path, epochs, False, "no readable resume.json"))
+            continue
+        key = (info.get("job"), info.get("fingerprint"))
+        if not Path(str(info.get("dataset"))).is_dir():
+            state = (False, f"its dataset {info.get('dataset')} is gone")
+        elif key in newest:
+            state = (False, "a newer abandoned run of the same job and configuration resumes instead")
+        else:
+            state = (True, f"resumes from epoch {epochs} when the same job runs again")
+            newest.add(key)
+        out.append(StaleRun(run_id, run.path, epochs, *state, job=key[0], fingerprint=key[1]))
+    return out
+
+
+def find_resumable(lake: Lake, cfg: JobConfig) -> Optional[Tuple[str, Manifest]]:
+    """The abandoned run this job continues, with the dataset it trains on; None: start anew."""
+    fingerprint = config_fingerprint(cfg)
+    for stale in stale_runs(lake):
+        if stale.resumable and stale.job == cfg.name and stale.fingerprint == fingerprint:
+            info = json.loads(RunDir(stale.path).resume_info.read_text())
+            log.info("resuming run %s (its driver stopped after epoch %d)", stale.run_id, stale.epochs_done)
+            return stale.run_id, Manifest.load(Path(info["dataset"]))
+    return None
+
+
+def remove_stale(lake: Lake, include_resumable: bool = False) -> List[StaleRun]:
+    """Delete abandoned staging runs that cannot resume (all of them with ``include_resumable``)."""
+    removed = []
+    for stale in stale_runs(lake):
+        if not (include_resumable or not stale.resumable):
+            continue
+        lock = RunLock(RunDir(stale.path))
+        if not lock.acquire():  # a driver took it up since it was listed
+            continue
+        try:  # held while deleting, so no driver can start on it meanwhile
+            shutil.rmtree(stale.path, ignore_errors=True)
+            removed.append(stale)
+        finally:
+            lock.release()
+    return removed

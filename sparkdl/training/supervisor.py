@@ -1,0 +1,286 @@
+"""Driver side of training: launch the barrier stage, supervise it, write the run back.
+
+Spark does not retry a failed barrier stage, so the driver does: when an attempt fails
+in a way a retry can help (a lost executor or worker, a collective broken by a dead
+peer, a timeout: :class:`~sparkdl.training.launch.failures.RetryPolicy`), it launches the stage
+again and every rank resumes from the latest complete checkpoint. An error that a retry
+cannot help (a bug raising in the model code, bad data) stops at once with its own
+traceback. The rank-side loop is :mod:`sparkdl.training.rank.loop`.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from sparkdl.core.config import JobConfig, TrainConfig
+from sparkdl.core.errors import ConfigError, LakeError, LaunchError, TrainingError
+from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path
+from sparkdl.core.models import model_spec
+from sparkdl.core.run_metrics import RunMetrics
+from sparkdl.core.rundir import RunDir
+from sparkdl.core.stopwatch import StageClock
+from sparkdl.preparation.materialize import Manifest
+from sparkdl.training.driver_callbacks import DriverCallback, DriverCallbacks, RunStart
+from sparkdl.training.launch.driver import check_slots, log_event, run_on_ranks
+from sparkdl.training.launch.events import Event, EventType
+from sparkdl.training.launch.failures import Decision, RetryPolicy
+from sparkdl.training.rank.callbacks import Callback
+from sparkdl.training.rank.checkpoints import list_checkpoints
+from sparkdl.training.rank.loop import TrainSpec, kept_entry, train_rank
+from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
+from sparkdl.training.resume import RunLock, find_resumable, write_resume_info
+
+log = logging.getLogger(__name__)
+
+#: How long a driver tries for its run's lock: another driver checking whether the run is
+#: abandoned holds it for an instant, a live driver writing the run holds it for good.
+RUN_LOCK_WAIT_S = 2.0
+#: Where, in a run being written, ranks that cannot reach the driver spool their events.
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A committed run: its id, its directory and what it measured."""
+
+    run_id: str
+    path: Path
+    metrics: RunMetrics
+
+    @property
+    def run_dir(self) -> RunDir:
+        return RunDir(self.path)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
+              policy: Optional[RetryPolicy] = None, callbacks: DriverCallbacks = DriverCallbacks(),
+              spool: Optional[Path] = None) -> List[Any]:
+    """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``).
+    Every event the ranks send but progress is logged; all go to ``callbacks``. ``spool``:
+    where ranks that cannot reach this process write their events (one directory per
+    attempt, removed once the attempt's events are read)."""
+    launch = cfg.train.launch
+    if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
+        launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
+    policy = policy or RetryPolicy(cfg.train.failure.max_attempts)
+    attempt = 0
+    while True:
+        attempt += 1
+        done = list_checkpoints(Path(spec.checkpoint_dir))
+        record = {"attempt": attempt, "started": _now(), "resumed_from_epoch": done[0][0] if done else 0,
+                  "error": None}
+        attempts.append(record)
+        t0, wall0 = time.monotonic(), time.time()
+        attempt_spool = spool / f"attempt-{attempt}" if spool else None
+        try:
+            if attempt > 1:  # a lost executor takes a while to come back
+                check_slots(spark, ranks, wait_s=launch.start_timeout_s)
+            callbacks.on_attempt_start(attempt)
+            try:
+                results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
+                                       on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
+                                       backend=cfg.train.backend, strategy=cfg.train.strategy,
+                                       spool=str(attempt_spool) if attempt_spool else None)
+            except TrainingError as err:
+                callbacks.on_attempt_end(attempt, err)
+                raise
+            callbacks.on_attempt_end(attempt, None)
+            record["seconds"] = round(time.monotonic() - t0, 2)
+            # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
+            # worker start, imports, rendezvous, joining the group, broadcast, shard plan).
+            record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
+            return results
+        except TrainingError as err:
+            record.update(seconds=round(time.monotonic() - t0, 2), error=str(err).splitlines()[0],
+                          rank=err.rank, kind=err.kind.value, retryable=policy.retryable(err))
+            if policy.decide(err, attempt) is Decision.RAISE:
+                raise
+            log.warning("attempt %d failed (%s: %s); resuming from the latest checkpoint", attempt, err.kind.value,
+                        str(err).splitlines()[0])
+        finally:
+            if attempt_spool is not None:
+                shutil.rmtree(attempt_spool, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    spool.rmdir()  # empty now (a rank that never spooled left none)
+
+
+def _dispatch(event: Event, callbacks: DriverCallbacks) -> None:
+    if event.type is not EventType.PROGRESS:  # progress shows as a bar or its own lines
+        log_event(event)
+    callbacks.on_event(event)
+
+
+def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]:
+    """The manifest's embedding tables, each marked sparse or not, checked against the
+    backend before anything starts."""
+    tables = [{**e, "sparse": t.sparse_table(e["size"])} for e in manifest.embeddings]
+    sparse = [e["name"] for e in tables if e["sparse"]]
+    if sparse and t.backend == "torch" and t.allreduce.compression == "fp16":
+        raise ConfigError("train.allreduce.compression", f"fp16 under train.backend: torch compresses dense gradients "
+                                                         f"only, and the tables of {sparse} take sparse ones: set "
+                                                         "train.allreduce.embedding_gradients: dense, or use "
+                                                         "train.backend: horovod")
+    return tables
+
+
+def rank_callbacks(cfg: JobConfig, stage: RunDir) -> Tuple[Callback, ...]:
+    """The callbacks every run gets from its config: step progress when it is shown, and
+    TensorBoard event files in the run."""
+    p, t = cfg.progress, cfg.train
+    out: Tuple[Callback, ...] = ()
+    if p.interval_s > 0 and p.display != "off":
+        out += (StepProgress(p.interval_s, t.batch_size),)
+    if t.tensorboard:
+        out += (TensorBoardLogger(str(stage.tensorboard), p.interval_s or 10.0, t.batch_size),)
+    return out
+
+
+def check_identical(results: List[Dict[str, Any]]) -> None:
+    digests = {r["rank"]: r["digest"] for r in results if r["digest"] is not None}  # sharded: rank 0 only
+    if len(set(digests.values())) != 1:
+        raise TrainingError(None, f"ranks finished with different parameters: {digests}")
+
+
+def class_weights(cfg: JobConfig, manifest: Manifest) -> Optional[Tuple[float, ...]]:
+    """The loss's per-class weights: as configured, or ``balanced`` from the training
+    split's class counts (n / (classes x count), so every class weighs the same in total)."""
+    weights = cfg.train.class_weights
+    if weights is None:
+        return None
+    if weights != "balanced":
+        return tuple(float(w) for w in weights)
+    counts = manifest.label["counts"]
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise ConfigError("train.class_weights", f"classes {empty} have no rows in the training split, so "
+                                                 "'balanced' cannot weigh them: give explicit weights or fix the data")
+    total, k = sum(counts.values()), len(counts)
+    return tuple(total / (k * counts[c]) for c in manifest.classes)
+
+
+def _metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: List[Dict[str, Any]],
+             manifest: Manifest) -> RunMetrics:
+    chief = results[0]
+    history = chief["history"]
+    stopping = chief["extras"].get("early_stopping")
+    kept = kept_entry(history, chief["extras"])
+    kept_epoch = kept["epoch"] if kept else 0
+    launch_seconds = attempts[-1]["time_to_first_step_s"]
+    train = {"ranks": ranks, "epochs": len(history),
+             "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
+             "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
+             "devices": [r["device"] for r in results], "seconds": round(sum(a.get("seconds", 0) for a in attempts), 2),
+             "time_to_first_step_s": launch_seconds, "identical_parameters": True, "kept_epoch": kept_epoch,
+             "stopped_early": bool(stopping and stopping["stopped_early"])}
+    if stopping:
+        train["early_stopping"] = stopping
+    startup = chief["extras"].get("startup")
+    if startup:  # where the launch went on rank 0 (a StartupTimer callback); spark_task_start: submission → task
+        train["startup"] = {"spark_task_start": round(launch_seconds - sum(startup.values()), 3), **startup}
+    return RunMetrics(
+        run_id=run_id, history=history, train=train,
+        validation={"epoch": kept_epoch, **{k[len("val_"):]: v for k, v in kept.items() if k.startswith("val_")}}
+        if kept else {},
+        attempts=attempts, dataset={"id": manifest.dataset_id, "path": manifest.paths["dataset"]},
+        task=manifest.task)
+
+
+def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
+          callbacks: Sequence[Callback] = (), run_id: Optional[str] = None,
+          clock: Optional[StageClock] = None, driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
+    """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
+
+    A run of the same job and configuration whose driver died is continued instead, under
+    its id, from its last checkpoint, on its dataset (:mod:`sparkdl.training.resume`).
+    ``callbacks`` run in every rank's loop (:mod:`sparkdl.training.rank.callbacks`);
+    ``driver_callbacks`` on this driver (:mod:`sparkdl.training.driver_callbacks`: progress,
+    evaluation before the commit, the report and MLflow). ``clock`` gets the launch, train
+    and write_back stage times; all its stages go to ``metrics.json``."""
+    from sparkdl.core.session import get_spark, task_slots
+
+    hooks = DriverCallbacks(driver_callbacks)
+    lake_ = Lake(lake)
+    if run_id is None and (found := find_resumable(lake_, cfg)) is not None:
+        run_id, manifest = found
+    manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
+    spark = spark or get_spark(cfg.spark)
+    ranks = cfg.train.ranks or task_slots(spark)
+    if ranks > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
+        raise LaunchError(f"{ranks} ranks but the dataset has only {manifest.row_groups} row groups; every rank "
+                          "needs at least one: prepare it with a larger materialize.max_ranks")
+    init_from = None
+    if cfg.train.fine_tune.init_from:
+        init_from = str(RunDir(lake_.find_run(cfg.train.fine_tune.init_from)).model)
+    run_id = run_id or new_id(f"{cfg.name}-")
+    final = lake_.run_dir(run_id)
+    clock = clock or StageClock()
+    t0 = time.monotonic()
+    staging = RunDir(staging_path(final))
+    staging.path.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(staging)
+    if not lock.acquire(wait_s=RUN_LOCK_WAIT_S):
+        raise LakeError(f"run {run_id} is being written by another driver ({staging.lock.read_text().strip()}); "
+                        "wait for it, or start a run of your own")
+    started = False
+    try:
+        with staged_dir(final, keep_existing=True) as stage_path:
+            stage = RunDir(stage_path)
+            write_resume_info(stage, cfg, manifest)
+            hooks.on_run_start(RunStart(run_id, stage, cfg, lake_.root))
+            started = True
+            spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
+                             model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
+                                                   manifest.task, manifest.target,
+                                                   embedding_tables(cfg.train, manifest)),
+                             train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
+                             init_from=init_from, callbacks=tuple(callbacks) + rank_callbacks(cfg, stage),
+                             loss=cfg.loss,
+                             class_weights=class_weights(cfg, manifest),
+                             image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
+                             indices=manifest.columns.get("indices"))
+            metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, hooks)
+            stage.resume_info.unlink()
+            stage.lock.unlink()
+    except BaseException as e:
+        if started:
+            hooks.on_failure(e)
+        raise
+    finally:
+        lock.release()
+    log.info("run %s committed in %.1fs: %s (validation: %s)", run_id, time.monotonic() - t0, final,
+             metrics.headline("validation"))
+    hooks.after_commit(RunDir(final), metrics)
+    return RunResult(run_id, final, metrics)
+
+
+def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, manifest: Manifest, stage: RunDir,
+                          run_id: str, clock: StageClock, hooks: DriverCallbacks) -> RunMetrics:
+    """Supervise the training stage, then write the model's companions and metrics into ``stage``."""
+    attempts: List[Dict[str, Any]] = []
+    try:
+        results = supervise(spark, spec, ranks, cfg, attempts, callbacks=hooks, spool=stage.event_spool)
+    except TrainingError as err:
+        err.attempts = attempts  # what was tried, for callers and reports
+        log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
+        raise
+    check_identical(results)
+    metrics = _metrics(run_id, ranks, results, attempts, manifest)
+    clock.add("launch", metrics.train["time_to_first_step_s"])
+    clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
+    with clock.stage("write_back"):
+        shutil.copytree(manifest.paths["preprocessing"], stage.preprocessing, dirs_exist_ok=True)
+        manifest.save(stage.manifest)
+        stage.write_config(cfg.to_dict())
+    hooks.before_commit(stage, metrics)
+    metrics.stages = dict(clock.seconds)
+    metrics.save(stage.metrics)
+    return metrics
