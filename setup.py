@@ -28,7 +28,7 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["sparkdl", "sparkdl.*"]),
     include_package_data=True,
-    package_data={"sparkdl": ["data/*/*.csv.gz", "data/*/*.md"]},
+    package_data={"sparkdl": ["datasets/*/*.csv.gz", "datasets/*/*.npz", "datasets/*/*.md"]},
     install_requires=_requirements("requirements.txt"),
     # MLflow (tracking and the run's pyfunc model) brings ~60 packages and caps pyarrow < 26: optional.
     extras_require={"test": _requirements("requirements-test.txt"), "mlflow": ["mlflow>=3.17,<4"]},

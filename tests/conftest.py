@@ -10,7 +10,6 @@ import pytest
 
 TIERS = ["unit", "integration", "cluster", "compat", "e2e"]
 REPO = Path(__file__).resolve().parent.parent
-ADULT_DIR = REPO.parent / "shared" / "datasets" / "adult"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,13 +62,6 @@ def spark_cluster():
     spark = _session("local-cluster[2,1,1024]")
     yield spark
     spark.stop()  # an embedded cluster torn down by interpreter exit relaunches executors noisily
-
-
-@pytest.fixture(scope="session")
-def adult_dir() -> Path:
-    if not (ADULT_DIR / "adult.data.csv").is_file():
-        pytest.skip(f"the Adult dataset is not at {ADULT_DIR}")
-    return ADULT_DIR
 
 
 @pytest.fixture

@@ -73,6 +73,10 @@ class ExchangeError(RunError, RuntimeError):
     """A launch value could not be exchanged between the ranks (a peer went away)."""
 
 
+class CheckpointWriteError(RunError, OSError):
+    """A checkpoint could not be written (a full, over-quota or read-only lake)."""
+
+
 class FailureKind(str, enum.Enum):
     """Why an attempt failed; :class:`sparkdl.training.launch.failures.RetryPolicy` decides from it."""
 

@@ -4,7 +4,7 @@
 <lake>/datasets/<job>/CURRENT            id of the dataset training uses (replaced atomically)
 <lake>/datasets/<job>/<id>/              manifest.json, train/, validation/, test/,
                                          preprocessing/, quarantine/
-<lake>/runs/<run_id>/                    a finished run (see sparkdl.runs)
+<lake>/runs/<run_id>/                    a finished run (its layout: sparkdl.core.rundir)
 ```
 
 Everything is first written under a hidden staging name and renamed into place only
@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from sparkdl.core.errors import LakeError
 
@@ -46,31 +46,47 @@ def absolute(path: str) -> str:
     return str(local_path(path).expanduser().resolve())
 
 
+def utc_now() -> str:
+    """Now, as every record sparkdl writes spells a time (ISO 8601, UTC, seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def new_id(prefix: str = "") -> str:
     """Sortable, unique id: UTC time plus a random suffix."""
     return f"{prefix}{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
 @contextlib.contextmanager
-def atomic_target(path: "os.PathLike[str] | str") -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block
-    succeeds, removed when it fails. Readers see the old file or the new, never half of one."""
+def atomic_target(path: "os.PathLike[str] | str",
+                  before_replace: Optional[Callable[[Path], None]] = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to. When the block succeeds the file is
+    flushed to disk and renamed onto ``path``; when it fails it is removed. Readers see the
+    old file or the new, never half of one. ``before_replace(tmp)`` runs between the two
+    (fault injection: a crash there leaves ``path`` as it was)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only file system there is nothing to remove
+            tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: "os.PathLike[str] | str", data: bytes,
+                       before_replace: Optional[Callable[[Path], None]] = None) -> None:
+    """Write a file so readers see the old content or the new, never half of it."""
+    with atomic_target(path, before_replace) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: "os.PathLike[str] | str", text: str) -> None:
-    """Write a file so readers see the old content or the new, never half of it."""
-    with atomic_target(path) as tmp, open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    write_bytes_atomic(path, text.encode())
 
 
 def write_json_atomic(path: "os.PathLike[str] | str", obj: Any) -> None:
@@ -96,7 +112,7 @@ def staged_dir(final: Path, keep_existing: bool = False) -> Iterator[Path]:
     staging.mkdir(exist_ok=True)
     try:
         yield staging
-        (staging / COMMIT_MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        (staging / COMMIT_MARKER).write_text(utc_now())
         os.replace(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,19 +6,17 @@ called it ``test`` even when it came from the validation split, and still loads.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
-from sparkdl.core.lake import write_json_atomic
+from sparkdl.core.records import VersionedRecord
 from sparkdl.core.task_metrics import format_metric
 
 METRICS_VERSION = 2
 
 
 @dataclass
-class RunMetrics:
+class RunMetrics(VersionedRecord):
     """What a run measured. ``history`` has one entry per epoch; ``train`` the world,
     rates and launch; ``attempts`` every attempt (when, why it failed, where it resumed);
     ``stages`` wall seconds per pipeline stage; ``held_out`` and ``baseline`` the held-out
@@ -37,27 +35,19 @@ class RunMetrics:
     task: str = "classification"
     version: int = METRICS_VERSION
 
+    VERSION: ClassVar[int] = METRICS_VERSION
+    KIND: ClassVar[str] = "metrics"
+    REWRITE_HINT: ClassVar[str] = "this run was written by another sparkdl; read it with that version"
+
     def to_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, raw: Dict[str, Any]) -> "RunMetrics":
-        version = raw.get("version", 1)  # sparkdl 0.1 wrote the same layout without a version
-        if version == 1:
+    def upgrade(cls, raw: Dict[str, Any]) -> Dict[str, Any]:
+        if raw.get("version", 1) == 1:  # sparkdl 0.1 wrote version 1 without the field
             raw = {**{k: v for k, v in raw.items() if k != "test"}, "held_out": raw.get("test"),
                    "version": METRICS_VERSION}
-        if raw["version"] != METRICS_VERSION:
-            raise ValueError(f"metrics version {version!r} is not {METRICS_VERSION}: this run was written by "
-                             "another sparkdl; read it with that version")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
-    def save(self, path: "Path | str") -> None:
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: "Path | str") -> "RunMetrics":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return raw
 
     @property
     def held_out_split(self) -> str:

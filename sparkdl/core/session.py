@@ -40,8 +40,8 @@ DEFAULTS = {
     # torch and Horovod imported already.
     "spark.python.daemon.module": "sparkdl.core.worker_daemon",
     # Let HotSpot compile Spark's generated code past 8,000 bytecodes: ingest's validation of
-    # a wide schema is one such method, and interpreted it took 4.9 s per million rows
-    # against 2.1 s (README, Benchmarks: Prepare). A user's own extraJavaOptions add to these.
+    # a wide schema is one such method, and interpreted it is more than twice as slow
+    # (docs/benchmarks.md, Prepare). A user's own extraJavaOptions add to these.
     "spark.driver.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
     "spark.executor.defaultJavaOptions": "-XX:-DontCompileHugeMethods",
 }

@@ -14,18 +14,16 @@ import gzip
 import logging
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from sparkdl.core.columns import CORRUPT, FILE, RAW, REASON
 from sparkdl.core.config import DataConfig, SchemaConfig
 from sparkdl.core.errors import BadDataError
+from sparkdl.core.types import FLOAT32_MAX, SPARK_TYPE
+from sparkdl.preparation.examples import resolve_path
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_PREFIX = "embedded:"
-_SPARK_TYPES = {"int": "int", "long": "bigint", "double": "double", "float": "float",
-                "string": "string", "boolean": "boolean"}
 
 
 @dataclass(frozen=True)
@@ -53,18 +51,6 @@ def release(accepted) -> None:
     not: the cache belongs to the validated frame it derives from, and left alone it lasts
     as long as the session, one per ingest."""
     getattr(accepted, _CACHE, accepted).unpersist()
-
-
-def resolve_path(path: str) -> str:
-    """``embedded:adult/adult.data.csv.gz`` → the file shipped in the package; others unchanged."""
-    if not path.startswith(EMBEDDED_PREFIX):
-        return path
-    rel = path[len(EMBEDDED_PREFIX):]
-    resolved = resources.files("sparkdl").joinpath("data", *rel.split("/"))
-    if not resolved.is_file():
-        shipped = sorted(p.name for p in resources.files("sparkdl").joinpath("data").iterdir())
-        raise BadDataError(f"embedded dataset file {path!r} does not exist (shipped: {shipped})")
-    return str(resolved)
 
 
 def _local_files(path: str) -> Optional[List[str]]:
@@ -178,7 +164,6 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_
                      file_col.alias(FILE), F.lit(None).cast("string").alias(CORRUPT))
 
 
-FLOAT32_MAX = 3.4028234663852886e38
 
 
 def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: bool = True,
@@ -203,7 +188,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
         if dtypes[c.name] == "string":
             col = F.trim(col)
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
-        cleaned += [col.alias(text[c.name]), (col.try_cast(_SPARK_TYPES[c.type]) if c.type != "string" else col)
+        cleaned += [col.alias(text[c.name]), (col.try_cast(SPARK_TYPE[c.type]) if c.type != "string" else col)
                     .alias(typed[c.name])]
     carried = [F.col(f"`{c}`") for c in carry]
     rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE), *carried)

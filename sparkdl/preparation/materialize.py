@@ -17,12 +17,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from sparkdl.core.columns import FEATURES, INDICES, LABEL, RAW
 from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import DatasetTooSmallError
-from sparkdl.core.lake import Lake, new_id, staged_dir, write_json_atomic
+from sparkdl.core.lake import Lake, new_id, staged_dir, utc_now
+from sparkdl.core.records import VersionedRecord
 from sparkdl.core.rundir import MANIFEST
 from sparkdl.core.stopwatch import StageClock
 from sparkdl.preparation import features as feats
@@ -36,7 +37,7 @@ _HASH_BUCKETS = 1_000_000
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(VersionedRecord):
     """Everything about a materialized dataset that training and scoring need."""
 
     name: str
@@ -58,32 +59,21 @@ class Manifest:
     #: and training cardinality each, in the order of the ``categories`` index column.
     embeddings: List[Dict[str, Any]] = field(default_factory=list)
     #: Images: how files were decoded, and the pixels' shape (channels, height, width);
-    #: ``features`` then holds uint8 bytes, channels last.
+    #: ``features`` then holds uint8 bytes, channels first (``channels x height x width``).
     image: Optional[Dict[str, Any]] = None
     columns: Dict[str, str] = field(default_factory=lambda: {"features": FEATURES, "label": LABEL,
                                                              "dtype": "float32"})
     version: int = MANIFEST_VERSION
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: Dict[str, Any]) -> "Manifest":
-        if raw.get("version") != MANIFEST_VERSION:
-            raise ValueError(f"manifest version {raw.get('version')!r} is not {MANIFEST_VERSION}; "
-                             "prepare the dataset again with this sparkdl")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
-
-    def save(self, path: "Path | str") -> None:
-        write_json_atomic(path, self.to_dict())
+    VERSION: ClassVar[int] = MANIFEST_VERSION
+    KIND: ClassVar[str] = "manifest"
+    REWRITE_HINT: ClassVar[str] = "prepare the dataset again with this sparkdl"
 
     @classmethod
     def load(cls, path: "Path | str") -> "Manifest":
+        """The manifest at ``path``: its file, or the dataset directory holding it."""
         p = Path(path)
-        if p.is_dir():
-            p = p / MANIFEST
-        return cls.from_dict(json.loads(p.read_text()))
+        return super().load(p / MANIFEST if p.is_dir() else p)
 
     @property
     def classes(self) -> List[str]:
@@ -160,9 +150,10 @@ def parquet_layout(path: Path) -> Dict[str, int]:
     return {"rows": rows, "row_groups": groups}
 
 
-def write_split(df, path: Path, row_groups: int) -> Dict[str, int]:
-    """Write one split as ``row_groups`` Parquet files (one row group each at this scale)."""
-    df.repartition(row_groups).write.mode("overwrite").parquet(str(path))
+def write_split(df, path: Path, row_groups: int, max_rows: int) -> Dict[str, int]:
+    """Write one split as at least ``row_groups`` Parquet files of at most ``max_rows`` rows
+    (a file holds one row group at these sizes)."""
+    df.repartition(row_groups).write.mode("overwrite").option("maxRecordsPerFile", max_rows).parquet(str(path))
     return parquet_layout(path)
 
 
@@ -200,7 +191,7 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                 keep = [cfg.path_column] if cfg.path_column else []
                 frame = feats.to_training_frame(fitted.model, df, cfg.schema, keep, embeddings=plan,
                                                 plan_path=plan_path)
-                layouts[split] = write_split(frame, stage / split, groups)
+                layouts[split] = write_split(frame, stage / split, groups, m.max_rows_per_row_group)
             rows = layouts[split]["rows"]
             log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
                      layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
@@ -221,7 +212,7 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                 record["quarantine_path"] = str(final / "quarantine" / split)
         manifest = Manifest(
             name=cfg.name, dataset_id=dataset_id,
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            created=utc_now(),
             rows={"input": report.input, "accepted": report.accepted, "quarantined": report.quarantined},
             splits={k: v["rows"] for k, v in layouts.items()},
             row_groups={k: v["row_groups"] for k, v in layouts.items()},

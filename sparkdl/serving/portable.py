@@ -25,11 +25,11 @@ import numpy as np
 
 from sparkdl.core.columns import MISSING
 from sparkdl.core.rundir import PORTABLE_FILE
+from sparkdl.core.types import FLOAT32_MAX
 from sparkdl.preparation.embeddings import EmbeddedColumn, index_values
 
 _TRUE = {"t", "true", "y", "yes", "1"}
 _FALSE = {"f", "false", "n", "no", "0"}
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,8 @@ class PortableFeatures:
                 else:
                     why = "is not a finite number"
             if why is None and parsed is not None and kind in ("double", "float") and name in self.numeric \
-                    and abs(parsed) > _FLOAT32_MAX:
-                why = f"is beyond float32's range (|x| <= {_FLOAT32_MAX:.4g})"
+                    and abs(parsed) > FLOAT32_MAX:
+                why = f"is beyond float32's range (|x| <= {FLOAT32_MAX:.4g})"
             if why is not None:
                 if reasons[i] is None:
                     reasons[i] = f"column '{name}': '{v}' {why}"

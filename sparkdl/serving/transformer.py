@@ -25,19 +25,9 @@ from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import ConfigError
 from sparkdl.core.lake import Lake, require_run
 from sparkdl.core.rundir import RunDir
+from sparkdl.core.types import SPARK_INPUTS
 
 log = logging.getLogger(__name__)
-
-#: Spark types each declared type accepts as input (text is parsed row by row).
-_ACCEPTS = {
-    "string": None,  # anything: cast to text
-    "boolean": {"boolean", "string"},
-    "int": {"tinyint", "smallint", "int", "bigint", "string"},
-    "long": {"tinyint", "smallint", "int", "bigint", "string"},
-    "float": {"tinyint", "smallint", "int", "bigint", "float", "double", "string"},
-    "double": {"tinyint", "smallint", "int", "bigint", "float", "double", "string"},
-}
-
 
 def load_run(run: "Path | str", lake: Optional[str] = None) -> "RunModel":
     """The run at path ``run``, or with ``lake``, the run of that id in the lake."""
@@ -84,7 +74,7 @@ class RunModel(Transformer):
             raise ConfigError("input", f"the DataFrame has no column(s) {missing}, which run {self.run.name} reads; "
                                        f"it has {sorted(types)}. Rename or add them (schema.columns of the run)")
         for c in self.config.schema.columns:
-            allowed = _ACCEPTS[c.type]
+            allowed = SPARK_INPUTS[c.type]
             if c.name in types and allowed is not None and types[c.name] not in allowed:
                 raise ConfigError("input", f"column '{c.name}' is {types[c.name]}, but run {self.run.name} reads it "
                                            f"as {c.type}: cast it to {c.type} (or to string, parsed row by row)")

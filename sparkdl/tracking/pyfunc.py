@@ -23,10 +23,7 @@ import pandas as pd
 from sparkdl.core.columns import PREDICTION, PROBABILITIES, PROBABILITY, SCORE_ERROR
 from sparkdl.core.config import JobConfig
 from sparkdl.core.rundir import SPEC, RunDir
-
-_TYPES = {"int": "integer", "long": "long", "double": "double", "float": "float", "string": "string",
-          "boolean": "boolean"}
-
+from sparkdl.core.types import MLFLOW_TYPE
 
 _MODEL_CODE = """import mlflow.models
 
@@ -80,10 +77,10 @@ class RunPyfunc(mlflow.pyfunc.PythonModel):
 def signature(cfg: JobConfig, task: str):
     """Inputs: the declared columns the network reads; outputs: what ``predict`` returns."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
+    from mlflow.types.schema import AnyType, Array, ColSpec, Schema
 
     schema = cfg.schema
-    inputs = Schema([ColSpec(_TYPES[c.type], c.name, required=True) for c in schema.columns
+    inputs = Schema([ColSpec(MLFLOW_TYPE[c.type] or AnyType(), c.name, required=True) for c in schema.columns
                      if c.name != schema.label])
     if task == "regression":
         outputs = [ColSpec("double", PREDICTION)]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, List, Optional, Tuple
 
 from sparkdl.core.config import JobConfig
-from sparkdl.core.lake import STAGING_PREFIX, Lake, write_json_atomic
+from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
 from sparkdl.core.rundir import RunDir
 from sparkdl.preparation.materialize import Manifest
 from sparkdl.training.rank.checkpoints import list_checkpoints
@@ -107,7 +107,7 @@ def is_abandoned(run: RunDir) -> bool:
 def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:
     write_json_atomic(run.resume_info, {"job": cfg.name, "fingerprint": config_fingerprint(cfg),
                                         "dataset": manifest.paths["dataset"], "dataset_id": manifest.dataset_id,
-                                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                        "started": utc_now()})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.core.config import JobConfig, TrainConfig
 from sparkdl.core.errors import ConfigError, LakeError, LaunchError, TrainingError
-from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path
+from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path, utc_now
 from sparkdl.core.models import model_spec
 from sparkdl.core.run_metrics import RunMetrics
 from sparkdl.core.rundir import RunDir
@@ -57,10 +57,6 @@ class RunResult:
         return RunDir(self.path)
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
               policy: Optional[RetryPolicy] = None, callbacks: DriverCallbacks = DriverCallbacks(),
               spool: Optional[Path] = None) -> List[Any]:
@@ -76,7 +72,7 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
     while True:
         attempt += 1
         done = list_checkpoints(Path(spec.checkpoint_dir))
-        record = {"attempt": attempt, "started": _now(), "resumed_from_epoch": done[0][0] if done else 0,
+        record = {"attempt": attempt, "started": utc_now(), "resumed_from_epoch": done[0][0] if done else 0,
                   "error": None}
         attempts.append(record)
         t0, wall0 = time.monotonic(), time.time()

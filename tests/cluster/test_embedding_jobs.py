@@ -5,7 +5,7 @@ import gzip
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.preparation.materialize import Manifest
 from sparkdl.serving.evaluation import evaluate_network
 from sparkdl.serving.score import score

@@ -7,19 +7,15 @@ import pytest
 from conftest import REPO
 
 from sparkdl.core.config.loading import load_config
+from sparkdl.preparation.examples import write_mnist_folder
 from sparkdl.serving.score import score
 from sparkdl.workflow import run_job
-
-MNIST = REPO.parent / "shared" / "datasets" / "mnist-10k" / "images"
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """A copy of the 10,000 PNGs with two bad files dropped in."""
-    if not MNIST.is_dir():
-        pytest.skip(f"the MNIST images are not at {MNIST}")
-    folder = tmp_path_factory.mktemp("mnist") / "images"
-    shutil.copytree(MNIST, folder)
+    folder = write_mnist_folder(tmp_path_factory.mktemp("mnist") / "images")
     png = (folder / "3" / "00018.png").read_bytes()
     (folder / "3" / "truncated.png").write_bytes(png[:len(png) // 3])
     (folder / "5" / "notes.txt").write_text("scanned on the 4th; ask Ana about the 9s\n")

@@ -17,7 +17,7 @@ mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (pip inst
 
 from sparkdl.core.columns import PREDICTION, PROBABILITY, SCORE_ERROR
 from sparkdl.core.rundir import MLFLOW_FILE
-from sparkdl.preparation.ingest import resolve_path  # noqa: E402
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.score import score
 
 
@@ -32,9 +32,10 @@ def logged(adult_run):
 
 @pytest.fixture(scope="module")
 def raw_rows(adult_config):
-    """The Adult test file as pandas reads it, numbers as the signature declares them."""
+    """The Adult test file as pandas reads it: its whole numbers as int64 for the double columns."""
     raw = pd.read_csv(resolve_path(adult_config.data.test)).drop(columns=[adult_config.schema.label])
-    return raw.astype({c.name: float for c in adult_config.schema.columns if c.type == "double"})
+    assert (raw.dtypes[[c.name for c in adult_config.schema.columns if c.type == "double"]] == "int64").all()
+    return raw
 
 
 def test_the_run_is_in_the_lakes_store_with_params_metrics_and_files(adult_run, logged):

@@ -6,7 +6,7 @@ from pyspark.sql import functions as F
 import sparkdl
 from sparkdl.core.columns import PREDICTION, PROBABILITY, SCORE_ERROR
 from sparkdl.core.errors import ConfigError
-from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.score import score
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sparkdl.core.columns import PROBABILITY
 from sparkdl.core.errors import BadDataError
-from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.score import score
 
 CASES = {"files": 0, "rows": 0, "refused_as_a_flood": 0}

@@ -11,7 +11,7 @@ import torch
 from sparkdl.cli import main as cli
 from sparkdl.core.columns import PROBABILITIES
 from sparkdl.core.errors import BadDataError, LakeError, ScoringError
-from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.evaluation import evaluate_network
 from sparkdl.serving.score import score
 

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from sparkdl.cli import main as cli
 from sparkdl.core.columns import PREDICTION, PROBABILITY
 from sparkdl.core.errors import BadDataError, ScoringError, TableError
-from sparkdl.preparation.ingest import resolve_path
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.score import score
 from sparkdl.workflow import prepare
 

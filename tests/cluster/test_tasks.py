@@ -10,13 +10,14 @@ from conftest import REPO
 
 from sparkdl.core.config.loading import load_config, parse_config
 from sparkdl.core.rundir import SPEC
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.evaluation import evaluate_run
 from sparkdl.serving.score import score
 from sparkdl.testing.faults import FaultSpec
 from sparkdl.training.rank.controls import scheduled_lr
 from sparkdl.workflow import prepare, run_job, train
 
-HOUSING = REPO.parent / "shared" / "datasets" / "california-housing" / "housing.csv"
+HOUSING = resolve_path("embedded:california-housing/housing.csv.gz")
 FEATURES = [f"x{i}" for i in range(6)]
 
 
@@ -40,9 +41,7 @@ def _config(csv, classes, **train):
 
 @pytest.fixture(scope="module")
 def housing_run(spark_cluster, tmp_path_factory):
-    if not HOUSING.is_file():
-        pytest.skip(f"the California housing dataset is not at {HOUSING}")
-    cfg = load_config(REPO / "conf" / "california_housing.yaml", [f"data.train={HOUSING}"])
+    cfg = load_config(REPO / "conf" / "california_housing.yaml")  # the copy shipped in the package
     return run_job(cfg, str(tmp_path_factory.mktemp("housing-lake")), spark=spark_cluster)
 
 
@@ -59,7 +58,7 @@ def test_california_housing_beats_least_squares_on_the_test_split(housing_run):
 
 
 def test_regression_scoring_writes_numbers_in_dollars(spark_cluster, housing_run, tmp_path):
-    report = score(spark_cluster, housing_run.path, str(HOUSING), str(tmp_path / "preds"))
+    report = score(spark_cluster, housing_run.path, HOUSING, str(tmp_path / "preds"))
     assert report.input == report.scored == 20640 and report.quarantined == 0
     out = pq.read_table(tmp_path / "preds").to_pandas()
     assert "probabilities" not in out.columns and out["prediction"].dtype == np.float64

@@ -14,8 +14,9 @@ from sparkdl.core.config.loading import load_config
 from sparkdl.core.errors import BadDataError
 from sparkdl.core.lake import Lake
 from sparkdl.core.rundir import MANIFEST
+from sparkdl.preparation.examples import resolve_path
 from sparkdl.preparation.features import to_training_frame
-from sparkdl.preparation.ingest import ingest, release, resolve_path
+from sparkdl.preparation.ingest import ingest, release
 from sparkdl.preparation.materialize import Manifest
 from sparkdl.workflow import prepare
 
@@ -40,12 +41,6 @@ def prepared(spark_local, adult_cfg, tmp_path_factory):
     lake = tmp_path_factory.mktemp("lake")
     manifest = prepare(adult_cfg, str(lake), spark=spark_local)
     return lake, manifest
-
-
-def test_embedded_data_is_the_shared_adult_data(adult_dir):
-    for name in ("adult.data.csv", "adult.test.csv"):
-        shipped = gzip.open(resolve_path(f"embedded:adult/{name}.gz"), "rb").read()
-        assert shipped == (adult_dir / name).read_bytes()
 
 
 def test_clean_adult_file_is_accepted_exactly(prepared):

@@ -7,7 +7,7 @@ import pytest
 
 from sparkdl.core.stopwatch import Laps
 from sparkdl.testing.faults import FaultSpec, InjectedFault
-from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopState, StartupTimer
+from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopEvent, LoopState, StartupTimer
 
 
 def _state(**kw):
@@ -27,7 +27,7 @@ def test_only_overridden_events_are_dispatched_in_order():
     callbacks = Callbacks([first, StartupTimer(), second])
     assert callbacks.on_step_start_hooks == [callbacks._hooks["on_step_start"][0]]  # StartupTimer's alone
     assert len(callbacks.on_step_end_hooks) == 1 and callbacks._hooks["before_checkpoint_commit"] == []
-    callbacks.fire("on_epoch_end", _state(epoch=2))
+    callbacks.fire(LoopEvent.ON_EPOCH_END, _state(epoch=2))
     assert first.seen == second.seen == [("epoch_end", 2)]
     with pytest.raises(TypeError, match="is not a sparkdl.training.rank.callbacks.Callback"):
         Callbacks([object()])

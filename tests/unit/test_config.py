@@ -299,3 +299,17 @@ def test_backend_settings_become_what_each_backend_reads():
     assert t.ddp_settings.bucket_cap_mb == 5 and t.strategy == "ddp"
     t = parse_config(_with(train={"backend": "torch", "strategy": "fsdp"})).train
     assert t.sparse_table(10**7) is False and t.ddp_settings.bucket_cap_mb == 25  # FSDP keeps every table dense
+
+
+def test_the_configuration_page_is_generated_from_the_config_classes():
+    from conftest import REPO
+
+    from sparkdl.core.config.reference import render, undocumented
+
+    assert undocumented() == []  # every key says what it does, above its field
+    page = (REPO / "docs" / "configuration.md").read_text()
+    assert page == render(), "docs/configuration.md is stale: python -m sparkdl.core.config.reference > docs/configuration.md"
+    for key in ("spark.remote", "spark.connect_timeout_s", "train.launch.event_host", "progress.display",
+                "tracking.uri", "schema.columns[].type", "features.columns.<name>.encoding"):
+        assert f"| `{key}` |" in page
+

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from sparkdl.core.errors import LakeError
+from sparkdl.core.errors import CheckpointWriteError, LakeError
 from sparkdl.core.lake import COMMIT_MARKER, Lake, is_committed, staged_dir
-from sparkdl.training.rank.checkpoints import CheckpointWriteError, list_checkpoints, load_latest, save_checkpoint
+from sparkdl.training.rank.checkpoints import list_checkpoints, load_latest, save_checkpoint
 
 
 def test_staged_dir_commits_only_on_success(tmp_path):

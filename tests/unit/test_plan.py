@@ -1,6 +1,7 @@
 import pytest
 from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
 
+from sparkdl.training.backends.horovod import horovod_env
 from sparkdl.training.launch.plan import host_of, host_plan, hosts_string, interface_for
 
 
@@ -25,7 +26,7 @@ def test_plan_matches_horovods_own_assignment(addresses):
 def test_ranks_on_one_host_are_contiguous():
     plan = host_plan(["a:1", "b:1", "a:2", "b:2"])
     assert [s.rank for s in plan] == [0, 2, 1, 3]
-    assert plan[2].env()["HOROVOD_LOCAL_RANK"] == "1"
+    assert horovod_env(plan[2])["HOROVOD_LOCAL_RANK"] == "1"
 
 
 def test_host_of_handles_ipv6():

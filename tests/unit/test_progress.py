@@ -12,7 +12,7 @@ from sparkdl.core.progress import form
 from sparkdl.core.stopwatch import Laps
 from sparkdl.tracking.progress import TrainingProgress
 from sparkdl.training.launch.events import Event, EventType
-from sparkdl.training.rank.callbacks import Callbacks, LoopState
+from sparkdl.training.rank.callbacks import Callbacks, LoopEvent, LoopState
 from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
 
 
@@ -23,18 +23,18 @@ def _run_epochs(callbacks, epochs=2, steps=5, rank=0, losses=None, start_epoch=0
                       epoch=start_epoch, history=history if history is not None else [],
                       report=lambda type, **f: sent.append((type, f)))
     cbs = Callbacks(callbacks)
-    cbs.fire("on_train_start", state)
+    cbs.fire(LoopEvent.ON_TRAIN_START, state)
     for epoch in range(start_epoch + 1, epochs + 1):
         state.epoch = epoch
         for step in range(steps):
             state.step = step
-            cbs.fire("on_step_start", state)
+            cbs.fire(LoopEvent.ON_STEP_START, state)
             state.loss = torch.tensor(losses[step] if losses else 1.0)
-            cbs.fire("on_step_end", state)
+            cbs.fire(LoopEvent.ON_STEP_END, state)
         state.history.append({"epoch": epoch, "loss": 0.5 / epoch, "val_accuracy": 0.8 + epoch / 100, "lr": 0.01,
                               "samples_per_sec": 1000.0, "steps": steps, "attempt": 1})
-        cbs.fire("on_epoch_end", state)
-    cbs.fire("on_train_end", state)
+        cbs.fire(LoopEvent.ON_EPOCH_END, state)
+    cbs.fire(LoopEvent.ON_TRAIN_END, state)
     return sent
 
 

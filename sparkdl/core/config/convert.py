@@ -14,16 +14,16 @@ from typing import Any, Dict, List, Literal, Tuple
 from sparkdl.core.errors import ConfigError
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is typing.Union:
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin in (list, List):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list of {type_name(typing.get_args(tp)[0])}"
     if origin in (tuple, Tuple):
-        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return "a list of " + ", ".join(type_name(a) for a in typing.get_args(tp))
     if origin in (dict, Dict):
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -51,20 +51,20 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
                 return _convert(value, arg, path)
             except ConfigError:
                 pass
-        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(path, f"expected {type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(path, f"expected {type_name(tp)}, got {value!r}")
         return value
     if origin in (list, List):
         if not isinstance(value, list):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(path, f"expected {type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin in (tuple, Tuple):
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(path, f"expected {type_name(tp)}, got {value!r}")
         return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin in (dict, Dict):
         if not isinstance(value, dict):
@@ -119,7 +119,7 @@ def build(cls: type, raw: Any, path: str) -> Any:
         if name in raw:
             kwargs[name] = _convert(raw[name], hints[name], sub)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(sub, f"required value missing (expected {_type_name(hints[name])})")
+            raise ConfigError(sub, f"required value missing (expected {type_name(hints[name])})")
     return cls(**kwargs)  # __post_init__ checks name their full key paths
 
 

@@ -8,6 +8,7 @@ from typing import Dict, List, Literal, Optional, Tuple
 from sparkdl.core.config.checks import NAME_RE, check
 from sparkdl.core.tables import name_problem
 from sparkdl.core.task_metrics import REGRESSION
+from sparkdl.core.types import DECLARED
 
 #: The shapes of generated data (``data.format: synthetic``, ``data.options.shape``).
 SHAPES = ("adult", "clicklog")
@@ -17,21 +18,30 @@ SHAPES = ("adult", "clicklog")
 class ColumnSpec:
     """One input column and its declared type."""
 
+    #: The column's name in the source (its header, key or field).
     name: str
-    type: Literal["int", "long", "double", "float", "string", "boolean"]
+    #: How its values parse; a value that does not is quarantined with the reason.
+    type: Literal[DECLARED]
 
 
 @dataclass(frozen=True)
 class SchemaConfig:
     """Declared schema of the raw data: never inferred."""
 
+    #: Every column of the source, in order, with its type: never inferred.
     columns: List[ColumnSpec]
+    #: The column the model predicts.
     label: str
     #: ``classification``: the label is one of ``classes``; ``regression``: a number.
     task: Literal["classification", "regression"] = "classification"
+    #: Classification: every label value, in the order the model's outputs take; a row with
+    #: another label is quarantined.
     classes: List[str] = field(default_factory=list)
+    #: Columns encoded as categories (one-hot or embeddings: ``features``).
     categorical: List[str] = field(default_factory=list)
+    #: Columns used as numbers (imputed and scaled: ``features``).
     numeric: List[str] = field(default_factory=list)
+    #: Columns that identify a row: kept beside the predictions when scoring.
     keys: List[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -79,7 +89,9 @@ class ImageConfig:
     """How image files become pixels (``data.format: images``): decoded, converted and
     resized on the executors with Pillow, stored as uint8."""
 
+    #: Pixels high after decoding (and resizing).
     height: int
+    #: Pixels wide after decoding (and resizing).
     width: int
     #: ``L``: 8-bit grayscale (1 channel); ``RGB``: 3 channels.
     mode: Literal["L", "RGB"] = "L"
@@ -110,13 +122,22 @@ class DataConfig:
     #: The training data's path; for ``table``, a table in the session's catalog
     #: (``[catalog.][database.]table``); for jdbc, see options; generated data has none.
     train: Optional[str] = None
+    #: How ``train`` and ``test`` are read: files (csv, json lines, parquet, a folder of
+    #: images), a jdbc source, a catalog table, or rows generated on the executors
+    #: (``synthetic``).
     format: Literal["csv", "parquet", "json", "jdbc", "synthetic", "images", "table"] = "csv"
+    #: A separate test split, read like ``train``; without it, ``materialize.test_fraction``
+    #: carves one.
     test: Optional[str] = None
+    #: Reader options (csv ``header``, jdbc ``url``/``dbtable``...); for ``synthetic``:
+    #: ``rows``, ``seed``, ``partitions``, ``shape`` (adult, clicklog).
     options: Dict[str, str] = field(default_factory=dict)
+    #: Texts that mean a missing value in a text source.
     null_values: List[str] = field(default_factory=lambda: ["?", ""])
     #: A NaN or infinite number (``1e400``, ``inf``, ``NaN``) in a double/float column:
     #: quarantine the row with a reason, or treat the value as missing (imputed).
     non_finite: Literal["quarantine", "missing"] = "quarantine"
+    #: The largest share of rows that may be quarantined before the job stops with an error.
     max_bad_fraction: float = 0.01
     #: Images: a folder of files, ``<folder>/<label>/<name>``, the label from the parent folder.
     image: Optional[ImageConfig] = None

@@ -14,9 +14,13 @@ class EmbeddingConfig:
     ``max_vocabulary`` distinct values, hashed into ``hash_buckets``. ``dim`` unset: the
     rule min(50, round(1.6 x size^0.56))."""
 
+    #: Values seen fewer times in training share the unknown index.
     min_count: int = 1
+    #: Most frequent values kept per column; past this a column is hashed.
     max_vocabulary: int = 100_000
+    #: Buckets of a hashed column.
     hash_buckets: int = 262_144
+    #: Embedding width; unset: from each column's cardinality.
     dim: Optional[int] = None
 
     def __post_init__(self):
@@ -30,8 +34,11 @@ class EmbeddingConfig:
 class ColumnEncoding:
     """One categorical column's encoding, overriding ``features.categorical_encoding``."""
 
+    #: ``onehot`` or ``embedding`` for this column; unset: ``categorical_encoding``.
     encoding: Optional[Literal["onehot", "embedding"]] = None
+    #: Embedding by hashing into this many buckets instead of a vocabulary.
     hash_buckets: Optional[int] = None
+    #: This column's embedding width; unset: from its cardinality.
     dim: Optional[int] = None
 
 
@@ -39,10 +46,13 @@ class ColumnEncoding:
 class FeaturesConfig:
     """The Spark ML feature pipeline."""
 
+    #: How numeric columns are scaled, fitted on the training split.
     scaler: Literal["standard", "minmax", "none"] = "standard"
+    #: What a missing numeric value becomes, from the training split.
     impute: Literal["mean", "median"] = "mean"
     #: Categorical columns: one-hot encoded, or learned as embeddings (per column: ``columns``).
     categorical_encoding: Literal["onehot", "embedding"] = "onehot"
+    #: Per categorical column: its own ``encoding``, ``hash_buckets`` and ``dim``.
     columns: Dict[str, ColumnEncoding] = field(default_factory=dict)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     #: A one-hot column with more distinct training values than this is a ConfigError.
@@ -64,13 +74,20 @@ class FeaturesConfig:
 class MaterializeConfig:
     """Train/validation(/test) split and Parquet layout for training."""
 
+    #: The share of training rows held out to validate each epoch (a seeded hash of the row).
     validation_fraction: float = 0.1
     #: A seeded test split carved beside validation when the data has no ``data.test``,
     #: so metrics reported after early stopping come from rows that chose nothing.
     test_fraction: float = 0.0
+    #: The seed of the splits.
     seed: int = 42
+    #: The most ranks the dataset is laid out for: each split gets ``max_ranks x
+    #: row_groups_per_rank`` row groups.
     max_ranks: int = 4
+    #: Row groups per rank, so shards stay even and a reader can shuffle between them.
     row_groups_per_rank: int = 4
+    #: The most rows in one Parquet file (and so in one row group) of a split: a bigger split
+    #: gets more row groups, each small enough to decode and shuffle in a rank's memory.
     max_rows_per_row_group: int = 262144
 
     def __post_init__(self):

@@ -21,8 +21,11 @@ from sparkdl.core.task_metrics import REGRESSION, metric_names
 class JobConfig:
     """A whole ETL-plus-train job."""
 
+    #: Where the rows come from.
     data: DataConfig
+    #: The rows' declared columns and their roles.
     schema: SchemaConfig
+    #: The job's name: its datasets and runs in the lake are filed under it.
     name: str = "job"
     spark: SparkConfig = field(default_factory=SparkConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

@@ -62,13 +62,14 @@ def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]
 def move_deprecated_keys(raw: Dict[str, Any], source: Optional[str] = None) -> None:
     """Move 0.1's flat ``train`` keys to their groups and drop removed ones, warning once
     per key with its new name or why it went."""
+    where = f" in {source}" if source else ""
+    for old, why in REMOVED.items():
+        section, key = old.split(".", 1)
+        if isinstance(raw.get(section), dict) and raw[section].pop(key, None) is not None:
+            warnings.warn(f"config key '{old}'{where} is ignored: {why}; delete it", FutureWarning, stacklevel=3)
     train = raw.get("train")
     if not isinstance(train, dict):
         return
-    where = f" in {source}" if source else ""
-    for old, why in REMOVED.items():
-        if train.pop(old.split(".", 1)[1], None) is not None:
-            warnings.warn(f"config key '{old}'{where} is ignored: {why}; delete it", FutureWarning, stacklevel=3)
     for old, new in MOVED.items():
         key = old.split(".", 1)[1]
         if key not in train or (key == "optimizer" and not isinstance(train[key], str)):

@@ -11,11 +11,18 @@ from sparkdl.core.config.checks import check
 class ModelConfig:
     """Which network to train: a built-in one or a user factory 'module:function'."""
 
+    #: ``mlp`` (dense layers), ``cnn`` (image jobs) or ``custom`` (``factory``).
     kind: Literal["mlp", "cnn", "custom"] = "mlp"
+    #: Hidden layer widths; for ``cnn``, the conv channels then the dense head.
     hidden: List[int] = field(default_factory=lambda: [256, 128])
+    #: Dropout after each hidden layer.
     dropout: float = 0.1
+    #: ``cnn``: (channels, height, width) of the input images.
     image_shape: Optional[Tuple[int, int, int]] = None
+    #: ``custom``: ``module:function`` returning a torch module (or a module and a loss),
+    #: importable on every executor.
     factory: Optional[str] = None
+    #: Keyword arguments for ``factory``.
     factory_args: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):

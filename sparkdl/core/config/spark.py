@@ -11,9 +11,14 @@ from sparkdl.core.config.checks import check
 class SparkConfig:
     """Where Spark runs when sparkdl starts it (ignored under spark-submit or in a notebook)."""
 
+    #: The cluster sparkdl starts when no session is active (ignored under spark-submit, in a
+    #: notebook with a session, and with ``remote``).
     master: str = "local-cluster[2,1,1024]"
+    #: The Spark application's name.
     app_name: str = "sparkdl"
+    #: Any Spark settings, applied when sparkdl starts the session.
     conf: Dict[str, str] = field(default_factory=dict)
+    #: How long to wait for the executors of a cluster sparkdl started to register.
     executor_start_timeout_s: float = 120.0
     #: A Spark Connect endpoint (``sc://host:port/;token=...``): every Spark step then runs on
     #: that server's cluster and this process is a thin client. ``SPARK_REMOTE`` or

@@ -14,8 +14,12 @@ class ProgressConfig:
     bar (``bar``: a terminal or Jupyter), as a log line every ``lines_every_s``
     (``lines``: spark-submit logs, CI), or picks by where its output goes (``auto``)."""
 
+    #: How often rank 0 reports its step; 0: only at each epoch's end.
     interval_s: float = 2.0
+    #: ``bar`` (tqdm, in a terminal or notebook), ``lines`` (log lines), ``off``; ``auto``
+    #: picks by where output goes.
     display: Literal["auto", "bar", "lines", "off"] = "auto"
+    #: ``lines``: at most one line per this many seconds (and always each epoch's last).
     lines_every_s: float = 10.0
 
     def __post_init__(self):
@@ -30,6 +34,7 @@ class TrackingConfig:
     ``on`` requires it. Without ``uri`` the store is SQLite inside the lake
     (``<lake>/mlflow/mlflow.db``, artifacts beside it): no server needed."""
 
+    #: ``auto``: log when MLflow is installed; ``on``: require it; ``off``.
     mlflow: Literal["auto", "on", "off"] = "auto"
     #: A tracking URI (``http://host:5000``, ``sqlite:///path.db``, ``databricks``); None: the lake's own store.
     uri: Optional[str] = None

@@ -14,9 +14,13 @@ from sparkdl.core.task_metrics import metric_direction
 class OptimizerConfig:
     """The optimizer and its learning rate (scaled by the number of ranks)."""
 
+    #: The optimizer.
     name: Literal["adam", "adamw", "sgd"] = "adam"
+    #: The learning rate for one rank, before ``lr_scaling``.
     lr: float = 1e-3
+    #: L2 penalty (decoupled for ``adamw``).
     weight_decay: float = 0.0
+    #: How the rate grows with the number of ranks: linearly, by its square root, or not.
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
 
     def __post_init__(self):
@@ -29,12 +33,15 @@ class AllreduceConfig:
     """How gradients are exchanged: compression on the wire, and accumulation of several
     backward passes per exchange."""
 
+    #: Gradients sent as fp16 (Horovod, and DDP's fp16 hook).
     compression: Literal["none", "fp16"] = "none"
+    #: Gradient accumulation: backward passes per exchange and step.
     backward_passes_per_step: int = 1
     #: Embedding tables: ``sparse`` exchanges only the rows a batch touched (Horovod's
     #: sparse allreduce) and steps them with SparseAdam; ``dense`` allreduces the whole
     #: table; ``auto`` is sparse for tables of at least ``sparse_from_rows`` rows.
     embedding_gradients: Literal["auto", "dense", "sparse"] = "auto"
+    #: ``auto``: the smallest table that takes sparse gradients.
     sparse_from_rows: int = 100_000
 
     def __post_init__(self):
@@ -86,7 +93,9 @@ class DdpConfig:
 class LoaderConfig:
     """How each rank reads its shard."""
 
+    #: Rows mixed across row groups before batching; 0: in file order.
     shuffle_buffer: int = 10000
+    #: Batches read ahead on a background thread while the rank computes.
     prefetch_batches: int = 4
 
     def __post_init__(self):
@@ -99,7 +108,9 @@ class AugmentConfig:
     """Image jobs: random horizontal flips and random crops of an image zero-padded by
     ``crop_padding`` pixels, drawn anew every epoch."""
 
+    #: Image jobs: random horizontal flips.
     flip: bool = False
+    #: Image jobs: random crops of the image zero-padded by this many pixels.
     crop_padding: int = 0
 
     def __post_init__(self):
@@ -114,7 +125,9 @@ class AugmentConfig:
 class FineTuneConfig:
     """Start from an earlier run's weights, optionally with some parameters frozen."""
 
+    #: A run id or path whose weights start this run (layers that match by name and shape).
     init_from: Optional[str] = None
+    #: Parameter-name prefixes kept fixed while training.
     freeze: List[str] = field(default_factory=list)
 
 
@@ -122,8 +135,11 @@ class FineTuneConfig:
 class LaunchConfig:
     """Bounds on every wait of the barrier stage's launch, and the ranks' environment."""
 
+    #: How long every rank may take to start (slots, Python workers, imports).
     start_timeout_s: float = 120.0
+    #: How long ranks may take to find each other.
     rendezvous_timeout_s: float = 60.0
+    #: The longest a rank may go without reporting before the attempt is stopped.
     progress_timeout_s: float = 600.0
     #: How long a cancelled stage may take to stop before the driver gives up on it.
     cancel_grace_s: float = 30.0
@@ -147,6 +163,8 @@ class LaunchConfig:
 class FailureConfig:
     """Recovery: how many attempts a run gets when a retry can help."""
 
+    #: Launches of the training stage, the first included; a retry resumes from the latest
+    #: checkpoint.
     max_attempts: int = 3
 
     def __post_init__(self):
@@ -157,11 +175,15 @@ class FailureConfig:
 class EarlyStoppingConfig:
     """Stop when a validation metric stops improving; keep the best epoch's weights."""
 
+    #: The validation metric watched (any ``val_`` metric of the task).
     metric: str = "val_loss"
     #: ``min`` or ``max``; by default, what the metric needs (``max`` for accuracy, F1, AUC, R2).
     mode: Optional[Literal["min", "max"]] = None
+    #: Epochs without improvement before stopping.
     patience: int = 3
+    #: The least change that counts as an improvement.
     min_delta: float = 0.0
+    #: The weights the run keeps: the best epoch's, or the last.
     keep: Literal["best", "last"] = "best"
 
     def __post_init__(self):
@@ -181,12 +203,19 @@ class LrScheduleConfig:
     ``constant``, ``cosine`` (to ``min_lr``), ``step`` (times ``gamma`` every ``step_epochs``)
     or ``plateau`` (times ``gamma`` after ``patience`` epochs without a better ``metric``)."""
 
+    #: How the learning rate changes over epochs.
     kind: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    #: Epochs of linear warm-up from zero (fractions allowed).
     warmup_epochs: float = 0.0
+    #: ``cosine``: the rate it ends at.
     min_lr: float = 0.0
+    #: ``step``: epochs between drops.
     step_epochs: int = 10
+    #: ``step`` and ``plateau``: the factor of each drop.
     gamma: float = 0.1
+    #: ``plateau``: the validation metric watched.
     metric: str = "val_loss"
+    #: ``plateau``: epochs without improvement before a drop.
     patience: int = 2
 
     def __post_init__(self):
@@ -201,16 +230,21 @@ class LrScheduleConfig:
 class TrainConfig:
     """Distributed training: world size, epochs and batch, and one group per concern."""
 
+    #: Ranks (barrier tasks) to train on; unset: every task slot of the cluster.
     ranks: Optional[int] = None
     #: How ranks exchange gradients: ``horovod`` (ring-allreduce) or ``torch``
-    #: (torch.distributed: DDP, or FSDP with ``strategy: fsdp``). See the README to choose.
+    #: (torch.distributed: DDP, or FSDP with ``strategy: fsdp``). docs/benchmarks.md compares them.
     backend: Literal["horovod", "torch"] = "horovod"
     #: ``train.backend: torch`` only: ``ddp`` replicates the model on every rank, ``fsdp``
     #: shards parameters, gradients and optimizer state across ranks (models too large for one).
     strategy: Literal["ddp", "fsdp"] = "ddp"
+    #: Passes over the training split (fewer under early stopping).
     epochs: int = 10
+    #: Rows per step on each rank.
     batch_size: int = 128
+    #: Autocast to bf16 or fp16 (fp16 with loss scaling).
     mixed_precision: Literal["none", "bf16", "fp16"] = "none"
+    #: Seeds the model's initial weights and each rank's shuffling.
     seed: int = 0
     #: The loss: ``cross_entropy`` for classification; ``mse`` (default), ``huber`` or ``l1``
     #: for regression. Unset: the task's default.
@@ -221,6 +255,7 @@ class TrainConfig:
     #: Two classes: predict the positive class at probability >= 0.5 (``default``) or at
     #: the threshold that maximised F1 on the validation split (``best_f1``).
     decision_threshold: Literal["default", "best_f1"] = "default"
+    #: Stop when a validation metric stops improving (unset: train every epoch).
     early_stopping: Optional[EarlyStoppingConfig] = None
     lr_schedule: LrScheduleConfig = field(default_factory=LrScheduleConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

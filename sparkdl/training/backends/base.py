@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ContextManager, Dict, FrozenSet, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
+from sparkdl.training.launch.plan import RankSlot
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,13 @@ class Peers:
     chief_ip: str
     #: The network interface of this rank's address, or None when it cannot be told.
     iface: Optional[str]
-    #: Environment to set before joining (the slot's HOROVOD_* values, ``train.launch.env``).
+    #: Environment to set before joining (``train.launch.env``).
     env: Dict[str, str]
-    #: Horovod's ``host:slots,...`` string of the plan, and every rank's address.
+    #: The plan as ``host:slots,...``, and every rank's address.
     hosts: str
     rank_ips: FrozenSet[str]
+    #: This task's place in the plan (host, local and cross ranks).
+    slot: RankSlot
 
 
 class Backend(ABC):

@@ -11,14 +11,28 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from sparkdl.core.config import TrainConfig
 from sparkdl.training.backends.base import Backend, Peers
+from sparkdl.training.launch.plan import RankSlot
 
 log = logging.getLogger(__name__)
 
 RENDEZVOUS_PORT = "rendezvous_port"
+
+
+def horovod_env(slot: RankSlot) -> Dict[str, str]:
+    """The HOROVOD_* variables ``hvd.init()`` reads for a slot of the plan."""
+    return {
+        "HOROVOD_HOSTNAME": slot.hostname,
+        "HOROVOD_RANK": str(slot.rank),
+        "HOROVOD_SIZE": str(slot.size),
+        "HOROVOD_LOCAL_RANK": str(slot.local_rank),
+        "HOROVOD_LOCAL_SIZE": str(slot.local_size),
+        "HOROVOD_CROSS_RANK": str(slot.cross_rank),
+        "HOROVOD_CROSS_SIZE": str(slot.cross_size),
+    }
 
 
 class HorovodBackend(Backend):
@@ -44,14 +58,14 @@ class HorovodBackend(Backend):
             self._server.init(peers.hosts, peers.size)
             port = self._server.port
         port = int(exchange.from_chief(RENDEZVOUS_PORT, port, rendezvous_timeout_s))
-        # Horovod's own defaults for its knobs (cycle time, fusion): 0.1-5 ms cycles moved the
-        # in-Spark step at batch 128 by less than its run-to-run spread (README, training speed).
+        # Horovod's own defaults for its knobs (cycle time, fusion): other cycle times did not
+        # move the in-Spark step beyond its run-to-run spread (docs/benchmarks.md, training speed).
         env = {"HOROVOD_GLOO_RENDEZVOUS_ADDR": peers.chief_ip,
                "HOROVOD_GLOO_RENDEZVOUS_PORT": str(port),
                "HOROVOD_CONTROLLER": "gloo",
                "HOROVOD_CPU_OPERATIONS": "gloo",
                "HOROVOD_GLOO_TIMEOUT_SECONDS": str(int(rendezvous_timeout_s)),
-               **peers.env}
+               **horovod_env(peers.slot), **peers.env}
         if peers.iface:
             env["HOROVOD_GLOO_IFACE"] = peers.iface
         os.environ.update(env)

@@ -1,8 +1,10 @@
-"""Horovod host plan from the barrier tasks' real addresses (pure logic, no Spark, no JVM).
+"""The rank plan from the barrier tasks' real addresses, for either backend (pure logic,
+no Spark, no JVM).
 
 Every task computes the same plan from ``BarrierTaskContext.getTaskInfos()``, so the
 placement is right on a multi-host cluster: ranks on one host are contiguous, and
-local/cross ranks follow Horovod's own assignment.
+local/cross ranks follow Horovod's assignment (which torch.distributed's local ranks
+match). Each backend turns a slot into its own settings.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 @dataclass(frozen=True)
 class RankSlot:
-    """Where one barrier task sits in the Horovod world."""
+    """Where one barrier task sits among the ranks."""
 
     partition: int
     hostname: str
@@ -24,18 +26,6 @@ class RankSlot:
     local_size: int
     cross_rank: int
     cross_size: int
-
-    def env(self) -> Dict[str, str]:
-        """The HOROVOD_* variables hvd.init() reads for this slot."""
-        return {
-            "HOROVOD_HOSTNAME": self.hostname,
-            "HOROVOD_RANK": str(self.rank),
-            "HOROVOD_SIZE": str(self.size),
-            "HOROVOD_LOCAL_RANK": str(self.local_rank),
-            "HOROVOD_LOCAL_SIZE": str(self.local_size),
-            "HOROVOD_CROSS_RANK": str(self.cross_rank),
-            "HOROVOD_CROSS_SIZE": str(self.cross_size),
-        }
 
 
 def host_of(address: str) -> str:
@@ -77,7 +67,7 @@ def host_plan(task_addresses: Sequence[str]) -> List[RankSlot]:
 
 
 def hosts_string(plan: Sequence[RankSlot]) -> str:
-    """Horovod's 'host:slots,...' string for a plan."""
+    """The plan as 'host:slots,...' (Horovod's hosts string)."""
     counts: Dict[str, int] = {}
     for s in sorted(plan, key=lambda s: s.rank):
         counts[s.hostname] = counts.get(s.hostname, 0) + 1

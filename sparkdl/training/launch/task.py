@@ -137,8 +137,8 @@ def run_barrier_task(fn: Callable[[RankContext], Any], settings: LaunchSettings,
         chief = next(s for s in plan if s.rank == 0)
         my_ip = resolve_ip(slot.hostname)
         peers = Peers(slot.rank, slot.size, slot.local_rank, resolve_ip(chief.hostname), interface_for(my_ip),
-                      {**slot.env(), **settings.launch.env}, hosts_string(plan),
-                      frozenset(resolve_ip(s.hostname) for s in plan))
+                      dict(settings.launch.env), hosts_string(plan),
+                      frozenset(resolve_ip(s.hostname) for s in plan), slot)
         import torch
 
         laps.lap("import_torch")

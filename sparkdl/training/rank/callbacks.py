@@ -20,14 +20,23 @@ every rank when a run resumes. A callback that sets ``state.stop_reason`` in
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sparkdl.core.stopwatch import Laps
 
-EVENTS = ("on_train_start", "on_step_start", "on_step_end", "on_epoch_end", "before_checkpoint_commit",
-          "on_train_end")
+
+class LoopEvent(str, enum.Enum):
+    """The loop's events, in order; each is the name of the :class:`Callback` method it calls."""
+
+    ON_TRAIN_START = "on_train_start"
+    ON_STEP_START = "on_step_start"
+    ON_STEP_END = "on_step_end"
+    ON_EPOCH_END = "on_epoch_end"
+    BEFORE_CHECKPOINT_COMMIT = "before_checkpoint_commit"
+    ON_TRAIN_END = "on_train_end"
 
 
 @dataclass
@@ -103,15 +112,16 @@ class Callbacks:
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"{cb!r} is not a sparkdl.training.rank.callbacks.Callback")
-        self._hooks = {event: [getattr(cb, event) for cb in callbacks
-                               if getattr(type(cb), event) is not getattr(Callback, event)] for event in EVENTS}
-        self.on_step_start_hooks = self._hooks["on_step_start"]
-        self.on_step_end_hooks = self._hooks["on_step_end"]
+        self._hooks = {event: [getattr(cb, event.value) for cb in callbacks
+                               if getattr(type(cb), event.value) is not getattr(Callback, event.value)]
+                       for event in LoopEvent}
+        self.on_step_start_hooks = self._hooks[LoopEvent.ON_STEP_START]
+        self.on_step_end_hooks = self._hooks[LoopEvent.ON_STEP_END]
 
         self._all = list(callbacks)
 
-    def fire(self, event: str, state: LoopState, *args: Any) -> None:
-        for hook in self._hooks[event]:
+    def fire(self, event: LoopEvent, state: LoopState, *args: Any) -> None:
+        for hook in self._hooks[LoopEvent(event)]:
             hook(state, *args)
 
     def state_dict(self) -> Dict[str, Any]:

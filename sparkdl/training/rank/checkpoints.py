@@ -7,22 +7,19 @@ if a file cannot be read, so a damaged file is never trained from.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from sparkdl.core.errors import CheckpointWriteError
+from sparkdl.core.lake import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (a full, over-quota or read-only lake)."""
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:
@@ -45,27 +42,17 @@ def save_checkpoint(directory: Path, epoch: int, state: Dict[str, Any], keep: in
     import torch
 
     final = checkpoint_path(directory, epoch)
-    tmp = directory / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
+    buffer = io.BytesIO()  # serialized first: torch.save turns a failed write into a vague RuntimeError
+    torch.save({**state, "epoch": epoch, "complete": True}, buffer)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()  # serialized first: torch.save turns a failed write into a vague RuntimeError
-        torch.save({**state, "epoch": epoch, "complete": True}, buffer)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
+        write_bytes_atomic(final, buffer.getbuffer(), before_replace=before_rename)
     except OSError as e:  # a full or read-only lake: keep the previous checkpoint, say where and why
-        with contextlib.suppress(OSError):  # on a read-only file system there is nothing to remove either
-            tmp.unlink(missing_ok=True)
         previous = list_checkpoints(directory)
         raise CheckpointWriteError(
             f"could not write the checkpoint of epoch {epoch} to {final}: {e.strerror or e} (is the lake full, "
             f"over a quota or read-only?); "
             + (f"the checkpoint of epoch {previous[0][0]} is intact and a rerun resumes from it"
                if previous else "no earlier checkpoint exists")) from e
-    if before_rename is not None:  # fault injection: a crash between write and commit
-        before_rename(tmp)
-    os.replace(tmp, final)
     for _, old in list_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
     return final

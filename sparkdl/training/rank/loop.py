@@ -33,7 +33,7 @@ from sparkdl.core.task_metrics import StatsLayout, scalar_metrics
 from sparkdl.training.launch.events import EventType
 from sparkdl.training.launch.task import RankContext
 from sparkdl.training.rank.augment import ImageAugment
-from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopState
+from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopEvent, LoopState
 from sparkdl.training.rank.checkpoints import load_latest, save_checkpoint
 from sparkdl.training.rank.controls import EarlyStopping, LrSchedule
 from sparkdl.training.rank.objective import LOSSES, Objective
@@ -306,7 +306,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     state = LoopState(rank=ctx.rank, size=ctx.size, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
                       epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
                       broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
-    callbacks.fire("on_train_start", state)
+    callbacks.fire(LoopEvent.ON_TRAIN_START, state)
     for epoch in range(start_epoch + 1, t.epochs + 1):
         if state.stop_reason:  # a resumed run that had already stopped early
             break
@@ -320,18 +320,18 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                  "lr": opt.param_groups[0]["lr"], "samples_per_sec": total_rows / max(seconds, 1e-9),
                  "steps": plan.steps, "attempt": ctx.attempt, **timing}
         history.append(entry)
-        callbacks.fire("on_epoch_end", state)
+        callbacks.fire(LoopEvent.ON_EPOCH_END, state)
         model_state, optimizer_state = backend.full_state(net), backend.optimizer_state(net, opt)
         if ctx.is_chief:
             save_checkpoint(Path(spec.checkpoint_dir), epoch,
                             {"model": model_state, "optimizer": optimizer_state,
                              "rng": torch.get_rng_state(), "history": history,
                              "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
-                            before_rename=lambda tmp: callbacks.fire("before_checkpoint_commit", state, tmp))
+                            before_rename=lambda tmp: callbacks.fire(LoopEvent.BEFORE_CHECKPOINT_COMMIT, state, tmp))
             ctx.report(EventType.EPOCH, **{k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in entry.items()})
         if state.stop_reason and ctx.is_chief:
             ctx.report(EventType.LOG, level="info", message=f"early stopping after epoch {epoch}: {state.stop_reason}")
-    callbacks.fire("on_train_end", state)
+    callbacks.fire(LoopEvent.ON_TRAIN_END, state)
     final_state = backend.full_state(net)
     if ctx.is_chief:
         save_model(final_state, _final_spec(spec, history, state.extras), Path(spec.model_dir))

@@ -11,8 +11,8 @@ ranks run ``min_rows // batch_size`` steps per epoch, so no rank waits in an all
 that another never joins.
 
 Each row group's array column is decoded straight into one contiguous float32 matrix
-(no per-row objects): twice the rate of Petastorm's decoder, which builds a numpy array
-per row and stacks them.
+(no per-row objects), faster than Petastorm's decoder, which builds a numpy array per
+row and stacks them (docs/benchmarks.md, data path).
 """
 from __future__ import annotations
 
