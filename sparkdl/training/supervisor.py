@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.core.config import JobConfig, TrainConfig
+from sparkdl.core.config.backends import RULES
 from sparkdl.core.errors import ConfigError, LakeError, LaunchError, TrainingError
 from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path, utc_now
 from sparkdl.core.models import model_spec
@@ -119,12 +120,7 @@ def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]
     """The manifest's embedding tables, each marked sparse or not, checked against the
     backend before anything starts."""
     tables = [{**e, "sparse": t.sparse_table(e["size"])} for e in manifest.embeddings]
-    sparse = [e["name"] for e in tables if e["sparse"]]
-    if sparse and t.backend == "torch" and t.allreduce.compression == "fp16":
-        raise ConfigError("train.allreduce.compression", f"fp16 under train.backend: torch compresses dense gradients "
-                                                         f"only, and the tables of {sparse} take sparse ones: set "
-                                                         "train.allreduce.embedding_gradients: dense, or use "
-                                                         "train.backend: horovod")
+    RULES[t.backend].check_tables(t, [e["name"] for e in tables if e["sparse"]])
     return tables
 
 

@@ -313,3 +313,18 @@ def test_the_configuration_page_is_generated_from_the_config_classes():
                 "tracking.uri", "schema.columns[].type", "features.columns.<name>.encoding"):
         assert f"| `{key}` |" in page
 
+
+
+def test_each_backend_owns_its_rules_and_names_its_class():
+    import importlib
+
+    from sparkdl.core.config.backends import RULES
+
+    t = parse_config(_with(train={"backend": "torch", "allreduce": {"compression": "fp16"}})).train
+    with pytest.raises(ConfigError, match=r"tables of \['uid'\] take sparse ones"):
+        RULES["torch"].check_tables(t, ["uid"])
+    RULES["torch"].check_tables(t, [])  # no sparse table: fp16 is fine
+    RULES["horovod"].check_tables(t, ["uid"])  # Horovod's sparse allreduce takes any table
+    for name, rules in RULES.items():
+        module, cls = rules.implementation.split(":")
+        assert getattr(importlib.import_module(module), cls).__name__ == cls and rules.name == name

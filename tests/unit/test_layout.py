@@ -37,8 +37,12 @@ def imports_of(path: Path, name: str, known: Set[str]) -> Set[str]:
     counts ``a.b`` where that is a module)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}  # annotations only: no import at run time
     found: Set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -49,6 +53,11 @@ def imports_of(path: Path, name: str, known: Set[str]) -> Set[str]:
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known)
     return {m for m in found if m in known and m != name}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def graph(root: Path = PACKAGE) -> Dict[str, Set[str]]:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Union
 
+from sparkdl.core.config.backends import RULES
 from sparkdl.core.config.checks import check
 from sparkdl.core.task_metrics import metric_direction
 
@@ -273,7 +274,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
-        self._check_backend()
+        RULES[self.backend].check(self)  # each backend owns which options exist under it
         check(self.epochs >= 1, "train.epochs", "must be >= 1")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         if isinstance(self.class_weights, list):

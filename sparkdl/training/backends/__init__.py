@@ -3,22 +3,19 @@
 interface, :class:`~sparkdl.training.backends.base.Backend`; :func:`backend_named` picks one."""
 from __future__ import annotations
 
+import importlib
+
+from sparkdl.core.config.backends import RULES
 from sparkdl.training.backends.base import Backend
 
-__all__ = ["BACKENDS", "Backend", "backend_named"]
-
-
-BACKENDS = ("horovod", "torch")
+__all__ = ["Backend", "backend_named"]
 
 
 def backend_named(name: str, strategy: str = "ddp") -> Backend:
-    """A fresh backend object for ``train.backend`` (and ``train.strategy``)."""
-    if name == "horovod":
-        from sparkdl.training.backends.horovod import HorovodBackend  # imports Horovod: only where it is used
-
-        return HorovodBackend()
-    if name == "torch":
-        from sparkdl.training.backends.torchdist import TorchBackend
-
-        return TorchBackend(strategy)
-    raise ValueError(f"train.backend {name!r}: use one of {BACKENDS}")
+    """A fresh backend object for ``train.backend`` (and ``train.strategy``), built from
+    the class its rules name (imported here: Horovod only where it is used)."""
+    if name not in RULES:
+        raise ValueError(f"train.backend {name!r}: use one of {sorted(RULES)}")
+    module, cls = RULES[name].implementation.split(":")
+    backend = getattr(importlib.import_module(module), cls)
+    return backend(strategy)

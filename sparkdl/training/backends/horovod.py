@@ -38,7 +38,7 @@ def horovod_env(slot: RankSlot) -> Dict[str, str]:
 class HorovodBackend(Backend):
     name = "horovod"
 
-    def __init__(self):
+    def __init__(self, strategy: str = "ddp"):  # Horovod replicates the model: its config rules allow ddp only
         self._server = None
 
     def gpu_collectives(self) -> bool:

@@ -1,0 +1,69 @@
+"""What each training backend accepts, in one place per backend: the options that exist
+under it, how its ranks treat embedding tables, and the class that implements it. The
+config checks a job with its backend's rules before Spark starts, the supervisor checks
+the dataset's embedding tables with them before launching, and the launch builds the
+backend named here."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, Sequence
+
+from sparkdl.core.config.checks import check
+from sparkdl.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sparkdl.core.config.train import TrainConfig
+
+
+class BackendRules:
+    """One backend's rules; ``check`` and ``check_tables`` raise a ConfigError naming the key."""
+
+    name = ""
+    #: ``module:Class`` of the backend ranks run (imported on the executors only).
+    implementation = ""
+
+    def check(self, t: "TrainConfig") -> None:
+        """Options set for another backend are errors that name the backend having them."""
+
+    def check_tables(self, t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
+        """Whether this job can train the tables that take sparse gradients."""
+
+    def _not_here(self, t: "TrainConfig") -> str:
+        return f"this job uses train.backend: {t.backend}" + (f", strategy: {t.strategy}" if t.backend == "torch" else "")
+
+
+class HorovodRules(BackendRules):
+    name = "horovod"
+    implementation = "sparkdl.training.backends.horovod:HorovodBackend"
+
+    def check(self, t: "TrainConfig") -> None:
+        check(t.strategy == "ddp", "train.strategy",
+              f"{t.strategy} is an option of train.backend: torch ({self._not_here(t)})")
+        check(t.ddp is None, "train.ddp",
+              f"these are options of train.backend: torch with train.strategy: ddp ({self._not_here(t)})")
+
+
+class TorchRules(BackendRules):
+    name = "torch"
+    implementation = "sparkdl.training.backends.torchdist:TorchBackend"
+
+    def check(self, t: "TrainConfig") -> None:
+        check(t.horovod is None, "train.horovod",
+              "these are options of train.backend: horovod (this job uses train.backend: torch)")
+        check(t.ddp is None or t.strategy == "ddp", "train.ddp",
+              f"these are options of train.backend: torch with train.strategy: ddp ({self._not_here(t)})")
+        check(t.strategy != "fsdp" or t.allreduce.compression == "none", "train.allreduce.compression",
+              "fp16 compression is an option of train.backend: horovod and of train.strategy: ddp; "
+              "train.strategy: fsdp reduces full-precision gradients")
+        check(t.strategy != "fsdp" or t.allreduce.embedding_gradients != "sparse",
+              "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
+              "dense parameters): use dense, or train.strategy: ddp")
+
+    def check_tables(self, t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
+        if sparse_tables and t.allreduce.compression == "fp16":
+            raise ConfigError("train.allreduce.compression",
+                              f"fp16 under train.backend: torch compresses dense gradients only, and the tables of "
+                              f"{list(sparse_tables)} take sparse ones: set train.allreduce.embedding_gradients: "
+                              "dense, or use train.backend: horovod")
+
+
+RULES: Dict[str, BackendRules] = {r.name: r for r in (HorovodRules(), TorchRules())}
