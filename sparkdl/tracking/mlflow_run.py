@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -191,21 +192,28 @@ class MlflowRun:
 #: at their own stores must take turns, or one job's model lands in the other's store, or
 #: in the default ``./mlflow.db`` restored under it.
 _FLUENT_URI = threading.Lock()
+_BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API pointed at ``uri`` for a moment (one job at a time); the caller's
-    URI restored after."""
+    """MLflow's fluent API pointed at ``uri`` for a moment (one job at a time), without the
+    download bars MLflow prints while it checks the model it logged (they say nothing to
+    a user whose run is already committed); the caller's settings restored after."""
     import mlflow
 
     with _FLUENT_URI:
         before = mlflow.get_tracking_uri()
+        bars = os.environ.get(_BARS)
         mlflow.set_tracking_uri(uri)
+        if bars is None:  # a user who asked for the bars keeps them
+            os.environ[_BARS] = "false"
         try:
             yield
         finally:
             mlflow.set_tracking_uri(before)
+            if bars is None:
+                os.environ.pop(_BARS, None)
 
 
 class MlflowTracking(DriverCallback):

@@ -123,3 +123,14 @@ def test_a_run_logged_to_an_mlflow_server_appears_there(spark_cluster, adult_con
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_logging_the_model_prints_no_download_bars(adult_run, adult_config, logged, capfd):
+    from sparkdl.core.rundir import RunDir
+    from sparkdl.tracking.mlflow_run import MlflowRun
+
+    uri, run_id, _ = logged
+    capfd.readouterr()
+    MlflowRun(mlflow.tracking.MlflowClient(uri), uri, run_id, "0")._log_model(RunDir(adult_run.path), adult_config)
+    err = capfd.readouterr().err
+    assert "Downloading artifacts" not in err and "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ

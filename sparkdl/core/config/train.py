@@ -286,22 +286,6 @@ class TrainConfig:
             check(s.step_epochs < self.epochs, "train.lr_schedule.step_epochs",
                    f"a step every {s.step_epochs} epochs never happens in a run of train.epochs={self.epochs}")
 
-    def _check_backend(self) -> None:
-        """Options that exist in one backend only are errors under the other, naming it."""
-        check(self.strategy == "ddp" or self.backend == "torch", "train.strategy",
-               f"{self.strategy} is an option of train.backend: torch (this job uses train.backend: horovod)")
-        check(self.horovod is None or self.backend == "horovod", "train.horovod",
-               f"these are options of train.backend: horovod (this job uses train.backend: {self.backend})")
-        check(self.ddp is None or (self.backend == "torch" and self.strategy == "ddp"), "train.ddp",
-               f"these are options of train.backend: torch with train.strategy: ddp (this job uses "
-               f"train.backend: {self.backend}{', strategy: ' + self.strategy if self.backend == 'torch' else ''})")
-        check(self.strategy != "fsdp" or self.allreduce.compression == "none", "train.allreduce.compression",
-               "fp16 compression is an option of train.backend: horovod and of train.strategy: ddp; "
-               "train.strategy: fsdp reduces full-precision gradients")
-        check(self.strategy != "fsdp" or self.allreduce.embedding_gradients != "sparse",
-               "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
-               "dense parameters): use dense, or train.strategy: ddp")
-
     def sparse_table(self, rows: int) -> bool:
         """Whether an embedding table of ``rows`` rows takes sparse gradients (never under FSDP)."""
         return self.strategy != "fsdp" and self.allreduce.sparse_table(rows)
