@@ -35,7 +35,7 @@ def test_its_interrupted_run_resumes_from_its_checkpoint(spark_cluster, tmp_path
     info["dataset"] = info["dataset"].replace("/tmp/fixture/lake", str(lake))
     (staging / "resume.json").write_text(json.dumps(info))
 
-    cfg = load_config(FIXTURE / "job.yaml", ["tracking.mlflow=off"])
+    cfg = load_config(FIXTURE / "job.yaml", ["tracking.mlflow=\"off\""])
     result = run_job(cfg, str(lake), spark=spark_cluster, baseline=False)
     assert result.run_id == RUN_ID and not staging.exists() and (committed / COMMIT_MARKER).is_file()
     m = result.metrics
