@@ -182,7 +182,9 @@ def registered_executors(spark) -> int:
 
 
 def wait_for_executors(spark, want: int, timeout_s: float) -> None:
-    """Block until ``want`` executors registered, then run one warm-up barrier job."""
+    """Block until ``want`` executors registered, then run one warm-up barrier job (a
+    DataFrame job, so its Python workers fork from the daemon the ETL's stages use: an RDD
+    job's environment differs, and Spark would start a second daemon per executor)."""
     deadline = time.monotonic() + timeout_s
     have = registered_executors(spark)
     while have < want:
@@ -195,7 +197,11 @@ def wait_for_executors(spark, want: int, timeout_s: float) -> None:
         time.sleep(0.25)
         have = registered_executors(spark)
     slots = task_slots(spark)
-    spark.sparkContext.parallelize(range(slots), slots).barrier().mapPartitions(lambda it: [0]).collect()
+    spark.range(0, slots, 1, slots).mapInArrow(_pass_through, "id long", barrier=True).collect()
+
+
+def _pass_through(batches):
+    yield from batches
 
 
 def master_of(spark) -> str:

@@ -1,0 +1,61 @@
+"""Spark's Python worker daemons, read from /proc: the ETL's stages fork their workers from
+one daemon per executor that imported nothing heavy, and the training and scoring stages
+from one that preloaded torch and Horovod."""
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from conftest import REPO
+
+from sparkdl.core.config.loading import load_config
+from sparkdl.core.worker_daemon import PRELOAD_ENV
+from sparkdl.workflow import prepare
+
+
+@dataclass
+class Daemon:
+    pid: int
+    executor: int
+    preload: Optional[str]
+    has_torch: bool
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def daemons_of(app_id: str) -> List[Daemon]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"sparkdl.core.worker_daemon" not in cmd:
+                continue
+            parent = _parent(pid)
+            if b"sparkdl.core.worker_daemon" in Path(f"/proc/{parent}/cmdline").read_bytes():
+                continue  # a worker forked from a daemon
+            env = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_bytes().decode(
+                errors="replace").split("\0") if "=" in item)
+            if app_id not in env.get("SPARK_LOG_URL_STDERR", ""):
+                continue  # another application's executor
+            torch = "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+            out.append(Daemon(pid, parent, env.get(PRELOAD_ENV), torch))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # gone while read
+    return out
+
+
+def test_etl_daemons_import_no_torch_and_model_daemons_do(spark_cluster, adult_run, tmp_path):
+    cfg = load_config(REPO / "conf" / "synthetic.yaml", ["data.options.rows=2000"])
+    prepare(cfg, str(tmp_path / "lake"), spark=spark_cluster)  # an ETL stage after a training one
+    daemons = daemons_of(spark_cluster.sparkContext.applicationId)
+    plain = [d for d in daemons if not d.preload]
+    model = [d for d in daemons if d.preload]
+    assert plain and model, daemons
+    assert not any(d.has_torch for d in plain), plain
+    assert all(d.has_torch for d in model), model
+    assert len({d.executor for d in plain}) == len(plain), plain  # one ETL daemon per executor, no warm-up one
