@@ -100,7 +100,8 @@ def _runs(args: argparse.Namespace) -> int:
             m = RunDir(path).read_metrics()
             key = m.primary_metric
             print(f"{path.name}  {m.task}  epochs {m.train['epochs']}  ranks {m.train['ranks']}  "
-                  f"val_{key} {m.validation.get(key, float('nan')):.4f}  {m.held_out_split}_{key} {m.held_out_metric():.4f}")
+                  f"val_{key} {m.validation.get(key, float('nan')):.4f}  "
+                  f"{m.held_out_split}_{key} {m.held_out_metric():.4f}")
         return 0
     if not args.run_id:
         print("sparkdl runs show: give a RUN_ID (see `sparkdl runs list`)", file=sys.stderr)

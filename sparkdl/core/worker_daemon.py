@@ -6,8 +6,9 @@ it, so modules the daemon has imported are already loaded (copy-on-write) in eac
 worker. A stage that trains or scores asks for torch and Horovod through
 ``SPARKDL_PRELOAD`` (:func:`sparkdl.core.session.preloading`), which takes their import
 off each barrier task's time to first step and off every model-scoring task; the ETL's
-stages ask for nothing and their daemon imports nothing (nor does this module: it imports no sparkdl module). sparkdl sets
-``spark.python.daemon.module`` to this module unless the user chose another.
+stages ask for nothing and their daemon imports nothing (nor does this module import any
+of sparkdl's). sparkdl sets ``spark.python.daemon.module`` to this module unless the user
+chose another.
 
 Only modules that start no threads on import may be preloaded: pyarrow starts jemalloc's
 background thread, which a forked child would not have. Nothing may reach stdout before

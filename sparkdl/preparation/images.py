@@ -16,7 +16,7 @@ import io
 from functools import partial
 from typing import Iterator, Optional, Tuple
 
-from sparkdl.core.columns import DECODE_ERROR, FILE, PIXELS, RAW, REASON
+from sparkdl.core.columns import DECODE_ERROR, FILE, MISSING, PIXELS, RAW, REASON
 from sparkdl.core.config import ImageConfig
 from sparkdl.core.errors import ConfigError
 from sparkdl.core.session import default_parallelism
@@ -102,7 +102,7 @@ def read_images(spark, data, schema, path: str, path_column: str, require_label:
         raw = F.concat_ws("/", label, F.element_at(parts, -1))
     if require_label:
         checks.append(F.when(label.isNull() | ~label.isin(list(schema.classes)),
-                             F.concat(F.lit(f"label '{schema.label}': '"), F.coalesce(label, F.lit("(missing)")),
+                             F.concat(F.lit(f"label '{schema.label}': '"), F.coalesce(label, F.lit(MISSING)),
                                       F.lit(f"' {source} is not one of {list(schema.classes)}"))))
     return decoded.select(F.col("path").alias(path_column), label.alias(schema.label), F.col(PIXELS),
                           F.coalesce(*checks).alias(REASON), raw.alias(RAW), F.col("path").alias(FILE))

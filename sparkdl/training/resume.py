@@ -143,7 +143,7 @@ def stale_runs(lake: Lake) -> List[StaleRun]:
         try:
             info = json.loads(run.resume_info.read_text())
         except (OSError, ValueError):
-            out.append(StaleRun(run_id, run.path, epochs, False, "no readable resume.json"))
+            out.append(StaleRun(run_id, run.path, epochs, False, f"no readable {run.resume_info.name}"))
             continue
         key = (info.get("job"), info.get("fingerprint"))
         if not Path(str(info.get("dataset"))).is_dir():

@@ -1,4 +1,6 @@
-"""Driver side of training: launch the barrier stage, supervise it, write the run back.
+"""Driver side of training: the run's lifecycle (lock, staging, commit) and the retry loop
+around the barrier stage. What ranks get is built by :mod:`~sparkdl.training.spec`, what
+they return becomes the run's metrics in :mod:`~sparkdl.training.results`.
 
 Spark does not retry a failed barrier stage, so the driver does: when an attempt fails
 in a way a retry can help (a lost executor or worker, a collective broken by a dead
@@ -16,13 +18,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
-from sparkdl.core.config import JobConfig, TrainConfig
-from sparkdl.core.config.backends import RULES
-from sparkdl.core.errors import ConfigError, LakeError, LaunchError, TrainingError
+from sparkdl.core.config import JobConfig
+from sparkdl.core.errors import LakeError, LaunchError, TrainingError
 from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path, utc_now
-from sparkdl.core.models import model_spec
 from sparkdl.core.run_metrics import RunMetrics
 from sparkdl.core.rundir import RunDir
 from sparkdl.core.stopwatch import StageClock
@@ -33,16 +33,16 @@ from sparkdl.training.launch.events import Event, EventType
 from sparkdl.training.launch.failures import Decision, RetryPolicy
 from sparkdl.training.rank.callbacks import Callback
 from sparkdl.training.rank.checkpoints import list_checkpoints
-from sparkdl.training.rank.loop import TrainSpec, kept_entry, train_rank
-from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
+from sparkdl.training.rank.loop import TrainSpec, train_rank
+from sparkdl.training.results import run_metrics
 from sparkdl.training.resume import RunLock, find_resumable, write_resume_info
+from sparkdl.training.spec import train_spec
 
 log = logging.getLogger(__name__)
 
 #: How long a driver tries for its run's lock: another driver checking whether the run is
 #: abandoned holds it for an instant, a live driver writing the run holds it for good.
 RUN_LOCK_WAIT_S = 2.0
-#: Where, in a run being written, ranks that cannot reach the driver spool their events.
 
 
 @dataclass(frozen=True)
@@ -116,76 +116,6 @@ def _dispatch(event: Event, callbacks: DriverCallbacks) -> None:
     callbacks.on_event(event)
 
 
-def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]:
-    """The manifest's embedding tables, each marked sparse or not, checked against the
-    backend before anything starts."""
-    tables = [{**e, "sparse": t.sparse_table(e["size"])} for e in manifest.embeddings]
-    RULES[t.backend].check_tables(t, [e["name"] for e in tables if e["sparse"]])
-    return tables
-
-
-def rank_callbacks(cfg: JobConfig, stage: RunDir) -> Tuple[Callback, ...]:
-    """The callbacks every run gets from its config: step progress when it is shown, and
-    TensorBoard event files in the run."""
-    p, t = cfg.progress, cfg.train
-    out: Tuple[Callback, ...] = ()
-    if p.interval_s > 0 and p.display != "off":
-        out += (StepProgress(p.interval_s, t.batch_size),)
-    if t.tensorboard:
-        out += (TensorBoardLogger(str(stage.tensorboard), p.interval_s or 10.0, t.batch_size),)
-    return out
-
-
-def check_identical(results: List[Dict[str, Any]]) -> None:
-    digests = {r["rank"]: r["digest"] for r in results if r["digest"] is not None}  # sharded: rank 0 only
-    if len(set(digests.values())) != 1:
-        raise TrainingError(None, f"ranks finished with different parameters: {digests}")
-
-
-def class_weights(cfg: JobConfig, manifest: Manifest) -> Optional[Tuple[float, ...]]:
-    """The loss's per-class weights: as configured, or ``balanced`` from the training
-    split's class counts (n / (classes x count), so every class weighs the same in total)."""
-    weights = cfg.train.class_weights
-    if weights is None:
-        return None
-    if weights != "balanced":
-        return tuple(float(w) for w in weights)
-    counts = manifest.label["counts"]
-    empty = [c for c, n in counts.items() if n == 0]
-    if empty:
-        raise ConfigError("train.class_weights", f"classes {empty} have no rows in the training split, so "
-                                                 "'balanced' cannot weigh them: give explicit weights or fix the data")
-    total, k = sum(counts.values()), len(counts)
-    return tuple(total / (k * counts[c]) for c in manifest.classes)
-
-
-def _metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: List[Dict[str, Any]],
-             manifest: Manifest) -> RunMetrics:
-    chief = results[0]
-    history = chief["history"]
-    stopping = chief["extras"].get("early_stopping")
-    kept = kept_entry(history, chief["extras"])
-    kept_epoch = kept["epoch"] if kept else 0
-    launch_seconds = attempts[-1]["time_to_first_step_s"]
-    train = {"ranks": ranks, "epochs": len(history),
-             "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
-             "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
-             "devices": [r["device"] for r in results], "seconds": round(sum(a.get("seconds", 0) for a in attempts), 2),
-             "time_to_first_step_s": launch_seconds, "identical_parameters": True, "kept_epoch": kept_epoch,
-             "stopped_early": bool(stopping and stopping["stopped_early"])}
-    if stopping:
-        train["early_stopping"] = stopping
-    startup = chief["extras"].get("startup")
-    if startup:  # where the launch went on rank 0 (a StartupTimer callback); spark_task_start: submission → task
-        train["startup"] = {"spark_task_start": round(launch_seconds - sum(startup.values()), 3), **startup}
-    return RunMetrics(
-        run_id=run_id, history=history, train=train,
-        validation={"epoch": kept_epoch, **{k[len("val_"):]: v for k, v in kept.items() if k.startswith("val_")}}
-        if kept else {},
-        attempts=attempts, dataset={"id": manifest.dataset_id, "path": manifest.paths["dataset"]},
-        task=manifest.task)
-
-
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
           callbacks: Sequence[Callback] = (), run_id: Optional[str] = None,
           clock: Optional[StageClock] = None, driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
@@ -229,16 +159,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             write_resume_info(stage, cfg, manifest)
             hooks.on_run_start(RunStart(run_id, stage, cfg, lake_.root))
             started = True
-            spec = TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
-                             model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes),
-                                                   manifest.task, manifest.target,
-                                                   embedding_tables(cfg.train, manifest)),
-                             train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
-                             init_from=init_from, callbacks=tuple(callbacks) + rank_callbacks(cfg, stage),
-                             loss=cfg.loss,
-                             class_weights=class_weights(cfg, manifest),
-                             image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
-                             indices=manifest.columns.get("indices"))
+            spec = train_spec(cfg, manifest, stage, init_from, callbacks)
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, hooks)
             stage.resume_info.unlink()
             stage.lock.unlink()
@@ -264,8 +185,7 @@ def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, ma
         err.attempts = attempts  # what was tried, for callers and reports
         log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
         raise
-    check_identical(results)
-    metrics = _metrics(run_id, ranks, results, attempts, manifest)
+    metrics = run_metrics(run_id, ranks, results, attempts, manifest)
     clock.add("launch", metrics.train["time_to_first_step_s"])
     clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
     with clock.stage("write_back"):

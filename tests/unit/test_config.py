@@ -308,7 +308,7 @@ def test_the_configuration_page_is_generated_from_the_config_classes():
 
     assert undocumented() == []  # every key says what it does, above its field
     page = (REPO / "docs" / "configuration.md").read_text()
-    assert page == render(), "docs/configuration.md is stale: python -m sparkdl.core.config.reference > docs/configuration.md"
+    assert page == render(), "stale: python -m sparkdl.core.config.reference > docs/configuration.md"
     for key in ("spark.remote", "spark.connect_timeout_s", "train.launch.event_host", "progress.display",
                 "tracking.uri", "schema.columns[].type", "features.columns.<name>.encoding"):
         assert f"| `{key}` |" in page

@@ -28,7 +28,8 @@ class BackendRules:
         """Whether this job can train the tables that take sparse gradients."""
 
     def _not_here(self, t: "TrainConfig") -> str:
-        return f"this job uses train.backend: {t.backend}" + (f", strategy: {t.strategy}" if t.backend == "torch" else "")
+        strategy = f", strategy: {t.strategy}" if t.backend == "torch" else ""
+        return f"this job uses train.backend: {t.backend}{strategy}"
 
 
 class HorovodRules(BackendRules):
