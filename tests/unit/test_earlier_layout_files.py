@@ -52,3 +52,17 @@ def test_its_config_and_metrics_read_and_its_fingerprint_is_unchanged(tmp_path):
     assert metrics.held_out["split"] == "test" and metrics.held_out["accuracy"] > 0.7  # written as "test"
     cfg = load_config(FIXTURE / "job.yaml")
     assert config_fingerprint(cfg) == json.loads((FIXTURE / "resume.json").read_text())["fingerprint"]
+
+
+def test_its_report_draws_the_metric_early_stopping_watched(tmp_path, monkeypatch):
+    from sparkdl.tracking import report
+
+    run = RunDir(copy_lake(tmp_path / "lake") / "runs" / RUN_ID)
+    metrics = run.read_metrics()
+    assert metrics.train["early_stopping"]["metric"] == "val_auc"
+    drawn = {}
+    plot = report.plot_history
+    monkeypatch.setattr(report, "plot_history", lambda *a, **k: (drawn.update(k), plot(*a, **k)))
+    report.write_report(run, metrics)
+    assert drawn["metrics"] == ["accuracy", "auc"] and drawn["kept_epoch"] == 2
+    assert run.plot.stat().st_size > 10_000 and "val_auc" in run.summary.read_text()
