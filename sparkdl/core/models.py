@@ -26,7 +26,6 @@ from sparkdl.core.rundir import SPEC, WEIGHTS
 log = logging.getLogger(__name__)
 
 
-
 def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str = "classification",
                target: Optional[Dict[str, float]] = None,
                embeddings: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:

@@ -20,8 +20,8 @@ class RunMetrics(VersionedRecord):
     """What a run measured. ``history`` has one entry per epoch; ``train`` the world,
     rates and launch; ``attempts`` every attempt (when, why it failed, where it resumed);
     ``stages`` wall seconds per pipeline stage; ``held_out`` and ``baseline`` the held-out
-    evaluation when the job ran one (its ``split`` says which). ``validation`` holds the kept epoch's validation
-    metrics (the best epoch under early stopping with ``keep: best``)."""
+    evaluation when the job ran one (its ``split`` says which). ``validation`` holds the
+    kept epoch's validation metrics (the best epoch under early stopping with ``keep: best``)."""
 
     run_id: str
     history: List[Dict[str, Any]]

@@ -22,7 +22,7 @@ import time
 from typing import Iterator, Optional
 
 from sparkdl.core.config import SparkConfig
-from sparkdl.core.errors import SparkStartError
+from sparkdl.core.errors import LaunchError, SparkStartError
 from sparkdl.core.worker_daemon import MODEL_MODULES, PRELOAD_ENV
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,6 @@ def task_slots(spark) -> int:
     """How many tasks can run at once, i.e. the largest possible barrier stage."""
     slots = known_task_slots(spark)
     if slots is None:
-        from sparkdl.core.errors import LaunchError
-
         raise LaunchError(
             f"the Spark Connect server (master {master_of(spark)}) does not say how many task slots its cluster "
             "has (none of spark.executor.instances with spark.executor.cores, or spark.cores.max, is set): "

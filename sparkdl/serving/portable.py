@@ -1,6 +1,6 @@
 """A run's fitted preprocessing as plain numbers, applied to pandas rows without Spark.
 
-The MLflow model (:mod:`sparkdl.tracking.mlflow_run`) scores raw rows wherever it is loaded: in a
+The MLflow model (:mod:`sparkdl.tracking.pyfunc`) scores raw rows wherever it is loaded: in a
 notebook, in ``mlflow.pyfunc.spark_udf`` on executors (where no Spark session can be
 opened), or in a model server. :func:`export` reads what the Spark ML ``PipelineModel``
 learned (imputation values, scaler statistics, category labels) into ``portable.json``;

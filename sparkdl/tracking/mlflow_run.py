@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, Optional
 
 from sparkdl.core.config import JobConfig, TrackingConfig
 from sparkdl.core.errors import ConfigError
+from sparkdl.core.lake import write_json_atomic
 from sparkdl.core.run_metrics import RunMetrics
 from sparkdl.core.rundir import RunDir
 from sparkdl.training.driver_callbacks import DriverCallback, RunStart
@@ -123,8 +124,8 @@ class MlflowRun:
 
     def _save_ids(self, run: RunDir, **more: str) -> None:
         """``mlflow.json`` in the run directory: where this MLflow run is (and its model)."""
-        run.mlflow.write_text(json.dumps({"tracking_uri": self.uri, "run_id": self.run_id,
-                                                        "experiment_id": self.experiment_id, **more}))
+        write_json_atomic(run.mlflow, {"tracking_uri": self.uri, "run_id": self.run_id,
+                                       "experiment_id": self.experiment_id, **more})
 
     def on_event(self, event: Event) -> None:
         """Rank 0's epoch reports → metrics at step = epoch, as they arrive."""

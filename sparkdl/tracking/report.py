@@ -55,10 +55,10 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "",
     ax3.set_ylabel("learning rate")
     if kept_epoch is not None and kept_epoch in epochs:
         i = epochs.index(kept_epoch)
-        for ax, ys in ((ax1, [h["val_loss"] for h in history]), *((ax2, v) for v in curves.values())):
-            starred = any(line.get_label().startswith("kept") for line in ax.lines)
-            ax.plot([kept_epoch], [ys[i]], "*", color="tab:red", markersize=14,
-                    label="_nolegend_" if starred else f"kept: epoch {kept_epoch}")
+        for ax, panel in ((ax1, [[h["val_loss"] for h in history]]), (ax2, list(curves.values()))):
+            for j, ys in enumerate(panel):  # one legend entry per panel
+                ax.plot([kept_epoch], [ys[i]], "*", color="tab:red", markersize=14,
+                        label=f"kept: epoch {kept_epoch}" if j == 0 else "_nolegend_")
     for ax in (ax1, ax2, ax3):
         ax.set_xlabel("epoch"), ax.legend(), ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

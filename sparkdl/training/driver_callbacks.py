@@ -63,25 +63,24 @@ class DriverCallbacks:
     def __init__(self, callbacks: Sequence[DriverCallback] = ()):
         self.callbacks = tuple(callbacks)
 
-    def on_run_start(self, run: RunStart) -> None:
+    def _each(self, moment: str, *args) -> None:
         for c in self.callbacks:
-            c.on_run_start(run)
+            getattr(c, moment)(*args)
+
+    def on_run_start(self, run: RunStart) -> None:
+        self._each("on_run_start", run)
 
     def on_attempt_start(self, attempt: int) -> None:
-        for c in self.callbacks:
-            c.on_attempt_start(attempt)
+        self._each("on_attempt_start", attempt)
 
     def on_event(self, event: Event) -> None:
-        for c in self.callbacks:
-            c.on_event(event)
+        self._each("on_event", event)
 
     def on_attempt_end(self, attempt: int, error: Optional[TrainingError]) -> None:
-        for c in self.callbacks:
-            c.on_attempt_end(attempt, error)
+        self._each("on_attempt_end", attempt, error)
 
     def before_commit(self, stage: RunDir, metrics: RunMetrics) -> None:
-        for c in self.callbacks:
-            c.before_commit(stage, metrics)
+        self._each("before_commit", stage, metrics)
 
     def after_commit(self, run: RunDir, metrics: RunMetrics) -> None:
         for c in self.callbacks:

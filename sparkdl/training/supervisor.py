@@ -82,14 +82,10 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
             callbacks.on_attempt_start(attempt)
-            try:
-                results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
-                                       on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
-                                       backend=cfg.train.backend, strategy=cfg.train.strategy,
-                                       spool=str(attempt_spool) if attempt_spool else None)
-            except TrainingError as err:
-                callbacks.on_attempt_end(attempt, err)
-                raise
+            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
+                                   on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
+                                   backend=cfg.train.backend, strategy=cfg.train.strategy,
+                                   spool=str(attempt_spool) if attempt_spool else None)
             callbacks.on_attempt_end(attempt, None)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
@@ -97,6 +93,7 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
             record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
             return results
         except TrainingError as err:
+            callbacks.on_attempt_end(attempt, err)
             record.update(seconds=round(time.monotonic() - t0, 2), error=str(err).splitlines()[0],
                           rank=err.rank, kind=err.kind.value, retryable=policy.retryable(err))
             if policy.decide(err, attempt) is Decision.RAISE:

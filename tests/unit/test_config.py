@@ -328,3 +328,14 @@ def test_each_backend_owns_its_rules_and_names_its_class():
     for name, rules in RULES.items():
         module, cls = rules.implementation.split(":")
         assert getattr(importlib.import_module(module), cls).__name__ == cls and rules.name == name
+
+
+def test_a_custom_models_own_sparse_table_meets_the_same_rule_on_the_rank():
+    from torch import nn
+
+    from sparkdl.training.backends.torchdist import TorchBackend
+
+    t = parse_config(_with(train={"backend": "torch", "allreduce": {"compression": "fp16"}})).train
+    net = nn.Sequential(nn.Embedding(10, 2, sparse=True))
+    with pytest.raises(ConfigError, match=r"tables of \['0.weight'\] take sparse ones"):  # before joining DDP
+        TorchBackend("ddp").prepare(net, t, 0.01, None)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Dict, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
+from sparkdl.core.config.backends import RULES
 from sparkdl.training.backends.base import Backend, Peers
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,15 @@ class TorchBackend(Backend):
             shard_model(net)
             return net, base_optimizer(t.optimizer.name, [p for p in net.parameters() if p.requires_grad], lr,
                                        t.optimizer.weight_decay)
+        if t.allreduce.compression == "fp16":  # a custom model's own sparse tables too, before joining DDP
+            sparse = sparse_parameters(net)
+            RULES["torch"].check_tables(t, [n for n, p in net.named_parameters() if id(p) in sparse])
         from torch.nn.parallel import DistributedDataParallel
 
         cuda = device.type == "cuda"
         model = DistributedDataParallel(net, device_ids=[device.index] if cuda else None,
                                         bucket_cap_mb=t.ddp_settings.bucket_cap_mb, gradient_as_bucket_view=True)
-        if t.allreduce.compression == "fp16":  # the job's tables were checked: all take dense gradients
+        if t.allreduce.compression == "fp16":
             from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
             model.register_comm_hook(None, default_hooks.fp16_compress_hook)
