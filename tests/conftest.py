@@ -1,5 +1,6 @@
-"""Shared fixtures. Tiers are directories (unit/, integration/, cluster/, e2e/); tests run
-in tier order so each kind of SparkSession is started once per pytest process."""
+"""Shared fixtures. Tiers are directories (unit/, integration/, cluster/, compat/, e2e/,
+hosts/); tests run in tier order so each kind of SparkSession is started once per pytest
+process."""
 from __future__ import annotations
 
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ["unit", "integration", "cluster", "compat", "e2e"]
+TIERS = ["unit", "integration", "cluster", "compat", "e2e", "hosts"]
 REPO = Path(__file__).resolve().parent.parent
 
 

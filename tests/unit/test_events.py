@@ -15,6 +15,9 @@ def test_events_round_trip_and_wrong_token_is_ignored():
         assert event.type is EventType.EPOCH and event.rank == 1 and event.get("loss") == 0.5
         assert "token" not in event.fields
         assert server.get(timeout=0.3) is None
+        assert server.refused == ["127.0.0.1"]  # the intruder's connection was closed and logged
+        intruder.send("epoch", epoch=100)  # nothing more is read from it
+        assert server.get(timeout=0.3) is None
         client.close(), intruder.close()
 
 

@@ -53,3 +53,48 @@ def test_sparkdls_rendezvous_refuses_strangers_and_closes():
         server.stop()
         with pytest.raises(ConnectionRefusedError):  # closed once the ranks are initialized
             _request(port, "GET", "/global/0", source=RANK)
+
+
+def _store(port, host=RANK, timeout_s=5):
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.TCPStore(host, port, 2, False, timedelta(seconds=timeout_s))
+
+
+def test_torchs_own_store_listens_on_every_address_for_anyone():
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    server = dist.TCPStore(RANK, 0, 2, True, timedelta(seconds=5), wait_for_workers=False)
+    server.set("rank0", "address")
+    assert _store(server.port, host=STRANGER).get("rank0") == b"address"  # no address, no token checked
+
+
+def test_sparkdls_store_is_on_loopback_behind_a_guard_that_admits_the_ranks_only():
+    import socket
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from sparkdl.training.backends.rendezvous import GuardedForwarder, loopback_listener
+
+    listener = loopback_listener()
+    server = dist.TCPStore("127.0.0.1", listener.getsockname()[1], 2, True, timedelta(seconds=5),
+                           wait_for_workers=False, master_listen_fd=listener.detach())
+    guard = GuardedForwarder(RANK, {RANK}, server.port)
+    try:
+        server.set("rank0", "address")
+        assert _store(guard.port).get("rank0") == b"address"  # a rank, through the guard
+        with socket.create_connection((RANK, guard.port), source_address=(STRANGER, 0), timeout=5) as s:
+            s.settimeout(5)
+            assert s.recv(1) == b""  # a stranger: closed at once, nothing read
+        assert guard.refused == [STRANGER]
+        with pytest.raises(ConnectionRefusedError):  # the store itself: loopback only
+            socket.create_connection((STRANGER, server.port), timeout=5)
+    finally:
+        guard.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((RANK, guard.port), timeout=5)

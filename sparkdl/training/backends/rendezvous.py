@@ -1,4 +1,6 @@
-"""Horovod's Gloo rendezvous, reachable only by this job's ranks and only while they need it.
+"""The backends' rendezvous, reachable only by this job's ranks.
+
+**Horovod's Gloo rendezvous**, and only while the ranks need it.
 
 Horovod's own ``RendezvousServer`` is a plain HTTP key-value store bound to every
 interface: anyone who can reach the port can read, overwrite or delete the keys ranks
@@ -12,10 +14,17 @@ secret, so sparkdl closes the server in the three ways left:
 
 Horovod's server and request handler classes do the serving; this module only adds the
 checks around them.
+
+**torch.distributed's ``TCPStore``** has no authentication either, and it binds every
+interface. Rank 0's store listens on loopback only (a socket sparkdl binds and hands to
+it), and :class:`GuardedForwarder` carries the job's rank hosts, and nobody else, from
+rank 0's address to it for as long as the group lives.
 """
 from __future__ import annotations
 
 import logging
+import socket
+import socketserver
 import threading
 from typing import Iterable, List, Optional
 
@@ -94,3 +103,87 @@ class GuardedRendezvous:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+#: Bytes moved per read while forwarding a store connection.
+_CHUNK = 1 << 16
+
+
+class GuardedForwarder:
+    """Listens on ``bind_host`` and forwards each connection from ``allowed_hosts`` to
+    ``127.0.0.1:target_port``; a connection from anywhere else is closed at once and logged."""
+
+    def __init__(self, bind_host: str, allowed_hosts: Iterable[str], target_port: int):
+        allowed = frozenset(allowed_hosts) | {bind_host}
+        refused: List[str] = []
+
+        class Pump(socketserver.BaseRequestHandler):
+            def handle(self):
+                upstream = socket.create_connection(("127.0.0.1", target_port), timeout=10)
+                upstream.settimeout(None)
+                back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True,
+                                        name="sparkdl-store-forward")
+                back.start()
+                _pump(self.request, upstream)
+                back.join()
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+            def verify_request(self, request, client_address) -> bool:
+                host = client_address[0]
+                if host in allowed:
+                    return True
+                refused.append(host)
+                log.warning("refused a connection to the torch.distributed store from %s (not a rank of this job)",
+                            host)
+                return False
+
+        self._server = Server((bind_host, 0), Pump)
+        self._refused = refused
+        self.host, self.port = self._server.server_address[:2]
+        self._thread: Optional[threading.Thread] = threading.Thread(
+            target=self._server.serve_forever, name="sparkdl-store-guard", daemon=True)
+        self._thread.start()
+
+    @property
+    def refused(self) -> List[str]:
+        """Client addresses refused so far."""
+        return list(self._refused)
+
+    def stop(self) -> None:
+        """Stop accepting (idempotent); forwarded connections end with their ends."""
+        if self._thread is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self._thread = None
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy ``source`` to ``sink`` until either closes, then close both."""
+    try:
+        while True:
+            data = source.recv(_CHUNK)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def loopback_listener() -> socket.socket:
+    """A listening socket on 127.0.0.1 (a free port), for a store that only this host reaches."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock

@@ -2,10 +2,11 @@
 backward), or FSDP (``fully_shard``: parameters, gradients and optimizer state sharded
 across ranks, the ZeRO-3 idea), over Gloo on CPU and NCCL on GPU.
 
-Rendezvous: the rank-0 task opens a ``TCPStore`` on its address (a free port) and shares
-the port through the driver's authenticated event channel; the others wait for it within
-``train.launch.rendezvous_timeout_s``, and every collective is bounded by
-``train.launch.progress_timeout_s`` (the process group's timeout).
+Rendezvous: the rank-0 task opens a ``TCPStore`` on loopback and a guard on its address
+that forwards the job's rank hosts only (:class:`~sparkdl.training.backends.rendezvous.GuardedForwarder`),
+and shares the guard's port through the driver's authenticated event channel; the others
+wait for it within ``train.launch.rendezvous_timeout_s``, and every collective is bounded
+by ``train.launch.progress_timeout_s`` (the process group's timeout).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class TorchBackend(Backend):
         self.strategy = strategy
         self._device = None
         self._store = None
+        self._guard = None
 
     @property
     def sharded(self) -> bool:
@@ -54,9 +56,13 @@ class TorchBackend(Backend):
             os.environ.setdefault("GLOO_SOCKET_IFNAME", peers.iface)
         wait = timedelta(seconds=rendezvous_timeout_s)
         if peers.rank == 0:
-            self._store = dist.TCPStore(peers.chief_ip, 0, peers.size, is_master=True, timeout=wait,
-                                        wait_for_workers=False)
-            exchange.from_chief(STORE_PORT, self._store.port, rendezvous_timeout_s)
+            from sparkdl.training.backends.rendezvous import GuardedForwarder, loopback_listener
+
+            listener = loopback_listener()
+            self._store = dist.TCPStore("127.0.0.1", listener.getsockname()[1], peers.size, is_master=True,
+                                        timeout=wait, wait_for_workers=False, master_listen_fd=listener.detach())
+            self._guard = GuardedForwarder(peers.chief_ip, peers.rank_ips, self._store.port)
+            exchange.from_chief(STORE_PORT, self._guard.port, rendezvous_timeout_s)
         else:
             port = int(exchange.from_chief(STORE_PORT, None, rendezvous_timeout_s))
             self._store = dist.TCPStore(peers.chief_ip, port, peers.size, is_master=False, timeout=wait)
@@ -69,14 +75,19 @@ class TorchBackend(Backend):
     def stop(self, ok: bool) -> None:
         import torch.distributed as dist
 
-        if not dist.is_initialized():
-            return
         try:
-            if ok:  # a rank leaving while a peer's Gloo threads still talk to it aborts that peer
-                dist.barrier()
+            if not dist.is_initialized():
+                return
+            try:
+                if ok:  # a rank leaving while a peer's Gloo threads still talk to it aborts that peer
+                    dist.barrier()
+            finally:
+                dist.destroy_process_group()
+                self._store = None
         finally:
-            dist.destroy_process_group()
-            self._store = None
+            if self._guard is not None:
+                self._guard.stop()
+                self._guard = None
 
     def world(self) -> Tuple[int, int]:
         import torch.distributed as dist

@@ -133,6 +133,8 @@ class EventServer:
         """Listen on ``host`` (e.g. 0.0.0.0); ranks connect to ``advertise`` (default ``host``).
         With ``spool``, also follow the events ranks that cannot connect write there."""
         self.token = token
+        #: Addresses of connections closed for sending something without the launch's token.
+        self.refused: list = []
         self.events: "queue.Queue[Event]" = queue.Queue()
         self._spool = SpoolFollower(spool, token) if spool else None
         self._values: Dict[str, Any] = {}
@@ -143,8 +145,11 @@ class EventServer:
             def handle(self):
                 for raw in self.rfile:
                     event = Event.decode(raw, outer.token)
-                    if event is None:
-                        continue
+                    if event is None:  # only a rank of this launch holds the token
+                        outer.refused.append(self.client_address[0])
+                        log.warning("refused a connection to the event channel from %s: its first line did not "
+                                    "carry this launch's token", self.client_address[0])
+                        return
                     if event.type is EventType.PUT:
                         outer._put(str(event.get("key")), event.get("value"))
                     elif event.type is EventType.GET:
