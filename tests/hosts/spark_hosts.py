@@ -108,15 +108,26 @@ class SparkHosts:
             raise RuntimeError(f"the Connect server did not start on {host.name}: {out.stdout[-2000:]}")
         return f"{host.name}:{CONNECT_PORT}"
 
-    def submit(self, host: Host, script: str, *args: str, conf: Optional[Dict[str, str]] = None,
-               timeout: float = 900) -> subprocess.CompletedProcess:
-        """``spark-submit`` of ``jobs/<script>`` from ``host`` (the driver host)."""
+    def _submit_command(self, host: Host, script: str, args, conf: Optional[Dict[str, str]]) -> List[str]:
         settings = {"spark.executor.memory": "1g", "spark.executor.cores": "1", "spark.driver.host": host.name,
                     "spark.driver.bindAddress": host.ip, "spark.pyspark.python": sys.executable,
                     "spark.ui.enabled": "false", **(conf or {})}
-        cmd = [os.path.join(spark_home(), "bin", "spark-submit"), "--master", self.master_url,
-               *[a for k, v in settings.items() for a in ("--conf", f"{k}={v}")], str(REPO / "jobs" / script), *args]
-        return host.run(cmd, timeout=timeout, env=self.env(host), cwd=str(REPO))
+        path = REPO / "jobs" / script if "/" not in script else Path(script)
+        return [os.path.join(spark_home(), "bin", "spark-submit"), "--master", self.master_url,
+                *[a for k, v in settings.items() for a in ("--conf", f"{k}={v}")], str(path), *args]
+
+    def submit(self, host: Host, script: str, *args: str, conf: Optional[Dict[str, str]] = None,
+               timeout: float = 900) -> subprocess.CompletedProcess:
+        """``spark-submit`` of ``script`` (a name in ``jobs/``, or a path) from ``host``
+        (the driver host), to completion."""
+        return host.run(self._submit_command(host, script, args, conf), timeout=timeout, env=self.env(host),
+                        cwd=str(REPO))
+
+    def submit_background(self, host: Host, script: str, *args: str, log_path: Path,
+                          conf: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+        """As :meth:`submit`, running on while the test acts; its output goes to ``log_path``."""
+        return host.popen(self._submit_command(host, script, args, conf), env=self.env(host), log_path=log_path,
+                          cwd=str(REPO))
 
     def sparkdl(self, host: Host, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         """The ``sparkdl`` command on ``host`` (a Connect client passes ``--remote``)."""
