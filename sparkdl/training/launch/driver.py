@@ -29,6 +29,7 @@ from sparkdl.core.spark_errors import python_traceback_tail
 from sparkdl.training.launch.events import Event, EventServer, EventType
 from sparkdl.training.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
 from sparkdl.training.launch.failures import classify_spark_failure, root_cause
+from sparkdl.training.launch.reachability import executor_endpoints, known_endpoints, network_note
 from sparkdl.training.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,11 @@ def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:
         time.sleep(0.5)
         slots = known_task_slots(spark) or 0
     if num_ranks > slots:
+        fix = f"lower train.ranks to {slots} or add executors/cores" if slots else "start executors"
         raise LaunchError(
             f"{num_ranks} ranks need {num_ranks} concurrent task slots, but the cluster has {slots} "
             f"(master {master_of(spark)}{f', after waiting {wait_s:.0f}s' if wait_s else ''}). "
-            f"A barrier stage starts all its tasks at once: lower train.ranks to {slots} or add executors/cores.")
+            f"A barrier stage starts all its tasks at once: {fix}.{network_note(known_endpoints(spark))}")
     return slots
 
 
@@ -171,6 +173,7 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     token = secrets.token_hex(16)
     tag = f"sparkdl-{token[:12]}"
     bind, advertise = driver_addresses(spark, launch)
+    executors = executor_endpoints(spark)  # where the ranks will run, named if they never start
     with EventServer(bind, token, advertise, spool=spool) as server:
         settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,
                                   THROUGH_SPARK if is_connect(spark) else THROUGH_DRIVER, spool)
@@ -178,7 +181,7 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
         t0 = time.monotonic()
         runner.start()
         log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
-        failure = _watch(runner, server, n, launch, on_event, t0)
+        failure = _watch(runner, server, n, launch, on_event, t0, executors)
     if failure is not None:
         raise failure
     return results_by_rank(runner.result or [], n)
@@ -198,7 +201,7 @@ def _error_from_event(event: Event) -> TrainingError:
 
 
 def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
-           on_event: EventHandler, t0: float) -> Optional[TrainingError]:
+           on_event: EventHandler, t0: float, executors=()) -> Optional[TrainingError]:
     """Consume events until the stage ends; return the error to raise, if any."""
     started: set = set()
     errors: List[TrainingError] = []
@@ -240,7 +243,8 @@ def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConf
             failure = TrainingTimeoutError(
                 f"{len(started)} of {n} ranks started within {launch.start_timeout_s:.0f}s; still waiting for "
                 f"rank(s) {missing}. Check that the cluster has {n} free slots and that executors can reach "
-                f"the driver at {server.address}; raise train.launch.start_timeout_s if startup is slow.", missing)
+                f"the driver at {server.address}; raise train.launch.start_timeout_s if startup is slow."
+                f"{network_note(executors)}", missing)
             break
         if len(started) == n and now - last_event > launch.progress_timeout_s:
             failure = TrainingTimeoutError(
