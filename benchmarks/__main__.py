@@ -81,7 +81,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             part("distributor", distributor)
             part("etl", lambda: bench_etl(spark, lake, [100_000] if quick else [1_000_000, 10_000_000]))
             part("scoring", lambda: bench_scoring(spark, lake, 200_000 if quick else 1_000_000))
-            part("scale", lambda: bench_scale(spark, lake, [100_000, 1_000_000] if quick else [1_000_000, 10_000_000]))
+            part("scale", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000]))
             part("clicklog", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000],
                                                  epochs=1, job="clicklog", score=False))
             part("images", lambda: bench_image_path(spark, 4_000 if quick else 50_000))

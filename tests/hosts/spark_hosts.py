@@ -18,6 +18,8 @@ from typing import Dict, List, Optional
 from tests.hosts.testbed import Host, Testbed
 
 REPO = Path(__file__).resolve().parents[2]
+#: The spark-submit scripts of this tier.
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
 MASTER_PORT = 7077
 MASTER_UI_PORT = 8080
 CONNECT_PORT = 15002
@@ -32,6 +34,12 @@ def spark_home() -> str:
 def parse_outputs(stdout: str) -> Dict[str, str]:
     """The ``key=value`` lines a sparkdl command prints."""
     return dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line and " " not in line.split("=")[0])
+
+
+def succeeded(out: subprocess.CompletedProcess, what: str) -> dict:
+    """The ``key=value`` lines of a command that must have succeeded (``_log``: its output)."""
+    assert out.returncode == 0, f"{what} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    return {**parse_outputs(out.stdout), "_log": out.stdout + out.stderr}
 
 
 class SparkHosts:
@@ -115,6 +123,10 @@ class SparkHosts:
         path = REPO / "jobs" / script if "/" not in script else Path(script)
         return [os.path.join(spark_home(), "bin", "spark-submit"), "--master", self.master_url,
                 *[a for k, v in settings.items() for a in ("--conf", f"{k}={v}")], str(path), *args]
+
+    def stop_connect(self, host: Host) -> None:
+        """Stop the Connect server on ``host`` (it holds every worker's cores while it lives)."""
+        host.run([os.path.join(spark_home(), "sbin", "stop-connect-server.sh")], timeout=120, env=self.env(host))
 
     def submit(self, host: Host, script: str, *args: str, conf: Optional[Dict[str, str]] = None,
                timeout: float = 900) -> subprocess.CompletedProcess:

@@ -1,24 +1,18 @@
-"""The job across hosts: a driver host, a master, two worker hosts (one executor of one
-core each), a stranger on the same bridge, and a Spark Connect client on a network the
-workers cannot route to. worker2 has two interfaces, its Spark address on the second.
-
-    driver, stranger, worker1 ── lan (198.18.0.0/24) ── master, worker2
-    client ── side (198.19.0.0/24) ── master          worker2 ── backup (198.18.1.0/24)
-"""
+"""The job across hosts (the cluster of ``conftest.CLUSTER``): a driver host, a master,
+two worker hosts with one executor of one core each, a stranger on the same bridge, and
+a Spark Connect client on a network the workers cannot route to."""
 import json
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from tests.hosts.spark_hosts import REPO, SparkHosts, parse_outputs
+from tests.hosts.spark_hosts import REPO, SCRIPTS, parse_outputs, succeeded
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TEST_FILE = REPO / "sparkdl" / "datasets" / "adult" / "adult.test.csv.gz"
-EPOCHS = "train.epochs=2"
 CONNECT_CONF = {  # what sparkdl's get_spark sets on a cluster it starts, set where the server starts
     "spark.python.daemon.module": "sparkdl.core.worker_daemon",
     "spark.executorEnv.SPARKDL_PRELOAD": "torch,torch._dynamo,horovod.torch",
@@ -26,39 +20,8 @@ CONNECT_CONF = {  # what sparkdl's get_spark sets on a cluster it starts, set wh
     "spark.executor.memory": "1g", "spark.executor.cores": "1"}
 
 
-@pytest.fixture(scope="module")
-def cluster(bed, tmp_path_factory):
-    work = tmp_path_factory.mktemp("hosts-jobs")
-    hosts = {name: bed.host(name, nets) for name, nets in (
-        ("driver", ("lan",)), ("master", ("lan", "side")), ("worker1", ("lan",)),
-        ("worker2", ("backup", "lan")), ("stranger", ("lan",)), ("client", ("side",)))}
-    spark = SparkHosts(bed, work)
-    spark.start_master(hosts["master"])
-    for name in ("worker1", "worker2"):
-        spark.start_worker(hosts[name])
-    spark.wait_for_workers(["worker1", "worker2"])
-    return spark, hosts, work
-
-
-def _ok(out: subprocess.CompletedProcess, what: str) -> dict:
-    assert out.returncode == 0, f"{what} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
-    return {**parse_outputs(out.stdout), "_log": out.stdout + out.stderr}
-
-
 def _rank_hosts(log: str) -> dict:
     return {int(r): h for r, h in re.findall(r"rank (\d) started on (\S+) ", log)}
-
-
-@pytest.fixture(scope="module")
-def runs(cluster):
-    """``sparkdl run conf/adult.yaml`` by spark-submit from the driver host, once per backend."""
-    spark, hosts, work = cluster
-    out = {}
-    for backend in ("horovod", "torch"):
-        out[backend] = _ok(spark.submit(hosts["driver"], "etl_train.py", "conf/adult.yaml", "--lake",
-                                        str(work / "lake"), "--set", EPOCHS, "--set", f"train.backend={backend}"),
-                           f"the {backend} job")
-    return out
 
 
 @pytest.mark.parametrize("backend", ["horovod", "torch"])
@@ -70,19 +33,51 @@ def test_the_job_across_hosts_reaches_the_one_host_accuracy_with_each_rank_on_it
     # the address of its first interface (another network)
     assert sorted(_rank_hosts(result["_log"]).values()) == sorted([hosts["worker1"].ip, hosts["worker2"].ip])
     assert hosts["worker2"].interface("lan") == "eth1" and hosts["worker2"].ip == hosts["worker2"].address("lan")
-    metrics = json.loads((Path(result["run_path"]) / "metrics.json").read_text())
+    run = Path(result["run_path"])
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["ranks"] == 2 and f"backend {backend}" in result["_log"]
+    assert len(metrics["history"]) == 2 and metrics["held_out"]["rows"] == 16281
+    assert "accuracy" in metrics["baseline"]["logistic_regression"] and "auc" in metrics["held_out"]
+    assert set(metrics["stages"]) == {"session", "ingest", "features", "materialize", "launch", "train",
+                                      "write_back", "evaluate", "baseline"}
+    assert (run / "_COMMITTED").is_file() and (run / "metrics.png").is_file() and (run / "summary.txt").is_file()
+    # not a terminal: progress as plain log lines, each epoch's end among them, and prepare's longer Spark stages
+    for epoch in (1, 2):
+        assert f"epoch {epoch}/2: step " in result["_log"] and "(100%)" in result["_log"]
+    assert "prepare: stage " in result["_log"] and " tasks done" in result["_log"]
 
 
-def test_scoring_and_the_transformer_across_hosts(cluster, runs):
-    spark, hosts, work = cluster
+def test_scoring_tables_and_the_transformer_across_hosts(cluster, runs, tmp_path):
+    spark, hosts, _ = cluster
     run = runs["horovod"]["run_path"]
-    scored = _ok(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", str(TEST_FILE), "--output",
-                              str(work / "scored")), "scoring")
+    scored = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", str(TEST_FILE), "--output",
+                              str(tmp_path / "preds")), "scoring")
     assert (scored["rows_in"], scored["rows_scored"], scored["rows_quarantined"]) == ("16281", "16281", "0")
-    by_transformer = _ok(spark.submit(hosts["driver"], str(SCRIPTS / "transform_run.py"), run, str(TEST_FILE)),
-                         "the Transformer")
+    preds = pq.read_table(tmp_path / "preds").to_pandas()
     held_out = json.loads((Path(run) / "metrics.json").read_text())["held_out"]["accuracy"]
+    assert float((preds["prediction"] == preds["class"]).mean()) == pytest.approx(held_out, abs=1e-12)
+
+    # Tables in a Hive metastore (Derby, on the shared disk): one job writes a predictions
+    # table, the next reads it back as its input, in an application of its own.
+    hive = {"spark.sql.catalogImplementation": "hive", "spark.sql.warehouse.dir": str(tmp_path / "warehouse"),
+            "spark.hadoop.javax.jdo.option.ConnectionURL":
+                f"jdbc:derby:;databaseName={tmp_path / 'metastore'};create=true",
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path}"}
+    to_table = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", str(TEST_FILE),
+                                "--output-table", "adult_predictions", conf=hive), "scoring into a table")
+    assert (to_table["output"], to_table["rows_scored"]) == ("adult_predictions", "16281")
+    from_table = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", "adult_predictions",
+                                  "--format", "table", "--output", str(tmp_path / "rescored"), conf=hive),
+                     "scoring a table")
+    assert from_table["rows_scored"] == "16281"
+    again = pq.read_table(tmp_path / "rescored").to_pandas()
+    names = [c for c in preds.columns if c not in ("prediction", "probability", "probabilities")]
+    assert (again.sort_values(names + ["probability"])["prediction"].tolist()
+            == preds.sort_values(names + ["probability"])["prediction"].tolist())
+    assert not (REPO / "metastore_db").exists() and not (REPO / "spark-warehouse").exists()
+
+    by_transformer = succeeded(spark.submit(hosts["driver"], str(SCRIPTS / "transform_run.py"), run, str(TEST_FILE)),
+                         "the Transformer")
     assert by_transformer["rows"] == "16281"
     assert float(by_transformer["accuracy"]) == pytest.approx(held_out, abs=1e-6)
 
@@ -119,9 +114,12 @@ def test_a_connect_client_the_workers_cannot_reach_gets_events_through_the_spool
                                         f"'{client.ip}', 9), timeout=3)"], timeout=30)
     assert "Network is unreachable" in unreachable.stderr  # no route from the workers to the client
     server = spark.start_connect(hosts["master"], CONNECT_CONF)
-    out = _ok(spark.sparkdl(client, "train", "conf/adult.yaml", "--lake", str(work / "lake"), "--remote",
-                            f"sc://{server}", "--set", "train.epochs=1", "--set", "progress.lines_every_s=1"),
-              "the job through Spark Connect")
+    try:
+        out = succeeded(spark.sparkdl(client, "train", "conf/adult.yaml", "--lake", str(work / "lake"), "--remote",
+                                      f"sc://{server}", "--set", "train.epochs=1", "--set",
+                                      "progress.lines_every_s=1"), "the job through Spark Connect")
+    finally:
+        spark.stop_connect(hosts["master"])
     log = out["_log"]
     assert "Spark Connect session ready" in log
     assert "it cannot connect here, so its events come through the lake's spool" in log

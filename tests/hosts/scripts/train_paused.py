@@ -40,9 +40,8 @@ class PauseAt(Callback):
 def main(config: str, lake: str, shared: str, rank: int, epoch: int, sets) -> None:
     from sparkdl.cli import result_lines
     from sparkdl.core.config.loading import load_config
-    from sparkdl.workflow import train
-
     from sparkdl.core.errors import SparkdlError
+    from sparkdl.workflow import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
