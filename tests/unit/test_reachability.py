@@ -7,7 +7,7 @@ from sparkdl.training.launch.reachability import network_note, unreachable
 def test_hosts_that_do_not_accept_a_connection_are_named_and_those_that_do_are_not():
     with socket.socket() as listening, socket.socket() as closed:
         listening.bind(("127.0.0.1", 0))
-        listening.listen(1)
+        listening.listen(16)
         closed.bind(("127.0.0.2", 0))  # bound, never listening: connections are refused
         up, down = listening.getsockname(), closed.getsockname()
         assert unreachable([up, down, down]) == ["127.0.0.2"]
