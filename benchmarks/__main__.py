@@ -21,6 +21,8 @@ from benchmarks.report import pairs, to_markdown
 
 PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scoring", "scale",
          "clicklog", "images")
+#: Parts run only when named (``--only hosts``): several hosts in network namespaces, as root.
+NAMED_ONLY = ("hosts",)
 log = logging.getLogger("benchmarks")
 
 
@@ -42,7 +44,11 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     part("data_path", lambda: bench_data_path(200_000 if quick else 1_000_000))
     part("exchange", lambda: bench_exchange(steps=200 if quick else 1000))
     part("embedding_grads", lambda: bench_embedding_grads(steps=10 if quick else 30))
-    if not set(parts) - {"data_path", "exchange", "embedding_grads"}:
+    if "hosts" in parts:
+        from benchmarks.hosts import bench_hosts
+
+        part("hosts", lambda: bench_hosts(quick))
+    if not set(parts) - {"data_path", "exchange", "embedding_grads", *NAMED_ONLY}:
         return res
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
@@ -111,12 +117,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: under 10 minutes on 2 cores")
     parser.add_argument("--out", default=str(REPO / "bench-results"), help="where the JSON and markdown go")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
+    parser.add_argument("--only", default=",".join(PARTS),
+                        help=f"comma-separated parts of {PARTS}, or {NAMED_ONLY} (run only when named)")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - set(PARTS) - set(NAMED_ONLY))
     if unknown:
-        parser.error(f"unknown part(s) {unknown}: choose from {', '.join(PARTS)}")
+        parser.error(f"unknown part(s) {unknown}: choose from {', '.join(PARTS + NAMED_ONLY)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     t0 = time.perf_counter()
     res = run(parts, args.quick)

@@ -133,6 +133,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
                        ("clicklog", "8. Click-log: 26 embedded categorical columns up to 1 M values")):
         if res.get(key):
             out += _scale_section(res[key], title)
+    if res.get("hosts"):
+        out += _hosts_section(res["hosts"])
     eg = res.get("embedding_grads")
     if eg:
         st = eg["settings"]
@@ -187,3 +189,14 @@ def _backends_section(runs: List[Dict[str, Any]]) -> List[str]:
                       for run in runs)
     return out + [f"sparkdl's step, ms (the loop's timers: whole step, waiting for data, forward and backward, "
                   f"optimizer step): {steps}.", ""]
+
+
+def _hosts_section(h: Dict[str, Any]) -> List[str]:
+    out = [f"## Bandwidth: two worker hosts, links shaped (batch {h['batch_per_rank']} per rank)", ""]
+    out += _table(["workload (parameters)", "backend", "link", "samples/s", "ms/step: data, compute, step",
+                   "MB sent per rank per step", "ring allreduce MB", "sent / ring"], [
+        [f"{r['workload']} ({r['parameters'] / 1e6:.2f} M)", r["backend"], r["link"], _n(r["samples_per_sec"]),
+         f"{r['ms_per_step']['data']}, {r['ms_per_step']['compute']}, {r['ms_per_step']['step']}",
+         f"{r['bytes_per_step'] / 1e6:.3f}", f"{r['ring_bytes_per_step'] / 1e6:.3f}", r["bytes_vs_ring"]]
+        for r in h["runs"]])
+    return out + [h["note"], ""]

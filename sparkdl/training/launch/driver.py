@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple
 
 from sparkdl.core.config import LaunchConfig
 from sparkdl.core.errors import FailureKind, LaunchError, TrainingError, TrainingTimeoutError
@@ -29,7 +29,7 @@ from sparkdl.core.spark_errors import python_traceback_tail
 from sparkdl.training.launch.events import Event, EventServer, EventType
 from sparkdl.training.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
 from sparkdl.training.launch.failures import classify_spark_failure, root_cause
-from sparkdl.training.launch.reachability import executor_endpoints, known_endpoints, network_note
+from sparkdl.training.launch.reachability import Endpoint, executor_endpoints, known_endpoints, network_note
 from sparkdl.training.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def _error_from_event(event: Event) -> TrainingError:
 
 
 def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
-           on_event: EventHandler, t0: float, executors=()) -> Optional[TrainingError]:
+           on_event: EventHandler, t0: float, executors: Iterable[Endpoint] = ()) -> Optional[TrainingError]:
     """Consume events until the stage ends; return the error to raise, if any."""
     started: set = set()
     errors: List[TrainingError] = []

@@ -147,8 +147,8 @@ class EventServer:
                     event = Event.decode(raw, outer.token)
                     if event is None:  # only a rank of this launch holds the token
                         outer.refused.append(self.client_address[0])
-                        log.warning("refused a connection to the event channel from %s: its first line did not "
-                                    "carry this launch's token", self.client_address[0])
+                        log.warning("refused a connection to the event channel from %s: it sent a line without "
+                                    "this launch's token", self.client_address[0])
                         return
                     if event.type is EventType.PUT:
                         outer._put(str(event.get("key")), event.get("value"))
