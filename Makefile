@@ -2,11 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-unit bench clean
+.PHONY: setup test test-unit bench bench-smoke clean
 setup:            ## venv, pinned deps, Horovod build (cached), editable install
 	bash scripts/setup.sh
 
-test:             ## every default test tier, in tier order (unit, integration, cluster, e2e)
+test:             ## every test tier, in order (unit, integration, cluster, compat, e2e, hosts: root)
 	$(PY) -m pytest -ra
 
 test-unit:        ## fast: no JVM
@@ -14,6 +14,9 @@ test-unit:        ## fast: no JVM
 
 bench:            ## benchmarks (--quick mode)
 	$(PY) -m benchmarks --quick
+
+bench-smoke:      ## CI's smoke check: the quick data path, exchange and end-to-end parts
+	$(PY) -m benchmarks --quick --only data_path,exchange,end_to_end
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

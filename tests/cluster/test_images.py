@@ -1,15 +1,17 @@
 """Images from files in the lake: MNIST from its PNG folder on two ranks with the CNN, with
 a damaged PNG and a stray text file quarantined and counted; scoring a folder."""
 import shutil
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 
 from sparkdl.core.config.loading import load_config
 from sparkdl.preparation.examples import write_mnist_folder
 from sparkdl.serving.score import score
 from sparkdl.workflow import run_job
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

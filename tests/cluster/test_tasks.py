@@ -2,11 +2,11 @@
 multi-class and imbalanced classification on generated data, early stopping and a
 learning-rate schedule that survives a restart."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 
 from sparkdl.core.config.loading import load_config, parse_config
 from sparkdl.core.rundir import SPEC
@@ -16,6 +16,8 @@ from sparkdl.serving.score import score
 from sparkdl.testing.faults import FaultSpec
 from sparkdl.training.rank.controls import scheduled_lr
 from sparkdl.workflow import prepare, run_job, train
+
+REPO = Path(__file__).resolve().parents[2]
 
 HOUSING = resolve_path("embedded:california-housing/housing.csv.gz")
 FEATURES = [f"x{i}" for i in range(6)]

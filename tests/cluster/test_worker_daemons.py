@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
-from conftest import REPO
-
 from sparkdl.core.config.loading import load_config
 from sparkdl.core.worker_daemon import PRELOAD_ENV
 from sparkdl.workflow import prepare
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -47,64 +47,55 @@ def test_the_job_across_hosts_reaches_the_one_host_accuracy_with_each_rank_on_it
     assert "prepare: stage " in result["_log"] and " tasks done" in result["_log"]
 
 
-def test_scoring_tables_and_the_transformer_across_hosts(cluster, runs, tmp_path):
+def test_scoring_across_hosts_into_a_table_and_from_it(cluster, runs, tmp_path):
+    """``sparkdl score`` runs the run's Transformer (``load_run``) on the executors: its
+    predictions, written to a table in a Hive metastore (Derby, on the shared disk) by one
+    application and read back by the next, score the test split as the run's evaluation did."""
     spark, hosts, _ = cluster
     run = runs["horovod"]["run_path"]
-    scored = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", str(TEST_FILE), "--output",
-                              str(tmp_path / "preds")), "scoring")
-    assert (scored["rows_in"], scored["rows_scored"], scored["rows_quarantined"]) == ("16281", "16281", "0")
-    preds = pq.read_table(tmp_path / "preds").to_pandas()
-    held_out = json.loads((Path(run) / "metrics.json").read_text())["held_out"]["accuracy"]
-    assert float((preds["prediction"] == preds["class"]).mean()) == pytest.approx(held_out, abs=1e-12)
-
-    # Tables in a Hive metastore (Derby, on the shared disk): one job writes a predictions
-    # table, the next reads it back as its input, in an application of its own.
     hive = {"spark.sql.catalogImplementation": "hive", "spark.sql.warehouse.dir": str(tmp_path / "warehouse"),
             "spark.hadoop.javax.jdo.option.ConnectionURL":
                 f"jdbc:derby:;databaseName={tmp_path / 'metastore'};create=true",
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path}"}
     to_table = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", str(TEST_FILE),
-                                "--output-table", "adult_predictions", conf=hive), "scoring into a table")
-    assert (to_table["output"], to_table["rows_scored"]) == ("adult_predictions", "16281")
+                                      "--output-table", "adult_predictions", conf=hive), "scoring into a table")
+    assert (to_table["output"], to_table["rows_in"], to_table["rows_scored"], to_table["rows_quarantined"]) == (
+        "adult_predictions", "16281", "16281", "0")
     from_table = succeeded(spark.submit(hosts["driver"], "score.py", "--run", run, "--input", "adult_predictions",
-                                  "--format", "table", "--output", str(tmp_path / "rescored"), conf=hive),
-                     "scoring a table")
+                                        "--format", "table", "--output", str(tmp_path / "rescored"), conf=hive),
+                           "scoring a table")
     assert from_table["rows_scored"] == "16281"
-    again = pq.read_table(tmp_path / "rescored").to_pandas()
-    names = [c for c in preds.columns if c not in ("prediction", "probability", "probabilities")]
-    assert (again.sort_values(names + ["probability"])["prediction"].tolist()
-            == preds.sort_values(names + ["probability"])["prediction"].tolist())
+    preds = pq.read_table(tmp_path / "rescored").to_pandas()
+    held_out = json.loads((Path(run) / "metrics.json").read_text())["held_out"]["accuracy"]
+    assert float((preds["prediction"] == preds["class"]).mean()) == pytest.approx(held_out, abs=1e-12)
     assert not (REPO / "metastore_db").exists() and not (REPO / "spark-warehouse").exists()
 
-    by_transformer = succeeded(spark.submit(hosts["driver"], str(SCRIPTS / "transform_run.py"), run, str(TEST_FILE)),
-                         "the Transformer")
-    assert by_transformer["rows"] == "16281"
-    assert float(by_transformer["accuracy"]) == pytest.approx(held_out, abs=1e-6)
 
-
-@pytest.mark.parametrize("backend", ["horovod", "torch"])
-def test_a_stranger_is_refused_by_the_event_channel_and_the_rendezvous(cluster, backend, tmp_path):
+def test_a_stranger_is_refused_by_the_event_channel_and_each_backends_rendezvous(cluster, tmp_path):
     spark, hosts, _ = cluster
     log = tmp_path / "driver.log"
-    job = spark.submit_background(hosts["driver"], str(SCRIPTS / "stranger_job.py"), backend, str(tmp_path),
-                                  log_path=log)
+    job = spark.submit_background(hosts["driver"], str(SCRIPTS / "stranger_job.py"), str(tmp_path), log_path=log)
+    knocks = {}
     try:
-        deadline = time.monotonic() + 180
-        while not (tmp_path / "knock.json").exists():
-            assert job.poll() is None, f"the job ended before rank 0 was ready:\n{log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"rank 0 did not get ready:\n{log.read_text()[-4000:]}"
-            time.sleep(0.5)
-        knocks = hosts["stranger"].run([sys.executable, str(SCRIPTS / "knock.py"), str(tmp_path / "knock.json"),
-                                        backend], timeout=60)
-        (tmp_path / "knocked").touch()
+        for backend in ("horovod", "torch"):
+            knock = tmp_path / f"knock-{backend}.json"
+            deadline = time.monotonic() + 180
+            while not knock.exists():
+                assert job.poll() is None, f"the job ended before rank 0 was ready:\n{log.read_text()[-4000:]}"
+                assert time.monotonic() < deadline, f"rank 0 did not get ready:\n{log.read_text()[-4000:]}"
+                time.sleep(0.5)
+            knocks[backend] = hosts["stranger"].run([sys.executable, str(SCRIPTS / "knock.py"), str(knock), backend],
+                                                    timeout=60)
+            (tmp_path / f"knocked-{backend}").touch()
         assert job.wait(timeout=180) == 0, log.read_text()[-4000:]
     finally:
         if job.poll() is None:
             job.kill()
     out, stranger = parse_outputs(log.read_text()), hosts["stranger"].ip
-    assert parse_outputs(knocks.stdout) == {"events": "closed", "guard": "403" if backend == "horovod" else "closed"}
-    assert f"refused a connection to the event channel from {stranger}" in log.read_text()
-    assert out["refused"] == stranger and out["sum"] == "3.0"  # refused by the guard; the job went on
+    for backend, guard in (("horovod", "403"), ("torch", "closed")):
+        assert parse_outputs(knocks[backend].stdout) == {"events": "closed", "guard": guard}
+        assert out[f"{backend}_refused"] == stranger and out[f"{backend}_sum"] == "3.0"  # the job went on
+    assert log.read_text().count(f"refused a connection to the event channel from {stranger}") == 2
 
 
 def test_a_connect_client_the_workers_cannot_reach_gets_events_through_the_spool(cluster, runs):

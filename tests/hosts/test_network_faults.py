@@ -15,9 +15,9 @@ import pytest
 from tests.hosts.conftest import WORKERS
 from tests.hosts.spark_hosts import SCRIPTS, parse_outputs
 
-EXECUTOR_TIMEOUT_S = 12
-FAST_LOSS = {"spark.network.timeout": f"{EXECUTOR_TIMEOUT_S}s", "spark.executor.heartbeatInterval": "2s",
-             "spark.network.timeoutInterval": "2s"}
+EXECUTOR_TIMEOUT_S = 8
+FAST_LOSS = {"spark.network.timeout": f"{EXECUTOR_TIMEOUT_S}s", "spark.executor.heartbeatInterval": "1s",
+             "spark.network.timeoutInterval": "1s"}
 EPOCHS = 4
 
 
@@ -63,7 +63,7 @@ def test_a_cut_link_longer_than_the_executor_timeout_resumes_from_the_checkpoint
     paused = _wait_for(tmp_path / "paused.json", job, log, 240)
     victim = hosts[paused["host"]]
     victim.cut()
-    time.sleep(EXECUTOR_TIMEOUT_S + 8)
+    time.sleep(EXECUTOR_TIMEOUT_S + 5)
     victim.restore()
     (tmp_path / "go").touch()
     out = _finish(job, log, 300)
@@ -99,7 +99,7 @@ def test_a_killed_worker_host_is_replaced_by_the_spare(cluster, lake, tmp_path):
 def test_the_driver_cut_off_during_the_rendezvous_fails_clearly_and_a_rerun_succeeds(cluster, lake, tmp_path):
     spark, hosts, _ = cluster
     committed = set(lake.glob("runs/*/_COMMITTED"))
-    start_timeout_s = 20
+    start_timeout_s = 15
     job, log = _paused_job(spark, hosts, lake, tmp_path, f"train.launch.start_timeout_s={start_timeout_s}")
     deadline = time.monotonic() + 240
     while "launched 2 horovod ranks" not in log.read_text():

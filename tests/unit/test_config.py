@@ -1,4 +1,5 @@
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -302,9 +303,9 @@ def test_backend_settings_become_what_each_backend_reads():
 
 
 def test_the_configuration_page_is_generated_from_the_config_classes():
-    from conftest import REPO
-
     from sparkdl.core.config.reference import render, undocumented
+
+    REPO = Path(__file__).resolve().parents[2]
 
     assert undocumented() == []  # every key says what it does, above its field
     page = (REPO / "docs" / "configuration.md").read_text()
