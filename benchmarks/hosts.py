@@ -85,7 +85,7 @@ def bench_hosts(quick: bool) -> Dict[str, Any]:
         results = json.loads((shared / "results.json").read_text())
     return {"runs": [_row(r, plan) for r in results], "batch_per_rank": BATCH,
             "note": "two worker hosts of one executor and one core each; bytes are what each rank's host sent "
-                    "during training, divided by its steps (validation's and the events' bytes included)"}
+                    "within its training steps (its interface counters), divided by its steps"}
 
 
 def _row(result: Dict[str, Any], plan: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -4,7 +4,7 @@ workload's prepared dataset, with the links shaped between runs by the orchestra
 
 Shaping is done outside the hosts: before each run this script writes
 ``<shared>/shape-<i>.json`` and waits for ``<shared>/shaped-<i>``. Each rank writes
-the bytes its host sent during training and its step count to
+the bytes its host sent within its training steps and its step count to
 ``<shared>/net-<i>-<rank>.json`` (its interface counters, read inside its host).
 
     spark-submit hosts_job.py PLAN.json SHARED LAKE   → <shared>/results.json
@@ -32,26 +32,28 @@ def _sent_bytes() -> int:
 
 @dataclass(frozen=True)
 class InterfaceBytes(Callback):
-    """Bytes this rank's host sent between the first and the last step, and the steps taken."""
+    """Bytes this rank's host sent within its training steps (from each step's start to its
+    end: forward, backward, the exchange and the optimizer step; not validation or the
+    epochs' ends), and the steps taken."""
 
     shared: str
     run: int
 
     def on_train_start(self, state) -> None:
-        state.extras["_net"] = {"start": None, "steps": 0}
+        state.extras["_net"] = {"at": 0, "sent": 0, "steps": 0}
 
     def on_step_start(self, state) -> None:
-        net = state.extras["_net"]
-        if net["start"] is None:
-            net["start"] = _sent_bytes()
+        state.extras["_net"]["at"] = _sent_bytes()
 
     def on_step_end(self, state) -> None:
-        state.extras["_net"]["steps"] += 1
+        net = state.extras["_net"]
+        net["sent"] += _sent_bytes() - net["at"]
+        net["steps"] += 1
 
     def on_train_end(self, state) -> None:
         net = state.extras.pop("_net")
         out = Path(self.shared) / f"net-{self.run}-{state.rank}.json"
-        out.write_text(json.dumps({"bytes_sent": _sent_bytes() - (net["start"] or 0), "steps": net["steps"]}))
+        out.write_text(json.dumps({"bytes_sent": net["sent"], "steps": net["steps"]}))
 
 
 def _await_shaping(shared: Path, i: int, rate) -> None:
