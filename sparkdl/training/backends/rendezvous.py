@@ -40,12 +40,8 @@ def _handler_class():
         """Horovod's handler, for the job's rank hosts only."""
 
         def _allowed(self) -> bool:
-            host = self.client_address[0]
-            if host in self.server.allowed_hosts:
+            if _admit(self.server, self.client_address[0], f"a rendezvous request ({self.command} {self.path})"):
                 return True
-            self.server.refused.append(host)
-            log.warning("refused a rendezvous request from %s (not a rank of this job): %s %s", host,
-                        self.command, self.path)
             self.send_status_code(FORBIDDEN)
             return False
 
@@ -64,59 +60,76 @@ def _handler_class():
     return RanksOnlyHandler
 
 
-class GuardedRendezvous:
-    """Horovod's rendezvous server on ``bind_host`` for the ``allowed_hosts`` only."""
+def _admit(server, host: str, what: str) -> bool:
+    """Whether ``host`` is one of ``server.allowed_hosts``; if not, it is recorded in
+    ``server.refused`` and logged."""
+    if host in server.allowed_hosts:
+        return True
+    server.refused.append(host)
+    log.warning("refused %s from %s (not a rank of this job)", what, host)
+    return False
 
-    def __init__(self, bind_host: str, allowed_hosts: Iterable[str]):
-        from horovod.runner.http.http_server import RendezvousHTTPServer
 
-        self._httpd = RendezvousHTTPServer((bind_host, 0), _handler_class(), False)
-        self._httpd.allowed_hosts = frozenset(allowed_hosts) | {bind_host}
-        self._httpd.refused = []
-        self.host, self.port = self._httpd.server_address[:2]
-        self._thread: Optional[threading.Thread] = threading.Thread(
-            target=self._httpd.serve_forever, name="sparkdl-rendezvous", daemon=True)
+class _GuardedServer:
+    """A socketserver for the ``allowed_hosts`` (and ``bind_host``) only, served from its own
+    thread until :meth:`stop`."""
+
+    def __init__(self, server, bind_host: str, allowed_hosts: Iterable[str], name: str):
+        server.allowed_hosts = frozenset(allowed_hosts) | {bind_host}
+        server.refused = []
+        self._server = server
+        self.host, self.port = server.server_address[:2]
+        self._thread: Optional[threading.Thread] = threading.Thread(target=server.serve_forever, name=name,
+                                                                    daemon=True)
         self._thread.start()
 
     @property
     def refused(self) -> List[str]:
         """Client addresses refused so far."""
-        return list(self._httpd.refused)
-
-    def init(self, hosts: str, size: int) -> None:
-        """Load the host plan (Horovod's ``host:slots,...`` string) that scopes the keys."""
-        from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
-
-        self._httpd.init(get_host_assignments(parse_hosts(hosts), size))
+        return list(self._server.refused)
 
     def stop(self) -> None:
         """Stop serving and close the listening socket (idempotent)."""
         if self._thread is None:
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.shutdown()
+        self._server.server_close()
         self._thread.join(timeout=10)
         self._thread = None
 
-    def __enter__(self) -> "GuardedRendezvous":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
+class GuardedRendezvous(_GuardedServer):
+    """Horovod's rendezvous server on ``bind_host`` for the ``allowed_hosts`` only."""
+
+    def __init__(self, bind_host: str, allowed_hosts: Iterable[str]):
+        from horovod.runner.http.http_server import RendezvousHTTPServer
+
+        super().__init__(RendezvousHTTPServer((bind_host, 0), _handler_class(), False), bind_host, allowed_hosts,
+                         "sparkdl-rendezvous")
+
+    def init(self, hosts: str, size: int) -> None:
+        """Load the host plan (Horovod's ``host:slots,...`` string) that scopes the keys."""
+        from horovod.runner.common.util.hosts import get_host_assignments, parse_hosts
+
+        self._server.init(get_host_assignments(parse_hosts(hosts), size))
+
+
 #: Bytes moved per read while forwarding a store connection.
 _CHUNK = 1 << 16
 
 
-class GuardedForwarder:
+class GuardedForwarder(_GuardedServer):
     """Listens on ``bind_host`` and forwards each connection from ``allowed_hosts`` to
-    ``127.0.0.1:target_port``; a connection from anywhere else is closed at once and logged."""
+    ``127.0.0.1:target_port``; a connection from anywhere else is closed at once and logged.
+    Stopping it ends accepting; forwarded connections end with their ends."""
 
     def __init__(self, bind_host: str, allowed_hosts: Iterable[str], target_port: int):
-        allowed = frozenset(allowed_hosts) | {bind_host}
-        refused: List[str] = []
-
         class Pump(socketserver.BaseRequestHandler):
             def handle(self):
                 upstream = socket.create_connection(("127.0.0.1", target_port), timeout=10)
@@ -132,34 +145,9 @@ class GuardedForwarder:
             allow_reuse_address = True
 
             def verify_request(self, request, client_address) -> bool:
-                host = client_address[0]
-                if host in allowed:
-                    return True
-                refused.append(host)
-                log.warning("refused a connection to the torch.distributed store from %s (not a rank of this job)",
-                            host)
-                return False
+                return _admit(self, client_address[0], "a connection to the torch.distributed store")
 
-        self._server = Server((bind_host, 0), Pump)
-        self._refused = refused
-        self.host, self.port = self._server.server_address[:2]
-        self._thread: Optional[threading.Thread] = threading.Thread(
-            target=self._server.serve_forever, name="sparkdl-store-guard", daemon=True)
-        self._thread.start()
-
-    @property
-    def refused(self) -> List[str]:
-        """Client addresses refused so far."""
-        return list(self._refused)
-
-    def stop(self) -> None:
-        """Stop accepting (idempotent); forwarded connections end with their ends."""
-        if self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-        self._thread = None
+        super().__init__(Server((bind_host, 0), Pump), bind_host, allowed_hosts, "sparkdl-store-guard")
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
