@@ -35,6 +35,10 @@ from sparkdl.training.rank.checkpoints import list_checkpoints
 log = logging.getLogger(__name__)
 
 
+#: Optional groups added after layout 0.2: left out of the fingerprint while unset.
+UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allreduce.topk")
+
+
 def config_fingerprint(cfg: JobConfig) -> str:
     """What makes two runs the same run: everything but where Spark runs, how the launch
     waits and retries, how progress shows and where MLflow logs (those may differ between
@@ -44,6 +48,13 @@ def config_fingerprint(cfg: JobConfig) -> str:
         raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
+    for path in UNSET_SINCE_0_2:  # so a run staged before these keys existed still resumes
+        *groups, key = path.split(".")
+        parent = raw
+        for g in groups:
+            parent = parent[g]
+        if key in parent and parent[key] is None:
+            del parent[key]
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 

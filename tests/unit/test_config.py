@@ -42,7 +42,8 @@ def test_minimal_config_gets_defaults():
     (_with(train={"epochs": "three"}), "train.epochs", "expected an integer"),
     (_with(train={"epochs": True}), "train.epochs", "expected an integer"),
     (_with(train={"optimizer": {"lr": "fast"}}), "train.optimizer.lr", "expected a number"),
-    (_with(train={"allreduce": {"compression": "zstd"}}), "train.allreduce.compression", "'none', 'fp16'"),
+    (_with(train={"allreduce": {"compression": "zstd"}}), "train.allreduce.compression",
+     "'none', 'fp16', 'bf16', 'powersgd', 'topk'"),
     (_with(train={"epochs": 0}), "train.epochs", ">= 1"),
     (_with(schema__label="nope"), "schema.label", "not among schema.columns"),
     (_with(schema__numeric=["c"]), "schema.numeric[0]", "declared as string"),
@@ -88,6 +89,29 @@ def test_minimal_config_gets_defaults():
     (_with(train={"backend": "torch", "strategy": "fsdp", "ddp": {}}), "train.ddp", "strategy: fsdp"),
     (_with(train={"backend": "torch", "strategy": "fsdp", "allreduce": {"compression": "fp16"}}),
      "train.allreduce.compression", "train.strategy: fsdp"),
+    # communication: each method names the backend and strategy that have it
+    (_with(train={"allreduce": {"compression": "powersgd"}}), "train.allreduce.compression",
+     "powersgd is an option of train.backend: torch with train.strategy: ddp; Horovod compresses with none or fp16"),
+    (_with(train={"allreduce": {"compression": "bf16"}}), "train.allreduce.compression", "train.backend: torch"),
+    (_with(train={"backend": "torch", "strategy": "fsdp", "allreduce": {"compression": "topk"}}),
+     "train.allreduce.compression", "topk is an option of train.strategy: ddp"),
+    (_with(train={"backend": "torch", "allreduce": {"compression": "fp16", "topk": {"ratio": 0.1}}}),
+     "train.allreduce.topk", "apply to compression: topk (this job uses compression: fp16)"),
+    (_with(train={"backend": "torch", "allreduce": {"compression": "topk", "topk": {"ratio": 0}}}),
+     "train.allreduce.topk.ratio", "(0, 1]"),
+    (_with(train={"backend": "torch", "allreduce": {"compression": "powersgd", "powersgd": {"start_step": 1}}}),
+     "train.allreduce.powersgd.start_step", ">= 2"),
+    (_with(train={"backend": "torch", "allreduce": {"compression": "powersgd", "powersgd": {"rank": 0}}}),
+     "train.allreduce.powersgd.rank", ">= 1"),
+    (_with(train={"local_sgd": {"period": 1}}), "train.local_sgd.period", ">= 2"),
+    (_with(train={"local_sgd": {"period": 8, "host_period": 4}}), "train.local_sgd.host_period",
+     "option of train.backend: torch"),
+    (_with(train={"backend": "torch", "local_sgd": {"period": 8, "host_period": 3}}),
+     "train.local_sgd.host_period", "divide it"),
+    (_with(train={"local_sgd": {"period": 4}, "allreduce": {"compression": "fp16"}}), "train.local_sgd",
+     "compresses nothing"),
+    (_with(train={"backend": "torch", "strategy": "fsdp", "local_sgd": {}}), "train.local_sgd",
+     "train.strategy: fsdp shards"),
     (_with(train={"backend": "torch", "strategy": "fsdp", "allreduce": {"embedding_gradients": "sparse"}}),
      "train.allreduce.embedding_gradients", "not an option of train.strategy: fsdp"),
     (_with(train={"horovod": {"cycle_time_ms": 0}}), "train.horovod.cycle_time_ms", "> 0"),
@@ -326,6 +350,13 @@ def test_each_backend_owns_its_rules_and_names_its_class():
         RULES["torch"].check_tables(t, ["uid"])
     RULES["torch"].check_tables(t, [])  # no sparse table: fp16 is fine
     RULES["horovod"].check_tables(t, ["uid"])  # Horovod's sparse allreduce takes any table
+    for backend in RULES:
+        local = parse_config(_with(train={"backend": backend, "local_sgd": {"period": 4}})).train
+        with pytest.raises(ConfigError, match=r"train.local_sgd.*tables of \['uid'\] take sparse gradients"):
+            RULES[backend].check_tables(local, ["uid"])
+    topk = parse_config(_with(train={"backend": "torch", "allreduce": {"compression": "topk"}})).train
+    with pytest.raises(ConfigError, match=r"topk under train.backend: torch compresses dense gradients only"):
+        RULES["torch"].check_tables(topk, ["uid"])
     for name, rules in RULES.items():
         module, cls = rules.implementation.split(":")
         assert getattr(importlib.import_module(module), cls).__name__ == cls and rules.name == name

@@ -34,6 +34,7 @@ class BackendRules:
 
 class HorovodRules(BackendRules):
     name = "horovod"
+    compressions = ("none", "fp16")
     implementation = "sparkdl.training.backends.horovod:HorovodBackend"
 
     def check(self, t: "TrainConfig") -> None:
@@ -41,6 +42,14 @@ class HorovodRules(BackendRules):
               f"{t.strategy} is an option of train.backend: torch ({self._not_here(t)})")
         check(t.ddp is None, "train.ddp",
               f"these are options of train.backend: torch with train.strategy: ddp ({self._not_here(t)})")
+        check(t.allreduce.compression in self.compressions, "train.allreduce.compression",
+              f"{t.allreduce.compression} is an option of train.backend: torch with train.strategy: ddp; "
+              f"Horovod compresses with {' or '.join(self.compressions)}")
+        check(t.local_sgd is None or t.local_sgd.host_period is None, "train.local_sgd.host_period",
+              f"hierarchical averaging is an option of train.backend: torch ({self._not_here(t)})")
+
+    def check_tables(self, t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
+        _local_sgd_dense_only(t, sparse_tables)
 
 
 class TorchRules(BackendRules):
@@ -53,18 +62,30 @@ class TorchRules(BackendRules):
         check(t.ddp is None or t.strategy == "ddp", "train.ddp",
               f"these are options of train.backend: torch with train.strategy: ddp ({self._not_here(t)})")
         check(t.strategy != "fsdp" or t.allreduce.compression == "none", "train.allreduce.compression",
-              "fp16 compression is an option of train.backend: horovod and of train.strategy: ddp; "
-              "train.strategy: fsdp reduces full-precision gradients")
+              f"{t.allreduce.compression} is an option of train.strategy: ddp (fp16 also of train.backend: "
+              "horovod); train.strategy: fsdp reduce-scatters full-precision gradients")
+        check(t.strategy != "fsdp" or t.local_sgd is None, "train.local_sgd",
+              "local SGD is an option of train.strategy: ddp and of train.backend: horovod (train.strategy: fsdp "
+              "shards the parameters that local SGD would average)")
         check(t.strategy != "fsdp" or t.allreduce.embedding_gradients != "sparse",
               "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
               "dense parameters): use dense, or train.strategy: ddp")
 
     def check_tables(self, t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
-        if sparse_tables and t.allreduce.compression == "fp16":
+        _local_sgd_dense_only(t, sparse_tables)
+        if sparse_tables and t.allreduce.compression != "none":
+            also = ", or use train.backend: horovod" if t.allreduce.compression == "fp16" else ""
             raise ConfigError("train.allreduce.compression",
-                              f"fp16 under train.backend: torch compresses dense gradients only, and the tables of "
-                              f"{list(sparse_tables)} take sparse ones: set train.allreduce.embedding_gradients: "
-                              "dense, or use train.backend: horovod")
+                              f"{t.allreduce.compression} under train.backend: torch compresses dense gradients "
+                              f"only, and the tables of {list(sparse_tables)} take sparse ones: set "
+                              f"train.allreduce.embedding_gradients: dense{also}")
+
+
+def _local_sgd_dense_only(t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
+    if sparse_tables and t.local_sgd is not None:
+        raise ConfigError("train.local_sgd", f"local SGD averages dense parameters, and the tables of "
+                                             f"{list(sparse_tables)} take sparse gradients: set "
+                                             "train.allreduce.embedding_gradients: dense, or remove train.local_sgd")
 
 
 RULES: Dict[str, BackendRules] = {r.name: r for r in (HorovodRules(), TorchRules())}

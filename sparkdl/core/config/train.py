@@ -30,12 +30,55 @@ class OptimizerConfig:
 
 
 @dataclass(frozen=True)
+class PowerSgdConfig:
+    """PowerSGD (``compression: powersgd``): each gradient matrix sent as two rank-``rank``
+    factors, with error feedback (torch's ``powerSGD_hook``)."""
+
+    #: The factors' rank: 1 sends least; 2-4 keep more of each gradient.
+    rank: int = 1
+    #: Steps of plain allreduce before compression starts (at least 2: DDP settles its buckets first).
+    start_step: int = 10
+    #: Add each step's compression error to the next step's gradient.
+    error_feedback: bool = True
+    #: Start each step's power iteration from the last step's factors.
+    warm_start: bool = True
+
+    def __post_init__(self):
+        check(self.rank >= 1, "train.allreduce.powersgd.rank", "must be >= 1")
+        check(self.start_step >= 2 or not (self.error_feedback or self.warm_start),
+              "train.allreduce.powersgd.start_step",
+              "must be >= 2 with error_feedback or warm_start (DDP settles its gradient buckets in the first step)")
+
+
+@dataclass(frozen=True)
+class TopkConfig:
+    """Top-k sparsification (``compression: topk``): each rank sends the ``ratio`` largest
+    gradient entries (values and indices), with error feedback."""
+
+    #: The fraction of each gradient bucket's entries sent every step.
+    ratio: float = 0.01
+    #: Keep what was not sent and add it to the next step's gradient.
+    error_feedback: bool = True
+
+    def __post_init__(self):
+        check(0 < self.ratio <= 1, "train.allreduce.topk.ratio", "must be in (0, 1]: the fraction of entries sent")
+
+
+COMPRESSIONS = ("none", "fp16", "bf16", "powersgd", "topk")
+
+
+@dataclass(frozen=True)
 class AllreduceConfig:
     """How gradients are exchanged: compression on the wire, and accumulation of several
     backward passes per exchange."""
 
-    #: Gradients sent as fp16 (Horovod, and DDP's fp16 hook).
-    compression: Literal["none", "fp16"] = "none"
+    #: Gradients on the wire: ``fp16``, ``bf16`` (half the bytes), ``powersgd`` (low-rank
+    #: factors), ``topk`` (the largest entries); docs/communication.md says which to choose.
+    compression: Literal["none", "fp16", "bf16", "powersgd", "topk"] = "none"
+    #: ``compression: powersgd`` only.
+    powersgd: Optional[PowerSgdConfig] = None
+    #: ``compression: topk`` only.
+    topk: Optional[TopkConfig] = None
     #: Gradient accumulation: backward passes per exchange and step.
     backward_passes_per_step: int = 1
     #: Embedding tables: ``sparse`` exchanges only the rows a batch touched (Horovod's
@@ -48,11 +91,45 @@ class AllreduceConfig:
     def __post_init__(self):
         check(self.backward_passes_per_step >= 1, "train.allreduce.backward_passes_per_step", "must be >= 1")
         check(self.sparse_from_rows >= 1, "train.allreduce.sparse_from_rows", "must be >= 1")
+        for method in ("powersgd", "topk"):
+            check(getattr(self, method) is None or self.compression == method, f"train.allreduce.{method}",
+                  f"these settings apply to compression: {method} (this job uses compression: {self.compression})")
+
+    @property
+    def powersgd_settings(self) -> PowerSgdConfig:
+        return self.powersgd or PowerSgdConfig()
+
+    @property
+    def topk_settings(self) -> TopkConfig:
+        return self.topk or TopkConfig()
 
     def sparse_table(self, rows: int) -> bool:
         """Whether an embedding table of ``rows`` rows takes sparse gradients."""
         return self.embedding_gradients == "sparse" or (self.embedding_gradients == "auto"
                                                          and rows >= self.sparse_from_rows)
+
+
+@dataclass(frozen=True)
+class LocalSgdConfig:
+    """Local SGD (post-local SGD after ``warmup_steps``): each rank steps on its own
+    gradients and the ranks average their parameters every ``period`` steps, instead of
+    averaging gradients every step; validation and checkpoints see averaged weights."""
+
+    #: Optimizer steps between parameter averages (H).
+    period: int = 8
+    #: Steps of ordinary gradient averaging before local steps start.
+    warmup_steps: int = 0
+    #: ``train.backend: torch``, several ranks per host: the ranks of a host also average
+    #: among themselves every ``host_period`` steps (hierarchical averaging).
+    host_period: Optional[int] = None
+
+    def __post_init__(self):
+        check(self.period >= 2, "train.local_sgd.period", "must be >= 2 steps (1 is plain synchronous training)")
+        check(self.warmup_steps >= 0, "train.local_sgd.warmup_steps", "must be >= 0")
+        if self.host_period is not None:
+            check(1 <= self.host_period < self.period and self.period % self.host_period == 0,
+                  "train.local_sgd.host_period",
+                  f"must be >= 1, below train.local_sgd.period ({self.period}) and divide it")
 
 
 @dataclass(frozen=True)
@@ -271,10 +348,15 @@ class TrainConfig:
     #: Backend-specific settings: each is an error under the other backend.
     horovod: Optional[HorovodConfig] = None
     ddp: Optional[DdpConfig] = None
+    #: Average parameters every few steps instead of gradients every step (unset: off).
+    local_sgd: Optional[LocalSgdConfig] = None
 
     def __post_init__(self):
         check(self.ranks is None or self.ranks >= 1, "train.ranks", "must be >= 1 (or omitted: all slots)")
         RULES[self.backend].check(self)  # each backend owns which options exist under it
+        check(self.local_sgd is None or self.allreduce.compression == "none", "train.local_sgd",
+              f"local SGD averages parameters every few steps and compresses nothing; remove "
+              f"train.allreduce.compression: {self.allreduce.compression}, or train.local_sgd")
         check(self.epochs >= 1, "train.epochs", "must be >= 1")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         if isinstance(self.class_weights, list):

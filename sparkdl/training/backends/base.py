@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ContextManager, Dict, FrozenSet, Optional, Tuple
+from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
 from sparkdl.training.launch.plan import RankSlot
@@ -69,6 +69,18 @@ class Backend(ABC):
         ``backward_passes_per_step``)."""
         return contextlib.nullcontext()
 
+    def backward(self, model, boundary: bool) -> ContextManager:
+        """Context for one backward pass; ``boundary``: the last before a step."""
+        return contextlib.nullcontext() if boundary else self.accumulating(model)
+
+    def settle(self, model, inputs) -> None:
+        """Called with each epoch's first batch, before its forward pass: a resumed rank
+        whose exchange keeps state per gradient bucket settles its buckets here."""
+
+    def end_epoch(self, net) -> None:
+        """After an epoch's last step, before validation: every rank holds the same
+        model afterwards (local SGD averages here)."""
+
     @abstractmethod
     def step(self, opt, scaler) -> None:
         """Exchange (when not already done in backward) and step, through the scaler if any."""
@@ -88,6 +100,19 @@ class Backend(ABC):
     @abstractmethod
     def allreduce_sum(self, values, name: str):
         """The float64 vector ``values`` summed over every rank (numpy)."""
+
+    @abstractmethod
+    def gather_object(self, obj: Any, name: str) -> Optional[List[Any]]:
+        """Every rank's picklable ``obj`` in rank order, on rank 0 (None on the others)."""
+
+    def rank_state(self, opt) -> Dict[str, Any]:
+        """This rank's own state beyond rank 0's model and optimizer (the exchange's error
+        feedback and step counts, local SGD's optimizer state): every checkpoint keeps
+        every rank's."""
+        return {}
+
+    def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
+        """This rank's part of a checkpoint, after :meth:`load_state`."""
 
     def full_state(self, net) -> Dict[str, Any]:
         """The whole model's state dict (every rank calls it: sharded models gather)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
 from sparkdl.training.backends.base import Backend, Peers
@@ -40,6 +40,8 @@ class HorovodBackend(Backend):
 
     def __init__(self, strategy: str = "ddp"):  # Horovod replicates the model: its config rules allow ddp only
         self._server = None
+        self._local_sgd = None
+        self._params = []
 
     def gpu_collectives(self) -> bool:
         import horovod.torch as hvd
@@ -91,10 +93,21 @@ class HorovodBackend(Backend):
         return hvd.rank(), hvd.size()
 
     def prepare(self, net, t: TrainConfig, lr: float, device):
-        return net, distributed_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay,
-                                          t.allreduce.compression, t.allreduce.backward_passes_per_step)
+        if t.local_sgd is None:
+            return net, distributed_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay,
+                                              t.allreduce.compression, t.allreduce.backward_passes_per_step)
+        from sparkdl.core.config.backends import RULES
+        from sparkdl.training.backends.local_sgd import HorovodAverager
+        from sparkdl.training.rank.optimizers import local_optimizer, split_sparse
+
+        RULES["horovod"].check_tables(t, [n for n, _ in split_sparse(net)[1]])  # a custom model's own tables
+        self._local_sgd = HorovodAverager(t.local_sgd)
+        self._params = [p for p in net.parameters() if p.requires_grad]
+        return net, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     def step(self, opt, scaler) -> None:
+        if self._local_sgd is not None:
+            return self._local_step(opt, scaler)
         if scaler:
             opt.synchronize()
             with opt.skip_synchronize():
@@ -102,6 +115,36 @@ class HorovodBackend(Backend):
             scaler.update()
         else:
             opt.step()
+
+    def _local_step(self, opt, scaler) -> None:
+        """Local SGD: gradients averaged only during the warm-up, then the plain step and
+        the schedule's parameter average."""
+        import horovod.torch as hvd
+
+        if self._local_sgd.syncing_gradients():
+            grads = [p.grad for p in self._params if p.grad is not None]
+            if grads:
+                hvd.grouped_allreduce_(grads, op=hvd.Average, name="local_sgd.warmup")
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        self._local_sgd.after_step(self._params)
+
+    def end_epoch(self, net) -> None:
+        if self._local_sgd is not None:
+            self._local_sgd.average_now(net)
+
+    def rank_state(self, opt) -> Dict[str, Any]:
+        if self._local_sgd is None:
+            return {}
+        return {"local_sgd": self._local_sgd.state_dict(), "optimizer": opt.state_dict()}
+
+    def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
+        if "local_sgd" in state and self._local_sgd is not None:
+            self._local_sgd.load_state_dict(state["local_sgd"])
+            opt.load_state_dict(state["optimizer"])
 
     def broadcast_parameters(self, net) -> None:
         import horovod.torch as hvd
@@ -126,6 +169,12 @@ class HorovodBackend(Backend):
 
         tensor = torch.from_numpy(np.asarray(values, dtype=np.float64))
         return hvd.allreduce(tensor, op=hvd.Sum, name=name).numpy()
+
+    def gather_object(self, obj: Any, name: str) -> Optional[List[Any]]:
+        import horovod.torch as hvd
+
+        everyone = hvd.allgather_object(obj, name=name)
+        return everyone if hvd.rank() == 0 else None
 
 
 def distributed_optimizer(model, name: str, lr: float, weight_decay: float, compression: str,

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from datetime import timedelta
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
 from sparkdl.core.config.backends import RULES
@@ -36,6 +36,11 @@ class TorchBackend(Backend):
         self._device = None
         self._store = None
         self._guard = None
+        self._compressor = None
+        self._local_sgd = None
+        self._params = []
+        self._settle = False
+        self._hosts = ""
 
     @property
     def sharded(self) -> bool:
@@ -52,6 +57,7 @@ class TorchBackend(Backend):
         import torch.distributed as dist
 
         os.environ.update(peers.env)
+        self._hosts = peers.hosts
         if peers.iface:  # the NIC that carries this rank's address, as for Horovod
             os.environ.setdefault("GLOO_SOCKET_IFNAME", peers.iface)
         wait = timedelta(seconds=rendezvous_timeout_s)
@@ -104,18 +110,25 @@ class TorchBackend(Backend):
             shard_model(net)
             return net, base_optimizer(t.optimizer.name, [p for p in net.parameters() if p.requires_grad], lr,
                                        t.optimizer.weight_decay)
-        if t.allreduce.compression == "fp16":  # a custom model's own sparse tables too, before joining DDP
-            sparse = sparse_parameters(net)
-            RULES["torch"].check_tables(t, [n for n, p in net.named_parameters() if id(p) in sparse])
+        sparse = sparse_parameters(net)  # a custom model's own sparse tables too, before joining DDP
+        RULES["torch"].check_tables(t, [n for n, p in net.named_parameters() if id(p) in sparse])
         from torch.nn.parallel import DistributedDataParallel
+
+        from sparkdl.training.backends.compression import compressor
 
         cuda = device.type == "cuda"
         model = DistributedDataParallel(net, device_ids=[device.index] if cuda else None,
-                                        bucket_cap_mb=t.ddp_settings.bucket_cap_mb, gradient_as_bucket_view=True)
-        if t.allreduce.compression == "fp16":
-            from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+                                        bucket_cap_mb=bucket_cap_mb(net, t, cuda), gradient_as_bucket_view=True)
+        self._compressor = compressor(t.allreduce, t.seed)
+        if self._compressor is not None:
+            self._compressor.register(model)
+        if t.local_sgd is not None:
+            import torch.distributed as dist
 
-            model.register_comm_hook(None, default_hooks.fp16_compress_hook)
+            from sparkdl.training.backends.local_sgd import TorchLocalSgd
+
+            self._local_sgd = TorchLocalSgd(t.local_sgd, self._hosts, dist.get_world_size())
+        self._params = [p for p in net.parameters() if p.requires_grad]
         return model, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     def accumulating(self, model):
@@ -123,12 +136,44 @@ class TorchBackend(Backend):
             return _no_gradient_sync(model)
         return model.no_sync()
 
+    def backward(self, model, boundary: bool):
+        if self._local_sgd is not None and not self._local_sgd.syncing_gradients():
+            return model.no_sync()  # a local step: gradients stay on this rank
+        return super().backward(model, boundary)
+
+    def settle(self, model, inputs) -> None:
+        if self._settle:
+            self._settle = False
+            self._compressor.settle(model, inputs)
+
     def step(self, opt, scaler) -> None:
         if scaler:
             scaler.step(opt)
             scaler.update()
         else:
             opt.step()
+        if self._local_sgd is not None:
+            self._local_sgd.after_step(self._params)
+
+    def end_epoch(self, net) -> None:
+        if self._local_sgd is not None:
+            self._local_sgd.average_now(net)
+
+    def rank_state(self, opt) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        if self._compressor is not None and self._compressor.stateful:
+            out["compression"] = self._compressor.state_dict()
+        if self._local_sgd is not None:
+            out["local_sgd"], out["optimizer"] = self._local_sgd.state_dict(), opt.state_dict()
+        return out
+
+    def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
+        if "compression" in state and self._compressor is not None:
+            self._compressor.load_state_dict(state["compression"])
+            self._settle = True
+        if "local_sgd" in state and self._local_sgd is not None:
+            self._local_sgd.load_state_dict(state["local_sgd"])
+            opt.load_state_dict(state["optimizer"])
 
     def broadcast_parameters(self, net) -> None:
         import torch.distributed as dist
@@ -158,6 +203,13 @@ class TorchBackend(Backend):
         tensor = torch.from_numpy(np.asarray(values, dtype=np.float64)).to(self._device)
         dist.all_reduce(tensor)
         return tensor.cpu().numpy()
+
+    def gather_object(self, obj: Any, name: str) -> Optional[List[Any]]:
+        import torch.distributed as dist
+
+        out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(obj, out, dst=0)
+        return out
 
     def full_state(self, net) -> Dict[str, Any]:
         if not self.sharded:
@@ -190,6 +242,21 @@ class TorchBackend(Backend):
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
         set_model_state_dict(net, model_state if dist.get_rank() == 0 else {}, options=options)
         set_optimizer_state_dict(net, opt, optimizer_state if dist.get_rank() == 0 else {}, options=options)
+
+
+def bucket_cap_mb(net, t: TrainConfig, cuda: bool) -> float:
+    """DDP's bucket size. PowerSGD over Gloo takes one bucket: its hook chains each
+    bucket's second allreduce onto the first's completion, and with several buckets in
+    flight Gloo's ranks can start those in different orders (a collective mismatch that
+    aborts the process)."""
+    cap = t.ddp_settings.bucket_cap_mb
+    if t.allreduce.compression != "powersgd" or cuda:
+        return cap
+    model_mb = sum(p.numel() * p.element_size() for p in net.parameters() if p.requires_grad) / 2 ** 20
+    if model_mb >= cap:
+        log.info("PowerSGD over Gloo: one gradient bucket of %.0f MiB instead of train.ddp.bucket_cap_mb %g",
+                 model_mb + 1, cap)
+    return max(cap, model_mb + 1)
 
 
 def shard_model(net) -> None:

@@ -4,9 +4,10 @@ the other ranks: Horovod or torch.distributed, :mod:`sparkdl.training.backends`)
 Parameters and optimizer state start identical on every rank (rank 0 broadcasts, after
 resuming from the latest complete checkpoint if there is one); gradients are averaged
 by the backend (Horovod's ring-allreduce, DDP's bucketed allreduce, or FSDP's
-reduce-scatter), optionally fp16-compressed and accumulated over several backward
-passes; mixed precision uses autocast. Every
-rank runs the same number of steps per epoch, validation metrics come from statistics
+reduce-scatter), optionally compressed (:mod:`sparkdl.training.backends.compression`)
+and accumulated over several backward passes, or parameters are averaged every few
+steps instead (:mod:`sparkdl.training.backends.local_sgd`); mixed precision uses
+autocast. Every rank runs the same number of steps per epoch, validation metrics come from statistics
 summed across ranks (:mod:`sparkdl.core.task_metrics`), and rank 0 writes a checkpoint each
 epoch and the final model. The learning-rate schedule and early stopping
 (:mod:`sparkdl.training.rank.controls`), fault injection and startup timing are
@@ -14,7 +15,6 @@ epoch and the final model. The learning-rate schedule and early stopping
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
@@ -153,23 +153,29 @@ def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
 
 def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
     """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast:
-    parameters, optimizer state, the epoch and history, and the callbacks' state."""
+    parameters, optimizer state, the epoch and history, the callbacks' state, and its own
+    part (its RNG, its exchange's state: :meth:`Backend.rank_state`)."""
     import torch
 
-    start_epoch, history, controls, stop_reason = 0, [], {}, None
+    start_epoch, history, controls, stop_reason, ranks = 0, [], {}, None, None
     model_state = optimizer_state = None
     if ctx.is_chief:
         state = load_latest(Path(spec.checkpoint_dir))
         if state is not None:
             model_state, optimizer_state = state["model"], state["optimizer"]
-            torch.set_rng_state(state["rng"])
+            torch.set_rng_state(state["rng"])  # checkpoints without "ranks" (earlier layouts) keep rank 0's only
             start_epoch, history = int(state["epoch"]), list(state["history"])
             controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
+            ranks = state.get("ranks")
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
     ctx.backend.load_state(net, opt, model_state, optimizer_state)
-    start_epoch, history, controls, stop_reason = ctx.backend.broadcast_object(
-        (start_epoch, history, controls, stop_reason), "resume")
+    start_epoch, history, controls, stop_reason, ranks = ctx.backend.broadcast_object(
+        (start_epoch, history, controls, stop_reason, ranks), "resume")
     callbacks.load_state_dict(controls)
+    if ranks is not None and len(ranks) == ctx.size:  # the same world: each rank continues where it was
+        mine = ranks[ctx.rank]
+        torch.set_rng_state(mine["rng"])
+        ctx.backend.load_rank_state(opt, mine)
     return start_epoch, history, stop_reason
 
 
@@ -202,8 +208,10 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
             hook(state)
         inputs = [x.to(device, non_blocking=True) for x in inputs]  # features [, embedding indices]
         y = y.to(device, non_blocking=True)
+        if step == 0:
+            backend.settle(model, inputs)
         boundary = (step + 1) % k == 0
-        with contextlib.nullcontext() if boundary else backend.accumulating(model):
+        with backend.backward(model, boundary):
             if amp_dtype is None:
                 out = model(*inputs)
             else:
@@ -228,6 +236,14 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
         step += 1
     return float(loss_sum), rows, {"seconds": clock() - t0, "data_s": data_s, "compute_s": compute_s,
                                    "step_s": step_s}
+
+
+def _local_sgd_note(t: TrainConfig) -> str:
+    s = t.local_sgd
+    if s is None:
+        return ""
+    host = f", within hosts every {s.host_period}" if s.host_period else ""
+    return f"local SGD (average every {s.period} steps after {s.warmup_steps}{host}); "
 
 
 def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
@@ -299,7 +315,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         ctx.report(EventType.LOG, level="info", message=(
             f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
             f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
-            f"epochs); compression {t.allreduce.compression}; accumulation {k}; precision {t.mixed_precision}; "
+            f"epochs); compression {t.allreduce.compression}; {_local_sgd_note(t)}accumulation {k}; "
+            f"precision {t.mixed_precision}; "
             f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
             f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
 
@@ -313,6 +330,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         state.epoch = epoch
         loss_sum, rows, timing = _train_epoch(state, callbacks, backend, model, opt, reader, objective, device, t,
                                               scaler, amp_dtype)
+        backend.end_epoch(net)
         total_loss, total_rows = backend.allreduce_sum([loss_sum, float(rows)], f"train.{epoch}").tolist()
         metrics = evaluate(spec, backend, net, objective, val_reader, device, val_batch, epoch, lockstep)
         seconds = timing["seconds"]
@@ -322,9 +340,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         history.append(entry)
         callbacks.fire(LoopEvent.ON_EPOCH_END, state)
         model_state, optimizer_state = backend.full_state(net), backend.optimizer_state(net, opt)
+        ranks = backend.gather_object({"rng": torch.get_rng_state(), **backend.rank_state(opt)}, f"ranks.{epoch}")
         if ctx.is_chief:
             save_checkpoint(Path(spec.checkpoint_dir), epoch,
-                            {"model": model_state, "optimizer": optimizer_state,
+                            {"model": model_state, "optimizer": optimizer_state, "ranks": ranks,
                              "rng": torch.get_rng_state(), "history": history,
                              "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
                             before_rename=lambda tmp: callbacks.fire(LoopEvent.BEFORE_CHECKPOINT_COMMIT, state, tmp))
