@@ -22,7 +22,7 @@ from benchmarks.report import pairs, to_markdown
 PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scoring", "scale",
          "clicklog", "images")
 #: Parts run only when named (``--only hosts``): several hosts in network namespaces, as root.
-NAMED_ONLY = ("hosts",)
+NAMED_ONLY = ("hosts", "communication")
 log = logging.getLogger("benchmarks")
 
 
@@ -48,6 +48,12 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
         from benchmarks.hosts import bench_hosts
 
         part("hosts", lambda: bench_hosts(quick))
+    if "communication" in parts:
+        from benchmarks.communication import bench_communication
+        from benchmarks.parameter_server import bench_parameter_server
+
+        part("communication", lambda: {**bench_communication(quick),
+                                       "parameter_server": bench_parameter_server(quick)})
     if not set(parts) - {"data_path", "exchange", "embedding_grads", *NAMED_ONLY}:
         return res
     from benchmarks.distributor import bench_distributor

@@ -43,11 +43,22 @@ def workloads(quick: bool) -> List[Tuple[str, str, List[str]]]:
 
 def bench_hosts(quick: bool) -> Dict[str, Any]:
     """The bandwidth table (see the module docstring)."""
+    plan = [{"workload": name, "backend": backend, "link": link, "rate_bit_s": rate, "config": config, "sets": sets}
+            for name, config, sets in workloads(quick) for link, rate in RATES for backend in BACKENDS]
+    results = run_on_hosts(plan)
+    return {"runs": [_row(r) for r in results], "batch_per_rank": BATCH,
+            "note": "two worker hosts of one executor and one core each; bytes are what each rank's host sent "
+                    "within its training steps (its interface counters), divided by its steps"}
+
+
+def run_on_hosts(plan: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every entry of ``plan`` (``config``, ``sets``, ``rate_bit_s`` and labels) trained by
+    one application on a driver host, a master and two worker hosts whose links are
+    shaped to the entry's rate before its run; each entry's result as ``hosts_job.py``
+    records it (labels, metrics, history, bytes each rank sent, parameters)."""
     from tests.hosts.spark_hosts import SparkHosts
     from tests.hosts.testbed import Testbed
 
-    plan = [{"workload": name, "backend": backend, "link": link, "rate_bit_s": rate, "config": config, "sets": sets}
-            for name, config, sets in workloads(quick) for link, rate in RATES for backend in BACKENDS]
     with tempfile.TemporaryDirectory(prefix="sparkdl-bench-hosts-") as tmp, Testbed() as bed:
         work = Path(tmp)
         shared = work / "shared"
@@ -72,8 +83,8 @@ def bench_hosts(quick: bool) -> Dict[str, Any]:
                 rate = json.loads(request.read_text())["rate_bit_s"]
                 for w in workers:
                     w.unshape() if rate is None else w.shape(rate)
-                log.info("run %d/%d: %s on %s, links %s", done + 1, len(plan), plan[done]["workload"],
-                         plan[done]["backend"], plan[done]["link"])
+                log.info("run %d/%d: %s", done + 1, len(plan),
+                         ", ".join(str(v) for k, v in plan[done].items() if k not in ("config", "sets", "rate_bit_s")))
                 (shared / f"shaped-{done}").touch()
                 done += 1
             time.sleep(0.2)
@@ -82,10 +93,7 @@ def bench_hosts(quick: bool) -> Dict[str, Any]:
             raise TimeoutError(f"the hosts benchmark did not finish in time; log: {log_path}")
         if job.returncode != 0:
             raise RuntimeError(f"the hosts benchmark's job failed:\n{log_path.read_text()[-4000:]}")
-        results = json.loads((shared / "results.json").read_text())
-    return {"runs": [_row(r) for r in results], "batch_per_rank": BATCH,
-            "note": "two worker hosts of one executor and one core each; bytes are what each rank's host sent "
-                    "within its training steps (its interface counters), divided by its steps"}
+        return json.loads((shared / "results.json").read_text())
 
 
 def _row(result: Dict[str, Any]) -> Dict[str, Any]:

@@ -90,8 +90,10 @@ def main(plan_path: str, shared: str, lake: str) -> None:
         net = build_model(model_spec(cfg.model, manifest.feature_width, len(manifest.classes)))
         parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
         ranks = [json.loads((shared_dir / f"net-{i}-{r}.json").read_text()) for r in range(m.train["ranks"])]
+        shapes = {name: list(p.shape) for name, p in net.named_parameters() if p.requires_grad}
         results.append({**{k: v for k, v in entry.items() if k not in ("config", "sets")}, "train": m.train,
-                        "history": m.history, "net": ranks, "parameters": parameters})
+                        "history": m.history, "net": ranks, "parameters": parameters, "shapes": shapes,
+                        "held_out": m.held_out, "validation": m.validation})
         (shared_dir / "results.json").write_text(json.dumps(results, default=str))
     if spark is not None:
         spark.stop()

@@ -135,6 +135,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
             out += _scale_section(res[key], title)
     if res.get("hosts"):
         out += _hosts_section(res["hosts"])
+    if res.get("communication"):
+        out += _communication_section(res["communication"])
     eg = res.get("embedding_grads")
     if eg:
         st = eg["settings"]
@@ -200,3 +202,25 @@ def _hosts_section(h: Dict[str, Any]) -> List[str]:
          f"{r['bytes_per_step'] / 1e6:.3f}", f"{r['ring_bytes_per_step'] / 1e6:.3f}", r["bytes_vs_ring"]]
         for r in h["runs"]])
     return out + [h["note"], ""]
+
+
+def _communication_section(c: Dict[str, Any]) -> List[str]:
+    out = [f"## Less communication per step (torch backend, batch {c['batch_per_rank']} per rank)", "",
+           "One host (loopback), against one plain-torch process on as many threads:", ""]
+    out += _table(["workload", "method", "samples/s", "vs plain torch", "held-out accuracy", "points vs none"],
+                  [[r["workload"], r["method"], _n(r["samples_per_sec"]), r["vs_plain_torch"],
+                    r["held_out_accuracy"], r["accuracy_points_vs_none"]] for r in c["loopback"]])
+    out += ["Two worker hosts, links shaped; bytes each rank's host sent per step against the method's arithmetic:",
+            ""]
+    out += _table(["workload", "link", "method", "samples/s", "vs none", "MB per step", "arithmetic MB",
+                   "sent / arithmetic", "held-out accuracy", "points vs none"],
+                  [[r["workload"], r["link"], r["method"], _n(r["samples_per_sec"]), r["samples_per_sec_vs_none"],
+                    f"{r['bytes_per_step'] / 1e6:.3f}", f"{r['arithmetic_bytes_per_step'] / 1e6:.3f}",
+                    r["bytes_vs_arithmetic"], r["held_out_accuracy"], r["accuracy_points_vs_none"]]
+                   for r in c["hosts"]])
+    out += ["Parameter server against ring allreduce (4 MB of gradient per worker and step):", ""]
+    out += _table(["workers", "exchange", "link", "step s", "server MB/step", "worker MB/step",
+                   "arithmetic s/step"],
+                  [[r["workers"], r["exchange"], r["link"], r["step_s"], r["server_mb_per_step"],
+                    r["worker_mb_per_step"], r["arithmetic_s"]] for r in c["parameter_server"]])
+    return out

@@ -57,11 +57,14 @@ class TopkConfig:
 
     #: The fraction of each gradient bucket's entries sent every step.
     ratio: float = 0.01
+    #: Steps of plain allreduce before sparsification starts.
+    start_step: int = 10
     #: Keep what was not sent and add it to the next step's gradient.
     error_feedback: bool = True
 
     def __post_init__(self):
         check(0 < self.ratio <= 1, "train.allreduce.topk.ratio", "must be in (0, 1]: the fraction of entries sent")
+        check(self.start_step >= 0, "train.allreduce.topk.start_step", "must be >= 0")
 
 
 COMPRESSIONS = ("none", "fp16", "bf16", "powersgd", "topk")

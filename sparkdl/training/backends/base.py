@@ -41,6 +41,8 @@ class Backend(ABC):
     name: str = ""
     #: Whether each rank holds only a shard of the parameters (its forward is a collective).
     sharded: bool = False
+    #: Local SGD's averager (:mod:`sparkdl.training.backends.local_sgd`) when the job asks for it.
+    _local_sgd: Any = None
 
     @abstractmethod
     def start(self, peers: Peers, exchange, rendezvous_timeout_s: float, collective_timeout_s: float,
@@ -80,6 +82,8 @@ class Backend(ABC):
     def end_epoch(self, net) -> None:
         """After an epoch's last step, before validation: every rank holds the same
         model afterwards (local SGD averages here)."""
+        if self._local_sgd is not None:
+            self._local_sgd.average_now(net)
 
     @abstractmethod
     def step(self, opt, scaler) -> None:
@@ -109,10 +113,15 @@ class Backend(ABC):
         """This rank's own state beyond rank 0's model and optimizer (the exchange's error
         feedback and step counts, local SGD's optimizer state): every checkpoint keeps
         every rank's."""
-        return {}
+        if self._local_sgd is None:
+            return {}
+        return {"local_sgd": self._local_sgd.state_dict(), "optimizer": opt.state_dict()}
 
     def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
         """This rank's part of a checkpoint, after :meth:`load_state`."""
+        if "local_sgd" in state and self._local_sgd is not None:
+            self._local_sgd.load_state_dict(state["local_sgd"])
+            opt.load_state_dict(state["optimizer"])
 
     def full_state(self, net) -> Dict[str, Any]:
         """The whole model's state dict (every rank calls it: sharded models gather)."""

@@ -40,7 +40,6 @@ class HorovodBackend(Backend):
 
     def __init__(self, strategy: str = "ddp"):  # Horovod replicates the model: its config rules allow ddp only
         self._server = None
-        self._local_sgd = None
         self._params = []
 
     def gpu_collectives(self) -> bool:
@@ -131,20 +130,6 @@ class HorovodBackend(Backend):
         else:
             opt.step()
         self._local_sgd.after_step(self._params)
-
-    def end_epoch(self, net) -> None:
-        if self._local_sgd is not None:
-            self._local_sgd.average_now(net)
-
-    def rank_state(self, opt) -> Dict[str, Any]:
-        if self._local_sgd is None:
-            return {}
-        return {"local_sgd": self._local_sgd.state_dict(), "optimizer": opt.state_dict()}
-
-    def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
-        if "local_sgd" in state and self._local_sgd is not None:
-            self._local_sgd.load_state_dict(state["local_sgd"])
-            opt.load_state_dict(state["optimizer"])
 
     def broadcast_parameters(self, net) -> None:
         import horovod.torch as hvd

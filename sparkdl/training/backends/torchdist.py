@@ -37,7 +37,6 @@ class TorchBackend(Backend):
         self._store = None
         self._guard = None
         self._compressor = None
-        self._local_sgd = None
         self._params = []
         self._settle = False
         self._hosts = ""
@@ -101,7 +100,7 @@ class TorchBackend(Backend):
         return dist.get_rank(), dist.get_world_size()
 
     def prepare(self, net, t: TrainConfig, lr: float, device):
-        from sparkdl.training.rank.optimizers import base_optimizer, local_optimizer, sparse_parameters
+        from sparkdl.training.rank.optimizers import base_optimizer, local_optimizer, sparse_parameters, split_sparse
 
         if self.sharded:
             if sparse_parameters(net):
@@ -110,8 +109,7 @@ class TorchBackend(Backend):
             shard_model(net)
             return net, base_optimizer(t.optimizer.name, [p for p in net.parameters() if p.requires_grad], lr,
                                        t.optimizer.weight_decay)
-        sparse = sparse_parameters(net)  # a custom model's own sparse tables too, before joining DDP
-        RULES["torch"].check_tables(t, [n for n, p in net.named_parameters() if id(p) in sparse])
+        RULES["torch"].check_tables(t, [n for n, _ in split_sparse(net)[1]])  # a custom model's own, before DDP
         from torch.nn.parallel import DistributedDataParallel
 
         from sparkdl.training.backends.compression import compressor
@@ -155,25 +153,17 @@ class TorchBackend(Backend):
         if self._local_sgd is not None:
             self._local_sgd.after_step(self._params)
 
-    def end_epoch(self, net) -> None:
-        if self._local_sgd is not None:
-            self._local_sgd.average_now(net)
-
     def rank_state(self, opt) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
+        out = super().rank_state(opt)
         if self._compressor is not None and self._compressor.stateful:
             out["compression"] = self._compressor.state_dict()
-        if self._local_sgd is not None:
-            out["local_sgd"], out["optimizer"] = self._local_sgd.state_dict(), opt.state_dict()
         return out
 
     def load_rank_state(self, opt, state: Dict[str, Any]) -> None:
+        super().load_rank_state(opt, state)
         if "compression" in state and self._compressor is not None:
             self._compressor.load_state_dict(state["compression"])
             self._settle = True
-        if "local_sgd" in state and self._local_sgd is not None:
-            self._local_sgd.load_state_dict(state["local_sgd"])
-            opt.load_state_dict(state["optimizer"])
 
     def broadcast_parameters(self, net) -> None:
         import torch.distributed as dist
