@@ -5,7 +5,7 @@ hosts whose links are unshaped and shaped to 1 Gbit/s and 100 Mbit/s, and on one
 
 For each run: training samples/s, the bytes each rank's host sent per step (its
 interface counters, within steps) against the method's own arithmetic, and the held-out
-accuracy after the same epochs. The arithmetic, per rank and step, for ``n`` ranks and
+accuracy after the same epochs (the test split, as ``sparkdl run`` evaluates it). The arithmetic, per rank and step, for ``n`` ranks and
 ``P`` fp32 gradient entries (ring allreduce sends 2·(n−1)/n of what it reduces):
 
 - none: 2·(n−1)/n · 4P; fp16 and bf16: half of it;
@@ -91,7 +91,7 @@ def _row(result: Dict[str, Any]) -> Dict[str, Any]:
     steps = max(1, min(r["steps"] for r in result["net"]))
     expected = expected_bytes(result["method"], result["shapes"], n, steps)
     per_step = sum(sent) / len(sent)
-    held_out = result.get("held_out") or result.get("validation") or {}
+    held_out = result["held_out"]
     return {"workload": result["workload"], "method": result["method"], "link": result["link"],
             "parameters": result["parameters"],
             "samples_per_sec": round(float(result["train"]["samples_per_sec"]), 1),
@@ -147,8 +147,9 @@ def loopback(quick: bool) -> List[Dict[str, Any]]:
     from sparkdl.core.lake import Lake
     from sparkdl.core.models import model_spec
     from sparkdl.core.session import get_spark
+    from sparkdl.core.stopwatch import StageClock
     from sparkdl.preparation.materialize import Manifest
-    from sparkdl.workflow import prepare, train
+    from sparkdl.workflow import HeldOutEvaluation, prepare, train
 
     rows = []
     epochs = 3 if quick else 6
@@ -165,9 +166,10 @@ def loopback(quick: bool) -> List[Dict[str, Any]]:
             base = None
             for method, sets in METHODS:
                 t0 = time.perf_counter()
-                m = train(cfg.with_values(sets), lake, spark=spark, manifest=manifest).metrics
+                test = HeldOutEvaluation(spark, manifest, False, StageClock())
+                m = train(cfg.with_values(sets), lake, spark=spark, manifest=manifest, driver_callbacks=[test]).metrics
                 rate = steady_rate([h["samples_per_sec"] for h in m.history])
-                accuracy = (m.held_out or m.validation).get("accuracy")
+                accuracy = m.held_out.get("accuracy")
                 base = base or {"rate": rate, "accuracy": accuracy}
                 rows.append({"workload": name, "method": method, "samples_per_sec": round(rate, 1),
                              "vs_plain_torch": ratio(rate, plain), "plain_torch_samples_per_sec": round(plain, 1),

@@ -70,8 +70,9 @@ def main(plan_path: str, shared: str, lake: str) -> None:
     from sparkdl.core.lake import Lake
     from sparkdl.core.models import build_model, model_spec
     from sparkdl.core.session import get_spark
+    from sparkdl.core.stopwatch import StageClock
     from sparkdl.preparation.materialize import Manifest
-    from sparkdl.workflow import prepare, train
+    from sparkdl.workflow import HeldOutEvaluation, prepare, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     plan = json.loads(Path(plan_path).read_text())
@@ -85,7 +86,9 @@ def main(plan_path: str, shared: str, lake: str) -> None:
             prepare(cfg, lake, spark)
         manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
         _await_shaping(shared_dir, i, entry["rate_bit_s"])
-        result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=[InterfaceBytes(shared, i)])
+        test = HeldOutEvaluation(spark, manifest, False, StageClock())  # the test split's metrics, as a run's
+        result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=[InterfaceBytes(shared, i)],
+                       driver_callbacks=[test])
         m = result.metrics
         net = build_model(model_spec(cfg.model, manifest.feature_width, len(manifest.classes)))
         parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
@@ -93,7 +96,7 @@ def main(plan_path: str, shared: str, lake: str) -> None:
         shapes = {name: list(p.shape) for name, p in net.named_parameters() if p.requires_grad}
         results.append({**{k: v for k, v in entry.items() if k not in ("config", "sets")}, "train": m.train,
                         "history": m.history, "net": ranks, "parameters": parameters, "shapes": shapes,
-                        "held_out": m.held_out, "validation": m.validation})
+                        "held_out": m.held_out})
         (shared_dir / "results.json").write_text(json.dumps(results, default=str))
     if spark is not None:
         spark.stop()

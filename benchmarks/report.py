@@ -204,19 +204,23 @@ def _hosts_section(h: Dict[str, Any]) -> List[str]:
     return out + [h["note"], ""]
 
 
+def _acc(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
 def _communication_section(c: Dict[str, Any]) -> List[str]:
     out = [f"## Less communication per step (torch backend, batch {c['batch_per_rank']} per rank)", "",
            "One host (loopback), against one plain-torch process on as many threads:", ""]
-    out += _table(["workload", "method", "samples/s", "vs plain torch", "held-out accuracy", "points vs none"],
+    out += _table(["workload", "method", "samples/s", "vs plain torch", "test accuracy", "points vs none"],
                   [[r["workload"], r["method"], _n(r["samples_per_sec"]), r["vs_plain_torch"],
-                    r["held_out_accuracy"], r["accuracy_points_vs_none"]] for r in c["loopback"]])
+                    _acc(r["held_out_accuracy"]), r["accuracy_points_vs_none"]] for r in c["loopback"]])
     out += ["Two worker hosts, links shaped; bytes each rank's host sent per step against the method's arithmetic:",
             ""]
     out += _table(["workload", "link", "method", "samples/s", "vs none", "MB per step", "arithmetic MB",
-                   "sent / arithmetic", "held-out accuracy", "points vs none"],
+                   "sent / arithmetic", "test accuracy", "points vs none"],
                   [[r["workload"], r["link"], r["method"], _n(r["samples_per_sec"]), r["samples_per_sec_vs_none"],
                     f"{r['bytes_per_step'] / 1e6:.3f}", f"{r['arithmetic_bytes_per_step'] / 1e6:.3f}",
-                    r["bytes_vs_arithmetic"], r["held_out_accuracy"], r["accuracy_points_vs_none"]]
+                    r["bytes_vs_arithmetic"], _acc(r["held_out_accuracy"]), r["accuracy_points_vs_none"]]
                    for r in c["hosts"]])
     out += ["Parameter server against ring allreduce (4 MB of gradient per worker and step):", ""]
     out += _table(["workers", "exchange", "link", "step s", "server MB/step", "worker MB/step",

@@ -12,8 +12,11 @@ METHODS = {
     "torch-topk": {"train.backend": "torch", "train.allreduce.compression": "topk",
                    "train.allreduce.topk": {"ratio": 0.05}},
     "torch-bf16": {"train.backend": "torch", "train.allreduce.compression": "bf16"},
-    "torch-local_sgd": {"train.backend": "torch", "train.local_sgd": {"period": 4, "warmup_steps": 20}},
-    "horovod-local_sgd": {"train.backend": "horovod", "train.local_sgd": {"period": 4, "warmup_steps": 20}},
+    # with early stopping's state (best epoch, its weights) carried across the resume too
+    "torch-local_sgd": {"train.backend": "torch", "train.local_sgd": {"period": 4, "warmup_steps": 20},
+                        "train.early_stopping": {"patience": 2}},
+    "horovod-local_sgd": {"train.backend": "horovod", "train.local_sgd": {"period": 4, "warmup_steps": 20},
+                          "train.early_stopping": {"patience": 2}},
     "horovod-fp16": {"train.backend": "horovod", "train.allreduce.compression": "fp16"},
 }
 

@@ -10,10 +10,7 @@ before its first step, so its buckets are the ones the saved state was made for.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Optional
-
-log = logging.getLogger(__name__)
 
 
 class Compressor:
@@ -26,11 +23,7 @@ class Compressor:
         self._paused = False
 
     def register(self, model) -> None:
-        model.register_comm_hook(self, Compressor._dispatch)
-
-    @staticmethod
-    def _dispatch(self: "Compressor", bucket):
-        return plain_allreduce(bucket) if self._paused else self.hook(bucket)
+        model.register_comm_hook(self, _dispatch)
 
     def hook(self, bucket):
         raise NotImplementedError
@@ -60,6 +53,11 @@ class Compressor:
             torch.set_rng_state(rng)
             for p in model.parameters():
                 p.grad = None
+
+
+def _dispatch(compressor: Compressor, bucket):
+    """The hook DDP calls with its state: the compressor's own, or plain allreduce while it settles."""
+    return plain_allreduce(bucket) if compressor._paused else compressor.hook(bucket)
 
 
 def plain_allreduce(bucket):
