@@ -67,9 +67,6 @@ class TopkConfig:
         check(self.start_step >= 0, "train.allreduce.topk.start_step", "must be >= 0")
 
 
-COMPRESSIONS = ("none", "fp16", "bf16", "powersgd", "topk")
-
-
 @dataclass(frozen=True)
 class AllreduceConfig:
     """How gradients are exchanged: compression on the wire, and accumulation of several

@@ -35,6 +35,15 @@ class Peers:
     slot: RankSlot
 
 
+def optimizer_step(opt, scaler) -> None:
+    """Step ``opt``, through the gradient scaler when there is one (fp16 on GPU)."""
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+
+
 class Backend(ABC):
     """One distributed backend (Horovod, torch.distributed) for one rank."""
 

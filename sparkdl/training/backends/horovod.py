@@ -14,7 +14,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
-from sparkdl.training.backends.base import Backend, Peers
+from sparkdl.training.backends.base import Backend, Peers, optimizer_step
 from sparkdl.training.launch.plan import RankSlot
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ class HorovodBackend(Backend):
 
     def __init__(self, strategy: str = "ddp"):  # Horovod replicates the model: its config rules allow ddp only
         self._server = None
-        self._params = []
 
     def gpu_collectives(self) -> bool:
         import horovod.torch as hvd
@@ -100,8 +99,7 @@ class HorovodBackend(Backend):
         from sparkdl.training.rank.optimizers import local_optimizer, split_sparse
 
         RULES["horovod"].check_tables(t, [n for n, _ in split_sparse(net)[1]])  # a custom model's own tables
-        self._local_sgd = HorovodAverager(t.local_sgd)
-        self._params = [p for p in net.parameters() if p.requires_grad]
+        self._local_sgd = HorovodAverager(t.local_sgd, net)
         return net, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     def step(self, opt, scaler) -> None:
@@ -121,15 +119,11 @@ class HorovodBackend(Backend):
         import horovod.torch as hvd
 
         if self._local_sgd.syncing_gradients():
-            grads = [p.grad for p in self._params if p.grad is not None]
+            grads = [p.grad for p in self._local_sgd.params if p.grad is not None]
             if grads:
                 hvd.grouped_allreduce_(grads, op=hvd.Average, name="local_sgd.warmup")
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        self._local_sgd.after_step(self._params)
+        optimizer_step(opt, scaler)
+        self._local_sgd.after_step()
 
     def broadcast_parameters(self, net) -> None:
         import horovod.torch as hvd

@@ -21,8 +21,7 @@ log = logging.getLogger(__name__)
 def averaged_tensors(net) -> List[Any]:
     """What an epoch-end average covers: the trainable parameters and the floating-point
     buffers (batch-norm statistics, which each rank updates on its own batches)."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    return params + [b for b in net.buffers() if b.is_floating_point()]
+    return _trainable(net) + [b for b in net.buffers() if b.is_floating_point()]
 
 
 def host_groups(hosts: str) -> int:
@@ -35,14 +34,19 @@ def host_groups(hosts: str) -> int:
     return counts.pop()
 
 
-class TorchLocalSgd:
-    """torch's averagers on the default process group."""
+def _trainable(net) -> List[Any]:
+    return [p for p in net.parameters() if p.requires_grad]
 
-    def __init__(self, cfg, hosts: str, size: int):
+
+class TorchLocalSgd:
+    """torch's averagers on the default process group, over ``net``'s trainable parameters."""
+
+    def __init__(self, cfg, net, hosts: str, size: int):
         from collections import OrderedDict
 
         from torch.distributed.algorithms.model_averaging import averagers, hierarchical_model_averager
 
+        self.params = _trainable(net)
         self.warmup_steps = cfg.warmup_steps
         if cfg.host_period is None:
             self.averager = averagers.PeriodicModelAverager(period=cfg.period, warmup_steps=cfg.warmup_steps)
@@ -53,15 +57,11 @@ class TorchLocalSgd:
             groups = OrderedDict([(cfg.host_period, per_host), (cfg.period, size)])
             self.averager = hierarchical_model_averager.HierarchicalModelAverager(groups, cfg.warmup_steps)
 
-    @property
-    def steps(self) -> int:
-        return self.averager.step
-
     def syncing_gradients(self) -> bool:
         return self.averager.step < self.warmup_steps
 
-    def after_step(self, params) -> None:
-        self.averager.average_parameters(params)
+    def after_step(self) -> None:
+        self.averager.average_parameters(self.params)
 
     def average_now(self, net) -> None:
         import torch.distributed as dist
@@ -79,22 +79,19 @@ class TorchLocalSgd:
 class HorovodAverager:
     """The same schedule as torch's ``PeriodicModelAverager`` (average after step
     ``warmup_steps`` and every ``period`` steps from there), with Horovod's grouped
-    allreduce."""
+    allreduce, over ``net``'s trainable parameters."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, net):
+        self.params = _trainable(net)
         self.period, self.warmup_steps = cfg.period, cfg.warmup_steps
         self.step = 0
-
-    @property
-    def steps(self) -> int:
-        return self.step
 
     def syncing_gradients(self) -> bool:
         return self.step < self.warmup_steps
 
-    def after_step(self, params) -> None:
+    def after_step(self) -> None:
         if self.step >= self.warmup_steps and (self.step - self.warmup_steps) % self.period == 0:
-            _horovod_average([p.data for p in params], "local_sgd")
+            _horovod_average([p.data for p in self.params], "local_sgd")
         self.step += 1
 
     def average_now(self, net) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.core.config import TrainConfig
 from sparkdl.core.config.backends import RULES
-from sparkdl.training.backends.base import Backend, Peers
+from sparkdl.training.backends.base import Backend, Peers, optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ class TorchBackend(Backend):
         self._store = None
         self._guard = None
         self._compressor = None
-        self._params = []
         self._settle = False
         self._hosts = ""
 
@@ -125,8 +124,7 @@ class TorchBackend(Backend):
 
             from sparkdl.training.backends.local_sgd import TorchLocalSgd
 
-            self._local_sgd = TorchLocalSgd(t.local_sgd, self._hosts, dist.get_world_size())
-        self._params = [p for p in net.parameters() if p.requires_grad]
+            self._local_sgd = TorchLocalSgd(t.local_sgd, net, self._hosts, dist.get_world_size())
         return model, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     def accumulating(self, model):
@@ -145,13 +143,9 @@ class TorchBackend(Backend):
             self._compressor.settle(model, inputs)
 
     def step(self, opt, scaler) -> None:
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        optimizer_step(opt, scaler)
         if self._local_sgd is not None:
-            self._local_sgd.after_step(self._params)
+            self._local_sgd.after_step()
 
     def rank_state(self, opt) -> Dict[str, Any]:
         out = super().rank_state(opt)
