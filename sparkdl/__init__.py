@@ -39,6 +39,7 @@ _EXPORTS = {
     "ScoreReport": "sparkdl.serving.score",
     "Callback": "sparkdl.training.rank.callbacks",
     "ConfigError": "sparkdl.core.errors",
+    "ParamError": "sparkdl.core.errors",
     "BadDataError": "sparkdl.core.errors",
     "LakeError": "sparkdl.core.errors",
     "LaunchError": "sparkdl.core.errors",

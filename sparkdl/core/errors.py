@@ -41,6 +41,15 @@ class ConfigError(InputError, ValueError):
         super().__init__(f"config key '{path}'{where}: {message}")
 
 
+class ParamError(ConfigError):
+    """A Spark ML Param of a sparkdl estimator, or the DataFrame it names, is unusable;
+    ``path`` is the Param's name (and the config key behind it, where there is one)."""
+
+    def __init__(self, param: str, message: str, owner: str = "the estimator"):
+        self.path = param
+        InputError.__init__(self, f"Param '{param}' of {owner}: {message}")
+
+
 class BadDataError(InputError, ValueError):
     """Too many rows failed to parse, or a source does not match its declared schema."""
 

@@ -153,8 +153,8 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_
     else:  # parquet, orc, ... anything Spark reads with its own schema
         df = spark.read.options(**data.options).format(data.format).load(path)
         file_col = F.col("_metadata.file_path")
-    if not require_label and schema.label not in df.columns:
-        df = df.withColumn(schema.label, F.lit(None).cast("string"))
+    if not require_label:  # scoring: the label and the validation indicator may be absent
+        df = df.withColumns({n: F.lit(None).cast("string") for n in schema.not_inputs if n not in df.columns})
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise BadDataError(f"{path}: column(s) {missing} declared in schema.columns are not in the data "
@@ -226,6 +226,10 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
             checks.append(F.when(~label.isin(list(schema.classes)),
                                  F.concat(F.lit(f"label '{schema.label}': '"), label,
                                           F.lit(f"' is not one of {list(schema.classes)}"))))
+        if schema.validation_indicator:
+            checks.append(F.when(values[schema.validation_indicator].isNull(),
+                                 F.lit(f"validation indicator '{schema.validation_indicator}' is missing "
+                                       "(true: a validation row, false: a training row)")))
     return rows.select(*[v.alias(n) for n, v in values.items()], F.coalesce(*checks).alias(REASON),
                        F.col(RAW), F.col(FILE), *carried)
 

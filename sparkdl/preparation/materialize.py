@@ -103,16 +103,21 @@ def split_bucket(seed: int):
     return F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
 
 
-def split_frames(accepted, m) -> Dict[str, Any]:
-    """train / validation (/ test when ``m.test_fraction``) by hash range."""
+def split_frames(accepted, m, indicator: Optional[str] = None) -> Dict[str, Any]:
+    """train / validation (/ test when ``m.test_fraction``) by hash range; with an
+    ``indicator`` column, validation is its true rows and the hash carves test from the rest."""
     from pyspark.sql import functions as F
 
     bucket = split_bucket(m.seed)
-    v_end = int(round(m.validation_fraction * _HASH_BUCKETS))
-    t_end = v_end + int(round(m.test_fraction * _HASH_BUCKETS))
-    out = {"train": accepted.where(bucket >= F.lit(t_end)), "validation": accepted.where(bucket < F.lit(v_end))}
+    if indicator is not None:
+        validation, start = F.col(f"`{indicator}`"), 0
+    else:
+        start = int(round(m.validation_fraction * _HASH_BUCKETS))
+        validation = bucket < F.lit(start)
+    t_end = start + int(round(m.test_fraction * _HASH_BUCKETS))
+    out = {"train": accepted.where(~validation & (bucket >= F.lit(t_end))), "validation": accepted.where(validation)}
     if m.test_fraction > 0:
-        out["test"] = accepted.where((bucket >= F.lit(v_end)) & (bucket < F.lit(t_end)))
+        out["test"] = accepted.where(~validation & (bucket < F.lit(t_end)))
     return out
 
 
@@ -172,7 +177,7 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                 check_source(spark, cfg.data, cfg.schema, cfg.data.test, "test")
             accepted, report = ingest(spark, cfg.data, cfg.schema, cfg.data.train,
                                       str(stage / "quarantine" / "train"))
-        splits = split_frames(accepted, m)
+        splits = split_frames(accepted, m, cfg.schema.validation_indicator)
         with clock.stage("features"):
             plan = plan_categoricals(splits["train"], cfg.schema, cfg.features)  # refuses too-wide one-hot first
             fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)

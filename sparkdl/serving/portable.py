@@ -200,7 +200,7 @@ def export(pipeline, schema, features_cfg, data_cfg, plan=None) -> PortableFeatu
         scale = [(m.getMax() - m.getMin()) / (b - a) if b != a else 0.0 for a, b in zip(lo, hi)]
     onehot = onehot_columns(schema, features_cfg)
     labels = stages[StringIndexerModel].labelsArray if onehot else []
-    types = {c.name: c.type for c in schema.columns if c.name != schema.label}
+    types = {c.name: c.type for c in schema.columns if c.name in schema.inputs}
     return PortableFeatures(
         types=types, numeric=numeric, surrogates=surrogates, scaler=features_cfg.scaler if numeric else "none",
         shift=[float(x) for x in shift], scale=[float(x) for x in scale],

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from pyspark.ml import Transformer
+from pyspark.ml.util import MLReadable, MLWritable
 
 from sparkdl.core.columns import SCORE_ERROR
 from sparkdl.core.config import JobConfig
@@ -34,8 +35,10 @@ def load_run(run: "Path | str", lake: Optional[str] = None) -> "RunModel":
     return RunModel(Lake(lake).find_run(str(run)) if lake else require_run(run))
 
 
-class RunModel(Transformer):
-    """Preprocessing + network of one committed run (see the module docstring)."""
+class RunModel(Transformer, MLWritable, MLReadable):
+    """Preprocessing + network of one committed run (see the module docstring).
+    ``save(path)`` / ``RunModel.load(path)`` keep a self-contained copy
+    (:mod:`~sparkdl.serving.persistence`)."""
 
     def __init__(self, run_path: "Path | str"):
         super().__init__()
@@ -46,6 +49,26 @@ class RunModel(Transformer):
         self.config: JobConfig = parse_config(self.run.read_config())
         self.manifest = Manifest.load(self.run.manifest)
         self._preprocessing = None
+
+    @classmethod
+    def from_saved(cls, run_path: Path, state: dict) -> "RunModel":
+        """The model a saved directory holds: its run copy and what :meth:`saved_state` kept."""
+        return cls(run_path)
+
+    def saved_state(self) -> dict:
+        """What a subclass keeps in a saved model's metadata besides its Params."""
+        return {"run_id": self.run.name}
+
+    def write(self):
+        from sparkdl.serving.persistence import RunModelWriter
+
+        return RunModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        from sparkdl.serving.persistence import RunModelReader
+
+        return RunModelReader(cls)
 
     def preprocessing(self):
         """The run's PipelineModel and embedding plan, loaded on first use and kept: loading a
@@ -59,9 +82,8 @@ class RunModel(Transformer):
 
     @property
     def input_columns(self) -> List[str]:
-        """The declared columns the network reads (the label is not needed)."""
-        schema = self.config.schema
-        return [c.name for c in schema.columns if c.name != schema.label]
+        """The declared columns the network reads (not the label or the validation indicator)."""
+        return self.config.schema.inputs
 
     def check_input(self, df) -> None:
         """A clear error for a missing or unusable input column, before any Spark job."""
@@ -98,8 +120,8 @@ class RunModel(Transformer):
         self.check_input(dataset)
         schema, data = self.config.schema, self.config.data
         declared = [c.name for c in schema.columns]
-        df = dataset if schema.label in dataset.columns else \
-            dataset.withColumn(schema.label, F.lit(None).cast("string"))
+        df = dataset.withColumns({n: F.lit(None).cast("string") for n in schema.not_inputs
+                                  if n not in dataset.columns})
         carry = [n for n in dataset.columns if n not in declared]
         rows = df.select(*[F.col(f"`{n}`") for n in declared], *[F.col(f"`{n}`") for n in carry],
                          F.lit(None).cast("string").alias(RAW), F.lit(None).cast("string").alias(FILE),
@@ -123,4 +145,4 @@ class RunModel(Transformer):
         return predict_frame(feats, str(self.run.model), self.manifest, list(keep), reason=reason)
 
     def __repr__(self) -> str:
-        return f"RunModel({self.run.path})"
+        return f"{type(self).__name__}({self.run.path})"

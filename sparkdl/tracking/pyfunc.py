@@ -81,7 +81,7 @@ def signature(cfg: JobConfig, task: str):
 
     schema = cfg.schema
     inputs = Schema([ColSpec(MLFLOW_TYPE[c.type] or AnyType(), c.name, required=True) for c in schema.columns
-                     if c.name != schema.label])
+                     if c.name in schema.inputs])
     if task == "regression":
         outputs = [ColSpec("double", PREDICTION)]
     else:

@@ -35,8 +35,9 @@ from sparkdl.training.rank.checkpoints import list_checkpoints
 log = logging.getLogger(__name__)
 
 
-#: Optional groups added after layout 0.2: left out of the fingerprint while unset.
-UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allreduce.topk")
+#: Optional keys added after layout 0.2: left out of the fingerprint while unset.
+UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allreduce.topk",
+                   "schema.validation_indicator")
 
 
 def config_fingerprint(cfg: JobConfig) -> str:

@@ -31,6 +31,7 @@ from sparkdl.training.driver_callbacks import DriverCallback, DriverCallbacks, R
 from sparkdl.training.launch.driver import check_slots, log_event, run_on_ranks
 from sparkdl.training.launch.events import Event, EventType
 from sparkdl.training.launch.failures import Decision, RetryPolicy
+from sparkdl.training.launch.slots import ledger_for
 from sparkdl.training.rank.callbacks import Callback
 from sparkdl.training.rank.checkpoints import list_checkpoints
 from sparkdl.training.rank.loop import TrainSpec, train_rank
@@ -60,15 +61,19 @@ class RunResult:
 
 def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List[Dict[str, Any]],
               policy: Optional[RetryPolicy] = None, callbacks: DriverCallbacks = DriverCallbacks(),
-              spool: Optional[Path] = None) -> List[Any]:
+              spool: Optional[Path] = None, holder: str = "a run") -> List[Any]:
     """Run the training stage, retrying what ``policy`` allows (``train.failure.max_attempts``).
     Every event the ranks send but progress is logged; all go to ``callbacks``. ``spool``:
     where ranks that cannot reach this process write their events (one directory per
-    attempt, removed once the attempt's events are read)."""
+    attempt, removed once the attempt's events are read). Each attempt first reserves its
+    slots among this driver's other runs (:mod:`~sparkdl.training.launch.slots`), as ``holder``."""
+    from sparkdl.core.session import known_task_slots, master_of
+
     launch = cfg.train.launch
     if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
         launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
     policy = policy or RetryPolicy(cfg.train.failure.max_attempts)
+    ledger = ledger_for(master_of(spark))
     attempt = 0
     while True:
         attempt += 1
@@ -81,11 +86,18 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            callbacks.on_attempt_start(attempt)
-            results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
-                                   on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
-                                   backend=cfg.train.backend, strategy=cfg.train.strategy,
-                                   spool=str(attempt_spool) if attempt_spool else None)
+            with ledger.reserve(holder, ranks, known_task_slots(spark) or ranks, launch.slot_wait_s) as waited:
+                t0, wall0 = time.monotonic(), time.time()
+                # the stage's start, after any wait for slots (and in seconds since the epoch, to
+                # set runs' stages against each other)
+                record.update(started=utc_now(), started_unix=round(wall0, 3))
+                if waited >= 1.0:
+                    record["waited_for_slots_s"] = round(waited, 2)
+                callbacks.on_attempt_start(attempt)
+                results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
+                                       on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
+                                       backend=cfg.train.backend, strategy=cfg.train.strategy,
+                                       spool=str(attempt_spool) if attempt_spool else None)
             callbacks.on_attempt_end(attempt, None)
             record["seconds"] = round(time.monotonic() - t0, 2)
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
@@ -177,7 +189,8 @@ def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, ma
     """Supervise the training stage, then write the model's companions and metrics into ``stage``."""
     attempts: List[Dict[str, Any]] = []
     try:
-        results = supervise(spark, spec, ranks, cfg, attempts, callbacks=hooks, spool=stage.event_spool)
+        results = supervise(spark, spec, ranks, cfg, attempts, callbacks=hooks, spool=stage.event_spool,
+                            holder=f"run {run_id}")
     except TrainingError as err:
         err.attempts = attempts  # what was tried, for callers and reports
         log.error("training failed after %d attempt(s): %s", len(attempts), attempts)

@@ -43,6 +43,10 @@ class SchemaConfig:
     numeric: List[str] = field(default_factory=list)
     #: Columns that identify a row: kept beside the predictions when scoring.
     keys: List[str] = field(default_factory=list)
+    #: A boolean column marking the rows that validate each epoch (true) and those that
+    #: train (false), instead of ``materialize.validation_fraction``'s seeded split. A row
+    #: where it is missing is quarantined; scoring does not read it.
+    validation_indicator: Optional[str] = None
 
     def __post_init__(self):
         names = [c.name for c in self.columns]
@@ -59,6 +63,13 @@ class SchemaConfig:
         for i, n in enumerate(self.numeric):
             check(types[n] in ("int", "long", "double", "float", "boolean"), f"schema.numeric[{i}]",
                    f"'{n}' is declared as {types[n]}; numeric features need int, long, double, float or boolean")
+        if self.validation_indicator is not None:
+            key, n = "schema.validation_indicator", self.validation_indicator
+            check(n in types, key, f"'{n}' is not among schema.columns {names}")
+            check(types[n] == "boolean", key, f"'{n}' is declared as {types[n]}; declare it boolean "
+                                              "(true: a validation row, false: a training row)")
+            check(n not in self.features and n != self.label, key,
+                   f"'{n}' chooses the split: remove it from the features and the label")
         both = sorted(set(self.categorical) & set(self.numeric))
         check(not both, "schema", f"columns {both} are both categorical and numeric; pick one")
         check(self.label in types, "schema.label", f"'{self.label}' is not among schema.columns {names}")
@@ -77,6 +88,17 @@ class SchemaConfig:
     @property
     def features(self) -> List[str]:
         return list(self.numeric) + list(self.categorical)
+
+    @property
+    def not_inputs(self) -> List[str]:
+        """Declared columns that training reads and scoring does not: the label and the
+        validation indicator."""
+        return [self.label] + ([self.validation_indicator] if self.validation_indicator else [])
+
+    @property
+    def inputs(self) -> List[str]:
+        """The declared columns a scorer reads (every column but :attr:`not_inputs`)."""
+        return [c.name for c in self.columns if c.name not in self.not_inputs]
 
     @property
     def image_path_column(self) -> str:

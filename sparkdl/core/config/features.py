@@ -74,7 +74,8 @@ class FeaturesConfig:
 class MaterializeConfig:
     """Train/validation(/test) split and Parquet layout for training."""
 
-    #: The share of training rows held out to validate each epoch (a seeded hash of the row).
+    #: The share of training rows held out to validate each epoch (a seeded hash of the row);
+    #: unused when ``schema.validation_indicator`` marks them.
     validation_fraction: float = 0.1
     #: A seeded test split carved beside validation when the data has no ``data.test``,
     #: so metrics reported after early stopping come from rows that chose nothing.

@@ -221,6 +221,9 @@ class LaunchConfig:
     progress_timeout_s: float = 600.0
     #: How long a cancelled stage may take to stop before the driver gives up on it.
     cancel_grace_s: float = 30.0
+    #: How long a run waits for free task slots while other runs of this driver (concurrent
+    #: fits, search trials) hold them; it logs who holds them while it waits.
+    slot_wait_s: float = 3600.0
     #: The address ranks send live events to: by default Spark's driver host, or, for a
     #: Spark Connect client, this machine's address on its route to the server. Ranks that
     #: cannot connect write their events to the run's directory in the lake instead.
@@ -230,7 +233,7 @@ class LaunchConfig:
     env: Dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s"):
+        for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s", "slot_wait_s"):
             check(getattr(self, key) > 0, f"train.launch.{key}", "must be > 0 seconds")
         for name in self.env:
             check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.launch.env.{name}",
