@@ -31,7 +31,9 @@ setup(
     package_data={"sparkdl": ["datasets/*/*.csv.gz", "datasets/*/*.npz", "datasets/*/*.md"]},
     install_requires=_requirements("requirements.txt"),
     # MLflow (tracking and the run's pyfunc model) brings ~60 packages and caps pyarrow < 26: optional.
-    extras_require={"test": _requirements("requirements-test.txt"), "mlflow": ["mlflow>=3.17,<4"]},
+    # Optuna (sparkdl tune) is light but only the search needs it.
+    extras_require={"test": _requirements("requirements-test.txt"), "mlflow": ["mlflow>=3.17,<4"],
+                    "tune": ["optuna>=5.1,<6"]},
     entry_points={"console_scripts": ["sparkdl=sparkdl.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

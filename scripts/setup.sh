@@ -111,11 +111,11 @@ fi
 # --- the package and its dependencies --------------------------------------------
 # torch is already in place, so `torch>=2.1` is satisfied and pip keeps the build Horovod
 # was compiled against. Horovod went in without its deps; its runtime ones are listed.
-say "installing dependencies and sparkdl (editable, with the mlflow extra the tests need)"
-pip_install -r requirements-test.txt -e ".[mlflow]" cloudpickle psutil packaging cffi
+say "installing dependencies and sparkdl (editable, with the mlflow and tune extras the tests need)"
+pip_install -r requirements-test.txt -e ".[mlflow,tune]" cloudpickle psutil packaging cffi
 
 SPARKDL_TORCH_VER="$TORCH_VER" "$VPY" - <<'PYEOF'
-import importlib.util, os, horovod.torch as hvd, mlflow, numpy, pyarrow, pyspark, torch
+import importlib.util, os, horovod.torch as hvd, mlflow, numpy, optuna, pyarrow, pyspark, torch
 assert hvd.gloo_built(), "horovod was built without Gloo"
 assert torch.__version__ == os.environ["SPARKDL_TORCH_VER"], \
     f"torch changed to {torch.__version__} during setup (Horovod was built for {os.environ['SPARKDL_TORCH_VER']})"
@@ -125,7 +125,7 @@ from pyspark.sql.connect.utils import check_dependencies
 check_dependencies()  # the Spark Connect client's own packages (grpcio, zstandard...)
 print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} nccl={hvd.nccl_built()}, "
       f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, "
-      f"mlflow {mlflow.__version__}")
+      f"mlflow {mlflow.__version__}, optuna {optuna.__version__}")
 PYEOF
 
 # --- Petastorm compatibility env --------------------------------------------------

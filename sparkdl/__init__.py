@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_job": "sparkdl.workflow",
     "train": "sparkdl.workflow",
     "score": "sparkdl.serving.score",
+    "tune": "sparkdl.tuning.search",
     "load_run": "sparkdl.serving.transformer",
     "RunModel": "sparkdl.serving.transformer",
     "evaluate_run": "sparkdl.serving.evaluation",

@@ -1,4 +1,4 @@
-"""The ``sparkdl`` command line: prepare, train, run, score, runs.
+"""The ``sparkdl`` command line: prepare, train, run, tune, score, runs.
 
 Results are printed as ``key=value`` lines (easy to read, and to parse from a
 spark-submit log); progress and errors go to stderr. ``jobs/*.py`` run this same entry
@@ -62,6 +62,17 @@ def result_lines(result) -> str:
         for name, metrics in (m.baseline or {}).items():
             lines.append(f"baseline_{name}_{m.primary_metric}={metrics[m.primary_metric]:.4f}")
     return "\n".join(lines)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    """A hyperparameter search; prints the best trial against the job as given."""
+    from sparkdl.tuning import load_space, tune
+
+    cfg = _config(args)
+    space = load_space(args.space, cfg)  # checked against the job before Spark starts
+    report = tune(cfg, args.lake, space, args.trials, study=args.study, parallel=args.parallel)
+    print("\n".join(f"{k}={v}" for k, v in report.lines().items()))
+    return 0
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -159,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report")
     _add_config_args(p)
     p.set_defaults(handler=_train)
+
+    p = sub.add_parser("tune", help="hyperparameter search: trials as concurrent barrier stages, pruned by epoch")
+    _add_config_args(p)
+    p.add_argument("--space", required=True, help="search space YAML: config keys and their ranges "
+                                                   "(see docs/tuning.md)")
+    p.add_argument("--trials", type=int, required=True, help="trials to finish (a resumed search counts its own)")
+    p.add_argument("--study", help="the search's name in the lake (default: the job's name); rerun to resume")
+    p.add_argument("--parallel", type=int, help="at most this many trials at once (default: as slots allow)")
+    p.set_defaults(handler=_tune)
 
     p = sub.add_parser("score", help="batch inference with a finished run")
     p.add_argument("--run", required=True, help="run directory (or run id with --lake)")

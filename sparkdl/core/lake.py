@@ -181,6 +181,10 @@ class Lake:
     def runs_root(self) -> Path:
         return self.root / "runs"
 
+    def study_dir(self, name: str) -> Path:
+        """A hyperparameter search's directory: its Optuna journal, summary and plot."""
+        return self.root / "studies" / name
+
     def run_dir(self, run_id: str) -> Path:
         return self.runs_root / run_id
 

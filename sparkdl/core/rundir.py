@@ -13,6 +13,7 @@
     summary.txt       the same in text (written after the commit)
     mlflow.json       the MLflow run and model of this run, when tracked (:mod:`sparkdl.tracking.mlflow_run`)
     events/           rank events spooled here when the driver cannot be reached (a Connect client)
+    verdicts/         the driver's answer after each epoch, when a search may stop the run
     _COMMITTED        written last, by :func:`sparkdl.core.lake.staged_dir`
 
 and, while the run is being written (``runs/.staging-<run_id>/``), ``resume.json`` and
@@ -41,6 +42,7 @@ IMAGE_SETTINGS = "image.json"
 PORTABLE_FILE = "portable.json"
 MLFLOW_FILE = "mlflow.json"
 EVENT_SPOOL = "events"
+VERDICTS = "verdicts"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,10 @@ class RunDir:
     @property
     def event_spool(self) -> Path:
         return self.path / EVENT_SPOOL
+
+    @property
+    def verdicts(self) -> Path:
+        return self.path / VERDICTS
 
     @property
     def lock(self) -> Path:

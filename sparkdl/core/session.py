@@ -306,6 +306,14 @@ def job_tag(spark, tag: str) -> Iterator[None]:
         sc.removeJobTag(tag)
 
 
+def cancel_all(spark) -> None:
+    """Cancel every running job of the session (from any thread)."""
+    if is_connect(spark):
+        spark.interruptAll()
+    else:
+        spark.sparkContext.cancelAllJobs()
+
+
 def cancel_tagged(spark, tag: str) -> None:
     """Cancel the running jobs tagged ``tag`` (from any thread)."""
     if is_connect(spark):

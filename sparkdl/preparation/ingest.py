@@ -153,8 +153,9 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_
     else:  # parquet, orc, ... anything Spark reads with its own schema
         df = spark.read.options(**data.options).format(data.format).load(path)
         file_col = F.col("_metadata.file_path")
-    if not require_label:  # scoring: the label and the validation indicator may be absent
-        df = df.withColumns({n: F.lit(None).cast("string") for n in schema.not_inputs if n not in df.columns})
+    absent = {n: F.lit(None).cast("string") for n in schema.not_inputs if n not in df.columns}
+    if absent and not require_label:  # scoring: the label and the validation indicator may be absent
+        df = df.withColumns(absent)
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise BadDataError(f"{path}: column(s) {missing} declared in schema.columns are not in the data "

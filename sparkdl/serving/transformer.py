@@ -120,8 +120,8 @@ class RunModel(Transformer, MLWritable, MLReadable):
         self.check_input(dataset)
         schema, data = self.config.schema, self.config.data
         declared = [c.name for c in schema.columns]
-        df = dataset.withColumns({n: F.lit(None).cast("string") for n in schema.not_inputs
-                                  if n not in dataset.columns})
+        absent = {n: F.lit(None).cast("string") for n in schema.not_inputs if n not in dataset.columns}
+        df = dataset.withColumns(absent) if absent else dataset  # Connect refuses an empty withColumns
         carry = [n for n in dataset.columns if n not in declared]
         rows = df.select(*[F.col(f"`{n}`") for n in declared], *[F.col(f"`{n}`") for n in carry],
                          F.lit(None).cast("string").alias(RAW), F.lit(None).cast("string").alias(FILE),

@@ -68,6 +68,23 @@ def flatten(value: Any, prefix: str = "") -> Dict[str, str]:
     return {prefix[:-1]: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
 
 
+def experiment_for(client, cfg: JobConfig, lake_root: Path) -> str:
+    """The id of the job's experiment (``tracking.experiment``, else the job's name),
+    created with its artifacts in the lake when the store is the lake's own."""
+    name = cfg.tracking.experiment or cfg.name
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None if cfg.tracking.uri else (lake_root / "mlflow" / "artifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifacts)
+    except Exception:  # created by a concurrent run of this driver a moment ago
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
 class MlflowRun:
     """One sparkdl run's MLflow run (see the module docstring)."""
 
@@ -107,13 +124,11 @@ class MlflowRun:
                 log.info("MLflow: continuing run %s at %s", info["run_id"], uri)
                 return cls(client, uri, info["run_id"], info["experiment_id"])
         name = cfg.tracking.experiment or cfg.name
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            artifacts = None if cfg.tracking.uri else (lake_root / "mlflow" / "artifacts").as_uri()
-            experiment_id = client.create_experiment(name, artifact_location=artifacts)
-        else:
-            experiment_id = experiment.experiment_id
-        run = client.create_run(experiment_id, run_name=run_name, tags={"sparkdl.run_id": run_name})
+        experiment_id = experiment_for(client, cfg, lake_root)
+        tags = {"sparkdl.run_id": run_name}
+        if cfg.tracking.parent_run:
+            tags["mlflow.parentRunId"] = cfg.tracking.parent_run
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         params = [Param(k[:250], v[:6000]) for k, v in sorted(flatten(cfg.to_dict()).items())]
         for i in range(0, len(params), 100):
             client.log_batch(run.info.run_id, params=params[i:i + 100])

@@ -32,7 +32,12 @@ class RunStart:
 
 
 class DriverCallback:
-    """One method per moment of a run on the driver."""
+    """One method per moment of a run on the driver. A callback that sets
+    ``answers_epochs`` writes a verdict after each epoch's event
+    (:func:`sparkdl.training.verdicts.write_verdict` into ``run.stage.verdicts``), and the
+    run's ranks wait for it before the next epoch."""
+
+    answers_epochs = False
 
     def on_run_start(self, run: RunStart) -> None:
         """The run's staging directory exists; training has not started."""
@@ -62,6 +67,10 @@ class DriverCallbacks:
 
     def __init__(self, callbacks: Sequence[DriverCallback] = ()):
         self.callbacks = tuple(callbacks)
+
+    @property
+    def answers_epochs(self) -> bool:
+        return any(c.answers_epochs for c in self.callbacks)
 
     def _each(self, moment: str, *args) -> None:
         for c in self.callbacks:

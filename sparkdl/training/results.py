@@ -34,6 +34,8 @@ def run_metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts
              "stopped_early": bool(stopping and stopping["stopped_early"])}
     if stopping:
         train["early_stopping"] = stopping
+    if "stopped_by_driver" in chief["extras"]:  # a search's pruner stopped it
+        train["stopped_by_driver"] = chief["extras"]["stopped_by_driver"]
     startup = chief["extras"].get("startup")
     if startup:  # where the launch went on rank 0 (a StartupTimer callback); spark_task_start: submission → task
         train["startup"] = {"spark_task_start": round(launch_seconds - sum(startup.values()), 3), **startup}

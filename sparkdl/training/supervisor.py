@@ -38,6 +38,7 @@ from sparkdl.training.rank.loop import TrainSpec, train_rank
 from sparkdl.training.results import run_metrics
 from sparkdl.training.resume import RunLock, find_resumable, write_resume_info
 from sparkdl.training.spec import train_spec
+from sparkdl.training.verdicts import AwaitVerdict
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         try:
             if attempt > 1:  # a lost executor takes a while to come back
                 check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            with ledger.reserve(holder, ranks, known_task_slots(spark) or ranks, launch.slot_wait_s) as waited:
+            # a cluster still short of slots is check_slots' to wait for and report, not the ledger's
+            total = max(known_task_slots(spark) or ranks, ranks)
+            with ledger.reserve(holder, ranks, total, launch.slot_wait_s) as waited:
                 t0, wall0 = time.monotonic(), time.time()
                 # the stage's start, after any wait for slots (and in seconds since the epoch, to
                 # set runs' stages against each other)
@@ -168,6 +171,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             write_resume_info(stage, cfg, manifest)
             hooks.on_run_start(RunStart(run_id, stage, cfg, lake_.root))
             started = True
+            if hooks.answers_epochs:  # the ranks wait for the driver's verdict after each epoch
+                callbacks = (*callbacks, AwaitVerdict(str(stage.verdicts)))
             spec = train_spec(cfg, manifest, stage, init_from, callbacks)
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, hooks)
             stage.resume_info.unlink()

@@ -96,3 +96,15 @@ def test_a_client_executors_cannot_reach_still_sees_progress_and_the_rank_error(
     # nothing committed, and no spool left behind
     assert not [p for p in (lake / "runs").iterdir() if not p.name.startswith(".")]
     assert not list(lake.glob("runs/*/events"))
+
+
+def test_the_estimator_fits_scores_and_round_trips_through_connect(connect_server, tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "e2e" / "scripts" / "connect_estimator.py"),
+                          connect_server, str(tmp_path / "lake"), str(tmp_path / "model")], env=spark_env(),
+                         capture_output=True, text=True, timeout=900, cwd=str(REPO))
+    assert out.returncode == 0, out.stderr[-4000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["accuracy"] >= 0.85 and result["same"] and result["classes"] == ["<=50K", ">50K"]
+    assert {"prediction", "probability", "rawPrediction", "predictedLabel"} <= set(result["columns"])
+    assert "launched 2 horovod ranks in one barrier stage" in out.stderr
+    assert (tmp_path / "lake" / "runs" / result["run_id"] / "_COMMITTED").is_file()  # the session's lake

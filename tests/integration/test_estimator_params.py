@@ -65,3 +65,11 @@ def test_params_have_spark_ml_accessors_and_the_yaml_jobs_defaults():
     assert copy.getLearningRate() == 0.01 and est.getLearningRate() == 0.001
     with pytest.raises(TypeError, match='param "settings"'):
         est.setSettings(["train.epochs"])
+
+
+def test_an_unfitted_estimator_saves_and_loads_with_its_params(spark_local, tmp_path):
+    est = DeepRegressor(labelCol="x", epochs=3, hiddenLayers=[32], settings={"train.lr_schedule.kind": "cosine"})
+    est.save(str(tmp_path / "est"))
+    back = DeepRegressor.load(str(tmp_path / "est"))
+    assert (back.uid, back.getEpochs(), back.getHiddenLayers(), back.getSettings()) == (
+        est.uid, 3, [32], {"train.lr_schedule.kind": "cosine"})

@@ -42,3 +42,5 @@ class TrackingConfig:
     experiment: Optional[str] = None
     #: Register the run's model under this name in the model registry (a new version per run).
     register_as: Optional[str] = None
+    #: An MLflow run id to nest this run's MLflow run under (a search sets it for its trials).
+    parent_run: Optional[str] = None

@@ -8,15 +8,17 @@ to the executors with the rest of the training spec, and must therefore be small
 
 Events, in order: ``on_train_start`` (model, optimizer and readers ready, after any
 resume), then per step ``on_step_start`` and ``on_step_end``, per epoch
-``on_epoch_end`` (after validation; ``state.history[-1]`` is the epoch's entry) and, on
-rank 0, ``before_checkpoint_commit`` (the checkpoint is written under a temporary name
-and not yet renamed into place), and finally ``on_train_end``.
+``on_epoch_end`` (after validation; ``state.history[-1]`` is the epoch's entry), on
+rank 0 ``before_checkpoint_commit`` (the checkpoint is written under a temporary name
+and not yet renamed into place), then ``on_epoch_reported`` (the epoch is checkpointed
+and the driver has its metrics: where a callback waits for the driver's answer), and
+finally ``on_train_end``.
 
 A callback with state that must survive a restart returns it from ``state_dict`` (and
 takes it back in ``load_state_dict``): it is saved in every checkpoint and restored on
 every rank when a run resumes. A callback that sets ``state.stop_reason`` in
-``on_epoch_end`` ends training after that epoch; it must set it on every rank alike
-(decide on rank 0 and ``state.broadcast`` the decision).
+``on_epoch_end`` or ``on_epoch_reported`` ends training after that epoch; it must set it
+on every rank alike (decide on rank 0 and ``state.broadcast`` the decision).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class LoopEvent(str, enum.Enum):
     ON_STEP_END = "on_step_end"
     ON_EPOCH_END = "on_epoch_end"
     BEFORE_CHECKPOINT_COMMIT = "before_checkpoint_commit"
+    ON_EPOCH_REPORTED = "on_epoch_reported"
     ON_TRAIN_END = "on_train_end"
 
 
@@ -92,6 +95,9 @@ class Callback:
         pass
 
     def before_checkpoint_commit(self, state: LoopState, tmp_path: Path) -> None:
+        pass
+
+    def on_epoch_reported(self, state: LoopState) -> None:
         pass
 
     def on_train_end(self, state: LoopState) -> None:

@@ -348,8 +348,9 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                              "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
                             before_rename=lambda tmp: callbacks.fire(LoopEvent.BEFORE_CHECKPOINT_COMMIT, state, tmp))
             ctx.report(EventType.EPOCH, **{k2: (round(v, 5) if isinstance(v, float) else v) for k2, v in entry.items()})
+        callbacks.fire(LoopEvent.ON_EPOCH_REPORTED, state)
         if state.stop_reason and ctx.is_chief:
-            ctx.report(EventType.LOG, level="info", message=f"early stopping after epoch {epoch}: {state.stop_reason}")
+            ctx.report(EventType.LOG, level="info", message=f"stopping after epoch {epoch}: {state.stop_reason}")
     callbacks.fire(LoopEvent.ON_TRAIN_END, state)
     final_state = backend.full_state(net)
     if ctx.is_chief:

@@ -14,7 +14,7 @@ from sparkdl.workflow import prepare, train
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 remote, lake = sys.argv[1], sys.argv[2]
 cfg = load_config("conf/adult.yaml", [f"spark.remote={remote}", "train.epochs=3", "train.failure.max_attempts=1",
-                                      "train.launch.event_host=192.0.2.1", "progress.display=lines",
+                                      "train.launch.event_host=198.18.255.254", "progress.display=lines",
                                       "progress.lines_every_s=1"])
 spark = get_spark(cfg.spark)
 prepare(cfg, lake)
