@@ -12,8 +12,11 @@ reserves its ranks' task slots, and one that finds them held waits, saying by wh
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any, Dict
 
 from pyspark import keyword_only
@@ -23,11 +26,16 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from sparkdl.core.config import JobConfig
 from sparkdl.core.config.convert import build, set_value
 from sparkdl.core.errors import ConfigError, ParamError
+from sparkdl.core.lake import Lake
 from sparkdl.ml.frames import FrameLayout, class_values, infer_layout
+from sparkdl.ml.images import FILES, LABELS, image_config, stage
 from sparkdl.ml.models import DeepClassificationModel, DeepModel, DeepRegressionModel
 from sparkdl.ml.params import ClassifierOutputParams, DeepParams, with_accessors
 
 log = logging.getLogger(__name__)
+
+#: An image job's network when ``hiddenLayers`` is not set: conv channels, then the dense head.
+CNN_HIDDEN = (32, 64, 128)
 
 
 class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParamsWritable):
@@ -44,8 +52,9 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
         """Set any Params by name."""
         return self._set(**kwargs)
 
-    def job_config(self, layout: FrameLayout, view: str, classes) -> JobConfig:
-        """The job ``fit`` runs: the layout's schema, the Params' settings, ``view`` as its data."""
+    def job_config(self, layout: FrameLayout, source: str, classes) -> JobConfig:
+        """The job ``fit`` runs: the layout's schema, the Params' settings, and as its data
+        ``source``: a temporary view, or for images the folder they were staged in."""
         owner = type(self).__name__
         embedded = self.getOrDefault(self.embeddingCols)
         strays = [c for c in embedded if c not in layout.categorical]
@@ -53,14 +62,20 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
             raise ParamError("embeddingCols", f"{strays} are not categorical features {layout.categorical}", owner)
         raw: Dict[str, Any] = {
             "name": self.getOrDefault(self.jobName),
-            "data": {"format": "table", "train": view},
+            "data": {"format": "table", "train": source},
             "schema": {"columns": [{"name": n, "type": t} for n, t in layout.columns.items()],
                        "label": layout.label, "task": self.task, "classes": list(classes),
                        "numeric": layout.numeric, "categorical": layout.categorical,
                        "validation_indicator": layout.validation_indicator},
             "features": {"columns": {c: {"encoding": "embedding"} for c in embedded}},
         }
+        if layout.image:  # staged files and their labels table, decoded by the image job; a CNN
+            image = image_config(layout.image_shape, str(Path(source).parent / LABELS))
+            raw["data"] = {"format": "images", "train": source, "image": dataclasses.asdict(image)}
+            raw["model"] = {"kind": "cnn", "image_shape": layout.image_shape, "hidden": list(CNN_HIDDEN)}
         values = self.config_values()
+        if layout.image and not self.isSet(self.hiddenLayers):
+            values.pop("model.hidden", None)  # the MLP's default widths are not a CNN's
         ranks = values.get("train.ranks")
         if ranks and "materialize.max_ranks" not in values:
             raw["materialize"] = {"max_ranks": max(4, int(ranks))}
@@ -83,18 +98,27 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
         indicator = self.getOrDefault(self.validationIndicatorCol) if self.isDefined(
             self.validationIndicatorCol) else None
         label = self.getOrDefault(self.labelCol)
+        shape = self.getOrDefault(self.imageShape) if self.isDefined(self.imageShape) else None
         layout = infer_layout(dataset, label, self.getOrDefault(self.featuresCols),
-                              self.getOrDefault(self.categoricalCols), indicator, self.task, owner)
+                              self.getOrDefault(self.categoricalCols), indicator, self.task, owner, shape)
+        fit_id = uuid.uuid4().hex[:12]
+        staged = Lake(lake).root / "inputs" / self.getOrDefault(self.jobName) / fit_id
+        source = str(staged / FILES) if layout.image else f"sparkdl_fit_{fit_id}"
         # the Params' checks need no Spark job: a bad value fails before the class list is read
-        self.job_config(layout, "v", ["0", "1"] if self.task == "classification" else [])
+        self.job_config(layout, source, ["0", "1"] if self.task == "classification" else [])
         classes = class_values(dataset, label, owner) if self.task == "classification" else []
-        view = f"sparkdl_fit_{uuid.uuid4().hex[:12]}"
-        cfg = self.job_config(layout, view, classes)
-        layout.project(dataset).createOrReplaceTempView(view)
+        cfg = self.job_config(layout, source, classes)
+        if layout.image:
+            stage(dataset, layout.image, label, staged)
+        else:
+            layout.project(dataset).createOrReplaceTempView(source)
         try:
             result = run_job(cfg, lake, spark, baseline=self.getOrDefault(self.baseline))
         finally:
-            spark.catalog.dropTempView(view)
+            if layout.image:  # the run has them as its dataset now
+                shutil.rmtree(staged, ignore_errors=True)
+            else:
+                spark.catalog.dropTempView(source)
         model = self.model_class(result.path, layout)
         self._copyValues(model)
         return model

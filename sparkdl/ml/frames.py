@@ -35,6 +35,9 @@ class FrameLayout:
     label: str
     validation_indicator: Optional[str] = None
     vectors: Dict[str, int] = field(default_factory=dict)  # vector column -> size
+    #: A column of encoded image bytes (the only feature then), and the images' (c, h, w).
+    image: Optional[str] = None
+    image_shape: Optional[List[int]] = None
 
     def project(self, df, with_label: bool = True):
         """``df``'s declared columns as the job reads them, plus its other columns when
@@ -78,10 +81,12 @@ def _label_type(spark_type: str, task: str) -> Optional[str]:
 
 
 def infer_layout(df, label: str, features: List[str], categorical: List[str], indicator: Optional[str],
-                 task: str, owner: str) -> FrameLayout:
+                 task: str, owner: str, image_shape: Optional[List[int]] = None) -> FrameLayout:
     """The layout of ``df`` for a ``task`` predicting ``label`` from ``features`` (every
-    other column when empty). ``categorical``: number columns to treat as categories.
-    Every problem is a :class:`ParamError` naming the Param, found before any Spark job."""
+    other column when empty). ``categorical``: number columns to treat as categories. A
+    binary column is encoded images (``image_shape``, or the first image's). Every problem
+    is a :class:`ParamError` naming the Param, found before any Spark job (an image column
+    without ``image_shape`` reads one row)."""
     types = dict(df.dtypes)
     have = list(df.columns)
     if label not in types:
@@ -122,6 +127,8 @@ def infer_layout(df, label: str, features: List[str], categorical: List[str], in
                 columns[f"{name}_{i}"] = "double"
                 numeric.append(f"{name}_{i}")
             continue
+        if spark_type == "binary":
+            return _image_layout(df, name, chosen, label, indicator, task, image_shape, owner)
         declared = "double" if spark_type.startswith("decimal") else DECLARED_AS.get(spark_type)
         if declared is None:
             raise ParamError("featuresCols", f"column '{name}' is {spark_type}, which sparkdl cannot use as a feature: "
@@ -138,6 +145,26 @@ def infer_layout(df, label: str, features: List[str], categorical: List[str], in
         _check_name("validationIndicatorCol", indicator, owner)
         columns[indicator] = "boolean"
     return FrameLayout(columns, numeric, categories, label, indicator, vectors)
+
+
+def _image_layout(df, column: str, chosen: List[str], label: str, indicator: Optional[str], task: str,
+                  shape: Optional[List[int]], owner: str) -> FrameLayout:
+    """An image job's layout: the bytes column is the whole input."""
+    from sparkdl.ml.images import FILE_COLUMN, image_shape
+
+    if chosen != [column]:
+        raise ParamError("featuresCols", f"'{column}' holds images, which are a network's whole input: set "
+                                         f"featuresCols=['{column}'] (it has {chosen})", owner)
+    if task != "classification":
+        raise ParamError("featuresCols", f"'{column}' holds images: sparkdl classifies images (DeepClassifier)", owner)
+    if indicator is not None:
+        raise ParamError("validationIndicatorCol", "image jobs split by a seeded hash of each image's file: "
+                                                   "leave it unset and use validationFraction", owner)
+    _check_name("labelCol", label, owner)
+    if label == FILE_COLUMN:
+        raise ParamError("labelCol", f"rename the label: '{FILE_COLUMN}' names the staged image files", owner)
+    return FrameLayout({FILE_COLUMN: "string", label: "string"}, [], [], label, image=column,
+                       image_shape=image_shape(df, column, shape, owner))
 
 
 def _vector_size(df, name: str) -> int:

@@ -50,9 +50,17 @@ class DeepModel(RunModel, HasPredictionCol):
         if clash:
             raise ParamError("predictionCol", f"the DataFrame already has column(s) {clash}, which this model "
                                               "adds: set other output column names or drop them", type(self).__name__)
-        projected = self.layout.project(dataset, with_label=False)
-        scored = super()._transform(projected)
-        made = set(projected.columns) - set(dataset.columns)  # the expanded vectors
+        if self.layout.image:  # decoded on the executors; a row that does not decode keeps its reason
+            from sparkdl.core.columns import REASON, SCORE_ERROR
+            from sparkdl.ml.images import decoded
+
+            rows = decoded(dataset, self.layout.image, self.config.data.image)
+            scored = self.predict_rows(rows, list(dataset.columns) + [REASON], reason=REASON)
+            scored, made = scored.withColumnRenamed(REASON, SCORE_ERROR), set()
+        else:
+            projected = self.layout.project(dataset, with_label=False)
+            scored = super()._transform(projected)
+            made = set(projected.columns) - set(dataset.columns)  # the expanded vectors
         keep = [c for c in scored.columns if c not in made and c not in (PREDICTION, PROBABILITY, PROBABILITIES)]
         return scored.select(*[F.col(f"`{c}`") for c in keep], *[v.alias(k) for k, v in outputs.items()])
 
@@ -84,7 +92,8 @@ class DeepClassificationModel(DeepModel, ClassifierOutputParams):
             value = F.col(PREDICTION).cast("double")
         except ValueError:  # text classes: the class's index in ``classes``
             value = (F.array_position(F.array(*[F.lit(c) for c in self.classes]), F.col(PREDICTION)) - 1).cast("double")
-        vector = array_to_vector(F.col(PROBABILITIES))
+        # a row that did not score has no probabilities (array_to_vector fails on a null)
+        vector = F.when(F.col(PROBABILITIES).isNotNull(), array_to_vector(F.col(PROBABILITIES)))
         named = {self.getOrDefault(self.predictionCol): value,
                  self.getOrDefault(self.predictedLabelCol): F.col(PREDICTION),
                  self.getOrDefault(self.probabilityCol): vector,

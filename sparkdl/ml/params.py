@@ -67,6 +67,8 @@ class DeepParams(HasLabelCol, HasValidationIndicatorCol, HasPredictionCol):
                      TypeConverters.toBoolean)
     settings = Param(Params._dummy(), "settings", "any other config keys, {'train.lr_schedule.kind': 'cosine'}",
                      _settings)
+    imageShape = Param(Params._dummy(), "imageShape", "images (a binary column): [channels, height, width] to "
+                       "decode them to; unset: the first image's", TypeConverters.toListInt)
 
     for _name, _key, _doc, _conv, _ in SETTINGS:
         locals()[_name] = Param(Params._dummy(), _name, f"{_doc} ({_key})", _conv)

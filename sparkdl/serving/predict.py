@@ -59,14 +59,15 @@ def predict_batch(rows: "pa.StructArray", model_dir: str, classes: List[str], wi
     ok = None if reason is None else pc.is_null(batch.column(names.index(reason))).to_numpy(zero_copy_only=False)
     if ok is not None and ok.all():
         ok = None
-    matrix = feature_matrix(batch.column(names.index(FEATURES)), FEATURES, "the rows to score")
-    if len(batch) and matrix.shape[1] != width:
+    good = batch if ok is None else batch.filter(pa.array(ok))  # a bad row may have no features (an image)
+    matrix = feature_matrix(good.column(names.index(FEATURES)), FEATURES, "the rows to score")
+    if len(good) and matrix.shape[1] != width:
         raise ValueError(f"the rows to score hold {matrix.shape[1]} feature values each, not {width}: the "
                          "input was not prepared with this run's pipeline")
-    inputs = [matrix.reshape(len(batch), width)]
+    inputs = [matrix.reshape(len(good), width)]
     if spec.get("embeddings"):
-        inputs.append(index_matrix(batch.column(names.index(INDICES)), INDICES, "the rows to score"))
-    p = network_outputs(model_dir, [x if ok is None else x[ok] for x in inputs], batch_rows)
+        inputs.append(index_matrix(good.column(names.index(INDICES)), INDICES, "the rows to score"))
+    p = network_outputs(model_dir, inputs, batch_rows)
     if spec.get("task", "classification") == "regression":
         return pa.StructArray.from_arrays([_spread(pa.array(p.ravel()), ok)], names=[PREDICTION])
     best = chosen_class(p, len(classes), spec)
@@ -113,17 +114,24 @@ def network_outputs(model_dir: str, inputs: List, batch_rows: int = 8192):
         for i in range(0, max(len(tensors[0]), 1), batch_rows):  # an empty input still gives its shape
             parts.append(predictions(model(*[t[i:i + batch_rows] for t in tensors]), spec).numpy())
     p = np.concatenate(parts).astype(np.float64)
-    finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
+    finite = _finite_rows(p)
     if not finite.all():  # float32 overflowed inside the network on extreme inputs: redo those in float64
         with torch.inference_mode():
             redo = predictions(_float64_model(model_dir)(tensors[0][~finite].double(),
                                                          *[t[~finite] for t in tensors[1:]]), spec).numpy()
         p[~finite] = redo.reshape(p[~finite].shape)
-        finite = np.isfinite(p).reshape(len(p), -1).all(axis=1)
+        finite = _finite_rows(p)
     if not finite.all():
         raise ValueError(f"the model gave NaN or infinite outputs for {int((~finite).sum())} of {len(p)} rows "
                          f"(the inputs are finite): the run's model is broken; check its training loss history")
     return p
+
+
+def _finite_rows(p):
+    """Per row, whether all its outputs are finite (an empty batch included)."""
+    import numpy as np
+
+    return np.isfinite(p).all(axis=tuple(range(1, p.ndim))) if p.ndim > 1 else np.isfinite(p)
 
 
 def prediction_fields(task: str) -> List:

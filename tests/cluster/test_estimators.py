@@ -1,7 +1,7 @@
 """The Spark ML estimators on real executors: fitted on DataFrames a user read with
 spark.read.csv (no YAML, no files of theirs), inside a Pipeline after a SQLTransformer,
 cross-validated with concurrent fits, saved and loaded; a regressor on a vector column
-with a validation indicator."""
+with a validation indicator; a classifier on a column of image bytes."""
 import json
 from pathlib import Path
 
@@ -96,8 +96,8 @@ def test_a_regressor_on_a_vector_column_with_a_validation_indicator(spark_cluste
     scored = model.transform(rows.drop("median_house_value", "is_val"))
     assert scored.columns == ["id", "numbers", "ocean_proximity", "score_error", "prediction"]
     truth = rows.select("id", "median_house_value")
-    rmse, std = (scored.join(truth, "id").select(F.sqrt(F.avg((F.col("prediction") - F.col("median_house_value")) ** 2)),
-                                                  F.stddev_pop("median_house_value")).first())
+    error = F.col("prediction") - F.col("median_house_value")
+    rmse, std = scored.join(truth, "id").select(F.sqrt(F.avg(error ** 2)), F.stddev_pop("median_house_value")).first()
     assert rmse < 0.75 * std  # well ahead of predicting the mean
 
     model.write().save(str(tmp_path / "model"))
@@ -107,3 +107,39 @@ def test_a_regressor_on_a_vector_column_with_a_validation_indicator(spark_cluste
     loaded = DeepRegressionModel.load(str(tmp_path / "model"))
     key = scored.orderBy("id").select("prediction").collect()
     assert loaded.transform(rows).orderBy("id").select("prediction").collect() == key
+
+
+def test_a_classifier_on_a_column_of_image_bytes(spark_cluster, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from pyspark.sql import functions as F
+
+    from sparkdl.ml import DeepClassificationModel, DeepClassifier
+
+    data = np.load(DATA / "mnist-10k" / "mnist-10k.npz")
+
+    def png(i: int) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(data["pixels"][i]).save(out, format="PNG")
+        return out.getvalue()
+
+    rows = [(i, png(i), int(data["labels"][i])) for i in range(2000)] + [(-1, b"not an image", 3), (-2, None, 4)]
+    df = spark_cluster.createDataFrame(rows, "id int, image binary, digit int")
+    train, test = df.where("id < 1700"), df.where("id >= 1700 OR id < 0")
+    model = DeepClassifier(featuresCols=["image"], labelCol="digit", epochs=10, numWorkers=2,
+                           lake=str(tmp_path / "lake"), settings={"tracking.mlflow": "off"}).fit(train)
+
+    manifest = Manifest.load(model.run.manifest)
+    assert manifest.image["shape"] == [1, 28, 28] and model.classes == [str(d) for d in range(10)]
+    assert manifest.rows["quarantined"] == 2  # the bytes that are no image, and the row without any
+    assert not list((tmp_path / "lake" / "inputs").glob("*/*/files"))  # the staged files went with the fit
+    scored = model.transform(test)
+    accuracy = scored.where("score_error IS NULL").selectExpr("avg(cast(prediction = digit as double))").first()[0]
+    assert accuracy > 0.85
+    bad = {r["id"]: r["score_error"] for r in scored.where(F.col("id") < 0).collect()}
+    assert bad[-1].startswith("image: is not an image file") and bad[-2] == "image: empty or missing image bytes"
+    model.save(str(tmp_path / "model"))
+    again = DeepClassificationModel.load(str(tmp_path / "model")).transform(test)
+    assert again.orderBy("id").select("prediction").collect() == scored.orderBy("id").select("prediction").collect()

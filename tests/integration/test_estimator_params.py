@@ -10,9 +10,10 @@ from sparkdl.ml import DeepClassifier, DeepRegressor
 
 @pytest.fixture(scope="module")
 def frame(spark_local):
-    rows = [(float(i), f"c{i % 3}", i % 2 == 0, "yes" if i % 4 else "no", datetime.datetime(2026, 1, 1), i % 5)
-            for i in range(40)]
-    return spark_local.createDataFrame(rows, "x double, cat string, flag boolean, y string, at timestamp, k int")
+    rows = [(float(i), f"c{i % 3}", i % 2 == 0, "yes" if i % 4 else "no", datetime.datetime(2026, 1, 1), i % 5,
+             b"\x89PNG") for i in range(40)]
+    return spark_local.createDataFrame(rows, "x double, cat string, flag boolean, y string, at timestamp, k int, "
+                                             "img binary")
 
 
 def _jobs(spark):
@@ -30,6 +31,9 @@ def _jobs(spark):
      "not among the features"),
     (DeepClassifier(labelCol="y", featuresCols=["x", "cat"], embeddingCols=["x"]), "embeddingCols",
      "not categorical features ['cat']"),
+    (DeepClassifier(labelCol="y", featuresCols=["x", "img"]), "featuresCols", "set featuresCols=['img']"),
+    (DeepRegressor(labelCol="x", featuresCols=["img"]), "featuresCols", "sparkdl classifies images"),
+    (DeepClassifier(labelCol="y", featuresCols=["img"], imageShape=[2, 28, 28]), "imageShape", "1 or 3 channels"),
     (DeepClassifier(labelCol="y", featuresCols=["x"], dropout=1.5), "dropout", "model.dropout"),
     (DeepClassifier(labelCol="y", featuresCols=["x"], numWorkers=0), "numWorkers", "train.ranks"),
     (DeepRegressor(labelCol="x", featuresCols=["k"], validationFraction=1.0), "validationFraction",
