@@ -22,6 +22,8 @@ DECLARED_AS = {"tinyint": "int", "smallint": "int", "int": "int", "bigint": "lon
 VECTOR = "vector"
 #: The most distinct labels a classifier takes from a DataFrame.
 MAX_CLASSES = 1000
+#: Where scoring keeps a column it cast for the network, to give it back as it was.
+ORIGINAL = "_sparkdl_original_"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,18 @@ class FrameLayout:
                 made[name] = F.col(f"`{name}`").cast("double")
         if with_label:
             return df.select(*[made.get(n, F.col(f"`{n}`")).alias(n) for n in self.columns])
-        return df.withColumns(made) if made else df
+        kept = {ORIGINAL + n: F.col(f"`{n}`") for n in made if n in types}  # given back by :meth:`restore`
+        return df.withColumns({**kept, **made}) if made else df
+
+    @staticmethod
+    def restore(scored, columns: List[str]):
+        """``scored``'s ``columns``, each as the user gave it (a column :meth:`project`
+        cast for the network comes back as it was), in that order."""
+        from pyspark.sql import functions as F
+
+        have = set(scored.columns)
+        return scored.select(*[F.col(f"`{ORIGINAL + c}`").alias(c) if ORIGINAL + c in have else F.col(f"`{c}`")
+                               for c in columns])
 
 
 def _check_name(param: str, name: str, owner: str) -> None:

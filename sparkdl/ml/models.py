@@ -12,7 +12,7 @@ from pyspark.ml.param.shared import HasPredictionCol
 
 from sparkdl.core.columns import PREDICTION, PROBABILITIES, PROBABILITY
 from sparkdl.core.errors import ParamError
-from sparkdl.ml.frames import FrameLayout
+from sparkdl.ml.frames import ORIGINAL, FrameLayout
 from sparkdl.ml.params import ClassifierOutputParams, with_accessors
 from sparkdl.serving.transformer import RunModel
 
@@ -57,12 +57,14 @@ class DeepModel(RunModel, HasPredictionCol):
             rows = decoded(dataset, self.layout.image, self.config.data.image)
             scored = self.predict_rows(rows, list(dataset.columns) + [REASON], reason=REASON)
             scored, made = scored.withColumnRenamed(REASON, SCORE_ERROR), set()
-        else:
+        else:  # vectors expanded, and columns cast as fitting cast them; the user's come back as they were
             projected = self.layout.project(dataset, with_label=False)
             scored = super()._transform(projected)
-            made = set(projected.columns) - set(dataset.columns)  # the expanded vectors
+            made = set(projected.columns) - set(dataset.columns)
         keep = [c for c in scored.columns if c not in made and c not in (PREDICTION, PROBABILITY, PROBABILITIES)]
-        return scored.select(*[F.col(f"`{c}`") for c in keep], *[v.alias(k) for k, v in outputs.items()])
+        originals = [c for c in scored.columns if c.startswith(ORIGINAL)]
+        out = scored.select(*[F.col(f"`{c}`") for c in keep + originals], *[v.alias(k) for k, v in outputs.items()])
+        return FrameLayout.restore(out, keep + list(outputs))
 
 
 @with_accessors

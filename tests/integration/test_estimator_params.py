@@ -77,3 +77,16 @@ def test_an_unfitted_estimator_saves_and_loads_with_its_params(spark_local, tmp_
     back = DeepRegressor.load(str(tmp_path / "est"))
     assert (back.uid, back.getEpochs(), back.getHiddenLayers(), back.getSettings()) == (
         est.uid, 3, [32], {"train.lr_schedule.kind": "cosine"})
+
+
+def test_scoring_gives_back_the_columns_it_cast_for_the_network(spark_local):
+    from decimal import Decimal
+
+    from sparkdl.ml.frames import FrameLayout
+
+    df = spark_local.createDataFrame([(1, Decimal("2.50"), "a")], "zip int, amount decimal(10,2), other string")
+    layout = FrameLayout({"zip": "string", "amount": "double", "y": "string"}, ["amount"], ["zip"], "y")
+    projected = layout.project(df, with_label=False)
+    assert dict(projected.dtypes)["zip"] == "string" and dict(projected.dtypes)["amount"] == "double"
+    back = FrameLayout.restore(projected, df.columns)
+    assert back.dtypes == df.dtypes and back.collect() == df.collect()
