@@ -2,9 +2,9 @@
 
 ``fit`` reads the DataFrame's schema (:mod:`~sparkdl.ml.frames`), turns the Params into
 the job's config, and runs the same job as ``sparkdl run`` on the DataFrame itself
-(a temporary view the job reads as a table): ingest with quarantine, the Spark ML feature
-pipeline, the materialized dataset, the barrier stage, the held-out evaluation, the
-commit to the lake and MLflow. It returns the run as a model that scores in Spark ML's
+(a temporary view the job reads as a table; images are staged as the image job's files):
+ingest with quarantine, the Spark ML feature pipeline, the materialized dataset, the
+barrier stage, the held-out evaluation, the commit to the lake and MLflow. It returns the run as a model that scores in Spark ML's
 column names, and saves and loads. Each fit is a run in ``sparkdl runs list``.
 
 Fits may run at once (``CrossValidator(parallelism=2)``, threads of a notebook): each
@@ -39,6 +39,8 @@ CNN_HIDDEN = (32, 64, 128)
 
 
 class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParamsWritable):
+    """What both estimators share; each names its task, its model class and its job's name."""
+
     task = "classification"
     model_class: type = DeepModel
     default_name = "deep"
