@@ -113,6 +113,8 @@ def test_a_classifier_on_a_column_of_image_bytes(spark_cluster, tmp_path):
     import io
 
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from PIL import Image
     from pyspark.sql import functions as F
 
@@ -125,8 +127,14 @@ def test_a_classifier_on_a_column_of_image_bytes(spark_cluster, tmp_path):
         Image.fromarray(data["pixels"][i]).save(out, format="PNG")
         return out.getvalue()
 
-    rows = [(i, png(i), int(data["labels"][i])) for i in range(2000)] + [(-1, b"not an image", 3), (-2, None, 4)]
-    df = spark_cluster.createDataFrame(rows, "id int, image binary, digit int")
+    # a table of image bytes, as a user's would be (written with pyarrow: createDataFrame from a
+    # Python list would start a worker daemon of its own, which test_worker_daemons counts)
+    ids = list(range(2000)) + [-1, -2]
+    images = [png(i) for i in range(2000)] + [b"not an image", None]
+    digits = [int(d) for d in data["labels"][:2000]] + [3, 4]
+    pq.write_table(pa.table({"id": pa.array(ids, pa.int32()), "image": pa.array(images, pa.binary()),
+                             "digit": pa.array(digits, pa.int32())}), tmp_path / "images.parquet")
+    df = spark_cluster.read.parquet(str(tmp_path / "images.parquet"))
     train, test = df.where("id < 1700"), df.where("id >= 1700 OR id < 0")
     model = DeepClassifier(featuresCols=["image"], labelCol="digit", epochs=10, numWorkers=2,
                            lake=str(tmp_path / "lake"), settings={"tracking.mlflow": "off"}).fit(train)
