@@ -71,12 +71,19 @@ def _try_flock(f) -> bool:
         return False
 
 
-class RunLock:
-    """An exclusive lock on a staging run, held while its driver lives."""
+class DriverLock:
+    """An exclusive lock on a file, held while its driver lives; the file names the holder."""
 
-    def __init__(self, run: RunDir):
-        self.path = run.lock
+    def __init__(self, path: Path):
+        self.path = path
         self._file: Optional[IO[str]] = None
+
+    def holder(self) -> str:
+        """Who holds (or last held) the lock: ``host pid N``."""
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return "?"
 
     def acquire(self, wait_s: float = 0.0) -> bool:
         """Take the lock if nobody holds it, trying for up to ``wait_s`` (another driver
@@ -100,6 +107,13 @@ class RunLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+class RunLock(DriverLock):
+    """An exclusive lock on a staging run, held while its driver lives."""
+
+    def __init__(self, run: RunDir):
+        super().__init__(run.lock)
 
 
 def is_abandoned(run: RunDir) -> bool:

@@ -162,7 +162,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     staging.path.mkdir(parents=True, exist_ok=True)
     lock = RunLock(staging)
     if not lock.acquire(wait_s=RUN_LOCK_WAIT_S):
-        raise LakeError(f"run {run_id} is being written by another driver ({staging.lock.read_text().strip()}); "
+        raise LakeError(f"run {run_id} is being written by another driver ({lock.holder()}); "
                         "wait for it, or start a run of your own")
     started = False
     try:

@@ -15,9 +15,7 @@ failed. Ctrl-C cancels the running trials' Spark jobs and leaves the study resum
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
-import os
 import queue
 import threading
 import time
@@ -31,7 +29,7 @@ from sparkdl.core.errors import ConfigError, InputError, LakeError, TrainingErro
 from sparkdl.core.lake import Lake, is_committed
 from sparkdl.core.stopwatch import StageClock
 from sparkdl.preparation.materialize import Manifest
-from sparkdl.training.resume import config_fingerprint
+from sparkdl.training.resume import DriverLock, config_fingerprint
 from sparkdl.tuning.pruning import TrialPruning
 from sparkdl.tuning.report import SearchReport, trial_record
 from sparkdl.tuning.space import SearchSpace
@@ -69,18 +67,14 @@ def _get(cfg: JobConfig, key: str) -> Any:
 def _study_lock(directory: Path):
     """One driver per study at a time."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.seek(0)
-            raise LakeError(f"the search {directory.name} is running in another driver ({f.read().strip()}); "
-                            "wait for it, or give this one another --study name") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()}")
-        f.flush()
+    lock = DriverLock(directory / ".lock")
+    if not lock.acquire():
+        raise LakeError(f"the search {directory.name} is running in another driver ({lock.holder()}); "
+                        "wait for it, or give this one another --study name")
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def _open_study(cfg: JobConfig, space: SearchSpace, name: str, directory: Path):

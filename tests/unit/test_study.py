@@ -51,7 +51,7 @@ def test_a_study_belongs_to_one_config_and_space(cfg, tmp_path):
 
 def test_a_second_driver_is_refused_the_study(tmp_path):
     with _study_lock(tmp_path / "s"):
-        with pytest.raises(LakeError, match=r"running in another driver \(pid \d+\)"):
+        with pytest.raises(LakeError, match=r"running in another driver \(\S+ pid \d+\)"):
             with _study_lock(tmp_path / "s"):
                 pass
     with _study_lock(tmp_path / "s"):  # released
