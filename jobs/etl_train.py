@@ -1,4 +1,5 @@
-"""spark-submit entry point: ingest → features → materialize → train → write back → evaluate → report.
+"""spark-submit entry point: ingest → features → materialize → train → write back → evaluate → report,
+and with ``promote``/``drift`` in the config the nightly job (docs/scheduling.md).
 
     spark-submit --master spark://HOST:7077 jobs/etl_train.py conf/adult.yaml --lake /shared/lake
 

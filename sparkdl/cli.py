@@ -1,10 +1,12 @@
-"""The ``sparkdl`` command line: prepare, train, run, tune, score, runs.
+"""The ``sparkdl`` command line: prepare, train, run, tune, score, runs, and for scheduled
+pipelines promote, drift and models.
 
 Results are printed as ``key=value`` lines (easy to read, and to parse from a
 spark-submit log); progress and errors go to stderr. ``jobs/*.py`` run this same entry
 point under spark-submit. Exit status: 0 done, 1 a run that failed (training, scoring),
 2 a usage, config, data, lake or cluster error (the message names the key, file or run
-and the fix): :mod:`sparkdl.core.errors` gives each class its code.
+and the fix), 3 nothing to do (a repeat of a committed run), 4 a run the promotion gate
+rejected, 5 input drift past a fail bound: :mod:`sparkdl.core.errors` gives each its code.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import argparse
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
-from sparkdl.core.errors import EXIT_BAD_INPUT, SparkdlError, TrainingError
+from sparkdl.core.errors import EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_REJECTED, SparkdlError, TrainingError
 
 log = logging.getLogger("sparkdl")
 
@@ -39,12 +42,36 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """`train` trains on the prepared dataset; `run` does the whole job. Both print the run."""
-    from sparkdl.workflow import run_job, train
+    """`train` trains on the prepared dataset and prints the run."""
+    from sparkdl.workflow import train
 
-    result = (run_job if args.command == "run" else train)(_config(args), args.lake)
-    print(result_lines(result))
+    print(result_lines(train(_config(args), args.lake)))
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The whole job as a scheduler runs it: a repeat does nothing, drift stops it, the gate
+    decides; prints the run and the outcome, and exits with the outcome's status."""
+    from sparkdl.promotion.pipeline import run_scheduled
+    from sparkdl.training.supervisor import RunResult
+
+    outcome = run_scheduled(_config(args), args.lake, force=args.force)
+    print(result_lines(RunResult(outcome.run_path.name, outcome.run_path, outcome.metrics)))
+    print(_kv(outcome.lines()))
+    return 0 if outcome.status in args.zero_exit_for else outcome.exit_code
+
+
+def _outcomes(text: str):
+    allowed = ("nothing_to_do", "rejected")
+    given = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in given if t not in allowed]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad}: outcomes are {', '.join(allowed)}")
+    return given
+
+
+def _kv(lines) -> str:
+    return "\n".join(f"{k}={v}" for k, v in lines.items())
 
 
 def result_lines(result) -> str:
@@ -71,24 +98,120 @@ def _tune(args: argparse.Namespace) -> int:
     cfg = _config(args)
     space = load_space(args.space, cfg)  # checked against the job before Spark starts
     report = tune(cfg, args.lake, space, args.trials, study=args.study, parallel=args.parallel)
-    print("\n".join(f"{k}={v}" for k, v in report.lines().items()))
+    print(_kv(report.lines()))
+    return 0
+
+
+def _run_ref(args: argparse.Namespace):
+    """``--run`` (an id with ``--lake``, or a path) or ``--model NAME`` (its champion)."""
+    from sparkdl.core.champions import CHAMPION_PREFIX, resolve_run
+    from sparkdl.core.errors import LakeError
+    from sparkdl.core.lake import Lake
+
+    if getattr(args, "model", None):
+        if not args.lake:
+            raise LakeError("--model names a lake's champion: give the lake with --lake")
+        return resolve_run(Lake(args.lake), CHAMPION_PREFIX + args.model)
+    return resolve_run(Lake(args.lake) if args.lake else None, args.run)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    """Gate a committed run for a model (or ``--force`` it) and record the decision."""
+    from sparkdl.core.lake import Lake
+    from sparkdl.core.session import get_spark
+    from sparkdl.promotion.promote import promote
+
+    lake = Lake(args.lake)
+    run = lake.find_run(args.run)
+    decision = promote(get_spark(_run_spark_config(run)), lake, run, args.model, force=args.force)
+    print(_kv(decision.lines()))
+    return 0 if decision.promote else EXIT_REJECTED
+
+
+def _run_spark_config(run):
+    """The Spark settings a run was made with (its catalog, for tables)."""
+    from sparkdl.core.config.loading import parse_config
+    from sparkdl.core.rundir import RunDir
+
+    return parse_config(RunDir(run).read_config()).spark
+
+
+def _drift(args: argparse.Namespace) -> int:
+    """The drift of an input from the rows a run (or a model's champion) learned from."""
+    import dataclasses as dc
+
+    from sparkdl.core.config.loading import apply_overrides, parse_config
+    from sparkdl.core.lake import Lake, absolute
+    from sparkdl.core.rundir import RunDir
+    from sparkdl.core.session import get_spark
+    from sparkdl.preparation.materialize import Manifest
+    from sparkdl.promotion.drift import check_drift, drift_directory
+    from sparkdl.serving.score import input_data_config
+
+    run = RunDir(_run_ref(args))
+    cfg = parse_config(apply_overrides(run.read_config(), args.set))
+    data = input_data_config(cfg.data, args.input, args.format)
+    path = args.input if data.format == "table" else absolute(args.input)
+    root = Path(args.report) if args.report else Lake(args.lake or str(run.path.parent.parent)).drift_dir(cfg.name)
+    report = check_drift(get_spark(cfg.spark), Manifest.load(run.manifest), run.name, dc.replace(data, train=path),
+                         cfg.schema, path, cfg.drift, drift_directory(root))
+    print(_kv(report.lines()))
+    return EXIT_DRIFT if report.failed else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    """The lake's models: list them, show one's champion, its history, or roll it back."""
+    from sparkdl.core.champions import Champions, list_models
+    from sparkdl.core.lake import Lake
+
+    lake = Lake(args.lake)
+    if args.action == "list":
+        names = list_models(lake)
+        if not names:
+            print(f"no models in {lake.root}")
+        for name in names:
+            champion = Champions(lake, name).champion()
+            print(f"{name}  champion {champion['run_id'] if champion else 'none'}"
+                  + (f"  since {champion['time']}" if champion else ""))
+        return 0
+    if not args.name:
+        print(f"sparkdl models {args.action}: give a model NAME (see `sparkdl models list`)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    champions = Champions(lake, args.name)
+    if args.action == "rollback":
+        from sparkdl.promotion.promote import rollback
+
+        entry = rollback(lake, args.name, args.to)
+        print(f"model={args.name}\nchampion={entry['run_id']}\nprevious={entry['previous']}")
+        return 0
+    record = champions.read()
+    if args.action == "show":
+        champion = record["champion"]
+        if champion is None:
+            print(f"model={args.name}\nchampion=none")
+            return 0
+        print(f"model={args.name}\nchampion={champion['run_id']}\nrun_path={champion['run_path']}\n"
+              f"since={champion['time']}\nreason={champion['reason']}")
+        return 0
+    for e in record["history"]:
+        print(f"{e['seq']:>3}  {e['time']}  {e['action']:<11}  {e['run_id']}  (champion before: "
+              f"{e['previous'] or 'none'})  {e['reason']}")
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
     """Score with a run, in a session started as the run's was (its catalog, for tables)."""
     from sparkdl.core.config.loading import parse_config
-    from sparkdl.core.lake import Lake, require_run
     from sparkdl.core.rundir import RunDir
     from sparkdl.core.session import get_spark
     from sparkdl.serving.score import score
 
-    run = Lake(args.lake).find_run(args.run) if args.lake else require_run(args.run)
+    run = _run_ref(args)
     spark_cfg = parse_config(RunDir(run).read_config()).spark
     spark = get_spark(dataclasses.replace(spark_cfg, remote=args.remote) if args.remote else spark_cfg)
     report = score(spark, run, args.input, args.output, fmt=args.format, output_table=args.output_table,
                    table_mode=args.table_mode)
-    print(f"output={report.output}")
+    print(f"run_id={run.name}\noutput={report.output}")
     print(f"rows_in={report.input}\nrows_scored={report.scored}\nrows_quarantined={report.quarantined}")
     if report.quarantine_path:
         print(f"quarantine={report.quarantine_path}")
@@ -167,9 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(handler=_train)
 
-    p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report")
+    p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report; with promote/drift in the "
+                                   "config, the scheduled job (docs/scheduling.md)")
     _add_config_args(p)
-    p.set_defaults(handler=_train)
+    p.add_argument("--force", action="store_true",
+                   help="train even when a committed run was made from the same input and configuration")
+    p.add_argument("--zero-exit-for", type=_outcomes, default=(), metavar="OUTCOMES",
+                   help="outcomes to exit 0 for (comma-separated: nothing_to_do, rejected), for schedulers that "
+                        "fail a task on any other status; outcome=... is printed either way")
+    p.set_defaults(handler=_run)
 
     p = sub.add_parser("tune", help="hyperparameter search: trials as concurrent barrier stages, pruned by epoch")
     _add_config_args(p)
@@ -180,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, help="at most this many trials at once (default: as slots allow)")
     p.set_defaults(handler=_tune)
 
-    p = sub.add_parser("score", help="batch inference with a finished run")
-    p.add_argument("--run", required=True, help="run directory (or run id with --lake)")
+    p = sub.add_parser("score", help="batch inference with a finished run, or a model's champion")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="run directory (or run id with --lake)")
+    which.add_argument("--model", help="score with this model's champion in --lake")
     p.add_argument("--input", required=True,
                    help="data to score: a DataFrame-readable path, or a table name with --format table")
     out = p.add_mutually_exclusive_group(required=True)
@@ -202,6 +333,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake", required=True)
     p.add_argument("--all", action="store_true", help="with clean: also remove runs that would resume")
     p.set_defaults(handler=_runs)
+
+    p = sub.add_parser("promote", help="put a committed run to the promotion gate for a model; promoted, it serves")
+    p.add_argument("run", help="run id (or path)")
+    p.add_argument("--model", required=True, help="the model name it competes for")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--force", action="store_true", help="promote without the gate (recorded as forced)")
+    p.set_defaults(handler=_promote)
+
+    p = sub.add_parser("drift", help="how far an input drifted from the rows a run learned from")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="run directory (or run id with --lake)")
+    which.add_argument("--model", help="compare with this model's champion in --lake")
+    p.add_argument("--input", required=True, help="the rows to check: a path, or a table with --format table")
+    p.add_argument("--lake", help="lake directory (with a run id or --model)")
+    p.add_argument("--format", help="input format if not the run's")
+    p.add_argument("--report", help="directory for the check's report (default: <lake>/drift/<job>/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a drift.* bound other than the run's (e.g. --set drift.psi_fail=0.2)")
+    p.set_defaults(handler=_drift)
+
+    p = sub.add_parser("models", help="the lake's models: list, show the champion, history, rollback")
+    p.add_argument("action", choices=["list", "show", "history", "rollback"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--to", help="with rollback: the run to serve (one that served before; default: the previous)")
+    p.set_defaults(handler=_models)
     return parser
 
 

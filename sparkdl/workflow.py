@@ -72,11 +72,13 @@ class HeldOutEvaluation(DriverCallback):
                                                 "matrix": confusion})
 
 
-def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = ()) -> RunResult:
+def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = (),
+            driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
     Spark MLlib linear baseline beside it; returns the committed RunResult. When a run of
     this job and configuration was cut off by its driver's death, it is continued (on its
-    own dataset) instead of preparing and training anew."""
+    own dataset) instead of preparing and training anew. ``driver_callbacks`` run after the
+    evaluation (files to keep in the run, say)."""
     check_tracking(cfg.tracking)
     clock = StageClock()
     with clock.stage("session"):
@@ -85,7 +87,7 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     run_id, manifest = resumed if resumed else (None, prepare(cfg, lake, spark, clock))
     evaluation = HeldOutEvaluation(spark, manifest, baseline, clock)
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id, clock=clock,
-                   driver_callbacks=[evaluation])
+                   driver_callbacks=[evaluation, *driver_callbacks])
     m = result.metrics
     beside = f" (baseline {m.baseline_metric():.4f})" if m.baseline else ""
     log.info("run %s: %s %s %.4f%s", result.run_id, evaluation.split, m.primary_metric, m.held_out_metric(), beside)

@@ -13,6 +13,10 @@ from typing import List, Optional
 
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+#: Outcomes a scheduler tells apart (docs/scheduling.md): none of them lost anything.
+EXIT_NOTHING_TO_DO = 3   # the input and config are those of a committed run
+EXIT_REJECTED = 4        # the run is committed, the gate kept the champion
+EXIT_DRIFT = 5           # the input drifted past a fail bound: nothing was trained
 
 
 class SparkdlError(Exception):
@@ -52,6 +56,12 @@ class ParamError(ConfigError):
 
 class BadDataError(InputError, ValueError):
     """Too many rows failed to parse, or a source does not match its declared schema."""
+
+
+class DriftError(BadDataError):
+    """The input drifted from the rows the model learned from past a ``drift.*_fail`` bound."""
+
+    exit_code = EXIT_DRIFT
 
 
 class DatasetTooSmallError(BadDataError):

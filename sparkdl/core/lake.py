@@ -5,6 +5,9 @@
 <lake>/datasets/<job>/<id>/              manifest.json, train/, validation/, test/,
                                          preprocessing/, quarantine/
 <lake>/runs/<run_id>/                    a finished run (its layout: sparkdl.core.rundir)
+<lake>/models/<name>/champion.json       the run in service under a name, and its history
+                                         (sparkdl.core.champions)
+<lake>/drift/<job>/<check_id>/           drift checks: drift.json and drift.png
 ```
 
 Everything is first written under a hidden staging name and renamed into place only
@@ -184,6 +187,14 @@ class Lake:
     def study_dir(self, name: str) -> Path:
         """A hyperparameter search's directory: its Optuna journal, summary and plot."""
         return self.root / "studies" / name
+
+    def model_dir(self, name: str) -> Path:
+        """A served model's directory: its champion pointer and history."""
+        return self.root / "models" / name
+
+    def drift_dir(self, job: str) -> Path:
+        """Where drift checks of a job's input are kept."""
+        return self.root / "drift" / job
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_root / run_id

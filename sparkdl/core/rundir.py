@@ -12,6 +12,9 @@
     confusion.png     classification: the confusion matrix as a picture (written after the commit)
     summary.txt       the same in text (written after the commit)
     mlflow.json       the MLflow run and model of this run, when tracked (:mod:`sparkdl.tracking.mlflow_run`)
+    input.json        what the job's input was (its files' listing's digest): how a repeat is recognized
+    drift.json        the input's drift from the champion's training rows, and drift.png, when checked
+    promotion.json    the promotion gate's decision and its numbers, and promotion.png (after the commit)
     events/           rank events spooled here when the driver cannot be reached (a Connect client)
     verdicts/         the driver's answer after each epoch, when a search may stop the run
     _COMMITTED        written last, by :func:`sparkdl.core.lake.staged_dir`
@@ -43,6 +46,9 @@ PORTABLE_FILE = "portable.json"
 MLFLOW_FILE = "mlflow.json"
 EVENT_SPOOL = "events"
 VERDICTS = "verdicts"
+INPUT_FILE = "input.json"
+DRIFT_FILE, DRIFT_PLOT = "drift.json", "drift.png"
+PROMOTION_FILE, PROMOTION_PLOT = "promotion.json", "promotion.png"
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,26 @@ class RunDir:
     @property
     def verdicts(self) -> Path:
         return self.path / VERDICTS
+
+    @property
+    def input_record(self) -> Path:
+        return self.path / INPUT_FILE
+
+    @property
+    def drift_report(self) -> Path:
+        return self.path / DRIFT_FILE
+
+    @property
+    def drift_plot(self) -> Path:
+        return self.path / DRIFT_PLOT
+
+    @property
+    def promotion(self) -> Path:
+        return self.path / PROMOTION_FILE
+
+    @property
+    def promotion_plot(self) -> Path:
+        return self.path / PROMOTION_PLOT
 
     @property
     def lock(self) -> Path:

@@ -51,6 +51,12 @@ def metric_names(task: str, num_classes: int) -> Tuple[str, ...]:
     return METRICS["binary"] if num_classes == 2 else METRICS[CLASSIFICATION]
 
 
+def held_out_metric_names(task: str, num_classes: int) -> Tuple[str, ...]:
+    """The metrics of a held-out evaluation (a regression's loss is in standardized units, so
+    RMSE, MAE and R² stand for it there)."""
+    return tuple(m for m in metric_names(task, num_classes) if not (task == REGRESSION and m == "loss"))
+
+
 @dataclass(frozen=True)
 class StatsLayout:
     """Where each statistic lives in the flat vector of a task."""

@@ -29,6 +29,7 @@ from sparkdl.core.stopwatch import StageClock
 from sparkdl.preparation import features as feats
 from sparkdl.preparation.embeddings import plan_categoricals
 from sparkdl.preparation.ingest import check_source, ingest, release
+from sparkdl.preparation.profile import profile_rows
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class Manifest(VersionedRecord):
     image: Optional[Dict[str, Any]] = None
     columns: Dict[str, str] = field(default_factory=lambda: {"features": FEATURES, "label": LABEL,
                                                              "dtype": "float32"})
+    #: The training split's distribution per declared feature (:mod:`sparkdl.preparation.profile`),
+    #: what drift checks compare new rows with; None for images and datasets prepared before it.
+    profile: Optional[Dict[str, Any]] = None
     version: int = MANIFEST_VERSION
 
     VERSION: ClassVar[int] = MANIFEST_VERSION
@@ -183,6 +187,10 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)
             fitted.save(stage / "preprocessing")
             plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
+        profile = None
+        if not cfg.data.image:
+            with clock.stage("profile"):
+                profile = profile_rows(splits["train"], cfg.schema.numeric, cfg.schema.categorical)
 
         layouts, test_report = {}, None
         if cfg.data.test:
@@ -237,6 +245,7 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                      "dtype": "uint8" if cfg.data.image else "float32",
                      **({"indices": INDICES} if plan.columns else {})},
             embeddings=[c.summary() for c in plan.columns],
+            profile=profile,
         )
         manifest.save(stage / MANIFEST)
     lake.publish_dataset(cfg.name, dataset_id)

@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from sparkdl.core.columns import FEATURES, LABEL, PREDICTION, PROBABILITIES
+from sparkdl.core.errors import BadDataError
 from sparkdl.core.stopwatch import StageClock
 from sparkdl.core.task_metrics import StatsLayout, scalar_metrics, sum_stats
 from sparkdl.serving.predict import predict_frame
@@ -180,3 +181,27 @@ def evaluate_run(spark, run_dir: "str | Path", split: str = "test",
                          f"{sorted(k for k in manifest.splits)}): pick one of those")
     network, baselines = evaluate_split(spark, manifest, str(run.model), split, baseline)
     return {"network": network, **(baselines or {})}
+
+
+def evaluate_rows(model, rows) -> Dict[str, Any]:
+    """A run's held-out metrics on typed input rows (as ingest accepts them, label
+    included), computed from the predictions ``sparkdl score`` writes for them: the run's
+    own preprocessing, then its network, at its decision threshold. Gives two runs
+    trained on different datasets a comparison on the same rows."""
+    from pyspark.sql import functions as F
+
+    from sparkdl.core.rundir import SPEC
+    from sparkdl.preparation.features import label_column
+
+    manifest, schema = model.manifest, model.config.schema
+    layout = StatsLayout(manifest.task, len(manifest.classes))
+    outputs = PREDICTION if layout.task == "regression" else PROBABILITIES
+    label = "_sparkdl_gate_label"
+    preds = model.predict_rows(rows.withColumn(label, label_column(schema)), [label])
+    frame = preds.select(outputs, F.col(label).alias(LABEL))
+    unknown = frame.where(F.col(LABEL).isNull()).count() if layout.task != "regression" else 0
+    if unknown:
+        raise BadDataError(f"{unknown} rows hold a {schema.label!r} that run {model.run.name} does not know "
+                         f"(its classes: {manifest.classes}): the runs cannot be compared on these rows")
+    spec = json.loads((model.run.model / SPEC).read_text())
+    return _held_out_metrics(split_statistics(frame, outputs, layout), layout, spec.get("threshold", 0.5))

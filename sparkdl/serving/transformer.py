@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 from pyspark.ml import Transformer
 from pyspark.ml.util import MLReadable, MLWritable
 
+from sparkdl.core.champions import resolve_run
 from sparkdl.core.columns import SCORE_ERROR
 from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import ConfigError
@@ -31,8 +32,9 @@ from sparkdl.core.types import SPARK_INPUTS
 log = logging.getLogger(__name__)
 
 def load_run(run: "Path | str", lake: Optional[str] = None) -> "RunModel":
-    """The run at path ``run``, or with ``lake``, the run of that id in the lake."""
-    return RunModel(Lake(lake).find_run(str(run)) if lake else require_run(run))
+    """The run at path ``run``, or with ``lake``, the run of that id in the lake, or the
+    model in service there: ``load_run("champion:adult", lake="/lake")``."""
+    return RunModel(resolve_run(Lake(lake) if lake else None, str(run)))
 
 
 class RunModel(Transformer, MLWritable, MLReadable):

@@ -171,7 +171,7 @@ class MlflowRun:
             results.update({f"best_val_{k}": v for k, v in metrics.validation.items() if k != "epoch"})
             self.log_metrics(results)
             for path in (run.metrics, run.plot, run.summary, run.config, run.confusion, run.confusion_plot,
-                         run.manifest):
+                         run.manifest, run.drift_report, run.drift_plot):
                 if path.is_file():
                     self.client.log_artifact(self.run_id, str(path))
             uri = self._log_model(run, cfg)
@@ -195,10 +195,10 @@ class MlflowRun:
 
         from sparkdl.tracking.pyfunc import log_pyfunc
 
-        with _tracking_uri(self.uri), mlflow.start_run(run_id=self.run_id):
+        with fluent_tracking_uri(self.uri), mlflow.start_run(run_id=self.run_id):
             info = log_pyfunc(run, cfg)
         if cfg.tracking.register_as:
-            with _tracking_uri(self.uri):
+            with fluent_tracking_uri(self.uri):
                 version = mlflow.register_model(info.model_uri, cfg.tracking.register_as)
             log.info("MLflow: registered %s version %s", cfg.tracking.register_as, version.version)
         return info.model_uri
@@ -212,7 +212,7 @@ _BARS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 @contextlib.contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
     """MLflow's fluent API pointed at ``uri`` for a moment (one job at a time), without the
     download bars MLflow prints while it checks the model it logged (they say nothing to
     a user whose run is already committed); the caller's settings restored after."""

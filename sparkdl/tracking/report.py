@@ -6,31 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from sparkdl.core.lake import atomic_target, write_text_atomic
+from sparkdl.core.figures import pyplot, save_figure
+from sparkdl.core.lake import write_text_atomic
 from sparkdl.core.run_metrics import RunMetrics
 from sparkdl.core.rundir import RunDir
 from sparkdl.core.task_metrics import format_metric
 from sparkdl.training.driver_callbacks import DriverCallback
 
 log = logging.getLogger(__name__)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    plt = _pyplot()
-    try:
-        with atomic_target(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
 
 
 def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "",
@@ -40,7 +23,7 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "",
     starred and epochs of resumed attempts are shaded."""
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13.5, 3.8))
     ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train loss")
@@ -67,14 +50,14 @@ def plot_history(history: List[Dict[str, Any]], path: Path, title: str = "",
                 ax.axvline(h["epoch"], color="grey", alpha=0.15)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(confusion: Dict[str, Any], path: Path, title: str = "") -> None:
     """The confusion matrix, each row normalized to the true class's rows (counts written in)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(confusion["matrix"], dtype=float)
     classes = confusion["classes"]
     shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
@@ -92,7 +75,7 @@ def plot_confusion(confusion: Dict[str, Any], path: Path, title: str = "") -> No
                         color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(title or f"confusion matrix ({confusion.get('split', '')} split)")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def summary_text(m: RunMetrics) -> str:

@@ -18,16 +18,14 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import shutil
-import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from sparkdl.core.config import JobConfig
 from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
+from sparkdl.core.locks import DriverLock, try_flock
 from sparkdl.core.rundir import RunDir
 from sparkdl.preparation.materialize import Manifest
 from sparkdl.training.rank.checkpoints import list_checkpoints
@@ -42,10 +40,10 @@ UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allredu
 
 def config_fingerprint(cfg: JobConfig) -> str:
     """What makes two runs the same run: everything but where Spark runs, how the launch
-    waits and retries, how progress shows and where MLflow logs (those may differ between
-    the first driver and the next)."""
+    waits and retries, how progress shows, where MLflow logs (those may differ between
+    the first driver and the next) and what is checked around the run (drift, the gate)."""
     raw = cfg.to_dict()
-    for key in ("spark", "progress", "tracking"):
+    for key in ("spark", "progress", "tracking", "promote", "drift"):
         raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
@@ -57,56 +55,6 @@ def config_fingerprint(cfg: JobConfig) -> str:
         if key in parent and parent[key] is None:
             del parent[key]
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
-
-
-#: How often a driver retries a staging run's lock while someone probes it.
-LOCK_RETRY_S = 0.01
-
-
-def _try_flock(f) -> bool:
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
-class DriverLock:
-    """An exclusive lock on a file, held while its driver lives; the file names the holder."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._file: Optional[IO[str]] = None
-
-    def holder(self) -> str:
-        """Who holds (or last held) the lock: ``host pid N``."""
-        try:
-            return self.path.read_text().strip()
-        except OSError:
-            return "?"
-
-    def acquire(self, wait_s: float = 0.0) -> bool:
-        """Take the lock if nobody holds it, trying for up to ``wait_s`` (another driver
-        checking whether the run is abandoned holds it for an instant); True when taken."""
-        f = open(self.path, "a+")
-        deadline = time.monotonic() + wait_s
-        while not _try_flock(f):
-            if time.monotonic() >= deadline:
-                f.close()
-                return False
-            time.sleep(LOCK_RETRY_S)
-        f.seek(0)
-        f.truncate()
-        f.write(f"{socket.gethostname()} pid {os.getpid()}\n")
-        f.flush()
-        self._file = f
-        return True
-
-    def release(self) -> None:
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
-            self._file.close()
-            self._file = None
 
 
 class RunLock(DriverLock):
@@ -124,7 +72,7 @@ def is_abandoned(run: RunDir) -> bool:
     if not run.lock.exists():
         return True
     with open(run.lock, "a+") as f:
-        if not _try_flock(f):
+        if not try_flock(f):
             return False
         fcntl.flock(f, fcntl.LOCK_UN)
         return True

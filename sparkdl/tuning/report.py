@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from sparkdl.core.figures import pyplot, save_figure
 from sparkdl.core.lake import write_json_atomic
 from sparkdl.tuning.space import SearchSpace
 
@@ -109,11 +110,7 @@ class SearchReport:
         return out
 
     def _draw(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
         metric = self.space.metric
         for t in self.trials:
@@ -137,7 +134,4 @@ class SearchReport:
         left.legend(loc="best", fontsize=8)
         right.set(xlabel="epoch", ylabel=metric, title="per epoch (pruned: dashed)")
         fig.tight_layout()
-        tmp = self.plot.with_name(".search.png.tmp")
-        fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
-        tmp.replace(self.plot)
+        save_figure(fig, self.plot, dpi=100)

@@ -27,9 +27,10 @@ from sparkdl.core.config import JobConfig
 from sparkdl.core.config.convert import split_key
 from sparkdl.core.errors import ConfigError, InputError, LakeError, TrainingError
 from sparkdl.core.lake import Lake, is_committed
+from sparkdl.core.locks import DriverLock
 from sparkdl.core.stopwatch import StageClock
 from sparkdl.preparation.materialize import Manifest
-from sparkdl.training.resume import DriverLock, config_fingerprint
+from sparkdl.training.resume import config_fingerprint
 from sparkdl.tuning.pruning import TrialPruning
 from sparkdl.tuning.report import SearchReport, trial_record
 from sparkdl.tuning.space import SearchSpace

@@ -9,6 +9,7 @@ from sparkdl.core.config.data import ColumnSpec, DataConfig, ImageConfig, Schema
 from sparkdl.core.config.features import ColumnEncoding, EmbeddingConfig, FeaturesConfig, MaterializeConfig
 from sparkdl.core.config.job import JobConfig
 from sparkdl.core.config.model import ModelConfig
+from sparkdl.core.config.promotion import DriftConfig, MetricGate, PromoteConfig
 from sparkdl.core.config.spark import SparkConfig
 from sparkdl.core.config.tracking import ProgressConfig, TrackingConfig
 from sparkdl.core.config.train import (
@@ -29,8 +30,8 @@ from sparkdl.core.errors import ConfigError
 
 __all__ = [
     "AllreduceConfig", "AugmentConfig", "ColumnEncoding", "ColumnSpec", "ConfigError", "DataConfig",
-    "DdpConfig", "EarlyStoppingConfig", "EmbeddingConfig", "FailureConfig", "FeaturesConfig",
+    "DdpConfig", "DriftConfig", "EarlyStoppingConfig", "EmbeddingConfig", "FailureConfig", "FeaturesConfig",
     "FineTuneConfig", "HorovodConfig", "ImageConfig", "JobConfig", "LaunchConfig", "LoaderConfig",
-    "LrScheduleConfig", "MaterializeConfig", "ModelConfig", "OptimizerConfig", "ProgressConfig",
+    "LrScheduleConfig", "MaterializeConfig", "MetricGate", "ModelConfig", "OptimizerConfig", "ProgressConfig", "PromoteConfig",
     "SchemaConfig", "SparkConfig", "TrackingConfig", "TrainConfig",
 ]

@@ -11,10 +11,11 @@ from sparkdl.core.config.convert import build, set_value
 from sparkdl.core.config.data import DataConfig, SchemaConfig
 from sparkdl.core.config.features import FeaturesConfig, MaterializeConfig
 from sparkdl.core.config.model import ModelConfig
+from sparkdl.core.config.promotion import DriftConfig, PromoteConfig
 from sparkdl.core.config.spark import SparkConfig
 from sparkdl.core.config.tracking import ProgressConfig, TrackingConfig
 from sparkdl.core.config.train import TrainConfig
-from sparkdl.core.task_metrics import REGRESSION, metric_names
+from sparkdl.core.task_metrics import REGRESSION, held_out_metric_names, metric_direction, metric_names
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     progress: ProgressConfig = field(default_factory=ProgressConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    #: The promotion gate a committed run passes to become the champion of a model.
+    promote: PromoteConfig = field(default_factory=PromoteConfig)
+    #: The input's drift from the rows a model learned from, checked before training.
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self):
         check(bool(re.match(r"^[A-Za-z0-9_.\-]+$", self.name)), "name",
@@ -45,6 +50,7 @@ class JobConfig:
         self._check_inputs()
         self._check_features()
         self._check_task()
+        self._check_promotion()
 
     def _check_inputs(self) -> None:
         """Features come from declared columns, or for images from the files themselves."""
@@ -102,6 +108,24 @@ class JobConfig:
                    "no part: set materialize.test_fraction (e.g. 0.1) or give data.test")
         check(not (self.data.test and self.materialize.test_fraction > 0), "materialize.test_fraction",
                "data.test is the test split; a second one would be carved from data.train: set it to 0")
+
+    def _check_promotion(self) -> None:
+        """The gate's metrics are ones this task's held-out evaluation writes, bounded on
+        the side their direction makes sense; drift checks features the job declares."""
+        names = held_out_metric_names(self.schema.task, len(self.schema.classes))
+        for name, gate in self.promote.metrics.items():
+            key = f"promote.metrics.{name}"
+            check(name in names, key, f"'{name}' is not a held-out metric of this job; use one of {list(names)}")
+            higher = metric_direction(name) == "max"
+            check(gate.max is None or not higher, f"{key}.max",
+                  f"larger {name} is better: bound it from below with min")
+            check(gate.min is None or higher, f"{key}.min", f"smaller {name} is better: bound it from above with max")
+        d = self.drift
+        check(d.against != "champion" or self.promote.model is not None, "drift.against",
+              "'champion' means promote.model's champion: set promote.model, or name it (champion:NAME)")
+        for i, name in enumerate(d.columns):
+            check(name in self.schema.features, f"drift.columns[{i}]",
+                  f"'{name}' is not a feature of this job; use one of {self.schema.features}")
 
     @property
     def loss(self) -> str:

@@ -41,6 +41,7 @@ REMOVED = {
 }
 
 
+_WORDS = {"on", "off", "yes", "no", "y", "n"}
 _OVERRIDE_RE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$")
 
 
@@ -50,8 +51,9 @@ def apply_overrides(raw: Dict[str, Any], overrides: List[str]) -> Dict[str, Any]
         m = _OVERRIDE_RE.match(item)
         if not m:
             raise ConfigError(f"--set {item!r}", "an override must look like key.path=value, e.g. train.epochs=3")
-        try:
-            value = yaml.safe_load(m.group(2))
+        try:  # YAML 1.1 reads on/off/yes/no as booleans; in an override they are words (tracking.mlflow=on)
+            text = m.group(2)
+            value = text if text.strip().lower() in _WORDS else yaml.safe_load(text)
         except yaml.YAMLError as e:
             why = getattr(e, "problem", None) or e
             raise ConfigError(m.group(1), f"the value {m.group(2)!r} is not valid YAML ({why})") from None

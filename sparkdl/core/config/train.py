@@ -203,7 +203,8 @@ class AugmentConfig:
 class FineTuneConfig:
     """Start from an earlier run's weights, optionally with some parameters frozen."""
 
-    #: A run id or path whose weights start this run (layers that match by name and shape).
+    #: A run id or path whose weights start this run (layers that match by name and shape), or
+    #: ``champion:NAME``: the lake's champion of NAME (none yet: from scratch).
     init_from: Optional[str] = None
     #: Parameter-name prefixes kept fixed while training.
     freeze: List[str] = field(default_factory=list)
