@@ -188,9 +188,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             fitted.save(stage / "preprocessing")
             plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
         profile = None
-        if not cfg.data.image:
+        if cfg.keeps_profile and not cfg.data.image:
             with clock.stage("profile"):
-                profile = profile_rows(splits["train"], cfg.schema.numeric, cfg.schema.categorical)
+                profile = profile_rows(splits["train"], cfg.schema.numeric, cfg.schema.categorical, m.seed)
 
         layouts, test_report = {}, None
         if cfg.data.test:

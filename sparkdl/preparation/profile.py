@@ -1,5 +1,6 @@
 """The training split's distribution per feature, kept in the manifest at prepare time, and
-the same counts over any other rows: what a drift check compares.
+the same counts over any other rows: what a drift check compares. A job keeps it when it
+has drift or promotion settings (``materialize.profile``).
 
 A numeric column is profiled as the shares of its rows in the bins between the training
 split's deciles (open at both ends), plus its share of nulls; a categorical column as
@@ -9,46 +10,66 @@ many columns.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 #: Decile edges: the usual bins of a population stability index.
 QUANTILES = [i / 10 for i in range(1, 10)]
 #: Categories kept per column; past this the rest are one "other" share and unseen
 #: categories cannot be told from them.
 MAX_CATEGORIES = 200
+#: The most training rows a profile is computed from (a seeded sample past this).
+SAMPLE_ROWS = 200_000
 QUANTILE_ERROR = 1e-3
 
 
-def profile_rows(df, numeric: List[str], categorical: List[str]) -> Dict[str, Any]:
-    """The profile of typed rows ``df`` (the training split as ingest accepted it): four
-    Spark jobs (rows, quantiles, numeric bins, category counts) over the cached split."""
+def profile_rows(df, numeric: List[str], categorical: List[str], seed: int = 0) -> Dict[str, Any]:
+    """The profile of typed rows ``df`` (the training split as ingest accepted it), from a
+    seeded sample of at most :data:`SAMPLE_ROWS` rows held in memory for the three passes
+    (quantiles, bin counts, the top categories ranked in Spark). A sampled profile does not
+    claim to know every category (``complete`` is false), so unseen ones are not counted."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    df = df.select(*[F.col(f"`{c}`").cast("double").alias(c) for c in numeric],
-                   *[F.col(f"`{c}`").cast("string").alias(c) for c in categorical])
-    rows = df.count()
-    profile: Dict[str, Any] = {"rows": rows, "numeric": {}, "categorical": {}}
-    if numeric:
-        quantiles = df.approxQuantile(list(numeric), QUANTILES, QUANTILE_ERROR)
-        edges = {c: sorted(set(float(v) for v in q)) for c, q in zip(numeric, quantiles)}
-        counts = count_numeric(df, edges)
+    total = df.count()
+    fraction = min(1.0, SAMPLE_ROWS / max(total, 1))
+    rows_df = df if fraction >= 1.0 else df.sample(fraction=fraction, seed=seed)
+    sample = rows_df.select(*[F.col(f"`{c}`").cast("double").alias(c) for c in numeric],
+                            *[F.col(f"`{c}`").cast("string").alias(c) for c in categorical]
+                            ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        profile: Dict[str, Any] = {"rows": total, "numeric": {}, "categorical": {}}
+        edges = {}
+        if numeric:
+            quantiles = sample.approxQuantile(list(numeric), QUANTILES, QUANTILE_ERROR)
+            edges = {c: sorted(set(float(v) for v in q)) for c, q in zip(numeric, quantiles)}
+        counts = count_against(sample, {"numeric": {c: {"edges": e} for c, e in edges.items()},
+                                        "categorical": {c: {"shares": {}} for c in categorical}})
+        rows = counts["rows"]
+        profile["profiled_rows"] = rows
         for c in numeric:
-            profile["numeric"][c] = {"edges": edges[c], **_shares(counts[c], rows)}
-    if categorical:
-        pairs = F.explode(F.array(*[F.struct(F.lit(c).alias("column"), F.col(f"`{c}`").alias("value"))
-                                    for c in categorical]))
-        found: Dict[str, Dict[Optional[str], int]] = {c: {} for c in categorical}
-        for r in df.select(pairs.alias("p")).groupBy("p.column", "p.value").count().collect():
-            found[r["column"]][r["value"]] = int(r["count"])
-        for c in categorical:
-            nulls = found[c].pop(None, 0)
-            top = sorted(found[c].items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CATEGORIES]
-            kept = sum(n for _, n in top)
-            profile["categorical"][c] = {
-                "shares": {v: n / max(rows, 1) for v, n in top},
-                "other_share": (rows - nulls - kept) / max(rows, 1), "null_share": nulls / max(rows, 1),
-                "complete": len(found[c]) <= MAX_CATEGORIES}
-    return profile
+            profile["numeric"][c] = {"edges": edges[c], **_shares(counts["numeric"][c], rows)}
+        if categorical:
+            pairs = F.explode(F.array(*[F.struct(F.lit(c).alias("column"), F.col(f"`{c}`").alias("value"))
+                                        for c in categorical])).alias("p")
+            ranked = (sample.select(pairs).where(F.col("p.value").isNotNull()).groupBy("p.column", "p.value").count()
+                      .withColumn("rank", F.row_number().over(
+                          Window.partitionBy("column").orderBy(F.desc("count"), F.asc("value"))))
+                      .where(F.col("rank") <= MAX_CATEGORIES + 1).collect())
+            top: Dict[str, List[Any]] = {c: [] for c in categorical}
+            for r in sorted(ranked, key=lambda r: r["rank"]):
+                top[r["column"]].append((r["value"], int(r["count"])))
+            for c in categorical:
+                null = counts["categorical"][c]["null"]
+                kept = top[c][:MAX_CATEGORIES]
+                profile["categorical"][c] = {
+                    "shares": {v: n / max(rows, 1) for v, n in kept},
+                    "other_share": (rows - null - sum(n for _, n in kept)) / max(rows, 1),
+                    "null_share": null / max(rows, 1),
+                    "complete": fraction >= 1.0 and len(top[c]) <= MAX_CATEGORIES}
+        return profile
+    finally:
+        sample.unpersist()
 
 
 def _shares(counts: List[int], rows: int) -> Dict[str, Any]:
@@ -89,11 +110,6 @@ def _count_exprs(df, profile: Dict[str, Any]):
         exprs[f"c|{c}|null"] = count(col.isNull())
         exprs[f"c|{c}|rest"] = count(col.isNotNull() & ~col.isin(known)) if known else count(col.isNotNull())
     return exprs
-
-
-def count_numeric(df, edges: Dict[str, List[float]]) -> Dict[str, List[int]]:
-    counts = count_against(df, {"numeric": {c: {"edges": e} for c, e in edges.items()}})
-    return counts["numeric"]
 
 
 def count_against(df, profile: Dict[str, Any]) -> Dict[str, Any]:

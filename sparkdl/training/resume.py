@@ -47,6 +47,7 @@ def config_fingerprint(cfg: JobConfig) -> str:
         raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
+    raw["materialize"].pop("profile", None)  # what the manifest keeps for drift checks, not what trains
     for path in UNSET_SINCE_0_2:  # so a run staged before these keys existed still resumes
         *groups, key = path.split(".")
         parent = raw

@@ -90,6 +90,10 @@ class MaterializeConfig:
     #: The most rows in one Parquet file (and so in one row group) of a split: a bigger split
     #: gets more row groups, each small enough to decode and shuffle in a rank's memory.
     max_rows_per_row_group: int = 262144
+    #: Keep the training split's distribution per feature in the manifest, what drift checks
+    #: compare new rows with (a few Spark passes over a sample of at most 200,000 rows):
+    #: ``auto`` does when the job has ``drift`` or ``promote`` settings.
+    profile: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self):
         check(0.0 < self.validation_fraction < 1.0, "materialize.validation_fraction", "must be in (0, 1)")

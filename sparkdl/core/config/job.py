@@ -128,6 +128,12 @@ class JobConfig:
                   f"'{name}' is not a feature of this job; use one of {self.schema.features}")
 
     @property
+    def keeps_profile(self) -> bool:
+        """Whether preparing this job keeps the training profile drift checks need."""
+        m = self.materialize.profile
+        return m == "on" or (m == "auto" and bool(self.drift.against or self.promote.model))
+
+    @property
     def loss(self) -> str:
         """The training loss (the task's default when ``train.loss`` is unset)."""
         return self.train.loss or ("mse" if self.schema.task == REGRESSION else "cross_entropy")
