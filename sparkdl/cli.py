@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     from sparkdl.promotion.pipeline import run_scheduled
     from sparkdl.training.supervisor import RunResult
 
-    outcome = run_scheduled(_config(args), args.lake, force=args.force)
+    outcome = run_scheduled(_config(args), args.lake, force=args.force, baseline=not args.no_baseline)
     print(result_lines(RunResult(outcome.run_path.name, outcome.run_path, outcome.metrics)))
     print(_kv(outcome.lines()))
     return 0 if outcome.status in args.zero_exit_for else outcome.exit_code
@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--force", action="store_true",
                    help="train even when a committed run was made from the same input and configuration")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the Spark MLlib linear baseline beside the held-out evaluation")
     p.add_argument("--zero-exit-for", type=_outcomes, default=(), metavar="OUTCOMES",
                    help="outcomes to exit 0 for (comma-separated: nothing_to_do, rejected), for schedulers that "
                         "fail a task on any other status; outcome=... is printed either way")

@@ -57,7 +57,8 @@ def _night(lake: Path, data: Path, capsys, *extra: str):
     below the champion, accuracy at most 0.5 % below) on ``data``, 3 epochs: (exit status,
     printed key=value lines)."""
     code = main(["run", str(REPO / "conf" / "adult_nightly.yaml"), "--lake", str(lake), "--set", f"data.train={data}",
-                 "--set", "train.epochs=3", "--set", "tracking.mlflow=on", "--set", "progress.display=lines", *extra])
+                 "--set", "train.epochs=3", "--set", "tracking.mlflow=on", "--set", "progress.display=lines",
+                 "--no-baseline", *extra])
     out = capsys.readouterr()
     lines = dict(line.split("=", 1) for line in out.out.splitlines() if "=" in line)
     return code, lines or {"stderr": out.err[-3000:]}

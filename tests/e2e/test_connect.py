@@ -51,7 +51,7 @@ def _sparkdl(*args: str, timeout: int = 900) -> dict:
 
 
 def test_the_adult_job_through_connect_equals_the_classic_run_and_scores(connect_server, tmp_path):
-    epochs = ("--set", "train.epochs=5")
+    epochs = ("--set", "train.epochs=5", "--set", "tracking.mlflow=off")  # MLflow has tests of its own
     remote = _sparkdl("run", "conf/adult.yaml", *epochs, "--lake", str(tmp_path / "lake"), "--remote", connect_server)
     classic = _sparkdl("run", "conf/adult.yaml", *epochs, "--lake", str(tmp_path / "classic"))
     assert "Spark Connect session ready" in remote["_log"] and "Spark Connect" not in classic["_log"]
