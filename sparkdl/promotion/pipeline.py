@@ -1,9 +1,9 @@
 """The scheduled job: what ``sparkdl run`` (and ``jobs/etl_train.py``) does each night.
 
 1. **A repeat does nothing.** The job's input is listed (files, sizes, modification
-   times; :mod:`sparkdl.preparation.fingerprint`) and joined with the configuration and
-   the run it starts from; when a committed run of the job has the same fingerprint, it
-   is the answer, unless ``force``. If that run was never put to the gate (its driver
+   times; :mod:`sparkdl.preparation.fingerprint`) and joined with the configuration;
+   when a committed run of the job has the same fingerprint, it is the answer, unless
+   ``force``. If that run was never put to the gate (its driver
    died after the commit), it is gated now.
 2. **Drift stops it early.** With ``drift.against``, the input is compared with the rows
    that run learned from before anything is prepared; past a fail bound the job stops
@@ -28,7 +28,7 @@ from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import EXIT_NOTHING_TO_DO, EXIT_REJECTED, DriftError
 from sparkdl.core.lake import Lake, write_json_atomic
 from sparkdl.core.run_metrics import RunMetrics
-from sparkdl.core.rundir import RunDir
+from sparkdl.core.rundir import DRIFT_PLOT, RunDir
 from sparkdl.core.session import get_spark
 from sparkdl.preparation.fingerprint import digest, input_listing
 from sparkdl.preparation.materialize import Manifest
@@ -138,7 +138,7 @@ def check_input(spark, cfg: JobConfig, lake: Lake) -> Optional[DriftReport]:
     if report.failed:
         raise DriftError(f"the input {cfg.data.train} drifted from run {run.name}'s training rows: "
                          f"{'; '.join(r for r in report.reasons if r.endswith('(fail)'))}. Nothing was trained; "
-                         f"see {Path(report.directory) / 'drift.png'} (the bounds are drift.*_fail)")
+                         f"see {Path(report.directory) / DRIFT_PLOT} (the bounds are drift.*_fail)")
     return report
 
 

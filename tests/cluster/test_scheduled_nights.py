@@ -116,6 +116,7 @@ def test_four_nights(spark_cluster, nights, lake, capsys, monkeypatch):
     assert not decision["promote"] and {c["rule"] for c in decision["checks"] if not c["passed"]} >= {"max_worse"}
     assert (Path(three["run_path"]) / "promotion.png").stat().st_size > 0
     assert champions.champion()["run_id"] == two_path.name
+    assert load_run("champion:adult", lake=str(lake)).run.name == two_path.name  # what score --model uses
 
     # Night 4: age shifted by 30 years: the drift check stops the job before it trains.
     runs_before = len(Lake(str(lake)).list_runs())
@@ -127,6 +128,10 @@ def test_four_nights(spark_cluster, nights, lake, capsys, monkeypatch):
     report = json.loads((check / "drift.json").read_text())
     psi = {f["column"]: f["psi"] for f in report["features"]}
     assert max(psi, key=psi.get) == "age" and psi["age"] > 0.25 and (check / "drift.png").is_file()
+    # the same check on its own, as a scheduler runs it before scoring
+    code = main(["drift", "--model", "adult", "--lake", str(lake), "--input", str(nights / "night4")])
+    checked = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines() if "=" in line)
+    assert code == EXIT_DRIFT and checked["drift"] == "fail" and float(checked["psi_age"]) == pytest.approx(psi["age"], abs=1e-4)
 
     # The history shows all of it; MLflow's alias points where the lake's pointer does.
     history = champions.read()["history"]
@@ -138,9 +143,13 @@ def test_four_nights(spark_cluster, nights, lake, capsys, monkeypatch):
     uri = json.loads(RunDir(two_path).mlflow.read_text())
     assert champion_alias(uri["tracking_uri"], "adult") == uri["run_id"]
 
-    # A rollback serves night 1 again, in the lake and in MLflow.
+    # By hand: night 3 forced into service, then rolled back; MLflow follows both.
+    assert main(["promote", three["run_id"], "--model", "adult", "--lake", str(lake), "--force"]) == 0
+    assert champions.champion()["run_id"] == three["run_id"]
+    forced = json.loads(RunDir(Path(three["run_path"])).mlflow.read_text())
+    assert champion_alias(uri["tracking_uri"], "adult") == forced["run_id"]
     assert main(["models", "rollback", "adult", "--lake", str(lake)]) == 0
     capsys.readouterr()
-    assert champions.champion()["run_id"] == one["run_id"]
-    first = json.loads(RunDir(Path(one["run_path"])).mlflow.read_text())
-    assert champion_alias(uri["tracking_uri"], "adult") == first["run_id"]
+    assert champions.champion()["run_id"] == two_path.name
+    assert champion_alias(uri["tracking_uri"], "adult") == uri["run_id"]
+    assert [e["action"] for e in champions.read()["history"]][-2:] == ["promoted", "rolled_back"]
