@@ -201,13 +201,11 @@ def _models(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace) -> int:
     """Score with a run, in a session started as the run's was (its catalog, for tables)."""
-    from sparkdl.core.config.loading import parse_config
-    from sparkdl.core.rundir import RunDir
     from sparkdl.core.session import get_spark
     from sparkdl.serving.score import score
 
     run = _run_ref(args)
-    spark_cfg = parse_config(RunDir(run).read_config()).spark
+    spark_cfg = _run_spark_config(run)
     spark = get_spark(dataclasses.replace(spark_cfg, remote=args.remote) if args.remote else spark_cfg)
     report = score(spark, run, args.input, args.output, fmt=args.format, output_table=args.output_table,
                    table_mode=args.table_mode)

@@ -14,7 +14,6 @@ model, ``train.fine_tune.init_from``): :func:`resolve_run`.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -22,8 +21,6 @@ from typing import Any, Callable, Dict, List, Optional
 from sparkdl.core.errors import LakeError
 from sparkdl.core.lake import Lake, is_committed, require_run, utc_now, write_bytes_atomic
 from sparkdl.core.locks import held
-
-log = logging.getLogger(__name__)
 
 CHAMPION_PREFIX = "champion:"
 RECORD_FILE = "champion.json"
@@ -119,12 +116,10 @@ def list_models(lake: Lake) -> List[str]:
     return sorted(p.name for p in root.iterdir() if (p / RECORD_FILE).is_file()) if root.is_dir() else []
 
 
-def starting_run(lake: Lake, ref: str) -> Optional[Path]:
-    """The run whose weights start a new one (``train.fine_tune.init_from``): as
-    :func:`resolve_run`, except that a model with no champion yet starts from scratch (the
-    first night of a nightly warm start)."""
+def resolve_optional(lake: Lake, ref: str) -> Optional[Path]:
+    """As :func:`resolve_run`, except that ``champion:NAME`` of a model with no champion
+    yet is None: the first night of a warm start, or of a drift check against the champion."""
     if ref.startswith(CHAMPION_PREFIX) and Champions(lake, ref[len(CHAMPION_PREFIX):]).champion() is None:
-        log.info("%s: no champion yet, so this run starts from scratch", ref)
         return None
     return resolve_run(lake, ref)
 

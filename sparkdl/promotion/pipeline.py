@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from sparkdl.core.champions import Champions, resolve_run, starting_run
+from sparkdl.core.champions import CHAMPION_PREFIX, Champions, resolve_optional
 from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import EXIT_NOTHING_TO_DO, EXIT_REJECTED, DriftError
 from sparkdl.core.lake import Lake, write_json_atomic
@@ -96,7 +96,7 @@ def input_record(spark, cfg: JobConfig, lake: Lake) -> Optional[Dict[str, Any]]:
     listing = input_listing(spark, cfg.data)
     if listing is None:
         return None
-    start = starting_run(lake, cfg.train.fine_tune.init_from) if cfg.train.fine_tune.init_from else None
+    start = resolve_optional(lake, cfg.train.fine_tune.init_from) if cfg.train.fine_tune.init_from else None
     files = [f for v in listing.values() if isinstance(v, list) for f in v]
     return {"fingerprint": digest(listing, config_fingerprint(cfg)), "config": config_fingerprint(cfg),
             "starts_from": start.name if start else None, "files": len(files), "bytes": sum(f[1] for f in files)}
@@ -120,11 +120,11 @@ def drift_baseline(lake: Lake, cfg: JobConfig) -> Optional[Path]:
     """The run whose training rows the input is compared with; None: nothing to compare with yet."""
     against = cfg.drift.against
     if against == "champion":
-        against = f"champion:{cfg.promote.model}"
-    if against.startswith("champion:") and Champions(lake, against.split(":", 1)[1]).champion() is None:
+        against = CHAMPION_PREFIX + cfg.promote.model
+    run = resolve_optional(lake, against)
+    if run is None:
         log.info("drift: %s has no champion yet: nothing to compare the input with", against)
-        return None
-    return resolve_run(lake, against)
+    return run
 
 
 def check_input(spark, cfg: JobConfig, lake: Lake) -> Optional[DriftReport]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from sparkdl.core.champions import starting_run
+from sparkdl.core.champions import resolve_optional
 from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import LakeError, LaunchError, TrainingError
 from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path, utc_now
@@ -154,7 +154,9 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                           "needs at least one: prepare it with a larger materialize.max_ranks")
     init_from = None
     if cfg.train.fine_tune.init_from:
-        start = starting_run(lake_, cfg.train.fine_tune.init_from)
+        start = resolve_optional(lake_, cfg.train.fine_tune.init_from)
+        if start is None:
+            log.info("%s: no champion yet, so this run starts from scratch", cfg.train.fine_tune.init_from)
         init_from = str(RunDir(start).model) if start else None
     run_id = run_id or new_id(f"{cfg.name}-")
     final = lake_.run_dir(run_id)

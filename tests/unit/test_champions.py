@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from sparkdl.core.champions import PROMOTED, REJECTED, Champions, list_models, resolve_run, starting_run
+from sparkdl.core.champions import PROMOTED, REJECTED, Champions, list_models, resolve_optional, resolve_run
 from sparkdl.core.errors import LakeError
 from sparkdl.core.lake import COMMIT_MARKER, Lake
 
@@ -24,7 +24,7 @@ def lake(tmp_path):
 
 def test_promotions_rejections_and_rollbacks_are_one_history(lake):
     champions = Champions(lake, "adult")
-    assert champions.champion() is None and starting_run(lake, "champion:adult") is None
+    assert champions.champion() is None and resolve_optional(lake, "champion:adult") is None
     a, b, c = (committed(lake, f"adult-{i}") for i in "abc")
     champions.decide(PROMOTED, a, "first", expected=None)
     champions.decide(PROMOTED, b, "better", expected="adult-a")
