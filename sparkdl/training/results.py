@@ -10,9 +10,17 @@ from sparkdl.training.rank.loop import kept_entry
 
 
 def check_identical(results: List[Dict[str, Any]]) -> None:
-    digests = {r["rank"]: r["digest"] for r in results if r["digest"] is not None}  # sharded: rank 0 only
-    if len(set(digests.values())) != 1:
-        raise TrainingError(None, f"ranks finished with different parameters: {digests}")
+    """Replicas end with the same parameters: every rank (rank 0 only for FSDP, whose
+    shards differ), or, where ranks split a model, the ranks holding the same part."""
+    parts: Dict[int, Dict[int, str]] = {}
+    for r in results:
+        if r["digest"] is not None:
+            parts.setdefault(r.get("part", 0), {})[r["rank"]] = r["digest"]
+    for digests in parts.values():
+        if len(set(digests.values())) != 1:
+            raise TrainingError(None, f"ranks finished with different parameters: {digests}")
+    if not parts:
+        raise TrainingError(None, "no rank returned its parameters' digest")
 
 
 def run_metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts: List[Dict[str, Any]],

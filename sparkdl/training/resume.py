@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: Optional keys added after layout 0.2: left out of the fingerprint while unset.
 UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allreduce.topk",
-                   "schema.validation_indicator")
+                   "schema.validation_indicator", "train.pipeline", "train.tensor")
 
 
 def config_fingerprint(cfg: JobConfig) -> str:

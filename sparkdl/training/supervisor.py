@@ -149,9 +149,10 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
     spark = spark or get_spark(cfg.spark)
     ranks = cfg.train.ranks or task_slots(spark)
-    if ranks > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
-        raise LaunchError(f"{ranks} ranks but the dataset has only {manifest.row_groups} row groups; every rank "
-                          "needs at least one: prepare it with a larger materialize.max_ranks")
+    readers = cfg.train.replicas(ranks)  # each replica reads a shard; a model's ranks share their replica's
+    if readers > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
+        raise LaunchError(f"{readers} data-parallel replicas but the dataset has only {manifest.row_groups} row "
+                          "groups; every replica needs at least one: prepare it with a larger materialize.max_ranks")
     init_from = None
     if cfg.train.fine_tune.init_from:
         start = resolve_optional(lake_, cfg.train.fine_tune.init_from)

@@ -20,6 +20,11 @@ class BackendRules:
     name = ""
     #: ``module:Class`` of the backend ranks run (imported on the executors only).
     implementation = ""
+    #: Strategies with a class of their own (``train.strategy``), else ``implementation``.
+    strategies: Dict[str, str] = {}
+
+    def implementation_for(self, strategy: str) -> str:
+        return self.strategies.get(strategy, self.implementation)
 
     def check(self, t: "TrainConfig") -> None:
         """Options set for another backend are errors that name the backend having them."""
@@ -55,21 +60,38 @@ class HorovodRules(BackendRules):
 class TorchRules(BackendRules):
     name = "torch"
     implementation = "sparkdl.training.backends.torchdist:TorchBackend"
+    strategies = {"pipeline": "sparkdl.training.backends.pipeline:PipelineBackend",
+                  "tensor": "sparkdl.training.backends.tensor:TensorBackend"}
 
     def check(self, t: "TrainConfig") -> None:
         check(t.horovod is None, "train.horovod",
               "these are options of train.backend: horovod (this job uses train.backend: torch)")
         check(t.ddp is None or t.strategy == "ddp", "train.ddp",
               f"these are options of train.backend: torch with train.strategy: ddp ({self._not_here(t)})")
-        check(t.strategy != "fsdp" or t.allreduce.compression == "none", "train.allreduce.compression",
+        check(t.pipeline is None or t.strategy == "pipeline", "train.pipeline",
+              f"these are options of train.strategy: pipeline ({self._not_here(t)})")
+        check(t.tensor is None or t.strategy == "tensor", "train.tensor",
+              f"these are options of train.strategy: tensor ({self._not_here(t)})")
+        if t.strategy == "ddp":
+            return
+        why = {"fsdp": "reduce-scatters full-precision gradients",
+               "pipeline": "averages each stage's gradients across its replicas uncompressed",
+               "tensor": "splits the layers that compression would act on"}[t.strategy]
+        check(t.allreduce.compression == "none", "train.allreduce.compression",
               f"{t.allreduce.compression} is an option of train.strategy: ddp (fp16 also of train.backend: "
-              "horovod); train.strategy: fsdp reduce-scatters full-precision gradients")
-        check(t.strategy != "fsdp" or t.local_sgd is None, "train.local_sgd",
-              "local SGD is an option of train.strategy: ddp and of train.backend: horovod (train.strategy: fsdp "
-              "shards the parameters that local SGD would average)")
-        check(t.strategy != "fsdp" or t.allreduce.embedding_gradients != "sparse",
-              "train.allreduce.embedding_gradients", "sparse is not an option of train.strategy: fsdp (it shards "
-              "dense parameters): use dense, or train.strategy: ddp")
+              f"horovod); train.strategy: {t.strategy} {why}")
+        check(t.local_sgd is None, "train.local_sgd",
+              f"local SGD is an option of train.strategy: ddp and of train.backend: horovod (train.strategy: "
+              f"{t.strategy} {'shards the parameters' if t.strategy == 'fsdp' else 'splits the model'} that local "
+              "SGD would average)")
+        check(t.allreduce.embedding_gradients != "sparse", "train.allreduce.embedding_gradients",
+              f"sparse is not an option of train.strategy: {t.strategy} (it exchanges dense gradients): use "
+              "dense, or train.strategy: ddp")
+        if t.strategy == "pipeline":
+            check(t.allreduce.backward_passes_per_step == 1, "train.allreduce.backward_passes_per_step",
+                  "a pipeline accumulates over its micro-batches: set train.pipeline.micro_batches instead")
+            check(t.mixed_precision != "fp16", "train.mixed_precision",
+                  "fp16's loss scaling does not reach inside a pipeline schedule: use bf16 or none")
 
     def check_tables(self, t: "TrainConfig", sparse_tables: Sequence[str]) -> None:
         _local_sgd_dense_only(t, sparse_tables)

@@ -145,7 +145,9 @@ def set_value(raw: Dict[str, Any], dotted: str, value: Any, root: type) -> None:
     keys = split_key(dotted, root)
     node = raw
     for k in keys[:-1]:
-        node = node.setdefault(k, {})
+        if node.get(k) is None:  # an optional section left unset: setting a key below it sets it
+            node[k] = {}
+        node = node[k]
         if not isinstance(node, dict):
             raise ConfigError(dotted, f"'{k}' is not a mapping, cannot set a key below it")
     node[keys[-1]] = value

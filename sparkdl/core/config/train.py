@@ -8,6 +8,7 @@ from typing import Dict, List, Literal, Optional, Union
 
 from sparkdl.core.config.backends import RULES
 from sparkdl.core.config.checks import check
+from sparkdl.core.errors import ConfigError
 from sparkdl.core.task_metrics import metric_direction
 
 
@@ -168,6 +169,52 @@ class DdpConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    """Pipeline parallelism (``train.strategy: pipeline``): consecutive layers on
+    consecutive ranks, each step's batch cut into micro-batches that the stages work on at
+    once. Ranks beyond one pipeline are data-parallel replicas of it."""
+
+    #: Ranks in one pipeline; the model is cut at layer boundaries into this many stages
+    #: (times ``virtual_stages`` for ``interleaved``). It must divide the ranks.
+    stages: int = 2
+    #: ``gpipe`` (every micro-batch's forward, then every backward), ``1f1b`` (one forward,
+    #: one backward: a stage keeps at most ``stages`` micro-batches' activations) or
+    #: ``interleaved`` (1F1B over ``virtual_stages`` model chunks per rank: a smaller bubble).
+    schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
+    #: Micro-batches per step; it must divide ``train.batch_size``.
+    micro_batches: int = 4
+    #: ``interleaved`` only: model chunks each rank holds.
+    virtual_stages: int = 2
+
+    def __post_init__(self):
+        check(self.stages >= 2, "train.pipeline.stages", "must be >= 2 (one stage is plain data parallelism)")
+        check(self.micro_batches >= 1, "train.pipeline.micro_batches", "must be >= 1")
+        check(self.virtual_stages >= 2 or self.schedule != "interleaved", "train.pipeline.virtual_stages",
+              "must be >= 2 under schedule: interleaved")
+        check(self.schedule != "interleaved" or self.micro_batches % self.stages == 0, "train.pipeline.micro_batches",
+              f"the interleaved schedule runs micro-batches in rounds of train.pipeline.stages ({self.stages}): "
+              f"use a multiple of it, not {self.micro_batches}")
+
+    @property
+    def chunks(self) -> int:
+        """Model chunks per rank."""
+        return self.virtual_stages if self.schedule == "interleaved" else 1
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """Tensor parallelism (``train.strategy: tensor``): each hidden layer's matrix split
+    across ranks, column-wise then row-wise (Megatron's MLP block). Ranks beyond one group
+    are data-parallel replicas of it."""
+
+    #: Ranks that split each layer; it must divide the ranks and the hidden widths.
+    size: int = 2
+
+    def __post_init__(self):
+        check(self.size >= 2, "train.tensor.size", "must be >= 2 (one rank is plain data parallelism)")
+
+
+@dataclass(frozen=True)
 class LoaderConfig:
     """How each rank reads its shard."""
 
@@ -318,8 +365,10 @@ class TrainConfig:
     #: (torch.distributed: DDP, or FSDP with ``strategy: fsdp``). docs/benchmarks.md compares them.
     backend: Literal["horovod", "torch"] = "horovod"
     #: ``train.backend: torch`` only: ``ddp`` replicates the model on every rank, ``fsdp``
-    #: shards parameters, gradients and optimizer state across ranks (models too large for one).
-    strategy: Literal["ddp", "fsdp"] = "ddp"
+    #: shards parameters, gradients and optimizer state across ranks, ``pipeline`` puts
+    #: consecutive layers on consecutive ranks and ``tensor`` splits each hidden layer across
+    #: ranks (the last three for models too large for one rank; docs/parallelism.md).
+    strategy: Literal["ddp", "fsdp", "pipeline", "tensor"] = "ddp"
     #: Passes over the training split (fewer under early stopping).
     epochs: int = 10
     #: Rows per step on each rank.
@@ -352,6 +401,10 @@ class TrainConfig:
     #: Backend-specific settings: each is an error under the other backend.
     horovod: Optional[HorovodConfig] = None
     ddp: Optional[DdpConfig] = None
+    #: ``train.strategy: pipeline``'s settings (unset: the defaults).
+    pipeline: Optional[PipelineConfig] = None
+    #: ``train.strategy: tensor``'s settings (unset: the defaults).
+    tensor: Optional[TensorConfig] = None
     #: Average parameters every few steps instead of gradients every step (unset: off).
     local_sgd: Optional[LocalSgdConfig] = None
 
@@ -363,6 +416,12 @@ class TrainConfig:
               f"train.allreduce.compression: {self.allreduce.compression}, or train.local_sgd")
         check(self.epochs >= 1, "train.epochs", "must be >= 1")
         check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        if self.strategy == "pipeline":
+            m = self.pipeline_settings.micro_batches
+            check(self.batch_size % m == 0, "train.pipeline.micro_batches",
+                  f"{m} micro-batches do not divide train.batch_size {self.batch_size}: choose a divisor of it")
+        if self.ranks is not None:
+            self.replicas(self.ranks)
         if isinstance(self.class_weights, list):
             check(all(w > 0 for w in self.class_weights), "train.class_weights", "weights must be > 0")
         s = self.lr_schedule
@@ -373,9 +432,37 @@ class TrainConfig:
                    f"a step every {s.step_epochs} epochs never happens in a run of train.epochs={self.epochs}")
 
     def sparse_table(self, rows: int) -> bool:
-        """Whether an embedding table of ``rows`` rows takes sparse gradients (never under FSDP)."""
-        return self.strategy != "fsdp" and self.allreduce.sparse_table(rows)
+        """Whether an embedding table of ``rows`` rows takes sparse gradients (only where each
+        rank holds whole tables: DDP and Horovod)."""
+        return self.strategy == "ddp" and self.allreduce.sparse_table(rows)
+
+    def model_parallel_size(self) -> int:
+        """Ranks that hold one copy of the model between them (1: every rank holds all of it,
+        or FSDP's shards, which gather whole layers)."""
+        if self.strategy == "pipeline":
+            return self.pipeline_settings.stages
+        if self.strategy == "tensor":
+            return self.tensor_settings.size
+        return 1
+
+    def replicas(self, ranks: int) -> int:
+        """Data-parallel replicas among ``ranks``: a ConfigError when the model-parallel
+        group does not divide them."""
+        group = self.model_parallel_size()
+        if ranks % group:
+            key = "train.pipeline.stages" if self.strategy == "pipeline" else "train.tensor.size"
+            raise ConfigError(key, f"{group} does not divide the {ranks} ranks of this job: set train.ranks to a "
+                                   f"multiple of {group}, or change {key}")
+        return ranks // group
 
     @property
     def ddp_settings(self) -> DdpConfig:
         return self.ddp or DdpConfig()
+
+    @property
+    def pipeline_settings(self) -> PipelineConfig:
+        return self.pipeline or PipelineConfig()
+
+    @property
+    def tensor_settings(self) -> TensorConfig:
+        return self.tensor or TensorConfig()

@@ -1,6 +1,7 @@
 """The two ways ranks exchange gradients: Horovod's ring-allreduce and torch.distributed
-(DDP, or FSDP's sharded parameters). Both run in the same barrier stage behind one
-interface, :class:`~sparkdl.training.backends.base.Backend`; :func:`backend_named` picks one."""
+(DDP, FSDP's sharded parameters, or a model split across ranks: pipeline stages, tensor
+parallel layers). All run in the same barrier stage behind one interface,
+:class:`~sparkdl.training.backends.base.Backend`; :func:`backend_named` picks one."""
 from __future__ import annotations
 
 import importlib
@@ -16,6 +17,6 @@ def backend_named(name: str, strategy: str = "ddp") -> Backend:
     the class its rules name (imported here: Horovod only where it is used)."""
     if name not in RULES:
         raise ValueError(f"train.backend {name!r}: use one of {sorted(RULES)}")
-    module, cls = RULES[name].implementation.split(":")
+    module, cls = RULES[name].implementation_for(strategy).split(":")
     backend = getattr(importlib.import_module(module), cls)
     return backend(strategy)

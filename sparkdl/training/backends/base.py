@@ -67,6 +67,55 @@ class Backend(ABC):
     def world(self) -> Tuple[int, int]:
         """(rank, size) as the backend sees them, checked against the plan."""
 
+    def data_parallel(self) -> Tuple[int, int]:
+        """(this rank's replica, replicas): which shard of the data it reads, of how many.
+        Every rank is a replica of its own unless ranks split one model between them."""
+        return self.world()
+
+    def forward_backward(self, model, inputs, y, objective, passes: int, scaler, amp_dtype) -> Tuple[Any, int]:
+        """One forward and backward pass over a batch, its loss divided by the ``passes``
+        accumulated per step and scaled by the scaler if any: (the batch's mean loss,
+        detached, and its rows) on a rank that computes the loss, else (None, 0)."""
+        import torch
+
+        if amp_dtype is None:
+            out = model(*inputs)
+        else:
+            with torch.autocast(inputs[0].device.type, dtype=amp_dtype):
+                out = model(*inputs)
+        loss = objective(out.float(), y)
+        scaled = loss / passes if passes > 1 else loss
+        (scaler.scale(scaled) if scaler else scaled).backward()
+        return loss.detach(), len(y)
+
+    def forward(self, model, inputs) -> Any:
+        """The network's outputs for a batch (no gradients), or None on a rank that
+        computes no outputs (a pipeline's earlier stages)."""
+        return model(*inputs)
+
+    def part(self, net) -> Tuple[int, Optional[Dict[str, Any]]]:
+        """(which part of the model this rank holds, its state) where ranks split the model:
+        the ranks holding the same part must end with the same state. (0, None): every
+        replica holds the whole model, compared through :meth:`full_state`."""
+        return 0, None
+
+    def checkpoint_shard(self, net, opt) -> Optional[Tuple[int, Dict[str, Any]]]:
+        """(shard index, state) this rank writes beside the epoch's checkpoint, or None.
+        Backends whose model is split keep each part's state in a shard of its own."""
+        return None
+
+    def shard_count(self) -> int:
+        """Shards each checkpoint has (0: rank 0's file holds the whole state)."""
+        return 0
+
+    def shard_index(self) -> Optional[int]:
+        """The shard this rank resumes from (None: rank 0's file)."""
+        return None
+
+    def load_shard(self, net, opt, state: Dict[str, Any]) -> None:
+        """This rank's shard of a checkpoint into its model and optimizer."""
+        raise NotImplementedError(f"{self.name} writes no checkpoint shards")
+
     def gpu_collectives(self) -> bool:
         """Whether this backend can exchange CUDA tensors (NCCL)."""
         return False

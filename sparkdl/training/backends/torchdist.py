@@ -23,7 +23,7 @@ from sparkdl.training.backends.base import Backend, Peers, optimizer_step
 log = logging.getLogger(__name__)
 
 STORE_PORT = "store_port"
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp", "fsdp", "pipeline", "tensor")  # the last two: subclasses (mesh.py)
 
 
 class TorchBackend(Backend):
@@ -43,6 +43,12 @@ class TorchBackend(Backend):
     @property
     def sharded(self) -> bool:
         return self.strategy == "fsdp"
+
+    @property
+    def distributed_tensors(self) -> bool:
+        """Whether parameters are DTensors (FSDP's shards, tensor-parallel splits), whose
+        state is gathered whole and loaded back through ``torch.distributed.checkpoint``."""
+        return self.strategy in ("fsdp", "tensor")
 
     def gpu_collectives(self) -> bool:
         import torch.distributed as dist
@@ -196,14 +202,14 @@ class TorchBackend(Backend):
         return out
 
     def full_state(self, net) -> Dict[str, Any]:
-        if not self.sharded:
+        if not self.distributed_tensors:
             return net.state_dict()
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
     def optimizer_state(self, net, opt) -> Dict[str, Any]:
-        if not self.sharded:
+        if not self.distributed_tensors:
             return opt.state_dict()
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
@@ -211,7 +217,7 @@ class TorchBackend(Backend):
 
     def load_state(self, net, opt, model_state: Optional[Dict[str, Any]],
                    optimizer_state: Optional[Dict[str, Any]]) -> None:
-        if not self.sharded:
+        if not self.distributed_tensors:
             return super().load_state(net, opt, model_state, optimizer_state)
         import torch.distributed as dist
         from torch.distributed.checkpoint.state_dict import (

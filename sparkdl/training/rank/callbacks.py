@@ -69,8 +69,15 @@ class LoopState:
     optimizer: Any = None
     #: Set (on every rank alike) to end training after this epoch; says why.
     stop_reason: Optional[str] = None
-    #: The step's loss (a detached 0-d tensor on the device), set before ``on_step_end``.
+    #: The step's loss (a detached 0-d tensor on the device), set before ``on_step_end``;
+    #: None on a rank that computes no loss (a pipeline's earlier stages).
     loss: Any = None
+    #: Data-parallel replicas (``size`` unless ranks split one model between them).
+    replicas: int = 0
+
+    @property
+    def data_parallel_size(self) -> int:
+        return self.replicas or self.size
 
     def log(self, message: str, level: str = "info") -> None:
         """A log line on the driver."""

@@ -4,6 +4,11 @@ A checkpoint is written to a temporary name, flushed to disk, and renamed to
 ``epoch-NNNN.pt``; a crash mid-write leaves only a temporary file, which resumption
 never reads. Loading tries the newest checkpoint first and falls back to older ones
 if a file cannot be read, so a damaged file is never trained from.
+
+A model split across ranks (pipeline stages) keeps each part in a shard of its own,
+``epoch-NNNN.shard-KK.pt``, written the same way by the part's rank before rank 0 writes
+the epoch's file, which counts them: a checkpoint is whole when its file and every shard
+it counts are there, so the shards of an epoch whose file was never written are ignored.
 """
 from __future__ import annotations
 
@@ -20,10 +25,15 @@ from sparkdl.core.lake import write_bytes_atomic
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
+_SHARD = re.compile(r"^epoch-(\d{4,})\.shard-\d+\.pt$")
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:
     return directory / f"epoch-{epoch:04d}.pt"
+
+
+def shard_path(directory: Path, epoch: int, shard: int) -> Path:
+    return directory / f"epoch-{epoch:04d}.shard-{shard:02d}.pt"
 
 
 def list_checkpoints(directory: Path) -> List[Tuple[int, Path]]:
@@ -34,16 +44,16 @@ def list_checkpoints(directory: Path) -> List[Tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def save_checkpoint(directory: Path, epoch: int, state: Dict[str, Any], keep: int = 3,
-                    before_rename: Optional[Callable[[Path], None]] = None) -> Path:
-    """Atomically write ``state`` as the checkpoint of ``epoch``; keep the newest ``keep``.
-    A write the file system refuses is a :class:`CheckpointWriteError` naming the path;
-    the previous checkpoint stays as it was."""
+def _serialize(state: Dict[str, Any]) -> io.BytesIO:
     import torch
 
-    final = checkpoint_path(directory, epoch)
     buffer = io.BytesIO()  # serialized first: torch.save turns a failed write into a vague RuntimeError
-    torch.save({**state, "epoch": epoch, "complete": True}, buffer)
+    torch.save(state, buffer)
+    return buffer
+
+
+def _write(final: Path, epoch: int, buffer: io.BytesIO, before_rename: Optional[Callable[[Path], None]] = None) -> None:
+    directory = final.parent
     try:
         write_bytes_atomic(final, buffer.getbuffer(), before_replace=before_rename)
     except OSError as e:  # a full or read-only lake: keep the previous checkpoint, say where and why
@@ -53,9 +63,38 @@ def save_checkpoint(directory: Path, epoch: int, state: Dict[str, Any], keep: in
             f"over a quota or read-only?); "
             + (f"the checkpoint of epoch {previous[0][0]} is intact and a rerun resumes from it"
                if previous else "no earlier checkpoint exists")) from e
+
+
+def save_shard(directory: Path, epoch: int, shard: int, state: Dict[str, Any]) -> Path:
+    """Atomically write one part's ``state`` for the checkpoint of ``epoch``."""
+    final = shard_path(directory, epoch, shard)
+    _write(final, epoch, _serialize({**state, "epoch": epoch, "shard": shard}))
+    return final
+
+
+def save_checkpoint(directory: Path, epoch: int, state: Dict[str, Any], keep: int = 3,
+                    before_rename: Optional[Callable[[Path], None]] = None) -> Path:
+    """Atomically write ``state`` as the checkpoint of ``epoch``; keep the newest ``keep``
+    (and their shards). A write the file system refuses is a :class:`CheckpointWriteError`
+    naming the path; the previous checkpoint stays as it was."""
+    final = checkpoint_path(directory, epoch)
+    _write(final, epoch, _serialize({**state, "epoch": epoch, "complete": True}), before_rename)
+    kept = list_checkpoints(directory)[:keep]
     for _, old in list_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
+    kept_epochs = {e for e, _ in kept}
+    for name in os.listdir(directory):  # shards of dropped epochs, and of epochs never completed
+        m = _SHARD.match(name)
+        if m and int(m.group(1)) not in kept_epochs:
+            (directory / name).unlink(missing_ok=True)
     return final
+
+
+def load_shard(directory: Path, epoch: int, shard: int, map_location: str = "cpu") -> Dict[str, Any]:
+    """One part's state in the checkpoint of ``epoch``."""
+    import torch
+
+    return torch.load(shard_path(directory, epoch, shard), map_location=map_location, weights_only=True)
 
 
 def load_latest(directory: Path, map_location: str = "cpu") -> Optional[Dict[str, Any]]:
@@ -68,7 +107,10 @@ def load_latest(directory: Path, map_location: str = "cpu") -> Optional[Dict[str
         except Exception as e:  # unreadable: fall back to the previous one
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, e)
             continue
-        if state.get("complete") and state.get("epoch") == epoch:
+        missing = [shard_path(directory, epoch, k).name for k in range(int(state.get("shards", 0)))
+                   if not shard_path(directory, epoch, k).is_file()]
+        if state.get("complete") and state.get("epoch") == epoch and not missing:
             return state
-        log.warning("checkpoint %s is incomplete; trying an older one", path)
+        log.warning("checkpoint %s is incomplete%s; trying an older one", path,
+                    f" (missing {missing})" if missing else "")
     return None

@@ -34,7 +34,7 @@ from sparkdl.training.launch.events import EventType
 from sparkdl.training.launch.task import RankContext
 from sparkdl.training.rank.augment import ImageAugment
 from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopEvent, LoopState
-from sparkdl.training.rank.checkpoints import load_latest, save_checkpoint
+from sparkdl.training.rank.checkpoints import load_latest, load_shard, save_checkpoint, save_shard
 from sparkdl.training.rank.controls import EarlyStopping, LrSchedule
 from sparkdl.training.rank.objective import LOSSES, Objective
 from sparkdl.training.rank.reader import ShardPlan, ShardReader, shard_rows
@@ -121,12 +121,15 @@ def evaluate(spec: TrainSpec, backend, model, objective: Objective, reader: Shar
         for *inputs, y in reader.all_rows(batch_size):
             last = [t.to(device) for t in inputs]
             y = y.to(device)
-            out = model(*last).float()
+            out = backend.forward(model, last)
+            done += 1
+            if out is None:  # a rank that computes no outputs (a pipeline's earlier stages)
+                continue
+            out = out.float()
             loss_sum = float(objective(out, y, reduction="sum")) if objective.regression else None
             layout.update(stats, predictions(out, spec.model_spec).cpu().numpy(), y.cpu().numpy(), loss_sum)
-            done += 1
         for _ in range(done, lockstep_batches):
-            model(*last)
+            backend.forward(model, last)
     metrics = layout.finalize(backend.allreduce_sum(stats, f"val.{epoch}"))
     return {**{f"val_{k}": v for k, v in scalar_metrics(metrics).items()}, "val_rows": metrics["rows"]}
 
@@ -171,6 +174,9 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -
     ctx.backend.load_state(net, opt, model_state, optimizer_state)
     start_epoch, history, controls, stop_reason, ranks = ctx.backend.broadcast_object(
         (start_epoch, history, controls, stop_reason, ranks), "resume")
+    shard = ctx.backend.shard_index()
+    if start_epoch and shard is not None:  # each part of a split model resumes from its own shard
+        ctx.backend.load_shard(net, opt, load_shard(Path(spec.checkpoint_dir), start_epoch, shard))
     callbacks.load_state_dict(controls)
     if ranks is not None and len(ranks) == ctx.size:  # the same world: each rank continues where it was
         mine = ranks[ctx.rank]
@@ -212,25 +218,19 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
             backend.settle(model, inputs)
         boundary = (step + 1) % k == 0
         with backend.backward(model, boundary):
-            if amp_dtype is None:
-                out = model(*inputs)
-            else:
-                with torch.autocast(device.type, dtype=amp_dtype):
-                    out = model(*inputs)
-            loss = loss_fn(out.float(), y)
-            scaled = loss / k if k > 1 else loss
-            (scaler.scale(scaled) if scaler else scaled).backward()
+            loss, counted = backend.forward_backward(model, inputs, y, loss_fn, k, scaler, amp_dtype)
         c = clock()
         compute_s += c - b
         if boundary:
             backend.step(opt, scaler)
             opt.zero_grad()
-        loss_sum += loss.detach().double() * len(y)
-        rows += len(y)
+        if loss is not None:
+            loss_sum += loss.double() * counted
+        rows += counted
         step_s += clock() - c
         if state.first_step_at is None:
             state.first_step_at = time.time()
-        state.loss = loss.detach()
+        state.loss = loss
         for hook in callbacks.on_step_end_hooks:
             hook(state)
         step += 1
@@ -244,6 +244,17 @@ def _local_sgd_note(t: TrainConfig) -> str:
         return ""
     host = f", within hosts every {s.host_period}" if s.host_period else ""
     return f"local SGD (average every {s.period} steps after {s.warmup_steps}{host}); "
+
+
+def _layout_note(t: TrainConfig, replicas: int) -> str:
+    if t.strategy == "pipeline":
+        p = t.pipeline_settings
+        chunks = f", {p.virtual_stages} chunks each" if p.schedule == "interleaved" else ""
+        return (f" ({replicas} replicas of {p.stages} pipeline stages{chunks}, {p.schedule}, "
+                f"{p.micro_batches} micro-batches)")
+    if t.strategy == "tensor":
+        return f" ({replicas} replicas of {t.tensor_settings.size} tensor-parallel ranks)"
+    return ""
 
 
 def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
@@ -278,15 +289,16 @@ def _final_spec(spec: TrainSpec, history: List[Dict[str, Any]], extras: Dict[str
 
 def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     """Train on this rank; rank 0 returns the history. Every rank returns its parameter
-    digest (rank 0 only, for a sharded model)."""
+    digest (rank 0 only, for a sharded model; of its part, for a model split across ranks)."""
     import torch
 
     t = spec.train
     laps = Laps(ctx.startup)
     torch.set_num_threads(_task_cpus())
-    torch.manual_seed(t.seed * 1000 + ctx.rank)
+    group = t.model_parallel_size()  # the ranks of one replica build the same model, then keep their parts
+    torch.manual_seed(t.seed * 1000 + ctx.rank // group)
     device = torch.device(ctx.device)
-    lr = t.optimizer.lr * lr_scale(ctx.size, t.optimizer.lr_scaling)  # scaled for the world size
+    lr = t.optimizer.lr * lr_scale(ctx.size // group, t.optimizer.lr_scaling)  # scaled for the replicas
     callbacks = Callbacks(controls(t, lr) + list(spec.callbacks))
     backend = ctx.backend
     net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
@@ -295,14 +307,15 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
-    plan = ShardPlan.for_dataset(spec.train_path, ctx.size, t.batch_size, multiple_of=k)
+    replica, replicas = backend.data_parallel()
+    plan = ShardPlan.for_dataset(spec.train_path, replicas, t.batch_size, multiple_of=k)
     to_tensors = lambda *arrays: tuple(torch.from_numpy(a) for a in arrays)  # noqa: E731
     indices = spec.indices
     augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
                if t.augment.active and spec.image_shape else None)
-    reader = ShardReader(spec.train_path, ctx.rank, ctx.size, plan, t.loader.shuffle_buffer, t.seed,
+    reader = ShardReader(spec.train_path, replica, replicas, plan, t.loader.shuffle_buffer, t.seed,
                          t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices)
-    val_reader = ShardReader(spec.validation_path, ctx.rank, ctx.size, plan, 0, t.seed, 0,
+    val_reader = ShardReader(spec.validation_path, replica, replicas, plan, 0, t.seed, 0,
                              spec.features, spec.label, to_tensors, indices=indices)
     # A sharded model's forward is a collective: every rank validates in as many batches.
     val_batch = max(t.batch_size, 1024)
@@ -313,14 +326,14 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
     if ctx.is_chief:
         ctx.report(EventType.LOG, level="info", message=(
-            f"{ctx.size} ranks x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
+            f"{ctx.size} ranks{_layout_note(t, replicas)} x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
             f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
             f"epochs); compression {t.allreduce.compression}; {_local_sgd_note(t)}accumulation {k}; "
             f"precision {t.mixed_precision}; "
             f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
             f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
 
-    state = LoopState(rank=ctx.rank, size=ctx.size, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
+    state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
                       epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
                       broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire(LoopEvent.ON_TRAIN_START, state)
@@ -339,11 +352,18 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                  "steps": plan.steps, "attempt": ctx.attempt, **timing}
         history.append(entry)
         callbacks.fire(LoopEvent.ON_EPOCH_END, state)
-        model_state, optimizer_state = backend.full_state(net), backend.optimizer_state(net, opt)
+        shard = backend.checkpoint_shard(net, opt)
+        if shard is not None:
+            save_shard(Path(spec.checkpoint_dir), epoch, *shard)
+        sharded = backend.shard_count() > 0
+        model_state = {} if sharded else backend.full_state(net)
+        optimizer_state = {} if sharded else backend.optimizer_state(net, opt)
+        # a collective: rank 0 has every rank's part, so every shard is on disk, before it writes the checkpoint
         ranks = backend.gather_object({"rng": torch.get_rng_state(), **backend.rank_state(opt)}, f"ranks.{epoch}")
         if ctx.is_chief:
             save_checkpoint(Path(spec.checkpoint_dir), epoch,
                             {"model": model_state, "optimizer": optimizer_state, "ranks": ranks,
+                             "shards": backend.shard_count(),
                              "rng": torch.get_rng_state(), "history": history,
                              "callbacks": callbacks.state_dict(), "stop_reason": state.stop_reason},
                             before_rename=lambda tmp: callbacks.fire(LoopEvent.BEFORE_CHECKPOINT_COMMIT, state, tmp))
@@ -355,7 +375,9 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     final_state = backend.full_state(net)
     if ctx.is_chief:
         save_model(final_state, _final_spec(spec, history, state.extras), Path(spec.model_dir))
-    return {"rank": ctx.rank, "digest": parameter_digest(final_state), "steps_per_epoch": plan.steps,
+    part, part_state = backend.part(net)
+    return {"rank": ctx.rank, "digest": parameter_digest(final_state if part_state is None else part_state),
+            "part": part, "steps_per_epoch": plan.steps,
             "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
             "history": history if ctx.is_chief else None}

@@ -29,6 +29,8 @@ def base_optimizer(name: str, params, lr: float, weight_decay: float):
     kinds = {"sgd": (torch.optim.SGD, {"momentum": 0.9}), "adamw": (torch.optim.AdamW, {}),
              "adam": (torch.optim.Adam, {})}
     cls, extra = kinds.get(name, kinds["adam"])
+    if len({type(p) for p in params}) > 1:  # tensor parallel: DTensors beside whole tensors, one at a time
+        return cls(params, lr=lr, weight_decay=weight_decay, foreach=False, **extra)
     try:
         return cls(params, lr=lr, weight_decay=weight_decay, fused=bool(params), **extra)
     except (RuntimeError, TypeError) as e:  # a device or dtype the fused kernels lack

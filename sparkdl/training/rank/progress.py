@@ -52,7 +52,7 @@ class StepProgress(Callback):
         elapsed = max(now - self._epoch_start, 1e-9)
         self.emit(state, {"epoch": state.epoch, "epochs": state.epochs, "step": done, "steps": state.steps_per_epoch,
                           "loss": loss, "elapsed_s": round(elapsed, 3),
-                          "samples_per_sec": round(done * self.batch_size * state.size / elapsed, 1)})
+                          "samples_per_sec": round(done * self.batch_size * state.data_parallel_size / elapsed, 1)})
 
     def emit(self, state: LoopState, fields: Dict[str, Any]) -> None:
         state.report(EventType.PROGRESS, **fields)
