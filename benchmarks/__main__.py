@@ -21,8 +21,9 @@ from benchmarks.report import pairs, to_markdown
 
 PARTS = ("data_path", "exchange", "embedding_grads", "end_to_end", "distributor", "etl", "scoring", "scale",
          "clicklog", "images")
-#: Parts run only when named (``--only hosts``): several hosts in network namespaces, as root.
-NAMED_ONLY = ("hosts", "communication")
+#: Parts run only when named (``--only hosts``): several hosts in network namespaces, as root;
+#: models split across ranks, with clusters of their own.
+NAMED_ONLY = ("hosts", "communication", "parallelism")
 log = logging.getLogger("benchmarks")
 
 
@@ -54,6 +55,10 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
 
         part("communication", lambda: {**bench_communication(quick),
                                        "parameter_server": bench_parameter_server(quick)})
+    if "parallelism" in parts:
+        from benchmarks.parallelism import bench_parallelism
+
+        part("parallelism", lambda: bench_parallelism(quick))
     if not set(parts) - {"data_path", "exchange", "embedding_grads", *NAMED_ONLY}:
         return res
     from benchmarks.distributor import bench_distributor

@@ -137,6 +137,8 @@ def to_markdown(res: Dict[str, Any]) -> str:
         out += _hosts_section(res["hosts"])
     if res.get("communication"):
         out += _communication_section(res["communication"])
+    if res.get("parallelism"):
+        out += _parallelism_section(res["parallelism"])
     eg = res.get("embedding_grads")
     if eg:
         st = eg["settings"]
@@ -206,6 +208,26 @@ def _hosts_section(h: Dict[str, Any]) -> List[str]:
 
 def _acc(value) -> str:
     return "–" if value is None else f"{value:.4f}"
+
+
+def _parallelism_section(p: Dict[str, Any]) -> List[str]:
+    def cells(r: Dict[str, Any]) -> List[Any]:
+        if "error" in r:
+            return [r["strategy"], r["ranks"], "failed", "", "", "", "", "", r["error"][:160]]
+        return [r["strategy"], r["ranks"], _n(r["samples_per_sec"]), r.get("samples_per_sec_vs_ddp", ""),
+                " / ".join(f"{x:g}" for x in r["state_mib_per_rank"]), r.get("state_vs_ddp", ""),
+                " / ".join(str(x) for x in r["peak_rss_mib_per_rank"]),
+                " / ".join(f"{x:.2f}" for x in r["idle_share_per_rank"]), r.get("bubble", "")]
+
+    head = ["strategy", "ranks", "samples/s", "vs DDP", "state MiB per rank", "state vs DDP", "peak RSS MiB per rank",
+            "idle share per rank", "schedule's bubble"]
+    out = [f"## Models split across ranks (MLP {p['fits_hidden']}, batch {p['batch_per_rank']} per replica)", ""]
+    out += _table(head, [cells(r) for r in p["rows"]])
+    lim = p["limit"]
+    out += [f"Under spark.executor.pyspark.memory = {lim['pyspark_memory_mib']} MiB, an MLP of {len(lim['hidden'])} "
+            f"layers of {lim['hidden'][0]}:", ""]
+    out += _table(head, [cells(r) for r in lim["rows"]])
+    return out
 
 
 def _communication_section(c: Dict[str, Any]) -> List[str]:

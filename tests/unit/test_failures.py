@@ -77,3 +77,15 @@ def test_kind_and_time_survive_pickling():
     assert (err.rank, err.kind, err.time, err.traceback_tail) == (1, FailureKind.PEER, 42.0, "tail")
     timeout = pickle.loads(pickle.dumps(TrainingTimeoutError("waited", [1])))
     assert timeout.kind is FailureKind.TIMEOUT and timeout.missing_ranks == [1]
+
+
+def test_an_allocation_that_failed_names_the_limit_and_the_fix():
+    from sparkdl.training.launch.failures import memory_hint
+
+    hint = memory_hint(MemoryError(), {"PYSPARK_EXECUTOR_MEMORY_MB": "2048"})
+    assert "at most 2048 MiB (spark.executor.pyspark.memory)" in hint and "train.strategy: fsdp or pipeline" in hint
+    torch_oom = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                             "you tried to allocate 67108864 bytes.")
+    assert "spark.executor.pyspark.memory is unset" in memory_hint(torch_oom, {})
+    assert classify_rank_exception(torch_oom, in_user_code=True) is FailureKind.USER  # no retry: it would fail again
+    assert memory_hint(ValueError("bad value"), {}) == ""

@@ -22,6 +22,9 @@ from sparkdl.core.errors import ExchangeError, FailureKind, TrainingError
 PEER_MARKERS = ("HorovodInternalError", "Horovod has been shut down", "Connection closed by peer",
                 "Connection reset by peer", "[enforce fail at", "Gloo", "gloo", "DistBackendError",
                 "DistNetworkError", "NCCL communicator was aborted")
+#: How an allocation that failed reads: Python's, and torch's CPU allocator's (whose text
+#: also carries a peer marker). Another attempt of the same job fails the same way.
+_OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "DefaultCPUAllocator: not enough memory")
 #: Exceptions in the launch around the user's function that no retry can fix.
 _SETUP_ERRORS = ("ImportError", "ModuleNotFoundError")
 
@@ -31,11 +34,28 @@ def classify_rank_exception(exc: BaseException, in_user_code: bool) -> FailureKi
     or in the launch around it (rendezvous, joining the group)."""
     name = type(exc).__name__
     text = f"{name}: {exc}"
+    if any(m in text for m in _OUT_OF_MEMORY):
+        return FailureKind.USER
     if isinstance(exc, ExchangeError) or any(m in text for m in PEER_MARKERS):
         return FailureKind.PEER  # the rendezvous or a collective lost another rank
     if in_user_code or name in _SETUP_ERRORS:
         return FailureKind.USER
     return FailureKind.INFRASTRUCTURE
+
+
+def memory_hint(exc: BaseException, environ=None) -> str:
+    """For an allocation that failed on a rank: which limit it hit and what to change (''
+    for any other exception)."""
+    import os
+
+    text = f"{type(exc).__name__}: {exc}"
+    if not any(m in text for m in _OUT_OF_MEMORY):
+        return ""
+    limit = (environ if environ is not None else os.environ).get("PYSPARK_EXECUTOR_MEMORY_MB")
+    where = (f"this rank's Python worker may use at most {limit} MiB (spark.executor.pyspark.memory)" if limit
+             else "this rank's host is out of memory (spark.executor.pyspark.memory is unset)")
+    return (f"out of memory: {where}; raise spark.executor.pyspark.memory, or split the model across ranks "
+            "with train.strategy: fsdp or pipeline (docs/parallelism.md)")
 
 
 def classify_spark_failure(python_exception: str = "") -> FailureKind:

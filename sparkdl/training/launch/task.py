@@ -23,7 +23,7 @@ from sparkdl.training.backends.base import Peers
 from sparkdl.training.launch.devices import select_device, task_resources
 from sparkdl.training.launch.events import EventClient, EventType
 from sparkdl.training.launch.exchange import THROUGH_DRIVER, exchange_for
-from sparkdl.training.launch.failures import classify_rank_exception
+from sparkdl.training.launch.failures import classify_rank_exception, memory_hint
 from sparkdl.training.launch.plan import RankSlot, host_plan, hosts_string, interface_for, resolve_ip
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,9 @@ def traceback_tail(exc: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str
 
 
 def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -> None:
-    events.send(EventType.ERROR, exception=f"{type(exc).__name__}: {exc}", traceback=traceback_tail(exc),
-                kind=classify_rank_exception(exc, in_user_code).value)
+    hint = memory_hint(exc)
+    events.send(EventType.ERROR, exception=f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else ""),
+                traceback=traceback_tail(exc), kind=classify_rank_exception(exc, in_user_code).value)
 
 
 def result_batch(rank: int, payload: bytes):
