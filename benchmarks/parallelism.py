@@ -1,14 +1,14 @@
 """Models split across ranks (``python -m benchmarks --only parallelism``): samples/s,
-memory per rank and each rank's idle share for data parallelism (DDP), FSDP, pipeline
+memory per rank and each rank's time outside its layers for data parallelism (DDP), FSDP, pipeline
 parallelism (GPipe, 1F1B, interleaved, by micro-batches) and tensor parallelism, at 2 and
 4 ranks on one host; then a deep MLP under an executor Python memory limit
 (``spark.executor.pyspark.memory``) that DDP cannot fit and FSDP and the pipeline can.
 
 Memory per rank is measured on the rank: the bytes of the parameters, gradients and
 optimizer state it holds (a DTensor's local part) at the end of training, and the
-worker's peak resident memory (``VmHWM``). A rank's idle share is the part of its steps
-not spent in its layers' forward and backward (timed by module hooks): the pipeline's
-bubble, plus waiting for its exchanges. The bubble a schedule promises is
+worker's peak resident memory (``VmHWM``); :class:`~sparkdl.training.rank.probe.RankProbe`
+also times the share of each step spent outside the rank's layers (the optimizer, the
+loss, the exchanges, and waiting, the pipeline's bubble among it). The bubble a schedule promises is
 (p − 1) / (m + p − 1) for p stages and m micro-batches, (p − 1) / (v·m + p − 1) with v
 chunks per rank (interleaved); it is in the table beside the measurement.
 """
@@ -16,25 +16,23 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from benchmarks.measure import REPO, ratio, steady_rate
-from sparkdl.training.rank.callbacks import Callback, LoopState
+from sparkdl.training.rank.probe import RankProbe
 
 log = logging.getLogger(__name__)
 
 BATCH = 128
 #: The model that fits: an MLP of eight 512-wide layers on Adult's features (about 1.9 M parameters).
 FITS = [512] * 8
-#: The one that does not, under LIMIT_MIB: sixteen 2048-wide layers (about 67 M parameters:
-#: with its gradients and Adam's two moments about 1 GiB a rank under DDP), trained one
-#: epoch on 4,000 synthetic rows.
+#: The one that does not fit under the benchmark's limit: sixteen 2048-wide layers (about
+#: 67 M parameters: with its gradients and Adam's two moments about 1 GiB a rank under
+#: DDP), trained one epoch on 4,000 synthetic rows.
 DEEP = [2048] * 16
-LIMIT_MIB = 2300
 DEEP_ROWS = 4000
 
 
@@ -54,80 +52,6 @@ def strategies(ranks: int, quick: bool) -> List[Tuple[str, Dict[str, Any]]]:
     return out
 
 
-class RankProbe(Callback):
-    """Each rank's memory and idle share, written to ``<directory>/rank-<r>.json``."""
-
-    def __init__(self, directory: str):
-        self.directory = directory
-
-    def on_train_start(self, state: LoopState) -> None:
-        self._busy = 0.0
-        self._steps = 0.0
-        self._handles = []
-        self._starts: Dict[int, float] = {}
-        for layer in _leaves(state.model):
-            key = id(layer)
-            self._handles += [
-                layer.register_forward_pre_hook(lambda m, a, k=key: self._start(k)),
-                layer.register_forward_hook(lambda m, a, o, k=key: self._stop(k)),
-                layer.register_full_backward_pre_hook(lambda m, g, k=key: self._start(-k)),
-                layer.register_full_backward_hook(lambda m, gi, go, k=key: self._stop(-k)),
-            ]
-
-    def _start(self, key: int) -> None:
-        self._starts[key] = time.perf_counter()
-
-    def _stop(self, key: int) -> None:
-        began = self._starts.pop(key, None)
-        if began is not None:
-            self._busy += time.perf_counter() - began
-
-    def on_step_start(self, state: LoopState) -> None:
-        if state.step == 0:
-            self._busy = 0.0
-            self._steps = 0.0
-        self._step_began = time.perf_counter()
-
-    def on_step_end(self, state: LoopState) -> None:
-        self._steps += time.perf_counter() - self._step_began
-
-    def on_train_end(self, state: LoopState) -> None:
-        for h in self._handles:
-            h.remove()
-        out = {"rank": state.rank, "state_bytes": _state_bytes(state.model, state.optimizer),
-               "peak_rss_mib": _status("VmHWM"), "idle_share": round(1 - self._busy / max(self._steps, 1e-9), 3)}
-        Path(self.directory).mkdir(parents=True, exist_ok=True)
-        (Path(self.directory) / f"rank-{state.rank}.json").write_text(json.dumps(out))
-
-
-def _leaves(net) -> List[Any]:
-    """The modules with parameters of their own (each layer once)."""
-    return [m for m in net.modules() if any(True for _ in m.parameters(recurse=False))]
-
-
-def _local(t):
-    return t.to_local() if hasattr(t, "to_local") else t
-
-
-def _state_bytes(net, opt) -> int:
-    """Bytes of the parameters, gradients and optimizer state this rank holds."""
-    import torch
-
-    total = 0
-    for p in net.parameters():
-        total += _local(p).numel() * p.element_size()
-        if p.grad is not None:
-            total += _local(p.grad).numel() * p.grad.element_size()
-    for entry in opt.state.values():
-        total += sum(_local(v).numel() * v.element_size() for v in entry.values() if torch.is_tensor(v))
-    return total
-
-
-def _status(key: str) -> int:
-    text = Path("/proc/self/status").read_text()
-    return int(re.search(rf"{key}:\s+(\d+)", text).group(1)) // 1024
-
-
 def _run(spark, cfg, lake: str, manifest, name: str, sets: Dict[str, Any]) -> Dict[str, Any]:
     from sparkdl.workflow import train
 
@@ -145,7 +69,8 @@ def _run(spark, cfg, lake: str, manifest, name: str, sets: Dict[str, Any]) -> Di
                accuracy=m.validation.get("accuracy"),
                state_mib_per_rank=[round(r["state_bytes"] / 2 ** 20, 1) for r in ranks],
                peak_rss_mib_per_rank=[r["peak_rss_mib"] for r in ranks],
-               idle_share_per_rank=[r["idle_share"] for r in ranks],
+               peak_virtual_mib_per_rank=[r["peak_virtual_mib"] for r in ranks],
+               outside_layers_share_per_rank=[r["outside_layers_share"] for r in ranks],
                wall_s=round(time.perf_counter() - t0, 1))
     p = sets.get("train.pipeline")
     if p:
@@ -164,46 +89,64 @@ def _session(master: str, conf: Optional[Dict[str, str]] = None):
 
 
 def bench_parallelism(quick: bool) -> Dict[str, Any]:
-    import cloudpickle
+    with tempfile.TemporaryDirectory(prefix="sparkdl-bench-par-") as lake:
+        rows = strategies_table(lake, quick)
+        limit = under_a_memory_limit(lake)
+    return {"rows": rows, "limit": limit, "batch_per_rank": BATCH, "fits_hidden": FITS}
 
-    import benchmarks.parallelism as me
+
+def strategies_table(lake: str, quick: bool) -> List[Dict[str, Any]]:
+    """Every strategy at 2 and 4 ranks on the model that fits, against DDP."""
     from sparkdl.core.config.loading import load_config
     from sparkdl.core.lake import Lake
     from sparkdl.preparation.materialize import Manifest
     from sparkdl.workflow import prepare
 
-    cloudpickle.register_pickle_by_value(me)  # the probe runs on the executors
     adult = load_config(REPO / "conf" / "adult.yaml")
-    epochs = 2 if quick else 3
     rows: List[Dict[str, Any]] = []
-    limit: List[Dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sparkdl-bench-par-") as lake:
-        for ranks, master in ((2, "local-cluster[2,1,2048]"), (4, "local-cluster[2,2,3072]")):
-            spark = _session(master)
-            cfg = adult.with_values({"train.ranks": ranks, "train.epochs": epochs, "train.batch_size": BATCH,
-                                     "model.hidden": FITS, "tracking.mlflow": "off"})
-            if not Lake(lake).has_dataset(cfg.name):
-                prepare(cfg, lake, spark)
-            manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
-            for name, sets in strategies(ranks, quick):
-                rows.append(_run(spark, cfg, lake, manifest, name, sets))
-            spark.stop()
-        for row in rows:  # each against DDP at the same ranks
-            base = next(r for r in rows if r["ranks"] == row["ranks"] and r["strategy"] == "DDP")
-            if "samples_per_sec" in row and "samples_per_sec" in base:
-                row["samples_per_sec_vs_ddp"] = ratio(row["samples_per_sec"], base["samples_per_sec"])
-                row["state_vs_ddp"] = ratio(max(row["state_mib_per_rank"]), max(base["state_mib_per_rank"]))
-
-        spark = _session("local-cluster[2,1,3072]", {"spark.executor.pyspark.memory": f"{LIMIT_MIB}m"})
-        cfg = load_config(REPO / "conf" / "synthetic.yaml").with_values({
-            "data.options.rows": DEEP_ROWS, "train.ranks": 2, "train.epochs": 1, "train.batch_size": BATCH,
-            "model.hidden": DEEP, "tracking.mlflow": "off", "train.failure.max_attempts": 1})
-        prepare(cfg, lake, spark)
+    for ranks, master in ((2, "local-cluster[2,1,2048]"), (4, "local-cluster[2,2,3072]")):
+        spark = _session(master)
+        cfg = adult.with_values({"train.ranks": ranks, "train.epochs": 2 if quick else 3,
+                                 "train.batch_size": BATCH, "model.hidden": FITS, "tracking.mlflow": "off"})
+        if not Lake(lake).has_dataset(cfg.name):
+            prepare(cfg, lake, spark)
         manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
-        for name, sets in [("DDP", {"train.backend": "torch"}),
-                           ("FSDP", {"train.backend": "torch", "train.strategy": "fsdp"}),
-                           ("pipeline 1f1b m=4", {"train.backend": "torch", "train.strategy": "pipeline"})]:
-            limit.append(_run(spark, cfg, lake, manifest, name, sets))
+        for name, sets in strategies(ranks, quick):
+            rows.append(_run(spark, cfg, lake, manifest, name, sets))
         spark.stop()
-    return {"rows": rows, "limit": {"pyspark_memory_mib": LIMIT_MIB, "hidden": DEEP, "rows": limit},
-            "batch_per_rank": BATCH, "fits_hidden": FITS}
+    for row in rows:  # each against DDP at the same ranks
+        base = next(r for r in rows if r["ranks"] == row["ranks"] and r["strategy"] == "DDP")
+        if "samples_per_sec" in row and "samples_per_sec" in base:
+            row["samples_per_sec_vs_ddp"] = ratio(row["samples_per_sec"], base["samples_per_sec"])
+            row["state_vs_ddp"] = ratio(max(row["state_mib_per_rank"]), max(base["state_mib_per_rank"]))
+    return rows
+
+
+def under_a_memory_limit(lake: str) -> Dict[str, Any]:
+    """The deep MLP with DDP, FSDP and a 2-stage pipeline: first without a limit (each
+    rank's peak address space, which the limit bounds), then with
+    ``spark.executor.pyspark.memory`` halfway between the pipeline's peak and DDP's."""
+    from sparkdl.core.config.loading import load_config
+    from sparkdl.core.lake import Lake
+    from sparkdl.preparation.materialize import Manifest
+    from sparkdl.workflow import prepare
+
+    cfg = load_config(REPO / "conf" / "synthetic.yaml").with_values({
+        "data.options.rows": DEEP_ROWS, "train.ranks": 2, "train.epochs": 1, "train.batch_size": BATCH,
+        "model.hidden": DEEP, "tracking.mlflow": "off", "train.failure.max_attempts": 1})
+    ways = [("DDP", {"train.backend": "torch"}), ("FSDP", {"train.backend": "torch", "train.strategy": "fsdp"}),
+            ("pipeline 1f1b m=4", {"train.backend": "torch", "train.strategy": "pipeline"})]
+    spark = _session("local-cluster[2,1,4096]")
+    prepare(cfg, lake, spark)
+    manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
+    unlimited = [_run(spark, cfg, lake, manifest, name, sets) for name, sets in ways]
+    spark.stop()
+    peaks = {r["strategy"]: max(r.get("peak_virtual_mib_per_rank") or [0]) for r in unlimited}
+    pipeline = peaks["pipeline 1f1b m=4"]
+    limit_mib = (pipeline + peaks["DDP"]) // 2 if peaks["DDP"] > pipeline else None
+    limited: List[Dict[str, Any]] = []
+    if limit_mib:
+        spark = _session("local-cluster[2,1,4096]", {"spark.executor.pyspark.memory": f"{limit_mib}m"})
+        limited = [_run(spark, cfg, lake, manifest, name, sets) for name, sets in ways]
+        spark.stop()
+    return {"pyspark_memory_mib": limit_mib, "unlimited": unlimited, "rows": limited, "hidden": DEEP}

@@ -217,16 +217,20 @@ def _parallelism_section(p: Dict[str, Any]) -> List[str]:
         return [r["strategy"], r["ranks"], _n(r["samples_per_sec"]), r.get("samples_per_sec_vs_ddp", ""),
                 " / ".join(f"{x:g}" for x in r["state_mib_per_rank"]), r.get("state_vs_ddp", ""),
                 " / ".join(str(x) for x in r["peak_rss_mib_per_rank"]),
-                " / ".join(f"{x:.2f}" for x in r["idle_share_per_rank"]), r.get("bubble", "")]
+                " / ".join(f"{x:.2f}" for x in r["outside_layers_share_per_rank"]), r.get("bubble", "")]
 
     head = ["strategy", "ranks", "samples/s", "vs DDP", "state MiB per rank", "state vs DDP", "peak RSS MiB per rank",
-            "idle share per rank", "schedule's bubble"]
+            "share of step outside layers", "schedule's bubble"]
     out = [f"## Models split across ranks (MLP {p['fits_hidden']}, batch {p['batch_per_rank']} per replica)", ""]
     out += _table(head, [cells(r) for r in p["rows"]])
     lim = p["limit"]
-    out += [f"Under spark.executor.pyspark.memory = {lim['pyspark_memory_mib']} MiB, an MLP of {len(lim['hidden'])} "
-            f"layers of {lim['hidden'][0]}:", ""]
-    out += _table(head, [cells(r) for r in lim["rows"]])
+    out += [f"An MLP of {len(lim['hidden'])} layers of {lim['hidden'][0]}, without a limit (peak virtual MiB per "
+            "rank: " + "; ".join(f"{r['strategy']} {r.get('peak_virtual_mib_per_rank')}" for r in lim["unlimited"])
+            + "):", ""]
+    out += _table(head, [cells(r) for r in lim["unlimited"]])
+    if lim["pyspark_memory_mib"]:
+        out += [f"The same under spark.executor.pyspark.memory = {lim['pyspark_memory_mib']} MiB:", ""]
+        out += _table(head, [cells(r) for r in lim["rows"]])
     return out
 
 

@@ -168,11 +168,14 @@ def test_a_user_model_factory_trains(spark_cluster, adult_config, adult_lake, tm
 
 def test_fsdp_shards_the_model_and_writes_it_back_whole(spark_cluster, adult_config, adult_lake, tmp_path):
     """train.strategy: fsdp (torch.distributed's fully_shard over Gloo): each rank holds half
-    of every parameter while training; the checkpoint and the model are gathered whole."""
+    of every parameter while training and checkpoints its own half; rank 1 SIGKILLed in
+    epoch 2 resumes from the shards; the model is gathered whole."""
     lake, manifest = adult_lake
-    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.backend": "torch",
+    cfg = adult_config.with_values({"train.epochs": 3, "train.ranks": 2, "train.backend": "torch",
                                     "train.strategy": "fsdp"})
-    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
+                   callbacks=[FaultSpec(rank=1, epoch=2, step=20, mode="kill")])
+    assert result.metrics.attempts[1]["resumed_from_epoch"] == 1
     assert result.metrics.validation["accuracy"] >= 0.84
     assert result.metrics.history[-1]["val_rows"] == 3169  # every validation row once, despite lockstep batches
     model, _ = load_model(result.path / "model")
@@ -180,5 +183,8 @@ def test_fsdp_shards_the_model_and_writes_it_back_whole(spark_cluster, adult_con
     with torch.no_grad():
         correct = int((model(x).argmax(1) == y).sum())
     assert correct == round(result.metrics.validation["accuracy"] * len(y))
-    last = torch.load(sorted((result.path / "checkpoints").glob("epoch-*.pt"))[-1], weights_only=True)
-    assert {k: v.shape for k, v in last["model"].items()} == {k: v.shape for k, v in model.state_dict().items()}
+    checkpoints = result.path / "checkpoints"
+    assert torch.load(checkpoints / "epoch-0003.pt", weights_only=True)["shards"] == 2
+    halves = [torch.load(checkpoints / f"epoch-0003.shard-0{k}.pt", weights_only=True)["model"] for k in (0, 1)]
+    for name, whole in model.state_dict().items():  # each rank's half of every parameter, nothing gathered
+        assert halves[0][name].shape[0] + halves[1][name].shape[0] == whole.shape[0], name

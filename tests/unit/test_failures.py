@@ -89,3 +89,29 @@ def test_an_allocation_that_failed_names_the_limit_and_the_fix():
     assert "spark.executor.pyspark.memory is unset" in memory_hint(torch_oom, {})
     assert classify_rank_exception(torch_oom, in_user_code=True) is FailureKind.USER  # no retry: it would fail again
     assert memory_hint(ValueError("bad value"), {}) == ""
+
+
+def test_a_wrapped_allocation_failure_is_found_in_the_chain():
+    from sparkdl.training.launch.failures import memory_hint
+
+    try:
+        try:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 16785408 bytes")
+        except RuntimeError as inner:
+            raise RuntimeError("\n        Failed to run stage backward:\n") from inner
+    except RuntimeError as outer:
+        assert "at most 512 MiB" in memory_hint(outer, {"PYSPARK_EXECUTOR_MEMORY_MB": "512"})
+
+
+def test_a_crashed_worker_is_the_cause_its_peers_noticed():
+    from sparkdl.training.launch.driver import _with_crash
+
+    peer = TrainingError(1, "RuntimeError: Connection closed by peer [10.0.0.1]:1", kind=FailureKind.PEER)
+    spark = RuntimeError("Job aborted due to stage failure: org.apache.spark.SparkException: Python worker exited "
+                         "unexpectedly (crashed)")
+    crash = _with_crash(peer, spark, "2300m")
+    assert crash.kind is FailureKind.INFRASTRUCTURE and "Python worker crashed" in crash.exception
+    assert "spark.executor.pyspark.memory=2300m" in crash.exception and "rank 1 saw its peer go" in crash.exception
+    assert _with_crash(peer, RuntimeError("cancelled"), "2300m") is peer
+    user = TrainingError(0, "ValueError: bad", kind=FailureKind.USER)
+    assert _with_crash(user, spark, None) is user

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from sparkdl.training.backends.torchdist import TorchBackend
+from sparkdl.training.backends.torchdist import TorchBackend, local_part
 
 
 def layout(rank: int, size: int, group: int) -> Tuple[int, int, int]:
@@ -57,12 +57,12 @@ class MeshBackend(TorchBackend):
         return dist.get_rank() % self._group
 
     def part(self, net) -> Tuple[int, Optional[Dict[str, Any]]]:
-        return self.position(), {k: _local(v) for k, v in net.state_dict().items()}
+        return self.position(), {k: local_part(v) for k, v in net.state_dict().items()}
 
     def average_gradients(self, params: List[Any]) -> None:
         """Each gradient averaged across this position's replicas (nothing with one replica)."""
         replicas = dist.get_world_size() // self._group
-        grads = [_local(p.grad) for p in params if p.grad is not None]
+        grads = [local_part(p.grad) for p in params if p.grad is not None]
         if replicas == 1 or not grads:
             return
         flat = torch._utils._flatten_dense_tensors(grads)
@@ -77,7 +77,7 @@ class MeshBackend(TorchBackend):
             return
         source = dist.get_global_rank(self.replica_group, 0)
         for tensor in net.state_dict().values():
-            dist.broadcast(_local(tensor).data, src=source, group=self.replica_group)
+            dist.broadcast(local_part(tensor).data, src=source, group=self.replica_group)
 
     def broadcast_optimizer(self, opt) -> None:
         """Nothing: a fresh optimizer has no state, and a resumed one loads its own."""
@@ -85,8 +85,3 @@ class MeshBackend(TorchBackend):
     def step(self, opt, scaler) -> None:
         self.average_gradients([p for group in opt.param_groups for p in group["params"]])
         super().step(opt, scaler)
-
-
-def _local(tensor):
-    """A tensor's local part (a DTensor's shard; a plain tensor itself)."""
-    return tensor.to_local() if hasattr(tensor, "to_local") else tensor

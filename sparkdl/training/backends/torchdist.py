@@ -201,6 +201,50 @@ class TorchBackend(Backend):
         dist.gather_object(obj, out, dst=0)
         return out
 
+    def checkpoint_shard(self, net, opt) -> Optional[Tuple[int, Dict[str, Any]]]:
+        """FSDP: each rank's shard of the parameters and of the optimizer state, as it holds
+        them (gathering them whole on rank 0 would need the memory FSDP saves)."""
+        if not self.sharded:
+            return None
+        import torch.distributed as dist
+
+        return dist.get_rank(), {"model": {k: local_part(v).detach() for k, v in net.state_dict().items()},
+                                 "optimizer": _map_tensors(opt.state_dict(), local_part),
+                                 "world_size": dist.get_world_size()}
+
+    def shard_count(self) -> int:
+        if not self.sharded:
+            return 0
+        import torch.distributed as dist
+
+        return dist.get_world_size()
+
+    def shard_index(self) -> Optional[int]:
+        if not self.sharded:
+            return None
+        import torch.distributed as dist
+
+        return dist.get_rank()
+
+    def load_shard(self, net, opt, state: Dict[str, Any]) -> None:
+        import torch
+        import torch.distributed as dist
+
+        if state["world_size"] != dist.get_world_size():
+            raise ValueError(f"the checkpoint of epoch {state['epoch']} was sharded over {state['world_size']} ranks, "
+                             f"this run has {dist.get_world_size()}: set train.ranks as it was, or start a new run")
+        with torch.no_grad():
+            for name, tensor in net.state_dict().items():
+                local_part(tensor).copy_(state["model"][name])
+        params = [p for group in opt.param_groups for p in group["params"]]
+        saved = state["optimizer"]
+        for index, entry in saved["state"].items():
+            param = params[int(index)]
+            for key, value in entry.items():
+                if torch.is_tensor(value) and value.dim() and hasattr(param, "device_mesh"):
+                    entry[key] = _like(param, value)
+        opt.load_state_dict(saved)
+
     def full_state(self, net) -> Dict[str, Any]:
         if not self.distributed_tensors:
             return net.state_dict()
@@ -226,12 +270,39 @@ class TorchBackend(Backend):
             set_optimizer_state_dict,
         )
 
-        # Every rank must take the same path: ask rank 0 whether it has a checkpoint.
-        if not self.broadcast_object(model_state is not None, "has_checkpoint"):
+        # Every rank must take the same path: ask rank 0 whether it has a checkpoint whole
+        # (a sharded one, {} here, is loaded shard by shard).
+        if not self.broadcast_object(bool(model_state), "has_checkpoint"):
             return
         options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
         set_model_state_dict(net, model_state if dist.get_rank() == 0 else {}, options=options)
         set_optimizer_state_dict(net, opt, optimizer_state if dist.get_rank() == 0 else {}, options=options)
+
+
+def local_part(tensor):
+    """A tensor's part on this rank: a DTensor's local shard, a plain tensor itself."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _map_tensors(obj, fn):
+    """``obj`` (nested dicts and lists) with ``fn`` applied to every tensor in it."""
+    import torch
+
+    if torch.is_tensor(obj):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
+    return obj
+
+
+def _like(param, local):
+    """``local`` (a shard saved by this rank) as a DTensor placed as ``param`` is."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(local.to(local_part(param).device), param.device_mesh, param.placements,
+                              run_check=False, shape=param.shape, stride=param.stride())
 
 
 def bucket_cap_mb(net, t: TrainConfig, cuda: bool) -> float:

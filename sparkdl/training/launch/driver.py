@@ -183,13 +183,37 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
         log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
         failure = _watch(runner, server, n, launch, on_event, t0, executors)
     if failure is not None:
-        raise failure
+        raise _with_crash(failure, runner.error, _python_memory_limit(spark))
     return results_by_rank(runner.result or [], n)
 
 
 #: After the first rank error, how long the driver keeps listening for the others, so the
 #: root cause (the earliest by the ranks' own clocks) is among those it compares.
 ERROR_COLLECTION_S = 1.5
+
+
+def _python_memory_limit(spark) -> Optional[str]:
+    try:
+        return spark.conf.get("spark.executor.pyspark.memory", None)
+    except Exception:  # a Connect server that will not say
+        return None
+
+
+def _with_crash(failure: TrainingError, spark_error: Optional[BaseException], limit: Optional[str]) -> TrainingError:
+    """When the ranks' errors are only peers noticing one went away, and Spark says a
+    Python worker crashed, the crash is the cause; under a Python memory limit it is most
+    often the limit, and the error says so."""
+    if failure.kind is not FailureKind.PEER or spark_error is None:
+        return failure
+    crash = error_from_spark(spark_error)
+    if crash.kind is not FailureKind.INFRASTRUCTURE or "exited unexpectedly" not in str(spark_error):
+        return failure
+    note = (f"; under spark.executor.pyspark.memory={limit} a worker that crashes has most often run out of it: "
+            "raise it, or split the model across ranks with train.strategy: fsdp or pipeline (docs/parallelism.md)"
+            if limit else "")
+    return TrainingError(failure.rank, f"a Python worker crashed ({crash.exception}){note}; rank {failure.rank} saw "
+                         f"its peer go: {failure.exception}", crash.traceback_tail, FailureKind.INFRASTRUCTURE,
+                         failure.time)
 
 
 def _error_from_event(event: Event) -> TrainingError:

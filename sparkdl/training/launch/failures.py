@@ -48,8 +48,11 @@ def memory_hint(exc: BaseException, environ=None) -> str:
     for any other exception)."""
     import os
 
-    text = f"{type(exc).__name__}: {exc}"
-    if not any(m in text for m in _OUT_OF_MEMORY):
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:  # a pipeline stage wraps the allocator's error in its own
+        chain.append(f"{type(seen).__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    if not any(m in text for text in chain for m in _OUT_OF_MEMORY):
         return ""
     limit = (environ if environ is not None else os.environ).get("PYSPARK_EXECUTOR_MEMORY_MB")
     where = (f"this rank's Python worker may use at most {limit} MiB (spark.executor.pyspark.memory)" if limit

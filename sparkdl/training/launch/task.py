@@ -99,7 +99,8 @@ def traceback_tail(exc: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str
 
 def _report_error(events: EventClient, exc: BaseException, in_user_code: bool) -> None:
     hint = memory_hint(exc)
-    events.send(EventType.ERROR, exception=f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else ""),
+    text = " ".join(str(exc).split())  # one line: the driver's summaries show the first
+    events.send(EventType.ERROR, exception=f"{type(exc).__name__}: {text}" + (f" ({hint})" if hint else ""),
                 traceback=traceback_tail(exc), kind=classify_rank_exception(exc, in_user_code).value)
 
 
