@@ -35,6 +35,12 @@ class Peers:
     slot: RankSlot
 
 
+def layout(rank: int, size: int, group: int) -> Tuple[int, int, int]:
+    """(replica, replicas, position within the replica) of ``rank`` when ranks split a
+    model in groups of ``group``: a model's ranks are consecutive."""
+    return rank // group, size // group, rank % group
+
+
 def optimizer_step(opt, scaler) -> None:
     """Step ``opt``, through the gradient scaler when there is one (fp16 on GPU)."""
     if scaler:

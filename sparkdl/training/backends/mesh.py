@@ -1,9 +1,10 @@
 """Ranks laid out as a 2-D mesh: data-parallel replicas along one axis, the ranks that
 split one model between them (pipeline stages, tensor-parallel shards) along the other.
 
-Rank ``r`` is replica ``r // group`` at position ``r % group``: a model's ranks are
-consecutive, so with the launch's host-major rank order they share a host where they
-can, and only the replicas' gradient averages cross hosts (Megatron's placement).
+Rank ``r`` is replica ``r // group`` at position ``r % group``
+(:func:`~sparkdl.training.backends.base.layout`): a model's ranks are consecutive, so
+with the launch's host-major rank order they share a host where they can, and only the
+replicas' gradient averages cross hosts (Megatron's placement).
 Gradients are averaged across the replicas of each position in one allreduce of a
 flattened buffer per step, and a fresh run starts every replica from replica 0's weights.
 """
@@ -14,12 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
+from sparkdl.training.backends.base import layout
 from sparkdl.training.backends.torchdist import TorchBackend, local_part
-
-
-def layout(rank: int, size: int, group: int) -> Tuple[int, int, int]:
-    """(replica, replicas, position within the replica) of ``rank``."""
-    return rank // group, size // group, rank % group
 
 
 class MeshBackend(TorchBackend):
@@ -54,7 +51,7 @@ class MeshBackend(TorchBackend):
         return replica, replicas
 
     def position(self) -> int:
-        return dist.get_rank() % self._group
+        return layout(dist.get_rank(), dist.get_world_size(), self._group)[2]
 
     def part(self, net) -> Tuple[int, Optional[Dict[str, Any]]]:
         return self.position(), {k: local_part(v) for k, v in net.state_dict().items()}

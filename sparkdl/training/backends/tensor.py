@@ -10,7 +10,7 @@ backward). With an odd number of linear layers the output layer stays whole on e
 rank. The ranks of a group build the same network from the same seed and draw the same
 dropout masks; replicas average gradients
 (:class:`~sparkdl.training.backends.mesh.MeshBackend`). Checkpoints and the final model
-hold whole tensors, gathered as FSDP's are
+hold whole tensors, gathered on rank 0 through ``torch.distributed.checkpoint``
 (:class:`~sparkdl.training.backends.torchdist.TorchBackend`).
 """
 from __future__ import annotations

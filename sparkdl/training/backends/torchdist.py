@@ -1,6 +1,8 @@
 """torch.distributed: ``DistributedDataParallel`` (bucketed allreduce overlapped with
 backward), or FSDP (``fully_shard``: parameters, gradients and optimizer state sharded
-across ranks, the ZeRO-3 idea), over Gloo on CPU and NCCL on GPU.
+across ranks, the ZeRO-3 idea, each rank checkpointing its own shards), over Gloo on CPU
+and NCCL on GPU. The strategies that split the model itself subclass this one
+(:mod:`~sparkdl.training.backends.mesh`).
 
 Rendezvous: the rank-0 task opens a ``TCPStore`` on loopback and a guard on its address
 that forwards the job's rank hosts only (:class:`~sparkdl.training.backends.rendezvous.GuardedForwarder`),

@@ -30,6 +30,7 @@ from sparkdl.core.models import build_model_and_loss, freeze, load_matching, pre
 from sparkdl.core.rundir import WEIGHTS
 from sparkdl.core.stopwatch import Laps
 from sparkdl.core.task_metrics import StatsLayout, scalar_metrics
+from sparkdl.training.backends.base import layout
 from sparkdl.training.launch.events import EventType
 from sparkdl.training.launch.task import RankContext
 from sparkdl.training.rank.augment import ImageAugment
@@ -160,7 +161,7 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -
     part (its RNG, its exchange's state: :meth:`Backend.rank_state`)."""
     import torch
 
-    start_epoch, history, controls, stop_reason, ranks = 0, [], {}, None, None
+    start_epoch, history, controls, stop_reason, ranks, shards = 0, [], {}, None, None, 0
     model_state = optimizer_state = None
     if ctx.is_chief:
         state = load_latest(Path(spec.checkpoint_dir))
@@ -169,13 +170,13 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -
             torch.set_rng_state(state["rng"])  # checkpoints without "ranks" (earlier layouts) keep rank 0's only
             start_epoch, history = int(state["epoch"]), list(state["history"])
             controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
-            ranks = state.get("ranks")
+            ranks, shards = state.get("ranks"), int(state.get("shards", 0))
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
     ctx.backend.load_state(net, opt, model_state, optimizer_state)
-    start_epoch, history, controls, stop_reason, ranks = ctx.backend.broadcast_object(
-        (start_epoch, history, controls, stop_reason, ranks), "resume")
-    shard = ctx.backend.shard_index()
-    if start_epoch and shard is not None:  # each part of a split model resumes from its own shard
+    start_epoch, history, controls, stop_reason, ranks, shards = ctx.backend.broadcast_object(
+        (start_epoch, history, controls, stop_reason, ranks, shards), "resume")
+    if shards:  # each part of a split model (an FSDP rank's shard, a pipeline stage) resumes from its own file
+        shard = ctx.backend.shard_index()
         ctx.backend.load_shard(net, opt, load_shard(Path(spec.checkpoint_dir), start_epoch, shard))
     callbacks.load_state_dict(controls)
     if ranks is not None and len(ranks) == ctx.size:  # the same world: each rank continues where it was
@@ -295,10 +296,10 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     t = spec.train
     laps = Laps(ctx.startup)
     torch.set_num_threads(_task_cpus())
-    group = t.model_parallel_size()  # the ranks of one replica build the same model, then keep their parts
-    torch.manual_seed(t.seed * 1000 + ctx.rank // group)
+    replica, replicas, _ = layout(ctx.rank, ctx.size, t.model_parallel_size())
+    torch.manual_seed(t.seed * 1000 + replica)  # a replica's ranks build the same model, then keep their parts
     device = torch.device(ctx.device)
-    lr = t.optimizer.lr * lr_scale(ctx.size // group, t.optimizer.lr_scaling)  # scaled for the replicas
+    lr = t.optimizer.lr * lr_scale(replicas, t.optimizer.lr_scaling)  # scaled for the replicas
     callbacks = Callbacks(controls(t, lr) + list(spec.callbacks))
     backend = ctx.backend
     net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
@@ -307,7 +308,9 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
-    replica, replicas = backend.data_parallel()
+    if (replica, replicas) != backend.data_parallel():
+        raise RuntimeError(f"rank {ctx.rank}: the backend's mesh puts it in replica {backend.data_parallel()}, the "
+                           f"config in {(replica, replicas)}")
     plan = ShardPlan.for_dataset(spec.train_path, replicas, t.batch_size, multiple_of=k)
     to_tensors = lambda *arrays: tuple(torch.from_numpy(a) for a in arrays)  # noqa: E731
     indices = spec.indices
@@ -326,15 +329,16 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
     if ctx.is_chief:
         ctx.report(EventType.LOG, level="info", message=(
-            f"{ctx.size} ranks{_layout_note(t, replicas)} x {plan.steps} steps/epoch x batch {t.batch_size} (shards {plan.rows_per_shard} rows); "
+            f"{ctx.size} ranks{_layout_note(t, replicas)} x {plan.steps} steps/epoch x batch {t.batch_size} "
+            f"(shards {plan.rows_per_shard} rows); "
             f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
             f"epochs); compression {t.allreduce.compression}; {_local_sgd_note(t)}accumulation {k}; "
             f"precision {t.mixed_precision}; "
             f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
             f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
 
-    state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, attempt=ctx.attempt, epochs=t.epochs, startup=laps,
-                      epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
+    state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, attempt=ctx.attempt, epochs=t.epochs,
+                      startup=laps, epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
                       broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire(LoopEvent.ON_TRAIN_START, state)
     for epoch in range(start_epoch + 1, t.epochs + 1):

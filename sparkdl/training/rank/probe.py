@@ -23,7 +23,7 @@ class RankProbe(Callback):
         self.directory = directory
 
     def on_train_start(self, state: LoopState) -> None:
-        self._busy = 0.0
+        self._busy = self._in_steps = 0.0
         self._steps = 0.0
         self._handles = []
         self._starts: Dict[int, float] = {}
@@ -45,19 +45,21 @@ class RankProbe(Callback):
             self._busy += time.perf_counter() - began
 
     def on_step_start(self, state: LoopState) -> None:
-        if state.step == 0:
-            self._busy = 0.0
+        if state.step == 0:  # the last epoch's steps are the ones measured
+            self._busy = self._in_steps = 0.0
             self._steps = 0.0
         self._step_began = time.perf_counter()
 
     def on_step_end(self, state: LoopState) -> None:
         self._steps += time.perf_counter() - self._step_began
+        self._in_steps = self._busy  # what validation's forward passes add after the last step is not a step's
 
     def on_train_end(self, state: LoopState) -> None:
         for h in self._handles:
             h.remove()
         out = {"rank": state.rank, "state_bytes": _state_bytes(state.model, state.optimizer),
-               "peak_rss_mib": _status("VmHWM"), "peak_virtual_mib": _status("VmPeak"), "outside_layers_share": round(1 - self._busy / max(self._steps, 1e-9), 3)}
+               "peak_rss_mib": _status("VmHWM"), "peak_virtual_mib": _status("VmPeak"),
+               "outside_layers_share": round(1 - self._in_steps / max(self._steps, 1e-9), 3)}
         Path(self.directory).mkdir(parents=True, exist_ok=True)
         (Path(self.directory) / f"rank-{state.rank}.json").write_text(json.dumps(out))
 
