@@ -123,9 +123,10 @@ def strategies_table(lake: str, quick: bool) -> List[Dict[str, Any]]:
 
 
 def under_a_memory_limit(lake: str) -> Dict[str, Any]:
-    """The deep MLP with DDP, FSDP and a 2-stage pipeline: first without a limit (each
-    rank's peak address space, which the limit bounds), then with
-    ``spark.executor.pyspark.memory`` halfway between the pipeline's peak and DDP's."""
+    """The deep MLP with DDP, FSDP and a 2-stage pipeline, each with and without
+    ``train.launch.release_memory``: first without a limit (each rank's peak address
+    space, which the limit bounds), then with ``spark.executor.pyspark.memory`` halfway
+    between the split models' peak and DDP's (the lower of its two)."""
     from sparkdl.core.config.loading import load_config
     from sparkdl.core.lake import Lake
     from sparkdl.preparation.materialize import Manifest
@@ -134,16 +135,21 @@ def under_a_memory_limit(lake: str) -> Dict[str, Any]:
     cfg = load_config(REPO / "conf" / "synthetic.yaml").with_values({
         "data.options.rows": DEEP_ROWS, "train.ranks": 2, "train.epochs": 1, "train.batch_size": BATCH,
         "model.hidden": DEEP, "tracking.mlflow": "off", "train.failure.max_attempts": 1})
-    ways = [("DDP", {"train.backend": "torch"}), ("FSDP", {"train.backend": "torch", "train.strategy": "fsdp"}),
-            ("pipeline 1f1b m=4", {"train.backend": "torch", "train.strategy": "pipeline"})]
+    release = {"train.backend": "torch", "train.launch.release_memory": True}
+    ways = [("DDP", {"train.backend": "torch"}), ("DDP, release_memory", release),
+            ("FSDP", {"train.backend": "torch", "train.strategy": "fsdp"}),
+            ("FSDP, release_memory", {**release, "train.strategy": "fsdp"}),
+            ("pipeline 1f1b m=4", {"train.backend": "torch", "train.strategy": "pipeline"}),
+            ("pipeline 1f1b m=4, release_memory", {**release, "train.strategy": "pipeline"})]
     spark = _session("local-cluster[2,1,4096]")
     prepare(cfg, lake, spark)
     manifest = Manifest.load(Lake(lake).current_dataset(cfg.name))
     unlimited = [_run(spark, cfg, lake, manifest, name, sets) for name, sets in ways]
     spark.stop()
     peaks = {r["strategy"]: max(r.get("peak_virtual_mib_per_rank") or [0]) for r in unlimited}
-    pipeline = peaks["pipeline 1f1b m=4"]
-    limit_mib = (pipeline + peaks["DDP"]) // 2 if peaks["DDP"] > pipeline else None
+    split = max(peaks["FSDP, release_memory"], peaks["pipeline 1f1b m=4, release_memory"])
+    ddp = min(peaks["DDP"], peaks["DDP, release_memory"])
+    limit_mib = (split + ddp) // 2 if ddp > split else None
     limited: List[Dict[str, Any]] = []
     if limit_mib:
         spark = _session("local-cluster[2,1,4096]", {"spark.executor.pyspark.memory": f"{limit_mib}m"})

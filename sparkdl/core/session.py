@@ -19,7 +19,7 @@ import re
 import sys
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Dict, Iterator, Optional
 
 from sparkdl.core.config import SparkConfig
 from sparkdl.core.errors import LaunchError, SparkStartError
@@ -261,25 +261,36 @@ def default_parallelism(spark) -> int:
     return int(configured) if configured else max(2, known_task_slots(spark) or 2)
 
 
+#: ``train.launch.release_memory``: glibc's mmap threshold fixed for the ranks' workers
+#: (read when their daemon starts), so that the large buffers FSDP and the pipeline
+#: schedules gather and free each step go back to the system instead of staying in the
+#: arenas of the threads that freed them (glibc raises its threshold once a large block
+#: is freed).
+RELEASE_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
 @contextlib.contextmanager
-def preloading(spark, modules=MODEL_MODULES) -> Iterator[None]:
+def preloading(spark, modules=MODEL_MODULES, env: Optional[Dict[str, str]] = None) -> Iterator[None]:
     """Python functions that this block hands to Spark run in workers forked from a daemon
-    that imported ``modules`` first; all others, the ETL's included, from a daemon that
-    imported nothing. Spark keeps one daemon per executor and environment, so the variable
-    set here picks the daemon. A Spark Connect server keeps its own settings."""
+    that imported ``modules`` first (and was started with ``env`` set); all others, the
+    ETL's included, from a daemon that imported nothing. Spark keeps one daemon per
+    executor and environment, so the variables set here pick the daemon. A Spark Connect
+    server keeps its own settings."""
     if is_connect(spark):
         yield
         return
-    env = spark.sparkContext.environment
-    before = env.get(PRELOAD_ENV)
-    env[PRELOAD_ENV] = ",".join(modules)
+    environment = spark.sparkContext.environment
+    wanted = {PRELOAD_ENV: ",".join(modules), **(env or {})}
+    before = {key: environment.get(key) for key in wanted}
+    environment.update(wanted)
     try:
         yield
     finally:
-        if before is None:
-            env.pop(PRELOAD_ENV, None)
-        else:
-            env[PRELOAD_ENV] = before
+        for key, value in before.items():
+            if value is None:
+                environment.pop(key, None)
+            else:
+                environment[key] = value
 
 
 @contextlib.contextmanager

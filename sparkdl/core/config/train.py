@@ -279,6 +279,11 @@ class LaunchConfig:
     #: Extra environment for every rank, set before ``hvd.init()``: Horovod's tuning knobs
     #: (HOROVOD_CYCLE_TIME, HOROVOD_FUSION_THRESHOLD) or its profiler (HOROVOD_TIMELINE).
     env: Dict[str, str] = field(default_factory=dict)
+    #: Give large freed buffers back to the system at once (glibc's mmap threshold fixed
+    #: at 128 KiB in the ranks' Python workers): a lower peak for ``fsdp`` and ``pipeline``,
+    #: whose gathered buffers otherwise stay with the process, at a cost in speed
+    #: (docs/parallelism.md has both).
+    release_memory: bool = False
 
     def __post_init__(self):
         for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s", "slot_wait_s"):

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from functools import partial
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from sparkdl.core.config import LaunchConfig
 from sparkdl.core.errors import FailureKind, LaunchError, TrainingError, TrainingTimeoutError
@@ -120,9 +120,9 @@ def error_from_spark(exc: BaseException) -> TrainingError:
 class _StageRunner(threading.Thread):
     """Runs the barrier stage in its own thread under a job tag, so it can be cancelled."""
 
-    def __init__(self, spark, tag: str, n: int, task: Callable):
+    def __init__(self, spark, tag: str, n: int, task: Callable, env: Optional[Dict[str, str]] = None):
         super().__init__(name="sparkdl-barrier-stage", daemon=True)
-        self.spark, self.tag, self.n, self.task = spark, tag, n, task
+        self.spark, self.tag, self.n, self.task, self.env = spark, tag, n, task, env
         self.result: Optional[list] = None
         self.error: Optional[BaseException] = None
 
@@ -131,7 +131,7 @@ class _StageRunner(threading.Thread):
 
         try:
             with job_tag(self.spark, self.tag):  # tags belong to the thread that adds them
-                with preloading(self.spark):
+                with preloading(self.spark, env=self.env):
                     stage = self.spark.range(0, self.n, 1, self.n).mapInArrow(self.task, RESULT_SCHEMA,
                                                                                barrier=True)
                 self.result = stage.collect()
@@ -166,7 +166,7 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     ``backend`` (``horovod`` or ``torch``); return results ordered by rank. ``spool``: a
     directory every executor can write (in the lake) for the events of ranks that cannot
     reach this process."""
-    from sparkdl.core.session import expected_executors, is_connect, master_of, task_slots
+    from sparkdl.core.session import RELEASE_MEMORY_ENV, expected_executors, is_connect, master_of, task_slots
 
     n = num_ranks or task_slots(spark)
     check_slots(spark, n, wait_s=0.0 if expected_executors(master_of(spark)) else launch.start_timeout_s)
@@ -177,7 +177,8 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
     with EventServer(bind, token, advertise, spool=spool) as server:
         settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,
                                   THROUGH_SPARK if is_connect(spark) else THROUGH_DRIVER, spool)
-        runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings))
+        runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings),
+                              env=RELEASE_MEMORY_ENV if launch.release_memory else None)
         t0 = time.monotonic()
         runner.start()
         log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)

@@ -58,7 +58,7 @@ def memory_hint(exc: BaseException, environ=None) -> str:
     where = (f"this rank's Python worker may use at most {limit} MiB (spark.executor.pyspark.memory)" if limit
              else "this rank's host is out of memory (spark.executor.pyspark.memory is unset)")
     return (f"out of memory: {where}; raise spark.executor.pyspark.memory, or split the model across ranks "
-            "with train.strategy: fsdp or pipeline (docs/parallelism.md)")
+            "with train.strategy: fsdp or pipeline, with train.launch.release_memory: true (docs/parallelism.md)")
 
 
 def classify_spark_failure(python_exception: str = "") -> FailureKind:
