@@ -47,7 +47,7 @@ class PipelineBackend(MeshBackend):
     def prepare(self, net, t: TrainConfig, lr: float, device):
         from torch.distributed.pipelining import PipelineStage
 
-        from sparkdl.training.rank.optimizers import base_optimizer
+        from sparkdl.training.rank.optimizers import local_optimizer
 
         p = self._settings = t.pipeline_settings
         self.build_mesh(device, p.stages)
@@ -57,8 +57,7 @@ class PipelineBackend(MeshBackend):
         keep_only(net, stages, mine)
         self._modules = {i: stages[i] for i in mine}
         self._stages = [PipelineStage(stages[i], i, self._total, device, group=self.position_group) for i in mine]
-        params = [q for q in net.parameters() if q.requires_grad]
-        return net, base_optimizer(t.optimizer.name, params, lr, t.optimizer.weight_decay)
+        return net, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     @property
     def first(self) -> bool:

@@ -58,12 +58,11 @@ class TensorBackend(MeshBackend):
     def prepare(self, net, t: TrainConfig, lr: float, device):
         from torch.distributed.tensor.parallel import parallelize_module
 
-        from sparkdl.training.rank.optimizers import base_optimizer
+        from sparkdl.training.rank.optimizers import local_optimizer
 
         mesh = self.build_mesh(device, t.tensor_settings.size)
         parallelize_module(net, mesh["position"], tensor_plan(net, t.tensor_settings.size))
-        params = [q for q in net.parameters() if q.requires_grad]
-        return net, base_optimizer(t.optimizer.name, params, lr, t.optimizer.weight_decay)
+        return net, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     def load_state(self, net, opt, model_state: Optional[Dict[str, Any]],
                    optimizer_state: Optional[Dict[str, Any]]) -> None:

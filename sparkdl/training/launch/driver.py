@@ -28,7 +28,7 @@ from sparkdl.core.errors import FailureKind, LaunchError, TrainingError, Trainin
 from sparkdl.core.spark_errors import python_traceback_tail
 from sparkdl.training.launch.events import Event, EventServer, EventType
 from sparkdl.training.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
-from sparkdl.training.launch.failures import classify_spark_failure, root_cause
+from sparkdl.training.launch.failures import MEMORY_FIX, classify_spark_failure, root_cause
 from sparkdl.training.launch.reachability import Endpoint, executor_endpoints, known_endpoints, network_note
 from sparkdl.training.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
 
@@ -210,8 +210,7 @@ def _with_crash(failure: TrainingError, spark_error: Optional[BaseException], li
     if crash.kind is not FailureKind.INFRASTRUCTURE or "exited unexpectedly" not in str(spark_error):
         return failure
     note = (f"; under spark.executor.pyspark.memory={limit} a worker that crashes has most often run out of it: "
-            "raise it, or split the model across ranks with train.strategy: fsdp or pipeline (docs/parallelism.md)"
-            if limit else "")
+            f"{MEMORY_FIX}" if limit else "")
     return TrainingError(failure.rank, f"a Python worker crashed ({crash.exception}){note}; rank {failure.rank} saw "
                          f"its peer go: {failure.exception}", crash.traceback_tail, FailureKind.INFRASTRUCTURE,
                          failure.time)

@@ -43,6 +43,11 @@ def classify_rank_exception(exc: BaseException, in_user_code: bool) -> FailureKi
     return FailureKind.INFRASTRUCTURE
 
 
+#: What to change when a rank runs out of memory (named in every such error).
+MEMORY_FIX = ("raise spark.executor.pyspark.memory, or split the model across ranks with train.strategy: fsdp or "
+              "pipeline, with train.launch.release_memory: true (docs/parallelism.md)")
+
+
 def memory_hint(exc: BaseException, environ=None) -> str:
     """For an allocation that failed on a rank: which limit it hit and what to change (''
     for any other exception)."""
@@ -57,8 +62,7 @@ def memory_hint(exc: BaseException, environ=None) -> str:
     limit = (environ if environ is not None else os.environ).get("PYSPARK_EXECUTOR_MEMORY_MB")
     where = (f"this rank's Python worker may use at most {limit} MiB (spark.executor.pyspark.memory)" if limit
              else "this rank's host is out of memory (spark.executor.pyspark.memory is unset)")
-    return (f"out of memory: {where}; raise spark.executor.pyspark.memory, or split the model across ranks "
-            "with train.strategy: fsdp or pipeline, with train.launch.release_memory: true (docs/parallelism.md)")
+    return f"out of memory: {where}; {MEMORY_FIX}"
 
 
 def classify_spark_failure(python_exception: str = "") -> FailureKind:

@@ -79,10 +79,10 @@ def save_checkpoint(directory: Path, epoch: int, state: Dict[str, Any], keep: in
     naming the path; the previous checkpoint stays as it was."""
     final = checkpoint_path(directory, epoch)
     _write(final, epoch, _serialize({**state, "epoch": epoch, "complete": True}), before_rename)
-    kept = list_checkpoints(directory)[:keep]
-    for _, old in list_checkpoints(directory)[keep:]:
+    listed = list_checkpoints(directory)
+    for _, old in listed[keep:]:
         old.unlink(missing_ok=True)
-    kept_epochs = {e for e, _ in kept}
+    kept_epochs = {e for e, _ in listed[:keep]}
     for name in os.listdir(directory):  # shards of dropped epochs, and of epochs never completed
         m = _SHARD.match(name)
         if m and int(m.group(1)) not in kept_epochs:
@@ -107,8 +107,8 @@ def load_latest(directory: Path, map_location: str = "cpu") -> Optional[Dict[str
         except Exception as e:  # unreadable: fall back to the previous one
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, e)
             continue
-        missing = [shard_path(directory, epoch, k).name for k in range(int(state.get("shards", 0)))
-                   if not shard_path(directory, epoch, k).is_file()]
+        shards = [shard_path(directory, epoch, k) for k in range(int(state.get("shards", 0)))]
+        missing = [p.name for p in shards if not p.is_file()]
         if state.get("complete") and state.get("epoch") == epoch and not missing:
             return state
         log.warning("checkpoint %s is incomplete%s; trying an older one", path,
