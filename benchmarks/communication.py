@@ -53,24 +53,16 @@ def workloads(quick: bool) -> List[Tuple[str, str, Dict[str, Any]]]:
             ("MNIST CNN", mnist, common)]
 
 
-def _sets(values: Dict[str, Any]) -> List[str]:
-    """Overrides as ``key=value`` arguments (values in YAML flow style)."""
-    import yaml
-
-    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for k, v in values.items()]
-
-
 def bench_communication(quick: bool) -> Dict[str, Any]:
     """The loopback table and the hosts table (see the module docstring)."""
     return {"loopback": loopback(quick), "hosts": across_hosts(quick), "batch_per_rank": BATCH}
 
 
 def across_hosts(quick: bool) -> List[Dict[str, Any]]:
-    from benchmarks.hosts import run_on_hosts
+    from benchmarks.hosts import as_overrides, run_on_hosts
 
     plan = [{"workload": name, "method": method, "link": link, "rate_bit_s": rate, "config": config,
-             "sets": _sets({**common, **sets})}
+             "sets": as_overrides({**common, **sets})}
             for name, config, common in workloads(quick) for link, rate in LINKS for method, sets in METHODS]
     rows = [_row(r) for r in run_on_hosts(plan)]
     for row in rows:  # each against uncompressed allreduce of the same workload and link

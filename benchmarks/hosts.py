@@ -51,11 +51,20 @@ def bench_hosts(quick: bool) -> Dict[str, Any]:
                     "within its training steps (its interface counters), divided by its steps"}
 
 
-def run_on_hosts(plan: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def as_overrides(values: Dict[str, Any]) -> List[str]:
+    """Overrides as ``key=value`` arguments (values in YAML flow style), as a plan's ``sets``."""
+    import yaml
+
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+            for k, v in values.items()]
+
+
+def run_on_hosts(plan: List[Dict[str, Any]], cores: int = 1) -> List[Dict[str, Any]]:
     """Every entry of ``plan`` (``config``, ``sets``, ``rate_bit_s`` and labels) trained by
-    one application on a driver host, a master and two worker hosts whose links are
-    shaped to the entry's rate before its run; each entry's result as ``hosts_job.py``
-    records it (labels, metrics, history, bytes each rank sent, parameters)."""
+    one application on a driver host, a master and two worker hosts (one executor of
+    ``cores`` task slots each) whose links are shaped to the entry's rate before its run;
+    each entry's result as ``hosts_job.py`` records it (labels, metrics, history, bytes
+    each rank sent, parameters)."""
     from tests.hosts.spark_hosts import SparkHosts
     from tests.hosts.testbed import Testbed
 
@@ -68,12 +77,12 @@ def run_on_hosts(plan: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         spark = SparkHosts(bed, work)
         spark.start_master(hosts["master"])
         for name in ("worker1", "worker2"):
-            spark.start_worker(hosts[name], memory="3g")
+            spark.start_worker(hosts[name], cores=cores, memory="3g")
         spark.wait_for_workers(["worker1", "worker2"])
         log_path = work / "driver.log"
         job = spark.submit_background(hosts["driver"], str(REPO / "benchmarks" / "hosts_job.py"),
                                       str(work / "plan.json"), str(shared), str(work / "lake"), log_path=log_path,
-                                      conf={"spark.executor.memory": "2g"})
+                                      conf={"spark.executor.memory": "2g", "spark.executor.cores": str(cores)})
         workers = [hosts["worker1"], hosts["worker2"]]
         deadline = time.monotonic() + RUN_TIMEOUT_S * len(plan)
         done = 0

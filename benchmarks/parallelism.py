@@ -1,8 +1,10 @@
 """Models split across ranks (``python -m benchmarks --only parallelism``): samples/s,
 memory per rank and each rank's time outside its layers for data parallelism (DDP), FSDP, pipeline
 parallelism (GPipe, 1F1B, interleaved, by micro-batches) and tensor parallelism, at 2 and
-4 ranks on one host; then a deep MLP under an executor Python memory limit
-(``spark.executor.pyspark.memory``) that DDP cannot fit and FSDP and the pipeline can.
+4 ranks on one host and on two worker hosts over unshaped and 1 Gbit/s links (as root;
+the multi-host harness of ``benchmarks/hosts.py``); then a deep MLP under an executor
+Python memory limit (``spark.executor.pyspark.memory``) that DDP cannot fit and FSDP and
+the pipeline can.
 
 Memory per rank is measured on the rank: the bytes of the parameters, gradients and
 optimizer state it holds (a DTensor's local part) at the end of training, and the
@@ -34,6 +36,8 @@ FITS = [512] * 8
 #: DDP), trained one epoch on 4,000 synthetic rows.
 DEEP = [2048] * 16
 DEEP_ROWS = 4000
+#: The links of the hosts table: veth as it is, and shaped (``tc tbf``, both directions).
+HOST_LINKS: List[Tuple[str, Optional[float]]] = [("unshaped", None), ("1 Gbit/s", 1e9)]
 
 
 def strategies(ranks: int, quick: bool) -> List[Tuple[str, Dict[str, Any]]]:
@@ -89,10 +93,38 @@ def _session(master: str, conf: Optional[Dict[str, str]] = None):
 
 
 def bench_parallelism(quick: bool) -> Dict[str, Any]:
+    hosts = across_hosts(quick)
     with tempfile.TemporaryDirectory(prefix="sparkdl-bench-par-") as lake:
         rows = strategies_table(lake, quick)
         limit = under_a_memory_limit(lake)
-    return {"rows": rows, "limit": limit, "batch_per_rank": BATCH, "fits_hidden": FITS}
+    return {"rows": rows, "hosts": hosts, "limit": limit, "batch_per_rank": BATCH, "fits_hidden": FITS}
+
+
+def across_hosts(quick: bool) -> List[Dict[str, Any]]:
+    """The strategies (4 micro-batches) on two worker hosts, one rank a host at 2 ranks and
+    two at 4, over each of :data:`HOST_LINKS`: samples/s, the bytes each host sent per
+    step, and test accuracy, against DDP on the same link."""
+    from benchmarks.hosts import as_overrides, run_on_hosts
+
+    rows: List[Dict[str, Any]] = []
+    for ranks in (2, 4):
+        common = {"train.ranks": ranks, "train.epochs": 2 if quick else 3, "train.batch_size": BATCH,
+                  "model.hidden": FITS, "tracking.mlflow": "off"}
+        plan = [{"strategy": name, "link": link, "rate_bit_s": rate, "config": str(REPO / "conf" / "adult.yaml"),
+                 "sets": as_overrides({**common, **sets})}
+                for link, rate in HOST_LINKS for name, sets in strategies(ranks, quick=True)]
+        for result in run_on_hosts(plan, cores=ranks // 2):
+            sent = [r["bytes_sent"] / max(1, r["steps"]) for r in result["net"]]
+            rows.append({"strategy": result["strategy"], "ranks": ranks, "link": result["link"],
+                         "samples_per_sec": round(float(result["train"]["samples_per_sec"]), 1),
+                         "host_bytes_per_step": round(sum(sent) / len(sent)),
+                         "held_out_accuracy": result["held_out"].get("accuracy")})
+            log.info("parallelism on hosts: %s", rows[-1])
+    for row in rows:
+        base = next(r for r in rows if (r["ranks"], r["link"], r["strategy"]) == (row["ranks"], row["link"], "DDP"))
+        row["samples_per_sec_vs_ddp"] = ratio(row["samples_per_sec"], base["samples_per_sec"])
+        row["bytes_vs_ddp"] = ratio(row["host_bytes_per_step"], base["host_bytes_per_step"])
+    return rows
 
 
 def strategies_table(lake: str, quick: bool) -> List[Dict[str, Any]]:

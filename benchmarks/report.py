@@ -223,6 +223,13 @@ def _parallelism_section(p: Dict[str, Any]) -> List[str]:
             "share of step outside layers", "schedule's bubble"]
     out = [f"## Models split across ranks (MLP {p['fits_hidden']}, batch {p['batch_per_rank']} per replica)", ""]
     out += _table(head, [cells(r) for r in p["rows"]])
+    if p.get("hosts"):
+        out += ["On two worker hosts (one rank a host at 2 ranks, two at 4); bytes each host sent per step:", ""]
+        out += _table(["strategy", "ranks", "link", "samples/s", "vs DDP", "MB per step", "bytes vs DDP",
+                       "test accuracy"],
+                      [[r["strategy"], r["ranks"], r["link"], _n(r["samples_per_sec"]), r["samples_per_sec_vs_ddp"],
+                        f"{r['host_bytes_per_step'] / 1e6:.3f}", r["bytes_vs_ddp"], _acc(r["held_out_accuracy"])]
+                       for r in p["hosts"]])
     lim = p["limit"]
     out += [f"An MLP of {len(lim['hidden'])} layers of {lim['hidden'][0]}, without a limit (peak virtual MiB per "
             "rank: " + "; ".join(f"{r['strategy']} {r.get('peak_virtual_mib_per_rank')}" for r in lim["unlimited"])
