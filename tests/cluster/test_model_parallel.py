@@ -9,6 +9,7 @@ the bounds below are twice that.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,7 @@ def test_a_2x2_mesh_of_pipeline_stages_and_replicas(adult_config, adult_lake, tm
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "4 ranks (2 replicas of 2 pipeline stages, 1f1b, 4 micro-batches)" in out.stderr
+    assert re.search(r"epoch 1/4: step \d+/\d+ .* samples/s, loss \d", out.stderr)  # from the last stage
     run = Path(dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)["run_path"])
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["train"]["ranks"] == 4 and metrics["validation"]["accuracy"] >= 0.84

@@ -64,6 +64,38 @@ def test_the_cnn_splits_and_what_cannot_split_says_why():
         split_stages(Custom(), 2)
 
 
+class TwoTowers(torch.nn.Module):
+    """A network that declares its own cut: an encoder and a head, not an nn.Sequential."""
+
+    def __init__(self, declared=None):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 16),
+                                           torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, 2)
+        self._declared = declared
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+    def pipeline_stages(self):
+        return self._declared or [self.encoder, self.head]
+
+
+def test_a_network_may_declare_its_stages():
+    torch.manual_seed(0)
+    net = TwoTowers()
+    stages = split_stages(net, 2)
+    x = torch.randn(3, 6)
+    assert torch.equal(_chain(stages, x), net(x))
+    with pytest.raises(ValueError, match=r"declares 2 stages and this run asks for 4"):
+        split_stages(net, 4)
+    keep_only(net, stages, [0])  # the head's stage is another rank's: only the encoder stays
+    assert list(net.state_dict()) == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias"]
+    stranger = TwoTowers(declared=[torch.nn.Linear(6, 16), torch.nn.Linear(16, 2)])
+    with pytest.raises(ValueError, match=r"item 0 is not a submodule of the network"):
+        split_stages(stranger, 2)
+
+
 def test_the_tensor_plan_pairs_column_and_row_splits():
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 

@@ -16,10 +16,11 @@ from sparkdl.training.rank.callbacks import Callbacks, LoopEvent, LoopState
 from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
 
 
-def _run_epochs(callbacks, epochs=2, steps=5, rank=0, losses=None, start_epoch=0, history=None):
+def _run_epochs(callbacks, epochs=2, steps=5, rank=0, losses=None, start_epoch=0, history=None, reporting_rank=0):
     """Drive the loop's events the way ``sparkdl.training.rank.loop`` does, with fixed losses."""
     sent = []
-    state = LoopState(rank=rank, size=2, attempt=1, epochs=epochs, startup=Laps(), steps_per_epoch=steps,
+    state = LoopState(rank=rank, size=2, reporting_rank=reporting_rank, attempt=1, epochs=epochs, startup=Laps(),
+                      steps_per_epoch=steps,
                       epoch=start_epoch, history=history if history is not None else [],
                       report=lambda type, **f: sent.append((type, f)))
     cbs = Callbacks(callbacks)
@@ -49,6 +50,9 @@ def test_rank_0_reports_each_interval_and_always_the_epochs_last_step():
     sent = _run_epochs([StepProgress(0.0, batch_size=32)], epochs=1, losses=[1.0, 2.0, 3.0, 4.0, 5.0])
     assert [f["step"] for _, f in sent] == [1, 2, 3, 4, 5] and [f["loss"] for _, f in sent] == [1, 2, 3, 4, 5]
     assert _run_epochs([StepProgress(0.0, batch_size=32)], rank=1) == []  # rank 0 only
+    # a pipeline's loss is on its last stage: that rank reports, rank 0 does not
+    assert len(_run_epochs([StepProgress(0.0, batch_size=32)], rank=1, reporting_rank=1, epochs=1)) == 5
+    assert _run_epochs([StepProgress(0.0, batch_size=32)], rank=0, reporting_rank=1) == []
 
 
 def _progress(step, steps=10, epoch=1, loss=0.25):

@@ -56,6 +56,8 @@ class Backend(ABC):
     name: str = ""
     #: Whether each rank holds only a shard of the parameters (its forward is a collective).
     sharded: bool = False
+    #: The rank whose steps compute the loss, which reports the run's step progress.
+    reporting_rank: int = 0
     #: Local SGD's averager (:mod:`sparkdl.training.backends.local_sgd`) when the job asks for it.
     _local_sgd: Any = None
 

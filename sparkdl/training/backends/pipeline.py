@@ -60,6 +60,11 @@ class PipelineBackend(MeshBackend):
         return net, local_optimizer(net, t.optimizer.name, lr, t.optimizer.weight_decay)
 
     @property
+    def reporting_rank(self) -> int:
+        """Replica 0's last stage, which computes the loss (a replica's ranks are consecutive)."""
+        return self._settings.stages - 1
+
+    @property
     def first(self) -> bool:
         return 0 in self._modules
 

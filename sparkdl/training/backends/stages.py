@@ -7,11 +7,14 @@ together are the network's). The built-in networks are cut between their layers:
 the embedding MLP between the layers of its MLP, its tables going with the first stage.
 Each cut falls before a layer with parameters, so an activation or dropout stays with the
 layer it follows; the stages are balanced by parameter count.
+
+A network may instead declare its own cut: a ``pipeline_stages()`` method returning its
+stages in order, submodules of it whose chained forwards are its forward.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -69,12 +72,31 @@ def _layers_of(net) -> Tuple[str, List[Layer]]:
                                                                             nn.ModuleList):
         return "mlp", list(net.mlp.named_children())
     raise ValueError(f"train.strategy: pipeline cuts a network between the layers of an nn.Sequential; a "
-                     f"{type(net).__name__} is not one: return an nn.Sequential from model.factory, or use "
-                     "train.strategy: fsdp")
+                     f"{type(net).__name__} is not one: return an nn.Sequential from model.factory, give the "
+                     "network a pipeline_stages() method returning its stages, or use train.strategy: fsdp")
+
+
+def _declared(net) -> Optional[List[Any]]:
+    """The stages ``net`` declares (``pipeline_stages()``), checked to be its submodules."""
+    if not callable(getattr(net, "pipeline_stages", None)):
+        return None
+    stages = list(net.pipeline_stages())
+    held = {id(m) for m in net.modules()}
+    for k, stage in enumerate(stages):
+        if not isinstance(stage, nn.Module) or id(stage) not in held or stage is net:
+            raise ValueError(f"model.factory's {type(net).__name__}.pipeline_stages() item {k} is not a submodule of "
+                             "the network: return its stages as attributes of it, in order")
+    return stages
 
 
 def split_stages(net, count: int) -> List[Any]:
-    """``count`` stage modules over ``net``'s layers, in order."""
+    """``count`` stage modules over ``net``'s layers, in order (or the ones it declares)."""
+    declared = _declared(net)
+    if declared is not None:
+        if len(declared) != count:
+            raise ValueError(f"train.pipeline: {type(net).__name__}.pipeline_stages() declares {len(declared)} "
+                             f"stages and this run asks for {count} (stages x virtual_stages): make them match")
+        return declared
     attribute, layers = _layers_of(net)
     blocks = _blocks(layers)
     if len(blocks) < count:
@@ -93,6 +115,13 @@ def keep_only(net, stages: Sequence[Any], mine: Sequence[int]) -> None:
     """Drop from ``net`` every layer the stages ``mine`` do not hold (replaced by an
     identity), so this rank's memory holds its stages only and ``net.state_dict()`` is
     theirs, under the whole network's names."""
+    if _declared(net) is not None:
+        names = {id(m): name for name, m in net.named_modules()}
+        for k, stage in enumerate(stages):
+            if k not in mine:
+                parent, _, leaf = names[id(stage)].rpartition(".")
+                setattr(net.get_submodule(parent), leaf, nn.Identity())
+        return
     attribute, _ = _layers_of(net)
     holder = getattr(net, attribute) if attribute else net
     kept = {name for k in mine for name in _body(stages[k])._modules}

@@ -74,6 +74,8 @@ class LoopState:
     loss: Any = None
     #: Data-parallel replicas (``size`` unless ranks split one model between them).
     replicas: int = 0
+    #: The rank that reports step progress: the first whose steps compute the loss.
+    reporting_rank: int = 0
 
     @property
     def data_parallel_size(self) -> int:

@@ -337,7 +337,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
             f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
 
-    state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, attempt=ctx.attempt, epochs=t.epochs,
+    state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, reporting_rank=backend.reporting_rank,
+                      attempt=ctx.attempt, epochs=t.epochs,
                       startup=laps, epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
                       broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire(LoopEvent.ON_TRAIN_START, state)

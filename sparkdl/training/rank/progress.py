@@ -1,4 +1,4 @@
-"""Rank 0's step progress while an epoch runs: reported to the driver, and written to
+"""One rank's step progress while an epoch runs: reported to the driver, and written to
 TensorBoard.
 
 A report is due every ``interval_s`` seconds, never per step; the loss is summed as a
@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class StepProgress(Callback):
-    """On rank 0, every ``interval_s``: ``epoch``/``epochs``, ``step`` (steps done)/
-    ``steps``, ``elapsed_s`` and ``samples_per_sec`` since the epoch began (every rank's
-    rows), and ``loss``, the mean of rank 0's steps since the previous report. This class
+    """On the reporting rank (rank 0; a pipeline's last stage), every ``interval_s``:
+    ``epoch``/``epochs``, ``step`` (steps done)/``steps``, ``elapsed_s`` and
+    ``samples_per_sec`` since the epoch began (every replica's rows), and ``loss``, the
+    mean of that rank's steps since the previous report. This class
     sends them to the driver; :meth:`emit` is the seam for other destinations."""
 
     def __init__(self, interval_s: float, batch_size: int):
@@ -37,7 +38,7 @@ class StepProgress(Callback):
             self._loss_sum, self._losses = None, 0
 
     def on_step_end(self, state: LoopState) -> None:
-        if state.rank != 0:
+        if state.rank != state.reporting_rank:
             return
         if state.loss is not None:
             self._loss_sum = state.loss if self._loss_sum is None else self._loss_sum + state.loss
@@ -59,7 +60,7 @@ class StepProgress(Callback):
 
 
 class TensorBoardLogger(StepProgress):
-    """Rank 0 writes TensorBoard event files in ``log_dir``: every number of each epoch's
+    """The reporting rank writes TensorBoard event files in ``log_dir``: every number of each epoch's
     history entry (``epoch/<name>``: loss, validation metrics, learning rate, samples/s,
     the loop's timings) and the step reports (``step/loss``, ``step/samples_per_sec``),
     all at x = steps trained so far, so both share one axis. A resumed run purges the
@@ -71,7 +72,7 @@ class TensorBoardLogger(StepProgress):
         self._writer = None
 
     def on_train_start(self, state: LoopState) -> None:
-        if state.rank != 0:
+        if state.rank != state.reporting_rank:
             return
         from torch.utils.tensorboard import SummaryWriter
 
