@@ -1,7 +1,8 @@
 """Against Spark's own TorchDistributor (DDP over Gloo, one torchrun per barrier task)
 and the plain-torch limit: sparkdl on each backend (Horovod, torch.distributed) with the
 same model, data, batch, epochs and number of processes; time to first step, training
-samples/s and total wall time for each.
+samples/s and total wall time for each; and sparkdl's torch backend launched by each
+launcher (a Spark barrier stage, torchrun: ``train.launch.launcher``).
 
 The TorchDistributor function is what its users write: load the split into memory,
 shard it like DistributedSampler, wrap the model in DDP, validate each epoch and let
@@ -131,11 +132,12 @@ def _run_torch_distributor(spark, t, manifest, spec, batch: int, epochs: int, la
     raise AssertionError("unreachable")
 
 
-def _sparkdl(spark, cfg, lake: str, manifest, backend: str) -> Dict[str, Any]:
+def _sparkdl(spark, cfg, lake: str, manifest, backend: str, launcher: str = "spark") -> Dict[str, Any]:
     from sparkdl.workflow import train
 
     t0 = time.perf_counter()
-    result = train(cfg.with_values({"train.backend": backend}), lake, spark=spark, manifest=manifest)
+    result = train(cfg.with_values({"train.backend": backend, "train.launch.launcher": launcher}), lake, spark=spark,
+                   manifest=manifest)
     wall = time.perf_counter() - t0
     history = result.metrics.history
     return {"time_to_first_step_s": result.metrics.train["time_to_first_step_s"],
@@ -156,6 +158,7 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: st
     t = cfg.train
     spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
     ours = {b: _sparkdl(spark, cfg, lake, manifest, b) for b in ("horovod", "torch")}
+    torchrun = _sparkdl(spark, cfg, lake, manifest, "torch", launcher="torchrun")
     for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
         cloudpickle.register_pickle_by_value(module)
     td, td_wall = _run_torch_distributor(spark, t, manifest, spec, t.batch_size, epochs, lake)
@@ -168,6 +171,7 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: st
         "settings": {"workload": workload, "ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs,
                      "parameters": sum(p.numel() for p in build_model(spec).parameters())},
         "sparkdl_horovod": ours["horovod"], "sparkdl_torch": ours["torch"], "torch_distributor": theirs,
+        "launchers": {"spark": ours["torch"], "torchrun": torchrun},
         "plain_torch_samples_per_sec": round(plain, 1),
         "ratios": {f"{b}_samples_per_sec_vs_td": ratio(ours[b]["samples_per_sec"], theirs["samples_per_sec"])
                    for b in ours}

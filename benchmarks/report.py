@@ -191,8 +191,17 @@ def _backends_section(runs: List[Dict[str, Any]]) -> List[str]:
     steps = "; ".join(f"{run['settings']['workload']} at {run['settings']['batch_per_rank']}: horovod "
                       f"{pairs(run['sparkdl_horovod']['step_ms'])}, torch {pairs(run['sparkdl_torch']['step_ms'])}"
                       for run in runs)
-    return out + [f"sparkdl's step, ms (the loop's timers: whole step, waiting for data, forward and backward, "
-                  f"optimizer step): {steps}.", ""]
+    out += [f"sparkdl's step, ms (the loop's timers: whole step, waiting for data, forward and backward, "
+            f"optimizer step): {steps}.", ""]
+    launched = [run for run in runs if run.get("launchers")]
+    if launched:
+        names = list(launched[0]["launchers"])
+        out += ["sparkdl's torch backend by launcher (samples/s; time to first step, s; wall, s):", ""]
+        out += _table(["workload", "batch/rank"] + names,
+                      [[run["settings"]["workload"], run["settings"]["batch_per_rank"]]
+                       + [f"{_n(run['launchers'][k]['samples_per_sec'])}; {run['launchers'][k]['time_to_first_step_s']}"
+                          f"; {run['launchers'][k]['wall_seconds']}" for k in names] for run in launched])
+    return out
 
 
 def _hosts_section(h: Dict[str, Any]) -> List[str]:

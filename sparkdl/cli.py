@@ -28,6 +28,8 @@ def _config(args: argparse.Namespace):
     from sparkdl.core.config.loading import load_config
 
     overrides = args.overrides + ([f"spark.remote={args.remote}"] if args.remote else [])
+    if getattr(args, "launcher", None):
+        overrides.append(f"train.launch.launcher={args.launcher}")
     return load_config(args.config, overrides)  # validated before Spark starts
 
 
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
     _add_config_args(p)
+    p.add_argument("--launcher", choices=("spark", "torchrun"),
+                   help="what starts the ranks (train.launch.launcher; docs/launchers.md): a barrier stage of "
+                        "Spark (the default) or torchrun on this machine")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report; with promote/drift in the "

@@ -107,13 +107,18 @@ def requirements() -> List[str]:
 
 def log_pyfunc(run: RunDir, cfg: JobConfig):
     """Log ``run`` as a pyfunc model named ``model`` in the active MLflow run; returns its
-    ``ModelInfo``. Reads the run's PipelineModel, so it needs the driver's Spark session."""
+    ``ModelInfo``. Reads the run's PipelineModel, so it needs the driver's Spark session, or
+    starts a small one (a run launched by torchrun trains without Spark)."""
+    import dataclasses
+
+    from sparkdl.core.session import get_spark
     from sparkdl.preparation.embeddings import load_plan
     from sparkdl.preparation.features import load_preprocessing
     from sparkdl.preparation.materialize import Manifest
     from sparkdl.serving.portable import export
 
     manifest = Manifest.load(run.manifest)
+    get_spark(dataclasses.replace(cfg.spark, master="local[1]"))  # the active session when there is one
     pipeline = load_preprocessing(run.preprocessing)
     portable = export(pipeline, cfg.schema, cfg.features, cfg.data, load_plan(run.preprocessing))
     if portable.width != manifest.feature_width:

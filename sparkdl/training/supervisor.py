@@ -75,7 +75,8 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
     if cfg.train.horovod is not None:  # Horovod's knobs are environment variables of its ranks
         launch = dataclasses.replace(launch, env={**cfg.train.horovod.env(), **launch.env})
     policy = policy or RetryPolicy(cfg.train.failure.max_attempts)
-    ledger = ledger_for(master_of(spark))
+    by_spark = launch.launcher == "spark"
+    ledger = ledger_for(master_of(spark)) if by_spark else None
     attempt = 0
     while True:
         attempt += 1
@@ -86,11 +87,14 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         t0, wall0 = time.monotonic(), time.time()
         attempt_spool = spool / f"attempt-{attempt}" if spool else None
         try:
-            if attempt > 1:  # a lost executor takes a while to come back
-                check_slots(spark, ranks, wait_s=launch.start_timeout_s)
-            # a cluster still short of slots is check_slots' to wait for and report, not the ledger's
-            total = max(known_task_slots(spark) or ranks, ranks)
-            with ledger.reserve(holder, ranks, total, launch.slot_wait_s) as waited:
+            reserved = contextlib.nullcontext(0.0)  # another launcher's ranks are its processes, not task slots
+            if by_spark:
+                if attempt > 1:  # a lost executor takes a while to come back
+                    check_slots(spark, ranks, wait_s=launch.start_timeout_s)
+                # a cluster still short of slots is check_slots' to wait for and report, not the ledger's
+                total = max(known_task_slots(spark) or ranks, ranks)
+                reserved = ledger.reserve(holder, ranks, total, launch.slot_wait_s)
+            with reserved as waited:
                 t0, wall0 = time.monotonic(), time.time()
                 # the stage's start, after any wait for slots (and in seconds since the epoch, to
                 # set runs' stages against each other)
@@ -99,7 +103,9 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
                     record["waited_for_slots_s"] = round(waited, 2)
                 callbacks.on_attempt_start(attempt)
                 results = run_on_ranks(spark, lambda ctx: train_rank(spec, ctx), ranks, launch,
-                                       on_event=lambda e: _dispatch(e, callbacks), attempt=attempt,
+                                       on_event=lambda e: _dispatch(e, callbacks),
+                                       # a launcher's own restarts number the ranks' attempts in between
+                                       attempt=(attempt - 1) * (launch.launcher_restarts + 1) + 1,
                                        backend=cfg.train.backend, strategy=cfg.train.strategy,
                                        spool=str(attempt_spool) if attempt_spool else None)
             callbacks.on_attempt_end(attempt, None)
@@ -147,8 +153,13 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
     if run_id is None and (found := find_resumable(lake_, cfg)) is not None:
         run_id, manifest = found
     manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
-    spark = spark or get_spark(cfg.spark)
-    ranks = cfg.train.ranks or task_slots(spark)
+    if cfg.train.launch.launcher == "spark":
+        spark = spark or get_spark(cfg.spark)
+        ranks = cfg.train.ranks or task_slots(spark)
+    else:  # another launcher starts the ranks: this driver needs no Spark
+        from sparkdl.training.launch.processes import local_slots
+
+        ranks = cfg.train.ranks or local_slots()
     readers = cfg.train.replicas(ranks)  # each replica reads a shard; a model's ranks share their replica's
     if readers > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
         raise LaunchError(f"{readers} data-parallel replicas but the dataset has only {manifest.row_groups} row "

@@ -72,3 +72,35 @@ def test_events_sent_before_the_stage_ends_all_reach_a_slow_handler():
         stage.start()  # ends at once: the events are still queued
         err = _watch(stage, server, 1, LaunchConfig(), slow, time.monotonic())
     assert err is None and seen == [None, 1, 2, 3]
+
+
+def _restarted_ranks(server, last_error: bool):
+    """Two ranks of a launcher that restarts them: rank 1 fails in attempt 1, both start again
+    in attempt 2, and there rank 0 fails too if ``last_error`` (events of different ranks
+    may arrive in any order: the first error may come after the restart)."""
+    ranks = [EventClient(server.address, "t", rank=r) for r in (0, 1)]
+    for r in ranks:
+        r.send("started", attempt=1)
+    ranks[1].send("error", exception="InjectedFault: first", traceback="", kind="user", attempt=1)
+    for r in ranks:
+        r.send("started", attempt=2)
+    if last_error:
+        ranks[0].send("error", exception="ValueError: second", traceback="", kind="user", attempt=2)
+
+
+def test_a_launcher_that_restarts_its_ranks_outlives_their_errors():
+    launch = LaunchConfig(launcher="torchrun", launcher_restarts=1, cancel_grace_s=5)
+    stage = _Stage()
+    stage.start()
+    with EventServer("127.0.0.1", "t") as server:
+        _restarted_ranks(server, last_error=False)
+        threading.Timer(1.5, stage.cancel).start()  # the launcher exits 0 after the restart
+        assert _watch(stage, server, 2, launch, lambda e: None, time.monotonic(), until_exit=True) is None
+    stage = _Stage()
+    stage.error = RuntimeError("torchrun exited with code 1")
+    stage.start()
+    with EventServer("127.0.0.1", "t") as server:
+        _restarted_ranks(server, last_error=True)
+        threading.Timer(1.5, stage.cancel).start()
+        err = _watch(stage, server, 2, launch, lambda e: None, time.monotonic(), until_exit=True)
+    assert err.rank == 0 and "second" in str(err)  # the last attempt's error, not the one restarted past

@@ -284,10 +284,21 @@ class LaunchConfig:
     #: whose gathered buffers otherwise stay with the process, at a cost in speed
     #: (docs/parallelism.md has both).
     release_memory: bool = False
+    #: What starts the ranks: one barrier stage of this Spark session, or ``torchrun`` on
+    #: this machine (docs/launchers.md). Either way the run is written to the lake alike.
+    launcher: Literal["spark", "torchrun"] = "spark"
+    #: Times the launcher may restart every rank when one fails, before the run's own
+    #: retries (``train.failure``) take over; each restart resumes from the latest checkpoint.
+    #: ``torchrun`` only (its ``--max-restarts``).
+    launcher_restarts: int = 0
 
     def __post_init__(self):
         for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s", "slot_wait_s"):
             check(getattr(self, key) > 0, f"train.launch.{key}", "must be > 0 seconds")
+        check(self.launcher_restarts >= 0, "train.launch.launcher_restarts", "must be >= 0")
+        check(self.launcher_restarts == 0 or self.launcher == "torchrun", "train.launch.launcher_restarts",
+              f"is torchrun's own restarts; the {self.launcher} launcher has none: leave it 0 and use "
+              "train.failure.max_attempts")
         for name in self.env:
             check(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None, f"train.launch.env.{name}",
                    "is not an environment variable name (letters, digits, underscores)")

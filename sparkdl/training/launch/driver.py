@@ -15,12 +15,15 @@ events to a spool in the lake that the client follows.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from sparkdl.core.config import LaunchConfig
@@ -138,6 +141,13 @@ class _StageRunner(threading.Thread):
         except BaseException as e:  # reported by the watcher
             self.error = e
 
+    def failure(self) -> TrainingError:
+        """The error when no rank reported one: Spark's."""
+        return error_from_spark(self.error)
+
+    def results(self) -> List[Any]:
+        return results_by_rank(self.result or [], self.n)
+
     def cancel(self) -> None:
         """Interrupt the stage (its tasks are killed, their Python workers with them)."""
         from sparkdl.core.session import cancel_tagged
@@ -162,30 +172,49 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
                  launch: LaunchConfig = LaunchConfig(), on_event: EventHandler = log_event,
                  attempt: int = 1, backend: str = "horovod", strategy: str = "ddp",
                  spool: Optional[str] = None) -> List[Any]:
-    """Run ``fn`` on every rank of one barrier stage, each rank joined to the others by
-    ``backend`` (``horovod`` or ``torch``); return results ordered by rank. ``spool``: a
-    directory every executor can write (in the lake) for the events of ranks that cannot
-    reach this process."""
+    """Run ``fn`` on every rank of one barrier stage (or of the launcher that
+    ``launch.launcher`` names), each rank joined to the others by ``backend`` (``horovod``
+    or ``torch``); return results ordered by rank. ``spool``: a directory every executor
+    can write (in the lake) for the events of ranks that cannot reach this process."""
     from sparkdl.core.session import RELEASE_MEMORY_ENV, expected_executors, is_connect, master_of, task_slots
 
-    n = num_ranks or task_slots(spark)
-    check_slots(spark, n, wait_s=0.0 if expected_executors(master_of(spark)) else launch.start_timeout_s)
+    by_spark = launch.launcher == "spark"
     token = secrets.token_hex(16)
     tag = f"sparkdl-{token[:12]}"
-    bind, advertise = driver_addresses(spark, launch)
-    executors = executor_endpoints(spark)  # where the ranks will run, named if they never start
-    with EventServer(bind, token, advertise, spool=spool) as server:
+    env = RELEASE_MEMORY_ENV if launch.release_memory else None
+    if by_spark:
+        n = num_ranks or task_slots(spark)
+        check_slots(spark, n, wait_s=0.0 if expected_executors(master_of(spark)) else launch.start_timeout_s)
+        bind, advertise = driver_addresses(spark, launch)
+        executors = executor_endpoints(spark)  # where the ranks will run, named if they never start
+    else:
+        from sparkdl.training.launch.processes import ProcessRunner, event_addresses, local_slots
+
+        n, executors = num_ranks or local_slots(), ()
+        bind, advertise = event_addresses(launch.event_host)
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(EventServer(bind, token, advertise, spool=spool))
         settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,
-                                  THROUGH_SPARK if is_connect(spark) else THROUGH_DRIVER, spool)
-        runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings),
-                              env=RELEASE_MEMORY_ENV if launch.release_memory else None)
+                                  THROUGH_SPARK if by_spark and is_connect(spark) else THROUGH_DRIVER, spool)
+        if by_spark:
+            runner = _StageRunner(spark, tag, n, partial(run_barrier_task, fn, settings), env=env)
+        else:
+            import cloudpickle
+
+            # the ranks' work directory: in the run's spool (shared with other hosts, removed with it)
+            work = Path(spool) / "launch" if spool else Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sparkdl-launch-")))
+            runner = ProcessRunner(launch.launcher, n, work, cloudpickle.dumps((fn, settings)),
+                                   launch.launcher_restarts, env)
         t0 = time.monotonic()
         runner.start()
-        log.info("launched %d %s ranks in one barrier stage (attempt %d)", n, backend, attempt)
-        failure = _watch(runner, server, n, launch, on_event, t0, executors)
-    if failure is not None:
-        raise _with_crash(failure, runner.error, _python_memory_limit(spark))
-    return results_by_rank(runner.result or [], n)
+        log.info("launched %d %s ranks %s (attempt %d)", n, backend,
+                 "in one barrier stage" if by_spark else f"with {launch.launcher}", attempt)
+        failure = _watch(runner, server, n, launch, on_event, t0, executors,
+                         until_exit=launch.launcher_restarts > 0)
+        if failure is not None:
+            raise _with_crash(failure, runner.error, _python_memory_limit(spark)) if by_spark else failure
+        return runner.results()
 
 
 #: After the first rank error, how long the driver keeps listening for the others, so the
@@ -224,22 +253,38 @@ def _error_from_event(event: Event) -> TrainingError:
     return TrainingError(event.rank, event.get("exception", "?"), event.get("traceback", ""), kind, event.time)
 
 
-def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConfig,
-           on_event: EventHandler, t0: float, executors: Iterable[Endpoint] = ()) -> Optional[TrainingError]:
-    """Consume events until the stage ends; return the error to raise, if any."""
+def _watch(runner, server: EventServer, n: int, launch: LaunchConfig, on_event: EventHandler, t0: float,
+           executors: Iterable[Endpoint] = (), until_exit: bool = False) -> Optional[TrainingError]:
+    """Consume events until the stage ends; return the error to raise, if any.
+    ``until_exit``: the launcher restarts failed ranks itself, so a rank's error ends the
+    watch only if the launcher then exits failing; a later attempt's start forgets it."""
     started: set = set()
     errors: List[TrainingError] = []
     last_event = time.monotonic()
     failure: Optional[TrainingError] = None
     first_error_at: Optional[float] = None
+    attempt = 0
 
     def handle(event: Event) -> None:
-        nonlocal first_error_at
+        nonlocal first_error_at, attempt, t0
         if event.type is EventType.STARTED:
+            if event.get("attempt", 0) > attempt:
+                if attempt:  # the launcher restarted the ranks: they have the start bound again
+                    t0 = time.monotonic()
+                attempt = event.get("attempt", 0)
+                started.clear()
+                errors.clear()
             started.add(event.rank)
+        elif event.type is EventType.ERROR and event.get("attempt", attempt) < attempt:
+            log.info("rank %s's error from attempt %s came after its restart: %s", event.rank, event.get("attempt"),
+                     event.get("exception"))
+            return
         elif event.type is EventType.ERROR:
             errors.append(_error_from_event(event))
             first_error_at = first_error_at or time.monotonic()
+            if until_exit:
+                log.warning("rank %s failed in attempt %s (%s); %s restarts the ranks if it has restarts left",
+                            event.rank, attempt, errors[-1].exception, launch.launcher)
         try:
             on_event(event)
         except Exception:  # a broken handler must not break training
@@ -251,7 +296,7 @@ def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConf
         if event is not None:
             last_event = now
             handle(event)
-        if errors and (now - first_error_at > ERROR_COLLECTION_S or len(errors) == n):
+        if errors and not until_exit and (now - first_error_at > ERROR_COLLECTION_S or len(errors) == n):
             failure = root_cause(errors)
             break
         if not runner.is_alive():
@@ -259,7 +304,7 @@ def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConf
             # one, such as a remote tracking server, may be several events behind)
             while (event := server.get(timeout=0.1)) is not None:
                 handle(event)
-            if errors:
+            if errors and (runner.error is not None or not until_exit):
                 failure = root_cause(errors)
             break
         if len(started) < n and now - t0 > launch.start_timeout_s:
@@ -288,5 +333,5 @@ def _watch(runner: _StageRunner, server: EventServer, n: int, launch: LaunchConf
             if event is not None and event.type is EventType.ERROR:
                 failure = _error_from_event(event)
         if failure is None:
-            failure = error_from_spark(runner.error)
+            failure = runner.failure()
     return failure

@@ -34,23 +34,25 @@ class Exchange(ABC):
 
 
 class DriverExchange(Exchange):
-    """Values put to and got from the driver's event server."""
+    """Values put to and got from the driver's event server. ``prefix`` keeps a launch's
+    values apart from an earlier one's under the same server (a launcher that restarts
+    its ranks itself)."""
 
-    def __init__(self, events: EventClient, rank: int, size: int):
-        self.events, self.rank, self.size = events, rank, size
+    def __init__(self, events: EventClient, rank: int, size: int, prefix: str = ""):
+        self.events, self.rank, self.size, self.prefix = events, rank, size, prefix
 
     def from_chief(self, key: str, value: Any, timeout_s: float) -> Any:
         if self.rank == 0:
-            self.events.put(key, value)
+            self.events.put(self.prefix + key, value)
             return value
-        return self.events.get_value(key, timeout_s)
+        return self.events.get_value(self.prefix + key, timeout_s)
 
     def all_arrived(self, key: str, timeout_s: float) -> None:
         if self.rank != 0:
-            self.events.put(f"{key}.{self.rank}", True)
+            self.events.put(f"{self.prefix}{key}.{self.rank}", True)
             return
         for other in range(1, self.size):
-            self.events.get_value(f"{key}.{other}", timeout_s)
+            self.events.get_value(f"{self.prefix}{key}.{other}", timeout_s)
 
 
 class SparkExchange(Exchange):

@@ -85,16 +85,6 @@ def lr_scale(size: int, how: str) -> float:
     return {"linear": float(size), "sqrt": math.sqrt(size), "none": 1.0}[how]
 
 
-def _task_cpus() -> int:
-    try:
-        from pyspark import TaskContext
-
-        ctx = TaskContext.get()
-        return max(1, int(ctx.cpus())) if ctx is not None else 1
-    except Exception:
-        return 1
-
-
 def parameter_digest(state: Dict[str, Any]) -> Optional[str]:
     """A hash of every tensor's bytes in a state dict: equal digests mean identical
     parameters (None for an empty dict: a sharded model's state is whole on rank 0 only)."""
@@ -295,7 +285,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
 
     t = spec.train
     laps = Laps(ctx.startup)
-    torch.set_num_threads(_task_cpus())
+    torch.set_num_threads(ctx.cpus)
     replica, replicas, _ = layout(ctx.rank, ctx.size, t.model_parallel_size())
     torch.manual_seed(t.seed * 1000 + replica)  # a replica's ranks build the same model, then keep their parts
     device = torch.device(ctx.device)

@@ -1,0 +1,107 @@
+"""Driver side of a launch by a launcher other than Spark (``train.launch.launcher``): the
+launcher's command, run as a child process in its own session, in the place of the
+barrier stage. It starts ``sparkdl-rank`` once per rank
+(:mod:`sparkdl.training.launch.process_rank`); the ranks report to this driver's event
+server exactly as barrier tasks do, and leave their results in the work directory.
+
+- ``torchrun``: ``torchrun --standalone --nproc-per-node N`` on this machine; with
+  ``train.launch.launcher_restarts`` its agent restarts every rank when one fails, and
+  the restarted ranks resume from the run's latest checkpoint.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from sparkdl.core.errors import FailureKind, TrainingError
+from sparkdl.training.launch.process_rank import PAYLOAD, result_path
+
+log = logging.getLogger(__name__)
+
+#: Lines of the launcher's output kept for the error when it fails.
+OUTPUT_TAIL_LINES = 40
+#: How long a cancelled launcher has to stop its ranks before its process group is killed.
+TERMINATE_GRACE_S = 10.0
+
+
+def local_slots() -> int:
+    """Ranks a launcher starts on this machine when ``train.ranks`` is unset: one a GPU,
+    or one a core."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else len(os.sched_getaffinity(0))
+
+
+def event_addresses(event_host: Optional[str]) -> Tuple[str, str]:
+    """(address the driver's event server listens on, address ranks reach it at): loopback,
+    since torchrun's ranks are on this machine, unless ``train.launch.event_host`` names another."""
+    return ("0.0.0.0", event_host) if event_host else ("127.0.0.1", "127.0.0.1")
+
+
+def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> List[str]:
+    """The command that starts ``ranks`` ranks of ``sparkdl-rank`` under ``launcher``."""
+    rank = ["-m", "sparkdl.training.launch.process_rank", launcher, str(work)]
+    if launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
+                f"--nproc-per-node={ranks}", f"--max-restarts={restarts}", *rank]
+    raise ValueError(f"train.launch.launcher: no command for {launcher!r}")
+
+
+class ProcessRunner(threading.Thread):
+    """Runs a launcher's command and waits for it; the ranks' results once it exits 0."""
+
+    def __init__(self, launcher: str, ranks: int, work: Path, payload: bytes, restarts: int = 0,
+                 env: Optional[Dict[str, str]] = None):
+        super().__init__(name=f"sparkdl-{launcher}", daemon=True)
+        self.launcher, self.ranks, self.work, self.restarts = launcher, ranks, work, restarts
+        work.mkdir(parents=True, exist_ok=True)
+        (work / PAYLOAD).write_bytes(payload)
+        self.command = launch_command(launcher, ranks, work, restarts)
+        self.env = {**os.environ, **(env or {})}
+        self.error: Optional[BaseException] = None
+        self._tail: collections.deque = collections.deque(maxlen=OUTPUT_TAIL_LINES)
+        self._process: Optional[subprocess.Popen] = None
+
+    def run(self) -> None:
+        try:
+            self._process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            for line in self._process.stdout:
+                self._tail.append(line.rstrip())
+                log.debug("%s: %s", self.launcher, line.rstrip())
+            code = self._process.wait()
+            if code != 0:
+                self.error = RuntimeError(f"{self.launcher} exited with code {code}")
+        except BaseException as e:  # reported by the watcher
+            self.error = e
+
+    def failure(self) -> TrainingError:
+        """The error when no rank reported one: the launcher's exit and its last lines."""
+        return TrainingError(None, f"{self.error}; its last lines:\n" + "\n".join(self._tail),
+                             "\n".join(self._tail), FailureKind.INFRASTRUCTURE)
+
+    def cancel(self) -> None:
+        """Stop the launcher and every rank it started (its whole process group): asked
+        first, killed after :data:`TERMINATE_GRACE_S`."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(TERMINATE_GRACE_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def results(self) -> List[Any]:
+        import cloudpickle
+
+        return [cloudpickle.loads(result_path(self.work, r).read_bytes()) for r in range(self.ranks)]

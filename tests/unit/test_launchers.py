@@ -1,0 +1,45 @@
+"""Launchers other than Spark: each one's environment read into a rank's place, the
+command that starts the ranks, and the settings that only some launchers have."""
+import sys
+
+import pytest
+
+from sparkdl.core.config import LaunchConfig
+from sparkdl.core.errors import ConfigError, LaunchError
+from sparkdl.training.launch.process_rank import LauncherRank, launcher_rank, main
+from sparkdl.training.launch.processes import launch_command
+
+
+@pytest.mark.parametrize("launcher, env, expected", [
+    ("torchrun", {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "TORCHELASTIC_RESTART_COUNT": "2"},
+     LauncherRank(1, 4, 1, 2)),
+    ("mpirun", {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1"},
+     LauncherRank(3, 4, 1, 0)),
+    ("srun", {"SLURM_PROCID": "2", "SLURM_NTASKS": "4", "SLURM_LOCALID": "0", "SLURM_RESTART_COUNT": "1"},
+     LauncherRank(2, 4, 0, 1)),
+])
+def test_each_launchers_environment_gives_the_ranks_place(launcher, env, expected):
+    assert launcher_rank(launcher, env) == expected
+
+
+def test_a_rank_not_started_by_its_launcher_says_what_is_missing():
+    with pytest.raises(LaunchError, match=r"sparkdl-rank torchrun: WORLD_SIZE, LOCAL_RANK not set.*--launcher torchrun"):
+        launcher_rank("torchrun", {"RANK": "0"})
+    with pytest.raises(LaunchError, match=r"unknown launcher 'pbs'"):
+        launcher_rank("pbs", {})
+    assert main(["torchrun"]) == 2  # usage
+
+
+def test_torchrun_starts_one_rank_per_process_with_its_restarts(tmp_path):
+    cmd = launch_command("torchrun", 3, tmp_path, restarts=2)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert {"--standalone", "--nproc-per-node=3", "--max-restarts=2"} <= set(cmd)
+    assert cmd[-4:] == ["-m", "sparkdl.training.launch.process_rank", "torchrun", str(tmp_path)]
+
+
+def test_restarts_belong_to_a_launcher_that_restarts():
+    assert LaunchConfig(launcher="torchrun", launcher_restarts=1).launcher_restarts == 1
+    with pytest.raises(ConfigError, match=r"train.launch.launcher_restarts.*spark launcher has none"):
+        LaunchConfig(launcher_restarts=1)
+    with pytest.raises(ConfigError, match=r"train.launch.launcher_restarts"):
+        LaunchConfig(launcher="torchrun", launcher_restarts=-1)
