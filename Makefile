@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 setup:            ## venv, pinned deps, Horovod build (cached), editable install
 	bash scripts/setup.sh
 
-test:             ## every test tier, in order (unit, integration, cluster, compat, e2e, hosts: root)
-	$(PY) -m pytest -ra
+test:             ## every test tier: unit, integration, cluster, compat; beside them e2e, hosts (root)
+	PY=$(PY) bash scripts/test.sh
 
 test-unit:        ## fast: no JVM
 	$(PY) -m pytest -ra tests/unit
