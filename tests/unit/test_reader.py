@@ -203,3 +203,23 @@ def test_an_index_column_travels_with_its_rows_through_the_shuffle(tmp_path):
         seen += len(y)
     assert seen == plan.steps * 16
     assert sum(len(b[0]) for b in reader.all_rows(64)) == plan.rows_per_shard[0]
+
+
+def test_a_pipelines_stages_read_their_part_of_the_same_rows_in_the_same_order(dataset):
+    """The first stage reads the inputs, the last the labels, a stage between neither; the
+    shuffle depends only on row counts, so each batch's inputs and labels still match."""
+    path, _ = dataset
+    plan = ShardPlan.for_dataset(path, 2, 32)
+
+    def batches(**reads):
+        return list(ShardReader(path, 1, 2, plan, 200, 9, 2, **reads).epoch(3))
+
+    whole, first, last, between = batches(), batches(labels=False), batches(inputs=False), \
+        batches(inputs=False, labels=False)
+    assert len(whole) == len(first) == len(last) == len(between) == plan.steps
+    for (x, y), (fx, fy), (lx, ly), (bx, by) in zip(whole, first, last, between):
+        assert np.array_equal(fx, x) and np.array_equal(ly, y) and np.array_equal(y, x[:, 0].astype(np.int64) % 2)
+        assert fy.shape == ly.shape == y.shape and not fy.any() and not by.any()  # labels not read: zeros
+        assert lx.shape == bx.shape == (32, 0)  # inputs not read: as many rows, no columns
+    validation = ShardReader(path, 0, 2, plan, 0, 0, 0, inputs=False)
+    assert sum(len(y) for x, y in validation.all_rows(64)) == plan.rows_per_shard[0]

@@ -58,6 +58,9 @@ class Backend(ABC):
     sharded: bool = False
     #: The rank whose steps compute the loss, which reports the run's step progress.
     reporting_rank: int = 0
+    #: Whether this rank reads the rows' (inputs, labels): a model's every rank needs both
+    #: unless ranks split it into stages.
+    reads: Tuple[bool, bool] = (True, True)
     #: Local SGD's averager (:mod:`sparkdl.training.backends.local_sgd`) when the job asks for it.
     _local_sgd: Any = None
 

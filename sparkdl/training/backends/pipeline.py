@@ -65,6 +65,11 @@ class PipelineBackend(MeshBackend):
         return self._settings.stages - 1
 
     @property
+    def reads(self) -> Tuple[bool, bool]:
+        """The first stage reads the inputs, the last the labels; a stage between reads neither."""
+        return self.first, self.last
+
+    @property
     def first(self) -> bool:
         return 0 in self._modules
 

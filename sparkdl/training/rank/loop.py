@@ -306,10 +306,12 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     indices = spec.indices
     augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
                if t.augment.active and spec.image_shape else None)
+    reads, labels = backend.reads
     reader = ShardReader(spec.train_path, replica, replicas, plan, t.loader.shuffle_buffer, t.seed,
-                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices)
+                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices,
+                         inputs=reads, labels=labels)
     val_reader = ShardReader(spec.validation_path, replica, replicas, plan, 0, t.seed, 0,
-                             spec.features, spec.label, to_tensors, indices=indices)
+                             spec.features, spec.label, to_tensors, indices=indices, inputs=reads, labels=labels)
     # A sharded model's forward is a collective: every rank validates in as many batches.
     val_batch = max(t.batch_size, 1024)
     lockstep = (max(math.ceil(rows / val_batch) for rows in shard_rows(spec.validation_path, ctx.size))

@@ -133,20 +133,28 @@ def label_array(col) -> np.ndarray:
 
 
 def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str, label: str,
-                    indices: Optional[str] = None) -> Iterator[Tuple[np.ndarray, ...]]:
-    """(features, labels) per row group, or (features, indices, labels) with an index column."""
+                    indices: Optional[str] = None, inputs: bool = True,
+                    labels: bool = True) -> Iterator[Tuple[np.ndarray, ...]]:
+    """(features, labels) per row group, or (features, indices, labels) with an index column.
+    What ``inputs``/``labels`` leave unread comes as a placeholder of as many rows (features
+    and indices zero columns wide, labels zeros), so the rows and their order are the same."""
     import pyarrow.parquet as pq
 
-    columns = [features] + ([indices] if indices else []) + [label]
+    columns = ([features] + ([indices] if indices else []) if inputs else []) + ([label] if labels else [])
     for g in mine:
-        with groups.fs.open_input_file(g.path) as f:
-            table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index, columns=columns)
+        rows = groups.footers[g.path].row_group(g.index).num_rows
+        table = None
+        if columns:
+            with groups.fs.open_input_file(g.path) as f:
+                table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index, columns=columns)
         where = f"{g.path} (row group {g.index})"
-        x = feature_matrix(table.column(features), features, where)
+        x = feature_matrix(table.column(features), features, where) if inputs else np.zeros((rows, 0), np.float32)
+        y = label_array(table.column(label)) if labels else np.zeros(rows, np.int64)
         if indices:
-            yield x, index_matrix(table.column(indices), indices, where), label_array(table.column(label))
+            i = index_matrix(table.column(indices), indices, where) if inputs else np.zeros((rows, 0), np.int64)
+            yield x, i, y
         else:
-            yield x, label_array(table.column(label))
+            yield x, y
 
 
 #: One block of rows: aligned arrays (features, [indices,] labels), each indexed by row first.
@@ -274,7 +282,7 @@ class ShardReader:
                  prefetch: int, features: str = FEATURES, label: str = LABEL,
                  to_tensors: Optional[Callable] = None,
                  transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
-                 indices: Optional[str] = None):
+                 indices: Optional[str] = None, inputs: bool = True, labels: bool = True):
         self.path, self.rank, self.size, self.plan = path, rank, size, plan
         self.shuffle_buffer, self.seed, self.prefetch = shuffle_buffer, seed, prefetch
         self.features, self.label = features, label
@@ -283,7 +291,10 @@ class ShardReader:
         self.to_tensors = to_tensors or (lambda *arrays: arrays)
         #: Applied to each training batch's features in the prefetch thread (augmentation),
         #: with a generator seeded by (seed, epoch, rank).
-        self.transform = transform
+        self.transform = transform if inputs else None
+        #: Whether this rank reads the rows' inputs and their labels (a pipeline's first stage
+        #: needs only the inputs, its last only the labels); see :func:`_pyarrow_chunks`.
+        self.inputs, self.labels = inputs, labels
         self._groups: Optional[RowGroups] = None
 
     def _chunks(self, rng: Optional[np.random.Generator]) -> Iterator:
@@ -293,7 +304,7 @@ class ShardReader:
         mine = self._groups.shard(self.rank, self.size)
         if rng is not None:
             mine = [mine[i] for i in rng.permutation(len(mine))]
-        return _pyarrow_chunks(self._groups, mine, self.features, self.label, self.indices)
+        return _pyarrow_chunks(self._groups, mine, self.features, self.label, self.indices, self.inputs, self.labels)
 
     def epoch(self, epoch: int) -> Iterator:
         """Training batches for ``epoch``: the order depends only on (seed, epoch, rank)."""
