@@ -288,9 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
     _add_config_args(p)
-    p.add_argument("--launcher", choices=("spark", "torchrun"),
+    p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun"),
                    help="what starts the ranks (train.launch.launcher; docs/launchers.md): a barrier stage of "
-                        "Spark (the default) or torchrun on this machine")
+                        "Spark (the default), or torchrun or mpirun on this machine")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report; with promote/drift in the "

@@ -37,6 +37,17 @@ def test_torchrun_starts_one_rank_per_process_with_its_restarts(tmp_path):
     assert cmd[-4:] == ["-m", "sparkdl.training.launch.process_rank", "torchrun", str(tmp_path)]
 
 
+def test_mpirun_starts_the_ranks_on_this_machine_with_openmpis_traffic_on_loopback(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    cmd = launch_command("mpirun", 2, tmp_path)
+    assert cmd[:3] == ["mpirun", "--np", "2"] and "--allow-run-as-root" in cmd  # CI runs as root
+    mca = {cmd[i + 1]: cmd[i + 2] for i, arg in enumerate(cmd) if arg == "--mca"}
+    assert mca == {"btl": "self,tcp", "btl_tcp_if_include": "lo", "oob_tcp_if_include": "lo"}
+    assert cmd[-5:] == [sys.executable, "-m", "sparkdl.training.launch.process_rank", "mpirun", str(tmp_path)]
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert "--allow-run-as-root" not in launch_command("mpirun", 2, tmp_path)
+
+
 def test_restarts_belong_to_a_launcher_that_restarts():
     assert LaunchConfig(launcher="torchrun", launcher_restarts=1).launcher_restarts == 1
     with pytest.raises(ConfigError, match=r"train.launch.launcher_restarts.*spark launcher has none"):

@@ -284,9 +284,10 @@ class LaunchConfig:
     #: whose gathered buffers otherwise stay with the process, at a cost in speed
     #: (docs/parallelism.md has both).
     release_memory: bool = False
-    #: What starts the ranks: one barrier stage of this Spark session, or ``torchrun`` on
-    #: this machine (docs/launchers.md). Either way the run is written to the lake alike.
-    launcher: Literal["spark", "torchrun"] = "spark"
+    #: What starts the ranks: one barrier stage of this Spark session, or ``torchrun`` or
+    #: OpenMPI's ``mpirun`` on this machine (docs/launchers.md). Either way the run is
+    #: written to the lake alike.
+    launcher: Literal["spark", "torchrun", "mpirun"] = "spark"
     #: Times the launcher may restart every rank when one fails, before the run's own
     #: retries (``train.failure``) take over; each restart resumes from the latest checkpoint.
     #: ``torchrun`` only (its ``--max-restarts``).

@@ -7,6 +7,8 @@ server exactly as barrier tasks do, and leave their results in the work director
 - ``torchrun``: ``torchrun --standalone --nproc-per-node N`` on this machine; with
   ``train.launch.launcher_restarts`` its agent restarts every rank when one fails, and
   the restarted ranks resume from the run's latest checkpoint.
+- ``mpirun``: OpenMPI's ``mpirun --np N`` on this machine; a rank that exits failing
+  makes it stop the others, and the run's retries (``train.failure``) resume.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def local_slots() -> int:
 
 def event_addresses(event_host: Optional[str]) -> Tuple[str, str]:
     """(address the driver's event server listens on, address ranks reach it at): loopback,
-    since torchrun's ranks are on this machine, unless ``train.launch.event_host`` names another."""
+    since the launchers' ranks are on this machine, unless ``train.launch.event_host`` names another."""
     return ("0.0.0.0", event_host) if event_host else ("127.0.0.1", "127.0.0.1")
 
 
@@ -51,6 +53,13 @@ def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> 
     if launcher == "torchrun":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                 f"--nproc-per-node={ranks}", f"--max-restarts={restarts}", *rank]
+    if launcher == "mpirun":
+        # OpenMPI's own traffic (its daemons' out-of-band channel, its byte transfer layer)
+        # stays on loopback: the ranks are on this machine, and they exchange nothing over MPI
+        as_root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+        return ["mpirun", "--np", str(ranks), "--oversubscribe", "--bind-to", "none", *as_root,
+                "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo",
+                sys.executable, *rank]
     raise ValueError(f"train.launch.launcher: no command for {launcher!r}")
 
 

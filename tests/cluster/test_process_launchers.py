@@ -1,8 +1,10 @@
-"""Ranks started by a launcher other than Spark: ``torchrun`` trains the Adult job on the
-dataset ``sparkdl prepare`` made, and the run is committed into the lake as a Spark
-launch commits it (metrics, model, MLflow), so ``sparkdl score`` cannot tell; torchrun's
-own restarts resume a killed rank from the run's checkpoint."""
+"""Ranks started by a launcher other than Spark: ``torchrun`` and OpenMPI's ``mpirun``
+train the Adult job on the dataset ``sparkdl prepare`` made, and the run is committed into
+the lake as a Spark launch commits it (metrics, model, MLflow), so ``sparkdl score``
+cannot tell. torchrun's own restarts resume a killed rank from the run's checkpoint;
+under mpirun, the run's retries do."""
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -40,5 +42,23 @@ def test_torchrun_resumes_a_killed_rank_and_commits_a_run_that_scores(spark_clus
     assert (torchrun_run.path / "model").is_dir() and (torchrun_run.path / "preprocessing").is_dir()
     assert json.loads((torchrun_run.path / MLFLOW_FILE).read_text())["run_id"]
     mine = _scored_accuracy(spark_cluster, torchrun_run, adult_config, tmp_path / "torchrun")
+    spark_launched = _scored_accuracy(spark_cluster, adult_run, adult_config, tmp_path / "spark")
+    assert mine >= 0.84 and abs(mine - spark_launched) <= 0.02
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None,
+                    reason="OpenMPI is not installed (Debian: apt-get install openmpi-bin)")
+def test_mpirun_trains_and_a_killed_rank_resumes_through_the_runs_retry(spark_cluster, adult_config, adult_lake,
+                                                                          adult_run, tmp_path):
+    lake, manifest = adult_lake
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.backend": "torch",
+                                    "train.launch.launcher": "mpirun"})
+    run = train(cfg, str(tmp_path / "lake"), manifest=manifest, callbacks=[FaultSpec(rank=1, epoch=3, step=20,
+                                                                                     mode="kill")])
+    m = run.metrics
+    # mpirun stopped the other rank; the driver launched mpirun again, resuming from epoch 2
+    assert [h["attempt"] for h in m.history] == [1, 1, 2, 2] and m.attempts[1]["resumed_from_epoch"] == 2
+    assert m.train["identical_parameters"] is True
+    mine = _scored_accuracy(spark_cluster, run, adult_config, tmp_path / "mpirun")
     spark_launched = _scored_accuracy(spark_cluster, adult_run, adult_config, tmp_path / "spark")
     assert mine >= 0.84 and abs(mine - spark_launched) <= 0.02
