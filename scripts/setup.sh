@@ -11,6 +11,8 @@
 #                        "torch==2.14.1" takes PyPI's Linux build, which has CUDA; pip options may follow)
 #   SPARKDL_CACHE_DIR    where built Horovod wheels are kept   (default: ~/.cache/sparkdl)
 #   SPARKDL_HOROVOD_GPU  "nccl" forces NCCL, "none" disables it (default: NCCL when torch has CUDA)
+#   SPARKDL_HOROVOD_MPI  "on" builds Horovod's MPI controller (needs OpenMPI: mpicxx), "off" leaves it
+#                        out (default: on when mpicxx is found; Debian: apt-get install libopenmpi-dev)
 #   SPARKDL_PETASTORM_VENV  the Petastorm compatibility venv, "none" to skip it (default: .venv-petastorm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +69,15 @@ case "${SPARKDL_HOROVOD_GPU:-auto}" in
   auto) [ "$TORCH_CUDA" != cpu ] && command -v nvcc >/dev/null && GPU_OPS=NCCL ;;
   *) die "SPARKDL_HOROVOD_GPU='${SPARKDL_HOROVOD_GPU}' is not one of: auto, nccl, none." ;;
 esac
-KEY="horovod-$HOROVOD_VERSION-torch-$TORCH_VER-$PYTAG-${GPU_OPS:-cpu}"
+MPI=""
+case "${SPARKDL_HOROVOD_MPI:-auto}" in
+  on) command -v mpicxx >/dev/null || die "SPARKDL_HOROVOD_MPI=on but mpicxx is not found: apt-get install libopenmpi-dev"
+      MPI=mpi ;;
+  off) MPI="" ;;
+  auto) command -v mpicxx >/dev/null && MPI=mpi ;;
+  *) die "SPARKDL_HOROVOD_MPI='${SPARKDL_HOROVOD_MPI}' is not one of: auto, on, off." ;;
+esac
+KEY="horovod-$HOROVOD_VERSION-torch-$TORCH_VER-$PYTAG-${GPU_OPS:-cpu}${MPI:+-$MPI}"
 WHEEL_DIR="$CACHE/wheels/$KEY"
 
 have_horovod() {
@@ -82,7 +92,7 @@ if have_horovod && [ -f "$VENV/.sparkdl-horovod-key" ] && [ "$(cat "$VENV/.spark
 else
   if ! ls "$WHEEL_DIR"/horovod-*.whl >/dev/null 2>&1; then
     [ "$HAVE_CXX" = 1 ] || die "No C++ compiler found; Horovod is built from source. 'apt-get install g++' (or set CXX)."
-    say "building horovod $HOROVOD_VERSION for torch $TORCH_VER (${GPU_OPS:-cpu}); this takes a few minutes, once"
+    say "building horovod $HOROVOD_VERSION for torch $TORCH_VER (${GPU_OPS:-cpu}${MPI:+, mpi}); this takes a few minutes, once"
     BUILD=$(mktemp -d)
     trap 'rm -rf "$BUILD"' EXIT
     "$VPY" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: "horovod==$HOROVOD_VERSION" -d "$BUILD"
@@ -93,7 +103,8 @@ else
     grep -q 'CMAKE_CXX_STANDARD 17' "$SRC/horovod/torch/CMakeLists.txt" || die "Horovod C++17 patch did not apply"
     pip_install cloudpickle psutil pyyaml packaging
     mkdir -p "$WHEEL_DIR.partial"
-    ( cd "$SRC" && env HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+    if [ -n "$MPI" ]; then MPI_FLAG=HOROVOD_WITH_MPI=1; else MPI_FLAG=HOROVOD_WITHOUT_MPI=1; fi
+    ( cd "$SRC" && env HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 "$MPI_FLAG" \
         HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 \
         ${GPU_OPS:+HOROVOD_GPU_OPERATIONS=$GPU_OPS} \
         MAKEFLAGS="-j$(nproc)" CXX="$CXX_BIN" \
@@ -123,7 +134,8 @@ assert importlib.util.find_spec("petastorm") is None, "petastorm is in the main 
 import sparkdl.training.rank.reader  # noqa: F401  (pyarrow only)
 from pyspark.sql.connect.utils import check_dependencies
 check_dependencies()  # the Spark Connect client's own packages (grpcio, zstandard...)
-print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} nccl={hvd.nccl_built()}, "
+print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} mpi={hvd.mpi_built()} "
+      f"nccl={hvd.nccl_built()}, "
       f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, "
       f"mlflow {mlflow.__version__}, optuna {optuna.__version__}")
 PYEOF

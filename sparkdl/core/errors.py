@@ -118,7 +118,7 @@ class TrainingError(RunError, RuntimeError):
         self.kind = FailureKind(kind)
         self.time = time.time() if time_ is None else time_
         self.attempts: List[dict] = []  # filled by the driver's supervisor
-        who = f"rank {rank}" if rank is not None else "a rank (which one Spark did not say)"
+        who = f"rank {rank}" if rank is not None else "a rank (which one the launcher did not say)"
         msg = f"{who} failed: {exception}"
         if traceback_tail:
             msg += "\n--- traceback tail of " + who + " ---\n" + traceback_tail.rstrip()

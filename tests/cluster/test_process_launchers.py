@@ -49,12 +49,17 @@ def test_torchrun_resumes_a_killed_rank_and_commits_a_run_that_scores(spark_clus
 @pytest.mark.skipif(shutil.which("mpirun") is None,
                     reason="OpenMPI is not installed (Debian: apt-get install openmpi-bin)")
 def test_mpirun_trains_and_a_killed_rank_resumes_through_the_runs_retry(spark_cluster, adult_config, adult_lake,
-                                                                          adult_run, tmp_path):
+                                                                          adult_run, tmp_path, caplog):
+    """Horovod under mpirun: its MPI controller where Horovod was built with MPI (make setup
+    does where OpenMPI's mpicxx is installed), its Gloo controller otherwise, saying why."""
+    import horovod.torch as hvd
+
     lake, manifest = adult_lake
-    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.backend": "torch",
-                                    "train.launch.launcher": "mpirun"})
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.launch.launcher": "mpirun"})
     run = train(cfg, str(tmp_path / "lake"), manifest=manifest, callbacks=[FaultSpec(rank=1, epoch=3, step=20,
                                                                                      mode="kill")])
+    controller = "Horovod's MPI controller, hvd.mpi_enabled()=True" if hvd.mpi_built() else "built without MPI"
+    assert controller in caplog.text  # rank 0's first line, as the driver logs it
     m = run.metrics
     # mpirun stopped the other rank; the driver launched mpirun again, resuming from epoch 2
     assert [h["attempt"] for h in m.history] == [1, 1, 2, 2] and m.attempts[1]["resumed_from_epoch"] == 2

@@ -33,6 +33,8 @@ class Peers:
     rank_ips: FrozenSet[str]
     #: This task's place in the plan (host, local and cross ranks).
     slot: RankSlot
+    #: Started by ``mpirun``: MPI already joins the ranks (Horovod's MPI controller can use it).
+    mpi: bool = False
 
 
 def layout(rank: int, size: int, group: int) -> Tuple[int, int, int]:
@@ -61,6 +63,9 @@ class Backend(ABC):
     #: Whether this rank reads the rows' (inputs, labels): a model's every rank needs both
     #: unless ranks split it into stages.
     reads: Tuple[bool, bool] = (True, True)
+    #: How the ranks were joined, when there is more to say than the backend's name (shown
+    #: in rank 0's first line: Horovod's MPI controller).
+    note: str = ""
     #: Local SGD's averager (:mod:`sparkdl.training.backends.local_sgd`) when the job asks for it.
     _local_sgd: Any = None
 

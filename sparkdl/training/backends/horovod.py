@@ -1,6 +1,8 @@
 """Horovod's ring-allreduce over Gloo (CPU) or NCCL (GPU), the design's engine.
 
-The rank-0 task runs Horovod's rendezvous server for this job's ranks only (see
+Under ``mpirun``, with Horovod built with MPI, MPI joins the ranks and Horovod's MPI
+controller runs (its CPU collectives over MPI too). Otherwise the rank-0 task runs
+Horovod's rendezvous server for this job's ranks only (see
 :mod:`sparkdl.training.backends.rendezvous`) and shares its port with the others
 (:mod:`sparkdl.training.launch.exchange`); every task exports the HOROVOD_* variables and calls
 ``hvd.init()``; once every rank reports that it returned, rank 0 closes the rendezvous. Gradients are
@@ -50,6 +52,14 @@ class HorovodBackend(Backend):
               device: str) -> None:
         import horovod.torch as hvd
 
+        if peers.mpi and hvd.mpi_built():  # mpirun started the ranks: MPI joins them, no rendezvous
+            os.environ.update({"HOROVOD_CONTROLLER": "mpi", "HOROVOD_CPU_OPERATIONS": "mpi", **peers.env})
+            hvd.init()
+            self.note = f"Horovod's MPI controller, hvd.mpi_enabled()={hvd.mpi_enabled()}"
+            return
+        if peers.mpi:
+            self.note = ("started by mpirun, but this Horovod was built without MPI, so its Gloo controller joins "
+                         "the ranks (make setup builds it with MPI where OpenMPI's mpicxx is installed)")
         port = None
         if peers.rank == 0:
             from sparkdl.training.backends.rendezvous import GuardedRendezvous

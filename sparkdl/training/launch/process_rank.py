@@ -75,8 +75,9 @@ def route_address(host: str, port: int) -> str:
 class ProcessPlacement(Placement):
     """A rank its launcher started: its hosts gathered through the driver's event channel."""
 
-    def __init__(self, settings: LaunchSettings, me: LauncherRank, timeout_s: float):
+    def __init__(self, settings: LaunchSettings, me: LauncherRank, timeout_s: float, launcher: str = "torchrun"):
         self.partition, self.size, self.local_rank = me.rank, me.size, me.local_rank
+        self.mpi = launcher == "mpirun"
         self.attempt = settings.attempt + me.restarts
         self.address = settings.event_address
         self.timeout_s = timeout_s
@@ -118,7 +119,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         datefmt="%H:%M:%S")
     fn, settings = cloudpickle.loads((work / PAYLOAD).read_bytes())
     me = launcher_rank(launcher, os.environ)
-    rank, result = run_rank(fn, settings, ProcessPlacement(settings, me, settings.launch.rendezvous_timeout_s))
+    rank, result = run_rank(fn, settings, ProcessPlacement(settings, me, settings.launch.rendezvous_timeout_s,
+                                                           launcher))
     out = result_path(work, rank)
     partial = out.with_name(out.name + f".{os.getpid()}.partial")
     partial.write_bytes(cloudpickle.dumps(result))

@@ -93,8 +93,8 @@ class ProcessRunner(threading.Thread):
 
     def failure(self) -> TrainingError:
         """The error when no rank reported one: the launcher's exit and its last lines."""
-        return TrainingError(None, f"{self.error}; its last lines:\n" + "\n".join(self._tail),
-                             "\n".join(self._tail), FailureKind.INFRASTRUCTURE)
+        return TrainingError(None, f"{self.error} (its last lines follow)", "\n".join(self._tail),
+                             FailureKind.INFRASTRUCTURE)
 
     def cancel(self) -> None:
         """Stop the launcher and every rank it started (its whole process group): asked

@@ -131,6 +131,8 @@ class Placement(ABC):
     partition: int
     #: The launch attempt this rank belongs to (the driver's, plus a launcher's own restarts).
     attempt: int
+    #: Whether MPI started this rank (``mpirun``): the backend may let MPI join the ranks.
+    mpi: bool = False
 
     @abstractmethod
     def addresses(self, events: EventClient) -> List[str]:
@@ -193,7 +195,7 @@ def run_rank(fn: Callable[[RankContext], Any], settings: LaunchSettings, placeme
         my_ip = resolve_ip(slot.hostname)
         peers = Peers(slot.rank, slot.size, slot.local_rank, resolve_ip(chief.hostname), interface_for(my_ip),
                       dict(settings.launch.env), hosts_string(plan),
-                      frozenset(resolve_ip(s.hostname) for s in plan), slot)
+                      frozenset(resolve_ip(s.hostname) for s in plan), slot, placement.mpi)
         import torch
 
         laps.lap("import_torch")

@@ -327,7 +327,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             f"epochs); compression {t.allreduce.compression}; {_local_sgd_note(t)}accumulation {k}; "
             f"precision {t.mixed_precision}; "
             f"device {device}; frozen {len(frozen)} tensors; backend {backend.name}"
-            f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}"))
+            f"{' (' + t.strategy + ')' if t.backend == 'torch' else ''}{'; ' + backend.note if backend.note else ''}"))
 
     state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, reporting_rank=backend.reporting_rank,
                       attempt=ctx.attempt, epochs=t.epochs,
