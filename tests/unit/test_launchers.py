@@ -7,7 +7,7 @@ import pytest
 from sparkdl.core.config import LaunchConfig
 from sparkdl.core.errors import ConfigError, LaunchError
 from sparkdl.training.launch.process_rank import LauncherRank, launcher_rank, main
-from sparkdl.training.launch.processes import launch_command
+from sparkdl.training.launch.processes import check_launcher, launch_command
 
 
 @pytest.mark.parametrize("launcher, env, expected", [
@@ -54,3 +54,11 @@ def test_restarts_belong_to_a_launcher_that_restarts():
         LaunchConfig(launcher_restarts=1)
     with pytest.raises(ConfigError, match=r"train.launch.launcher_restarts"):
         LaunchConfig(launcher="torchrun", launcher_restarts=-1)
+
+
+def test_a_launcher_that_is_not_here_is_named_with_how_to_get_it(monkeypatch):
+    check_launcher("torchrun")  # torch is installed, so torchrun is
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(LaunchError, match=r"train.launch.launcher is mpirun, but mpirun is not available here: "
+                                          r"install OpenMPI \(Debian: apt-get install openmpi-bin"):
+        check_launcher("mpirun")

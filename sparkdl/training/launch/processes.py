@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from sparkdl.core.errors import FailureKind, TrainingError
+from sparkdl.core.errors import FailureKind, LaunchError, TrainingError
 from sparkdl.training.launch.process_rank import PAYLOAD, result_path
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,23 @@ def event_addresses(event_host: Optional[str]) -> Tuple[str, str]:
     return ("0.0.0.0", event_host) if event_host else ("127.0.0.1", "127.0.0.1")
 
 
+#: How to get each launcher where it is missing.
+INSTALL = {"torchrun": "it comes with torch: reinstall torch in this environment",
+           "mpirun": "install OpenMPI (Debian: apt-get install openmpi-bin libopenmpi-dev)"}
+
+
+def check_launcher(launcher: str) -> None:
+    """A LaunchError naming the setting when ``launcher`` cannot run here, before any work."""
+    import importlib.util
+    import shutil
+
+    found = (importlib.util.find_spec("torch.distributed.run") is not None if launcher == "torchrun"
+             else shutil.which(launcher) is not None)
+    if not found:
+        raise LaunchError(f"train.launch.launcher is {launcher}, but {launcher} is not available here: "
+                          f"{INSTALL[launcher]}, or use train.launch.launcher: spark")
+
+
 def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> List[str]:
     """The command that starts ``ranks`` ranks of ``sparkdl-rank`` under ``launcher``."""
     rank = ["-m", "sparkdl.training.launch.process_rank", launcher, str(work)]
@@ -54,8 +71,8 @@ def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> 
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
                 f"--nproc-per-node={ranks}", f"--max-restarts={restarts}", *rank]
     if launcher == "mpirun":
-        # OpenMPI's own traffic (its daemons' out-of-band channel, its byte transfer layer)
-        # stays on loopback: the ranks are on this machine, and they exchange nothing over MPI
+        # OpenMPI's own traffic (its daemons' out-of-band channel, the ranks' MPI messages under
+        # Horovod's MPI controller) stays on loopback: the ranks are on this machine
         as_root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
         return ["mpirun", "--np", str(ranks), "--oversubscribe", "--bind-to", "none", *as_root,
                 "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo",
