@@ -25,8 +25,6 @@ from sparkdl.training.launch.exchange import DriverExchange, Exchange
 from sparkdl.training.launch.plan import RankSlot
 from sparkdl.training.launch.task import LaunchSettings, Placement, run_rank
 
-log = logging.getLogger(__name__)
-
 #: What the driver leaves in the work directory.
 PAYLOAD = "launch.pkl"
 #: Each launcher's variables for (rank, world size, local rank), and for the count of
@@ -75,7 +73,7 @@ def route_address(host: str, port: int) -> str:
 class ProcessPlacement(Placement):
     """A rank its launcher started: its hosts gathered through the driver's event channel."""
 
-    def __init__(self, settings: LaunchSettings, me: LauncherRank, timeout_s: float, launcher: str = "torchrun"):
+    def __init__(self, launcher: str, settings: LaunchSettings, me: LauncherRank, timeout_s: float):
         self.partition, self.size, self.local_rank = me.rank, me.size, me.local_rank
         self.mpi = launcher == "mpirun"
         self.attempt = settings.attempt + me.restarts
@@ -119,8 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         datefmt="%H:%M:%S")
     fn, settings = cloudpickle.loads((work / PAYLOAD).read_bytes())
     me = launcher_rank(launcher, os.environ)
-    rank, result = run_rank(fn, settings, ProcessPlacement(settings, me, settings.launch.rendezvous_timeout_s,
-                                                           launcher))
+    placement = ProcessPlacement(launcher, settings, me, settings.launch.rendezvous_timeout_s)
+    rank, result = run_rank(fn, settings, placement)
     out = result_path(work, rank)
     partial = out.with_name(out.name + f".{os.getpid()}.partial")
     partial.write_bytes(cloudpickle.dumps(result))
