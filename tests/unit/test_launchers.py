@@ -62,3 +62,34 @@ def test_a_launcher_that_is_not_here_is_named_with_how_to_get_it(monkeypatch):
     with pytest.raises(LaunchError, match=r"train.launch.launcher is mpirun, but mpirun is not available here: "
                                           r"install OpenMPI \(Debian: apt-get install openmpi-bin"):
         check_launcher("mpirun")
+
+
+def test_a_launcher_does_not_outlive_its_driver():
+    """The launcher gets SIGTERM when the driver that started it dies (and stops its ranks)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys\n"
+        "from sparkdl.training.launch.processes import _terminated_with_parent\n"
+        "child = subprocess.Popen(['sleep', '60'], preexec_fn=_terminated_with_parent)\n"
+        "print(child.pid, flush=True)\n"
+        "child.wait()\n")], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 5
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(child)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped by its new parent counts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

@@ -80,6 +80,18 @@ def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> 
     raise ValueError(f"train.launch.launcher: no command for {launcher!r}")
 
 
+def _terminated_with_parent() -> None:
+    """In the launcher's process, before it runs: SIGTERM when this driver (the thread that
+    started it) dies, so that a killed driver leaves no ranks training (Linux's
+    ``PR_SET_PDEATHSIG``); the launcher stops its ranks on SIGTERM."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class ProcessRunner(threading.Thread):
     """Runs a launcher's command and waits for it; the ranks' results once it exits 0."""
 
@@ -98,7 +110,8 @@ class ProcessRunner(threading.Thread):
     def run(self) -> None:
         try:
             self._process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
-                                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                             preexec_fn=_terminated_with_parent)
             for line in self._process.stdout:
                 self._tail.append(line.rstrip())
                 log.debug("%s: %s", self.launcher, line.rstrip())
