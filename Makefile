@@ -15,8 +15,8 @@ test-unit:        ## fast: no JVM
 bench:            ## benchmarks (--quick mode)
 	$(PY) -m benchmarks --quick
 
-bench-smoke:      ## CI's smoke check: the quick data path, exchange and end-to-end parts
-	$(PY) -m benchmarks --quick --only data_path,exchange,end_to_end
+bench-smoke:      ## CI's smoke check: the quick data path and exchange parts
+	$(PY) -m benchmarks --quick --only data_path,exchange
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
