@@ -32,6 +32,7 @@ from sparkdl.core.spark_errors import python_traceback_tail
 from sparkdl.training.launch.events import Event, EventServer, EventType
 from sparkdl.training.launch.exchange import THROUGH_DRIVER, THROUGH_SPARK
 from sparkdl.training.launch.failures import MEMORY_FIX, classify_spark_failure, root_cause
+from sparkdl.training.launch.plan import route_address
 from sparkdl.training.launch.reachability import Endpoint, executor_endpoints, known_endpoints, network_note
 from sparkdl.training.launch.task import RESULT_SCHEMA, LaunchSettings, RankContext, run_barrier_task
 
@@ -74,12 +75,7 @@ def client_address(spark) -> str:
         server = (builder.host, int(builder._port or 15002))
     except (AttributeError, TypeError, ValueError):
         return socket.gethostbyname(socket.gethostname())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect((socket.gethostbyname(server[0]), server[1]))
-            return probe.getsockname()[0]
-        except OSError:
-            return socket.gethostbyname(socket.gethostname())
+    return route_address(*server)
 
 
 def check_slots(spark, num_ranks: int, wait_s: float = 0.0) -> int:

@@ -99,3 +99,16 @@ def interface_for(ip: str, interfaces: Optional[Dict[str, List[str]]] = None) ->
     if ipaddress.ip_address(ip).is_loopback:
         return next((n for n, addrs in interfaces.items() if "127.0.0.1" in addrs or "::1" in addrs), None)
     return None
+
+
+def route_address(host: str, port: int) -> str:
+    """This machine's address on its route to ``host`` (no packet is sent); its hostname's
+    address when there is no route."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((socket.gethostbyname(host), port))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostbyname(socket.gethostname())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Dict, List, Mapping, Optional
 from sparkdl.core.errors import LaunchError
 from sparkdl.training.launch.events import EventClient
 from sparkdl.training.launch.exchange import DriverExchange, Exchange
-from sparkdl.training.launch.plan import RankSlot
+from sparkdl.training.launch.plan import RankSlot, route_address
 from sparkdl.training.launch.task import LaunchSettings, Placement, run_rank
 
 #: What the driver leaves in the work directory.
@@ -58,16 +57,6 @@ def launcher_rank(launcher: str, environ: Mapping[str, str]) -> LauncherRank:
                           f"{launcher} (sparkdl train --launcher {launcher} starts it)")
     return LauncherRank(int(environ[rank]), int(environ[size]), int(environ[local]),
                         int(environ.get(restarts, 0) or 0) if restarts else 0)
-
-
-def route_address(host: str, port: int) -> str:
-    """This machine's address on its route to ``host`` (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect((socket.gethostbyname(host), port))
-            return probe.getsockname()[0]
-        except OSError:
-            return socket.gethostbyname(socket.gethostname())
 
 
 class ProcessPlacement(Placement):
