@@ -11,6 +11,10 @@
 #                        "torch==2.14.1" takes PyPI's Linux build, which has CUDA; pip options may follow)
 #   SPARKDL_CACHE_DIR    where built Horovod wheels are kept   (default: ~/.cache/sparkdl)
 #   SPARKDL_HOROVOD_GPU  "nccl" forces NCCL, "none" disables it (default: NCCL when torch has CUDA)
+#   SPARKDL_LAUNCHERS    "auto" installs, as root where apt-get is, the Debian packages of the launchers
+#                        beyond Spark that are missing: OpenMPI (mpirun, and Horovod's MPI controller) and
+#                        Slurm with munge (srun, sparkdl slurm submit, their test tier); "off" installs
+#                        none (default: auto)
 #   SPARKDL_HOROVOD_MPI  "on" builds Horovod's MPI controller (needs OpenMPI: mpicxx), "off" leaves it
 #                        out (default: on when mpicxx is found; Debian: apt-get install libopenmpi-dev)
 #   SPARKDL_PETASTORM_VENV  the Petastorm compatibility venv, "none" to skip it (default: .venv-petastorm)
@@ -44,6 +48,28 @@ CXX_BIN=${CXX:-}
 if [ -z "$CXX_BIN" ]; then for c in g++ c++ clang++; do command -v $c >/dev/null && { CXX_BIN=$c; break; }; done; fi
 HAVE_CXX=1; [ -n "$CXX_BIN" ] || HAVE_CXX=0
 say "python $("$PY" -c 'import sys; print(sys.version.split()[0])'), java $JAVA_MAJOR, c++ ${CXX_BIN:-none}"
+
+# --- the launchers' system packages (before Horovod: its MPI controller needs OpenMPI) ---
+LAUNCHER_PACKAGES=(openmpi-bin libopenmpi-dev slurmctld slurmd slurm-client munge)
+case "${SPARKDL_LAUNCHERS:-auto}" in
+  auto)
+    missing=()
+    for pkg in "${LAUNCHER_PACKAGES[@]}"; do
+      dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+      :
+    elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing the launchers' Debian packages: ${missing[*]}"
+      apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+      apt_install || { apt-get update -q >/dev/null && apt_install; } \
+        || die "apt-get could not install ${missing[*]}; set SPARKDL_LAUNCHERS=off to go on without mpirun and srun"
+    else
+      say "without ${missing[*]}: mpirun and srun launches, and their tests, are not available (as root: apt-get install ${missing[*]})"
+    fi ;;
+  off) ;;
+  *) die "SPARKDL_LAUNCHERS='${SPARKDL_LAUNCHERS}' is not one of: auto, off." ;;
+esac
 
 # --- virtual environment + torch ------------------------------------------------
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,5 +1,5 @@
-"""The ``sparkdl`` command line: prepare, train, run, tune, score, runs, and for scheduled
-pipelines promote, drift and models.
+"""The ``sparkdl`` command line: prepare, train, run, tune, score, runs, slurm, and for
+scheduled pipelines promote, drift and models.
 
 Results are printed as ``key=value`` lines (easy to read, and to parse from a
 spark-submit log); progress and errors go to stderr. ``jobs/*.py`` run this same entry
@@ -48,6 +48,19 @@ def _train(args: argparse.Namespace) -> int:
     from sparkdl.workflow import train
 
     print(result_lines(train(_config(args), args.lake)))
+    return 0
+
+
+def _slurm(args: argparse.Namespace) -> int:
+    """`slurm submit` writes the run's batch script into the lake and, unless told not to,
+    hands it to sbatch; checked against the lake first, so a job never queues to fail."""
+    from sparkdl.core.lake import Lake
+    from sparkdl.training.launch.slurm import lines, submit, write_batch_job
+
+    cfg = _config(args)
+    Lake(args.lake).current_dataset(cfg.name)  # the job trains on a prepared dataset
+    job = write_batch_job(cfg, args.config, args.lake, args.overrides)
+    print("\n".join(lines(job if args.no_submit else submit(job))))
     return 0
 
 
@@ -288,10 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
     _add_config_args(p)
-    p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun"),
+    p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun", "srun"),
                    help="what starts the ranks (train.launch.launcher; docs/launchers.md): a barrier stage of "
-                        "Spark (the default), or torchrun or mpirun on this machine")
+                        "Spark (the default), torchrun or mpirun on this machine, or srun in a Slurm job")
     p.set_defaults(handler=_train)
+
+    p = sub.add_parser("slurm", help="train a prepared dataset as a Slurm batch job (srun ranks; requeues resume)")
+    p.add_argument("action", choices=["submit"], help="submit: write the batch script into <lake>/slurm/ and sbatch it")
+    _add_config_args(p)
+    p.add_argument("--no-submit", action="store_true", help="only write the script (sbatch it yourself)")
+    p.set_defaults(handler=_slurm)
 
     p = sub.add_parser("run", help="the whole job: prepare, train, evaluate, report; with promote/drift in the "
                                    "config, the scheduled job (docs/scheduling.md)")

@@ -1,5 +1,5 @@
 """Shared fixtures. Tiers are directories (unit/, integration/, cluster/, compat/, e2e/,
-hosts/); tests run in tier order so each kind of SparkSession is started once per pytest
+hosts/, slurm/); tests run in tier order so each kind of SparkSession is started once per pytest
 process."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ["unit", "integration", "cluster", "compat", "e2e", "hosts"]
+TIERS = ["unit", "integration", "cluster", "compat", "e2e", "hosts", "slurm"]
 REPO = Path(__file__).resolve().parent.parent
 
 

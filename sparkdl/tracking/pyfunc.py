@@ -118,7 +118,9 @@ def log_pyfunc(run: RunDir, cfg: JobConfig):
     from sparkdl.serving.portable import export
 
     manifest = Manifest.load(run.manifest)
-    get_spark(dataclasses.replace(cfg.spark, master="local[1]"))  # the active session when there is one
+    # the active session when there is one; else one of this process only, on loopback
+    get_spark(dataclasses.replace(cfg.spark, master="local[1]", conf={
+        **cfg.spark.conf, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}))
     pipeline = load_preprocessing(run.preprocessing)
     portable = export(pipeline, cfg.schema, cfg.features, cfg.data, load_plan(run.preprocessing))
     if portable.width != manifest.feature_width:

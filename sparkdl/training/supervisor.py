@@ -157,10 +157,10 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
         spark = spark or get_spark(cfg.spark)
         ranks = cfg.train.ranks or task_slots(spark)
     else:  # another launcher starts the ranks: this driver needs no Spark
-        from sparkdl.training.launch.processes import check_launcher, local_slots
+        from sparkdl.training.launch.processes import check_launcher, default_ranks
 
         check_launcher(cfg.train.launch.launcher)
-        ranks = cfg.train.ranks or local_slots()
+        ranks = cfg.train.ranks or default_ranks(cfg.train.launch.launcher)
     readers = cfg.train.replicas(ranks)  # each replica reads a shard; a model's ranks share their replica's
     if readers > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
         raise LaunchError(f"{readers} data-parallel replicas but the dataset has only {manifest.row_groups} row "

@@ -7,7 +7,7 @@ import pytest
 from sparkdl.core.config import LaunchConfig
 from sparkdl.core.errors import ConfigError, LaunchError
 from sparkdl.training.launch.process_rank import LauncherRank, launcher_rank, main
-from sparkdl.training.launch.processes import check_launcher, launch_command
+from sparkdl.training.launch.processes import check_launcher, default_ranks, event_addresses, launch_command
 
 
 @pytest.mark.parametrize("launcher, env, expected", [
@@ -15,8 +15,9 @@ from sparkdl.training.launch.processes import check_launcher, launch_command
      LauncherRank(1, 4, 1, 2)),
     ("mpirun", {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1"},
      LauncherRank(3, 4, 1, 0)),
+    # a requeued job's driver counts its own attempts: Slurm's requeue count is not a restart of these ranks
     ("srun", {"SLURM_PROCID": "2", "SLURM_NTASKS": "4", "SLURM_LOCALID": "0", "SLURM_RESTART_COUNT": "1"},
-     LauncherRank(2, 4, 0, 1)),
+     LauncherRank(2, 4, 0, 0)),
 ])
 def test_each_launchers_environment_gives_the_ranks_place(launcher, env, expected):
     assert launcher_rank(launcher, env) == expected
@@ -46,6 +47,30 @@ def test_mpirun_starts_the_ranks_on_this_machine_with_openmpis_traffic_on_loopba
     assert cmd[-5:] == [sys.executable, "-m", "sparkdl.training.launch.process_rank", "mpirun", str(tmp_path)]
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert "--allow-run-as-root" not in launch_command("mpirun", 2, tmp_path)
+
+
+def test_srun_starts_the_jobs_tasks_and_ends_the_step_when_one_fails(tmp_path, monkeypatch):
+    cmd = launch_command("srun", 4, tmp_path)
+    assert cmd[:3] == ["srun", "--ntasks=4", "--kill-on-bad-exit=1"]
+    assert cmd[-5:] == [sys.executable, "-m", "sparkdl.training.launch.process_rank", "srun", str(tmp_path)]
+    monkeypatch.setenv("SLURM_NTASKS", "6")
+    assert default_ranks("srun") == 6  # in a Slurm job: its tasks
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, ("0.0.0.0", "thishost")),  # outside a job, srun's tasks may land on another node
+    ({"SLURMD_NODENAME": "node07", "SLURM_JOB_NUM_NODES": "4"}, ("0.0.0.0", "node07")),  # the batch step's node
+    ({"SLURMD_NODENAME": "node07", "SLURM_JOB_NUM_NODES": "1"}, ("127.0.0.1", "127.0.0.1")),  # all ranks here
+])
+def test_srun_ranks_reach_the_driver_on_its_node_unless_they_share_it(env, expected, monkeypatch):
+    for name in ("SLURMD_NODENAME", "SLURM_JOB_NUM_NODES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("socket.gethostname", lambda: "thishost")
+    assert event_addresses("srun", None) == expected
+    assert event_addresses("srun", "10.1.2.3") == ("0.0.0.0", "10.1.2.3")  # train.launch.event_host wins
+    assert event_addresses("torchrun", None) == ("127.0.0.1", "127.0.0.1")
 
 
 def test_restarts_belong_to_a_launcher_that_restarts():

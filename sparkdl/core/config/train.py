@@ -258,6 +258,30 @@ class FineTuneConfig:
 
 
 @dataclass(frozen=True)
+class SlurmConfig:
+    """The Slurm batch job ``sparkdl slurm submit`` writes (``launcher: srun``): its
+    ``train.ranks`` tasks spread evenly over ``nodes``."""
+
+    #: Nodes the job asks for; ``train.ranks`` must be a multiple of it.
+    nodes: int = 1
+    #: GPUs each task (rank) gets (sbatch's ``--gpus-per-task``); 0: none.
+    gpus_per_task: int = 0
+    #: The partition (queue) to submit to; unset: the cluster's default.
+    partition: Optional[str] = None
+    #: The job's wall-clock limit as sbatch reads it (``HH:MM:SS``, ``D-HH:MM``); unset: the partition's.
+    time_limit: Optional[str] = None
+    #: Further sbatch options, one each, e.g. ``--account=ml`` or ``--exclusive``.
+    sbatch: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        check(self.nodes >= 1, "train.launch.slurm.nodes", "must be >= 1")
+        check(self.gpus_per_task >= 0, "train.launch.slurm.gpus_per_task", "must be >= 0")
+        for i, option in enumerate(self.sbatch):
+            check(option.startswith("--") and "\n" not in option, f"train.launch.slurm.sbatch[{i}]",
+                  f"{option!r} is not one sbatch option (write it as --name=value)")
+
+
+@dataclass(frozen=True)
 class LaunchConfig:
     """Bounds on every wait of the barrier stage's launch, and the ranks' environment."""
 
@@ -284,14 +308,16 @@ class LaunchConfig:
     #: whose gathered buffers otherwise stay with the process, at a cost in speed
     #: (docs/parallelism.md has both).
     release_memory: bool = False
-    #: What starts the ranks: one barrier stage of this Spark session, or ``torchrun`` or
-    #: OpenMPI's ``mpirun`` on this machine (docs/launchers.md). Either way the run is
-    #: written to the lake alike.
-    launcher: Literal["spark", "torchrun", "mpirun"] = "spark"
+    #: What starts the ranks: one barrier stage of this Spark session, ``torchrun`` or
+    #: OpenMPI's ``mpirun`` on this machine, or Slurm's ``srun`` in a Slurm job
+    #: (docs/launchers.md). Either way the run is written to the lake alike.
+    launcher: Literal["spark", "torchrun", "mpirun", "srun"] = "spark"
     #: Times the launcher may restart every rank when one fails, before the run's own
     #: retries (``train.failure``) take over; each restart resumes from the latest checkpoint.
     #: ``torchrun`` only (its ``--max-restarts``).
     launcher_restarts: int = 0
+    #: The batch job of ``sparkdl slurm submit``.
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def __post_init__(self):
         for key in ("start_timeout_s", "rendezvous_timeout_s", "progress_timeout_s", "cancel_grace_s", "slot_wait_s"):

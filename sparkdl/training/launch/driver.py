@@ -184,10 +184,10 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
         bind, advertise = driver_addresses(spark, launch)
         executors = executor_endpoints(spark)  # where the ranks will run, named if they never start
     else:
-        from sparkdl.training.launch.processes import ProcessRunner, event_addresses, local_slots
+        from sparkdl.training.launch.processes import ProcessRunner, default_ranks, event_addresses
 
-        n, executors = num_ranks or local_slots(), ()
-        bind, advertise = event_addresses(launch.event_host)
+        n, executors = num_ranks or default_ranks(launch.launcher), ()
+        bind, advertise = event_addresses(launch.launcher, launch.event_host)
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(EventServer(bind, token, advertise, spool=spool))
         settings = LaunchSettings(server.address, token, launch, attempt, backend, strategy,

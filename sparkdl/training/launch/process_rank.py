@@ -27,11 +27,12 @@ from sparkdl.training.launch.task import LaunchSettings, Placement, run_rank
 #: What the driver leaves in the work directory.
 PAYLOAD = "launch.pkl"
 #: Each launcher's variables for (rank, world size, local rank), and for the count of
-#: times it restarted or requeued the ranks, if it does.
+#: times it restarted the ranks under the same driver, if it does (a requeued Slurm job
+#: starts its driver again, which counts its own attempts).
 LAUNCHER_ENV: Dict[str, tuple] = {
     "torchrun": ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT"),
     "mpirun": ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", None),
-    "srun": ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_RESTART_COUNT"),
+    "srun": ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", None),
 }
 
 
@@ -42,7 +43,7 @@ class LauncherRank:
     rank: int
     size: int
     local_rank: int
-    #: Times the launcher has restarted (torchrun) or requeued (Slurm) the ranks so far.
+    #: Times the launcher has restarted the ranks so far (torchrun).
     restarts: int = 0
 
 
@@ -82,12 +83,16 @@ class ProcessPlacement(Placement):
         return DriverExchange(events, slot.rank, slot.size, prefix=self._prefix)
 
     def cpus(self, slot: RankSlot) -> int:
-        return max(1, len(os.sched_getaffinity(0)) // slot.local_size)
+        """The cores the launcher bound this rank to, or else an equal share of the machine's."""
+        mine = len(os.sched_getaffinity(0))
+        return mine if mine < (os.cpu_count() or mine) else max(1, mine // slot.local_size)
 
     def resources(self) -> Dict[str, List[str]]:
+        """This rank's GPU: its local rank among the machine's, or its own where the
+        launcher shows each rank only its own (Slurm's ``--gpus-per-task``)."""
         import torch
 
-        return {"gpu": [str(self.local_rank)]} if torch.cuda.is_available() else {}
+        return {"gpu": [str(self.local_rank % torch.cuda.device_count())]} if torch.cuda.is_available() else {}
 
 
 def result_path(work: Path, rank: int) -> Path:

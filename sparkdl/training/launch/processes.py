@@ -9,6 +9,10 @@ server exactly as barrier tasks do, and leave their results in the work director
   the restarted ranks resume from the run's latest checkpoint.
 - ``mpirun``: OpenMPI's ``mpirun --np N`` on this machine; a rank that exits failing
   makes it stop the others, and the run's retries (``train.failure``) resume.
+- ``srun``: Slurm's ``srun --ntasks N`` in this Slurm job's allocation (or a new one); a
+  rank that exits failing makes it kill the others, and the run's retries resume. A
+  requeued batch job runs its driver again, which resumes the run
+  (:mod:`sparkdl.training.launch.slurm`).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import collections
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,23 +38,39 @@ OUTPUT_TAIL_LINES = 40
 TERMINATE_GRACE_S = 10.0
 
 
-def local_slots() -> int:
-    """Ranks a launcher starts on this machine when ``train.ranks`` is unset: one a GPU,
-    or one a core."""
+def default_ranks(launcher: str) -> int:
+    """Ranks a launcher starts when ``train.ranks`` is unset: in a Slurm job, its tasks;
+    otherwise one a GPU of this machine, or one a core."""
     import torch
 
+    if launcher == "srun" and os.environ.get("SLURM_NTASKS"):
+        return int(os.environ["SLURM_NTASKS"])
     return torch.cuda.device_count() if torch.cuda.is_available() else len(os.sched_getaffinity(0))
 
 
-def event_addresses(event_host: Optional[str]) -> Tuple[str, str]:
-    """(address the driver's event server listens on, address ranks reach it at): loopback,
-    since the launchers' ranks are on this machine, unless ``train.launch.event_host`` names another."""
-    return ("0.0.0.0", event_host) if event_host else ("127.0.0.1", "127.0.0.1")
+def event_addresses(launcher: str, event_host: Optional[str]) -> Tuple[str, str]:
+    """(address the driver's event server listens on, address ranks reach it at).
+
+    ``train.launch.event_host`` when set; loopback when the ranks are on this machine;
+    for ``srun`` in a job of several nodes (or outside any job), this node's name: in a
+    batch job the driver runs on the job's first node."""
+    if event_host:
+        return "0.0.0.0", event_host
+    if launcher == "srun" and not _on_a_one_node_job():
+        return "0.0.0.0", os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    return "127.0.0.1", "127.0.0.1"
+
+
+def _on_a_one_node_job() -> bool:
+    """Whether this process runs on the only node of its Slurm job."""
+    return bool(os.environ.get("SLURMD_NODENAME")) and os.environ.get("SLURM_JOB_NUM_NODES") == "1"
 
 
 #: How to get each launcher where it is missing.
 INSTALL = {"torchrun": "it comes with torch: reinstall torch in this environment",
-           "mpirun": "install OpenMPI (Debian: apt-get install openmpi-bin libopenmpi-dev)"}
+           "mpirun": "install OpenMPI (Debian: apt-get install openmpi-bin libopenmpi-dev)",
+           "srun": "run in a Slurm job (sbatch, salloc, or sparkdl slurm submit) on a machine with Slurm's client "
+                   "(Debian: apt-get install slurm-client)"}
 
 
 def check_launcher(launcher: str) -> None:
@@ -77,6 +98,9 @@ def launch_command(launcher: str, ranks: int, work: Path, restarts: int = 0) -> 
         return ["mpirun", "--np", str(ranks), "--oversubscribe", "--bind-to", "none", *as_root,
                 "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", "--mca", "oob_tcp_if_include", "lo",
                 sys.executable, *rank]
+    if launcher == "srun":
+        # one failing task ends the step (the others are killed): the run's retry resumes
+        return ["srun", f"--ntasks={ranks}", "--kill-on-bad-exit=1", sys.executable, *rank]
     raise ValueError(f"train.launch.launcher: no command for {launcher!r}")
 
 
