@@ -33,7 +33,7 @@ setup(
     # MLflow (tracking and the run's pyfunc model) brings ~60 packages and caps pyarrow < 26: optional.
     # Optuna (sparkdl tune) is light but only the search needs it.
     extras_require={"test": _requirements("requirements-test.txt"), "mlflow": ["mlflow>=3.17,<4"],
-                    "tune": ["optuna>=5.1,<6"]},
+                    "tune": ["optuna>=5.1,<6"], "ray": ["ray[train]>=2.60,<3"]},
     entry_points={"console_scripts": ["sparkdl=sparkdl.cli:main",
                                       "sparkdl-rank=sparkdl.training.launch.process_rank:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],

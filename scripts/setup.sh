@@ -148,11 +148,11 @@ fi
 # --- the package and its dependencies --------------------------------------------
 # torch is already in place, so `torch>=2.1` is satisfied and pip keeps the build Horovod
 # was compiled against. Horovod went in without its deps; its runtime ones are listed.
-say "installing dependencies and sparkdl (editable, with the mlflow and tune extras the tests need)"
-pip_install -r requirements-test.txt -e ".[mlflow,tune]" cloudpickle psutil packaging cffi
+say "installing dependencies and sparkdl (editable, with the mlflow, tune and ray extras the tests need)"
+pip_install -r requirements-test.txt -e ".[mlflow,tune,ray]" cloudpickle psutil packaging cffi
 
 SPARKDL_TORCH_VER="$TORCH_VER" "$VPY" - <<'PYEOF'
-import importlib.util, os, horovod.torch as hvd, mlflow, numpy, optuna, pyarrow, pyspark, torch
+import importlib.util, os, horovod.torch as hvd, mlflow, numpy, optuna, pyarrow, pyspark, ray, torch
 assert hvd.gloo_built(), "horovod was built without Gloo"
 assert torch.__version__ == os.environ["SPARKDL_TORCH_VER"], \
     f"torch changed to {torch.__version__} during setup (Horovod was built for {os.environ['SPARKDL_TORCH_VER']})"
@@ -163,7 +163,7 @@ check_dependencies()  # the Spark Connect client's own packages (grpcio, zstanda
 print(f"[setup] ok: torch {torch.__version__}, horovod gloo={hvd.gloo_built()} mpi={hvd.mpi_built()} "
       f"nccl={hvd.nccl_built()}, "
       f"pyspark {pyspark.__version__}, pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, "
-      f"mlflow {mlflow.__version__}, optuna {optuna.__version__}")
+      f"mlflow {mlflow.__version__}, optuna {optuna.__version__}, ray {ray.__version__}")
 PYEOF
 
 # --- Petastorm compatibility env --------------------------------------------------

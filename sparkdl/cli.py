@@ -301,9 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on a prepared dataset in one barrier stage and write the run back")
     _add_config_args(p)
-    p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun", "srun"),
+    p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun", "srun", "ray"),
                    help="what starts the ranks (train.launch.launcher; docs/launchers.md): a barrier stage of "
-                        "Spark (the default), torchrun or mpirun on this machine, or srun in a Slurm job")
+                        "Spark (the default), torchrun or mpirun on this machine, srun in a Slurm job, or Ray Train")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("slurm", help="train a prepared dataset as a Slurm batch job (srun ranks; requeues resume)")

@@ -73,6 +73,14 @@ def test_srun_ranks_reach_the_driver_on_its_node_unless_they_share_it(env, expec
     assert event_addresses("torchrun", None) == ("127.0.0.1", "127.0.0.1")
 
 
+def test_ray_ranks_reach_the_driver_on_loopback_unless_they_join_a_ray_cluster(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert event_addresses("ray", None) == ("127.0.0.1", "127.0.0.1")  # a local Ray cluster of the run's own
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
+    monkeypatch.setattr("socket.gethostname", lambda: "thishost")
+    assert event_addresses("ray", None) == ("0.0.0.0", "thishost")
+
+
 def test_restarts_belong_to_a_launcher_that_restarts():
     assert LaunchConfig(launcher="torchrun", launcher_restarts=1).launcher_restarts == 1
     with pytest.raises(ConfigError, match=r"train.launch.launcher_restarts.*spark launcher has none"):
@@ -87,6 +95,10 @@ def test_a_launcher_that_is_not_here_is_named_with_how_to_get_it(monkeypatch):
     with pytest.raises(LaunchError, match=r"train.launch.launcher is mpirun, but mpirun is not available here: "
                                           r"install OpenMPI \(Debian: apt-get install openmpi-bin"):
         check_launcher("mpirun")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(LaunchError, match=r"ray is not available here: install Ray Train: pip install "
+                                          r"'sparkdl-torch\[ray\]'"):
+        check_launcher("ray")
 
 
 def test_a_launcher_does_not_outlive_its_driver():

@@ -309,9 +309,9 @@ class LaunchConfig:
     #: (docs/parallelism.md has both).
     release_memory: bool = False
     #: What starts the ranks: one barrier stage of this Spark session, ``torchrun`` or
-    #: OpenMPI's ``mpirun`` on this machine, or Slurm's ``srun`` in a Slurm job
-    #: (docs/launchers.md). Either way the run is written to the lake alike.
-    launcher: Literal["spark", "torchrun", "mpirun", "srun"] = "spark"
+    #: OpenMPI's ``mpirun`` on this machine, Slurm's ``srun`` in a Slurm job, or a Ray
+    #: Train job (docs/launchers.md). Either way the run is written to the lake alike.
+    launcher: Literal["spark", "torchrun", "mpirun", "srun", "ray"] = "spark"
     #: Times the launcher may restart every rank when one fails, before the run's own
     #: retries (``train.failure``) take over; each restart resumes from the latest checkpoint.
     #: ``torchrun`` only (its ``--max-restarts``).

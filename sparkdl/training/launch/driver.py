@@ -200,8 +200,13 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
             # the ranks' work directory: in the run's spool (shared with other hosts, removed with it)
             work = Path(spool) / "launch" if spool else Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="sparkdl-launch-")))
-            runner = ProcessRunner(launch.launcher, n, work, cloudpickle.dumps((fn, settings)),
-                                   launch.launcher_restarts, env)
+            payload = cloudpickle.dumps((fn, settings))
+            if launch.launcher == "ray":
+                from sparkdl.training.launch.ray_trainer import RayRunner
+
+                runner = RayRunner(n, work, payload, env)
+            else:
+                runner = ProcessRunner(launch.launcher, n, work, payload, launch.launcher_restarts, env)
         t0 = time.monotonic()
         runner.start()
         log.info("launched %d %s ranks %s (attempt %d)", n, backend,

@@ -100,8 +100,6 @@ def result_path(work: Path, rank: int) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    import cloudpickle
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: sparkdl-rank LAUNCHER WORK (started by sparkdl train --launcher ...)", file=sys.stderr)
@@ -109,15 +107,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     launcher, work = args[0], Path(args[1])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s rank %(process)d %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    run_launched_rank(launcher, work, launcher_rank(launcher, os.environ))
+    return 0
+
+
+def run_launched_rank(launcher: str, work: Path, me: LauncherRank) -> None:
+    """Run the rank ``launcher`` placed at ``me`` on what the driver left in ``work``, and
+    leave its result there."""
+    import cloudpickle
+
     fn, settings = cloudpickle.loads((work / PAYLOAD).read_bytes())
-    me = launcher_rank(launcher, os.environ)
     placement = ProcessPlacement(launcher, settings, me, settings.launch.rendezvous_timeout_s)
     rank, result = run_rank(fn, settings, placement)
     out = result_path(work, rank)
     partial = out.with_name(out.name + f".{os.getpid()}.partial")
     partial.write_bytes(cloudpickle.dumps(result))
     os.replace(partial, out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ server exactly as barrier tasks do, and leave their results in the work director
   rank that exits failing makes it kill the others, and the run's retries resume. A
   requeued batch job runs its driver again, which resumes the run
   (:mod:`sparkdl.training.launch.slurm`).
+- ``ray``: a Ray Train job (:mod:`sparkdl.training.launch.ray_trainer`).
 """
 from __future__ import annotations
 
@@ -53,11 +54,14 @@ def event_addresses(launcher: str, event_host: Optional[str]) -> Tuple[str, str]
 
     ``train.launch.event_host`` when set; loopback when the ranks are on this machine;
     for ``srun`` in a job of several nodes (or outside any job), this node's name: in a
-    batch job the driver runs on the job's first node."""
+    batch job the driver runs on the job's first node; for ``ray`` joining the cluster
+    ``RAY_ADDRESS`` names, this machine's name."""
     if event_host:
         return "0.0.0.0", event_host
     if launcher == "srun" and not _on_a_one_node_job():
         return "0.0.0.0", os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    if launcher == "ray" and os.environ.get("RAY_ADDRESS"):  # a Ray cluster's workers may be on other machines
+        return "0.0.0.0", socket.gethostname()
     return "127.0.0.1", "127.0.0.1"
 
 
@@ -69,6 +73,7 @@ def _on_a_one_node_job() -> bool:
 #: How to get each launcher where it is missing.
 INSTALL = {"torchrun": "it comes with torch: reinstall torch in this environment",
            "mpirun": "install OpenMPI (Debian: apt-get install openmpi-bin libopenmpi-dev)",
+           "ray": "install Ray Train: pip install 'sparkdl-torch[ray]'",
            "srun": "run in a Slurm job (sbatch, salloc, or sparkdl slurm submit) on a machine with Slurm's client "
                    "(Debian: apt-get install slurm-client)"}
 
@@ -78,7 +83,8 @@ def check_launcher(launcher: str) -> None:
     import importlib.util
     import shutil
 
-    found = (importlib.util.find_spec("torch.distributed.run") is not None if launcher == "torchrun"
+    modules = {"torchrun": "torch.distributed.run", "ray": "ray"}
+    found = (importlib.util.find_spec(modules[launcher]) is not None if launcher in modules
              else shutil.which(launcher) is not None)
     if not found:
         raise LaunchError(f"train.launch.launcher is {launcher}, but {launcher} is not available here: "
@@ -116,8 +122,9 @@ def _terminated_with_parent() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-class ProcessRunner(threading.Thread):
-    """Runs a launcher's command and waits for it; the ranks' results once it exits 0."""
+class LauncherRunner(threading.Thread):
+    """A launcher running the ranks, in the place of the barrier stage: it leaves what every
+    rank runs in ``work``, and after it the ranks' results."""
 
     def __init__(self, launcher: str, ranks: int, work: Path, payload: bytes, restarts: int = 0,
                  env: Optional[Dict[str, str]] = None):
@@ -125,15 +132,37 @@ class ProcessRunner(threading.Thread):
         self.launcher, self.ranks, self.work, self.restarts = launcher, ranks, work, restarts
         work.mkdir(parents=True, exist_ok=True)
         (work / PAYLOAD).write_bytes(payload)
-        self.command = launch_command(launcher, ranks, work, restarts)
-        self.env = {**os.environ, **(env or {})}
+        self.env = dict(env or {})
         self.error: Optional[BaseException] = None
         self._tail: collections.deque = collections.deque(maxlen=OUTPUT_TAIL_LINES)
+
+    def failure(self) -> TrainingError:
+        """The error when no rank reported one: the launcher's exit and its last lines."""
+        return TrainingError(None, f"{self.error} (its last lines follow)", "\n".join(self._tail),
+                             FailureKind.INFRASTRUCTURE)
+
+    def cancel(self) -> None:
+        """Stop the ranks, asked first, then forced."""
+        raise NotImplementedError
+
+    def results(self) -> List[Any]:
+        import cloudpickle
+
+        return [cloudpickle.loads(result_path(self.work, r).read_bytes()) for r in range(self.ranks)]
+
+
+class ProcessRunner(LauncherRunner):
+    """Runs a launcher's command and waits for it; the ranks' results once it exits 0."""
+
+    def __init__(self, launcher: str, ranks: int, work: Path, payload: bytes, restarts: int = 0,
+                 env: Optional[Dict[str, str]] = None):
+        super().__init__(launcher, ranks, work, payload, restarts, env)
+        self.command = launch_command(launcher, ranks, work, restarts)
         self._process: Optional[subprocess.Popen] = None
 
     def run(self) -> None:
         try:
-            self._process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
+            self._process = subprocess.Popen(self.command, env={**os.environ, **self.env}, stdout=subprocess.PIPE,
                                              stderr=subprocess.STDOUT, text=True, start_new_session=True,
                                              preexec_fn=_terminated_with_parent)
             for line in self._process.stdout:
@@ -144,11 +173,6 @@ class ProcessRunner(threading.Thread):
                 self.error = RuntimeError(f"{self.launcher} exited with code {code}")
         except BaseException as e:  # reported by the watcher
             self.error = e
-
-    def failure(self) -> TrainingError:
-        """The error when no rank reported one: the launcher's exit and its last lines."""
-        return TrainingError(None, f"{self.error} (its last lines follow)", "\n".join(self._tail),
-                             FailureKind.INFRASTRUCTURE)
 
     def cancel(self) -> None:
         """Stop the launcher and every rank it started (its whole process group): asked
@@ -163,8 +187,3 @@ class ProcessRunner(threading.Thread):
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-    def results(self) -> List[Any]:
-        import cloudpickle
-
-        return [cloudpickle.loads(result_path(self.work, r).read_bytes()) for r in range(self.ranks)]
