@@ -2,7 +2,8 @@
 and the plain-torch limit: sparkdl on each backend (Horovod, torch.distributed) with the
 same model, data, batch, epochs and number of processes; time to first step, training
 samples/s and total wall time for each; and sparkdl's torch backend launched by each
-launcher (a Spark barrier stage, torchrun: ``train.launch.launcher``).
+launcher (a Spark barrier stage, torchrun, mpirun, Ray Train, and srun inside a Slurm
+job: ``train.launch.launcher``).
 
 The TorchDistributor function is what its users write: load the split into memory,
 shard it like DistributedSampler, wrap the model in DDP, validate each epoch and let
@@ -10,12 +11,14 @@ rank 0 save a checkpoint each epoch and the model at the end, as sparkdl does.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -147,6 +150,14 @@ def _sparkdl(spark, cfg, lake: str, manifest, backend: str, launcher: str = "spa
                         for k in ("seconds", "data_s", "compute_s", "step_s")}}
 
 
+def available_launchers() -> List[str]:
+    """The launchers beyond Spark that can run here: torchrun always; mpirun and Ray where
+    installed; srun only inside a Slurm job (its ranks are the job's tasks)."""
+    found = {"torchrun": True, "mpirun": shutil.which("mpirun") is not None,
+             "ray": importlib.util.find_spec("ray") is not None, "srun": bool(os.environ.get("SLURM_JOB_ID"))}
+    return [name for name, here in found.items() if here]
+
+
 def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: str = "adult MLP") -> Dict[str, Any]:
     """sparkdl on each backend, TorchDistributor and one plain torch process (the limit, on
     as many threads as there are ranks) on the same prepared dataset, model and batch."""
@@ -158,7 +169,8 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: st
     t = cfg.train
     spec = model_spec(cfg.model, manifest.feature_width, len(manifest.classes))
     ours = {b: _sparkdl(spark, cfg, lake, manifest, b) for b in ("horovod", "torch")}
-    torchrun = _sparkdl(spark, cfg, lake, manifest, "torch", launcher="torchrun")
+    launchers = {"spark": ours["torch"]} | {name: _sparkdl(spark, cfg, lake, manifest, "torch", launcher=name)
+                                            for name in available_launchers()}
     for module in (sys.modules[__name__], baselines):  # torchrun workers cannot import benchmarks
         cloudpickle.register_pickle_by_value(module)
     td, td_wall = _run_torch_distributor(spark, t, manifest, spec, t.batch_size, epochs, lake)
@@ -171,7 +183,7 @@ def bench_distributor(spark, cfg, lake: str, manifest, epochs: int, workload: st
         "settings": {"workload": workload, "ranks": t.ranks, "batch_per_rank": t.batch_size, "epochs": epochs,
                      "parameters": sum(p.numel() for p in build_model(spec).parameters())},
         "sparkdl_horovod": ours["horovod"], "sparkdl_torch": ours["torch"], "torch_distributor": theirs,
-        "launchers": {"spark": ours["torch"], "torchrun": torchrun},
+        "launchers": launchers,
         "plain_torch_samples_per_sec": round(plain, 1),
         "ratios": {f"{b}_samples_per_sec_vs_td": ratio(ours[b]["samples_per_sec"], theirs["samples_per_sec"])
                    for b in ours}
