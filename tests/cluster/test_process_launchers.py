@@ -43,7 +43,7 @@ def test_torchrun_resumes_a_killed_rank_and_commits_a_run_that_scores(spark_clus
     assert json.loads((torchrun_run.path / MLFLOW_FILE).read_text())["run_id"]
     mine = _scored_accuracy(spark_cluster, torchrun_run, adult_config, tmp_path / "torchrun")
     spark_launched = _scored_accuracy(spark_cluster, adult_run, adult_config, tmp_path / "spark")
-    assert mine >= 0.84 and abs(mine - spark_launched) <= 0.02
+    assert mine >= 0.85 and abs(mine - spark_launched) <= 0.02, (mine, spark_launched)
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None,
@@ -64,6 +64,7 @@ def test_mpirun_trains_and_a_killed_rank_resumes_through_the_runs_retry(spark_cl
     # mpirun stopped the other rank; the driver launched mpirun again, resuming from epoch 2
     assert [h["attempt"] for h in m.history] == [1, 1, 2, 2] and m.attempts[1]["resumed_from_epoch"] == 2
     assert m.train["identical_parameters"] is True
+    assert json.loads((run.path / MLFLOW_FILE).read_text())["run_id"]
     mine = _scored_accuracy(spark_cluster, run, adult_config, tmp_path / "mpirun")
     spark_launched = _scored_accuracy(spark_cluster, adult_run, adult_config, tmp_path / "spark")
-    assert mine >= 0.84 and abs(mine - spark_launched) <= 0.02
+    assert mine >= 0.85 and abs(mine - spark_launched) <= 0.02, (mine, spark_launched)

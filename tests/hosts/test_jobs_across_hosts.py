@@ -108,7 +108,9 @@ def test_a_connect_client_the_workers_cannot_reach_gets_events_through_the_spool
     try:
         out = succeeded(spark.sparkdl(client, "train", "conf/adult.yaml", "--lake", str(work / "lake"), "--remote",
                                       f"sc://{server}", "--set", "train.epochs=1", "--set",
-                                      "progress.lines_every_s=1"), "the job through Spark Connect")
+                                      "progress.lines_every_s=1",
+                                      # the server's JVM may still be starting: on a loaded machine, past 60 s
+                                      "--set", "spark.connect_timeout_s=240"), "the job through Spark Connect")
     finally:
         spark.stop_connect(hosts["master"])
     log = out["_log"]
