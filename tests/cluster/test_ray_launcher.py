@@ -6,7 +6,6 @@ install 'sparkdl-torch[ray]'``, which ``make setup`` installs): without it the t
 skipped, and under ``CI`` that is a failure."""
 import importlib.util
 import json
-import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,12 +14,11 @@ import pytest
 from sparkdl.core.rundir import MLFLOW_FILE
 from sparkdl.serving.score import score
 from sparkdl.workflow import train
+from tests.tiers import unavailable
 
 if importlib.util.find_spec("ray") is None:
-    if os.environ.get("CI"):
-        pytest.fail("CI runs the Ray tier, but Ray is not installed (make setup installs sparkdl-torch[ray])",
-                    pytrace=False)
-    pytest.skip("Ray is not installed: pip install 'sparkdl-torch[ray]'", allow_module_level=True)
+    unavailable("Ray", "Ray is not installed: pip install 'sparkdl-torch[ray]' (make setup installs it)",
+                module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@
 Where namespaces cannot be made (not root), the tier is skipped with the reason; under
 ``CI`` that is a failure, so a CI machine that lost the privilege cannot pass silently.
 """
-import os
 
 import pytest
 
 from tests.hosts.spark_hosts import SparkHosts, succeeded
 from tests.hosts.testbed import Testbed, TestbedUnavailable, check_permitted
+from tests.tiers import unavailable
 
 #: The cluster the job and fault tests share (``spare`` joins for the test that needs it):
 #:
@@ -27,9 +27,7 @@ def hosts_permitted():
     try:
         check_permitted()
     except TestbedUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the multi-host tier, but: {e}", pytrace=False)
-        pytest.skip(str(e))
+        unavailable("multi-host", str(e))
 
 
 @pytest.fixture(scope="module")
