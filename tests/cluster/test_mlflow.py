@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from sparkdl.core.columns import PREDICTION, PROBABILITY, SCORE_ERROR
 from sparkdl.core.rundir import MLFLOW_FILE
 from sparkdl.preparation.examples import resolve_path
 from sparkdl.serving.score import score
+from tests.e2e.spark_processes import free_port
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +83,11 @@ def test_spark_udf_scores_a_dataframe_of_raw_rows(spark_cluster, logged, raw_row
     assert scored[PROBABILITY].to_numpy() == pytest.approx(expected[PROBABILITY].to_numpy(), abs=1e-9)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_a_run_logged_to_an_mlflow_server_appears_there(spark_cluster, adult_config, adult_lake, tmp_path):
     from sparkdl.workflow import train
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from tests.e2e.spark_processes import free_port
+
 #: The daemons and clients the tier needs, and the packages that have them (Debian).
 PROGRAMS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd", "sbatch": "slurm-client",
             "scontrol": "slurm-client", "srun": "slurm-client"}
@@ -33,11 +35,6 @@ def check_installed() -> None:
     if os.geteuid() != 0:
         raise SlurmUnavailable("the Slurm tier runs slurmd, which starts jobs as their users: run it as root")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _daemon(name: str) -> str:
@@ -90,8 +87,8 @@ class SlurmCluster:
         return "\n".join([
             "ClusterName=sparkdltests",
             f"SlurmctldHost={self.node}(127.0.0.1)",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
+            f"SlurmctldPort={free_port()}",
+            f"SlurmdPort={free_port()}",
             "SlurmUser=root", "SlurmdUser=root",
             "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={self.munge_socket}",
             f"StateSaveLocation={r / 'state'}", f"SlurmdSpoolDir={r / 'spool'}",

@@ -1,7 +1,6 @@
 """The torch backend's compression hooks and local SGD averagers on two real Gloo
 processes (no Spark): what top-k and the casts deliver, and that a model rebuilt from
 the saved per-rank state continues exactly where the uninterrupted one went."""
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -10,12 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sparkdl.core.config.train import AllreduceConfig, LocalSgdConfig, PowerSgdConfig, TopkConfig
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.e2e.spark_processes import free_port
 
 
 def _net():
@@ -91,7 +85,7 @@ def _settings(**allreduce):
 ], ids=["powersgd", "topk", "bf16", "local_sgd"])
 def test_a_rebuilt_model_with_the_saved_rank_state_continues_exactly(case):
     out = mp.Manager().dict()
-    mp.start_processes(_resume_case, args=(_free_port(), _settings(**case), out), nprocs=2, start_method="spawn")
+    mp.start_processes(_resume_case, args=(free_port(), _settings(**case), out), nprocs=2, start_method="spawn")
     assert dict(out) == {0: True, 1: True}
 
 
@@ -99,7 +93,7 @@ def test_hierarchical_local_sgd_averages_within_hosts_and_resumes_exactly():
     """Four ranks as two hosts of two: torch's hierarchical averager on host groups."""
     out = mp.Manager().dict()
     settings = _settings(local_sgd=LocalSgdConfig(period=4, warmup_steps=1, host_period=2))
-    mp.start_processes(_resume_case, args=(_free_port(), settings, out, 4), nprocs=4, start_method="spawn")
+    mp.start_processes(_resume_case, args=(free_port(), settings, out, 4), nprocs=4, start_method="spawn")
     assert dict(out) == {0: True, 1: True, 2: True, 3: True}
 
 
@@ -124,7 +118,7 @@ def _topk_case(rank, port, out):
 
 def test_topk_sends_each_ranks_largest_entries_and_keeps_the_rest():
     out = mp.Manager().dict()
-    mp.start_processes(_topk_case, args=(_free_port(), out), nprocs=2, start_method="spawn")
+    mp.start_processes(_topk_case, args=(free_port(), out), nprocs=2, start_method="spawn")
     for rank in (0, 1):
         averaged, error = out[rank]
         # k = 2 of 10: each rank sends its own large entry and the 0.5; the average of both
