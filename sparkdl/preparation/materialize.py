@@ -29,6 +29,7 @@ from sparkdl.core.stopwatch import StageClock
 from sparkdl.preparation import features as feats
 from sparkdl.preparation.embeddings import plan_categoricals
 from sparkdl.preparation.ingest import check_source, ingest, release
+from sparkdl.preparation.portable import export
 from sparkdl.preparation.profile import profile_rows
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             fitted = feats.fit(splits["train"], cfg.schema, cfg.features, cfg.data.image)
             fitted.save(stage / "preprocessing")
             plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
+            if fitted.model is not None:  # the same numbers for scorers without Spark (the MLflow model)
+                export(fitted.model, cfg.schema, cfg.features, cfg.data, plan).save(stage / "preprocessing")
         profile = None
         if cfg.keeps_profile and not cfg.data.image:
             with clock.stage("profile"):

@@ -5,7 +5,7 @@ The MLflow run opens when training starts (its parameters: the flattened config)
 each epoch's metrics as rank 0 reports them to the driver, and after the sparkdl run is
 committed gets the test and baseline metrics, the pictures, summary, metrics and config
 files, and the model: a ``pyfunc`` model holding the network and the preprocessing as
-numbers (:mod:`sparkdl.serving.portable`), with the declared input columns as its signature.
+numbers (:mod:`sparkdl.preparation.portable`), with the declared input columns as its signature.
 ``mlflow.pyfunc.load_model(uri).predict(raw_rows)`` and ``mlflow.pyfunc.spark_udf`` score
 with it, no Spark session needed. A run cut off by its driver's death resumes its MLflow
 run too (its id is kept in the run directory, ``mlflow.json``).

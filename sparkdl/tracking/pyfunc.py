@@ -1,7 +1,7 @@
 """A run as an MLflow ``pyfunc`` model that scores raw input rows.
 
 Its artifacts are the run's ``model/`` (weights and spec) and ``portable.json`` (the
-fitted preprocessing as numbers, :mod:`sparkdl.serving.portable`); its signature is the declared
+fitted preprocessing as numbers, :mod:`sparkdl.preparation.portable`); its signature is the declared
 input columns. ``predict`` returns, per row, ``prediction`` (and for a classifier
 ``probability`` and ``probabilities``) and ``score_error``: the reason a row was not
 scored (a value that does not parse, an infinite number), null for a scored row. The
@@ -37,7 +37,7 @@ class RunPyfunc(mlflow.pyfunc.PythonModel):
     """Loaded by MLflow from the artifacts :func:`log_pyfunc` writes."""
 
     def load_context(self, context) -> None:
-        from sparkdl.serving.portable import PortableFeatures
+        from sparkdl.preparation.portable import PortableFeatures
 
         self.model_dir = context.artifacts["network"]
         self.features = PortableFeatures.load(context.artifacts["preprocessing"])
@@ -74,6 +74,29 @@ class RunPyfunc(mlflow.pyfunc.PythonModel):
 
 
 
+def portable_features(run: RunDir, cfg: JobConfig):
+    """The run's preprocessing as numbers: ``portable.json``, which ``prepare`` writes beside
+    the PipelineModel; for a dataset prepared before it did, read out of the PipelineModel
+    with the driver's Spark session, or a small one of this process (a run launched by
+    torchrun trains without Spark)."""
+    import dataclasses
+
+    from sparkdl.core.rundir import PORTABLE_FILE
+    from sparkdl.core.session import get_spark
+    from sparkdl.preparation.embeddings import load_plan
+    from sparkdl.preparation.features import load_preprocessing
+    from sparkdl.preparation.portable import PortableFeatures, export
+
+    prepared = run.preprocessing / PORTABLE_FILE
+    if prepared.is_file():
+        return PortableFeatures.load(prepared)
+    # the active session when there is one; else one of this process only, on loopback
+    get_spark(dataclasses.replace(cfg.spark, master="local[1]", conf={
+        **cfg.spark.conf, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}))
+    return export(load_preprocessing(run.preprocessing), cfg.schema, cfg.features, cfg.data,
+                  load_plan(run.preprocessing))
+
+
 def signature(cfg: JobConfig, task: str):
     """Inputs: the declared columns the network reads; outputs: what ``predict`` returns."""
     from mlflow.models import ModelSignature
@@ -107,22 +130,11 @@ def requirements() -> List[str]:
 
 def log_pyfunc(run: RunDir, cfg: JobConfig):
     """Log ``run`` as a pyfunc model named ``model`` in the active MLflow run; returns its
-    ``ModelInfo``. Reads the run's PipelineModel, so it needs the driver's Spark session, or
-    starts a small one (a run launched by torchrun trains without Spark)."""
-    import dataclasses
-
-    from sparkdl.core.session import get_spark
-    from sparkdl.preparation.embeddings import load_plan
-    from sparkdl.preparation.features import load_preprocessing
+    ``ModelInfo``."""
     from sparkdl.preparation.materialize import Manifest
-    from sparkdl.serving.portable import export
 
     manifest = Manifest.load(run.manifest)
-    # the active session when there is one; else one of this process only, on loopback
-    get_spark(dataclasses.replace(cfg.spark, master="local[1]", conf={
-        **cfg.spark.conf, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}))
-    pipeline = load_preprocessing(run.preprocessing)
-    portable = export(pipeline, cfg.schema, cfg.features, cfg.data, load_plan(run.preprocessing))
+    portable = portable_features(run, cfg)
     if portable.width != manifest.feature_width:
         raise RuntimeError(f"the exported preprocessing gives {portable.width} features, the run's model reads "
                            f"{manifest.feature_width}")

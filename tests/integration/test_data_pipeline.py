@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,11 +14,12 @@ from sparkdl.core.columns import FEATURES, LABEL, MISSING
 from sparkdl.core.config.loading import load_config
 from sparkdl.core.errors import BadDataError
 from sparkdl.core.lake import Lake
-from sparkdl.core.rundir import MANIFEST
+from sparkdl.core.rundir import MANIFEST, PORTABLE_FILE
 from sparkdl.preparation.examples import resolve_path
 from sparkdl.preparation.features import to_training_frame
 from sparkdl.preparation.ingest import ingest, release
 from sparkdl.preparation.materialize import Manifest
+from sparkdl.preparation.portable import PortableFeatures
 from sparkdl.workflow import prepare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,6 +116,10 @@ def test_unseen_category_scores_without_error(spark_local, prepared, adult_cfg):
     assert len(out[FEATURES]) == 108
     assert all(v == 0.0 for k, v in feats.items() if k.startswith(("occupation=", "native-country=")))
     assert feats["workclass=Private"] == 1.0
+    # prepare wrote the same preprocessing as numbers, for scorers without Spark (the MLflow model)
+    portable = PortableFeatures.load(Path(m.paths["preprocessing"]) / PORTABLE_FILE)
+    numbers, _, reasons = portable.transform(pd.DataFrame([row]))
+    assert reasons == [None] and numbers[0].tolist() == pytest.approx(list(out[FEATURES]), abs=1e-6)
 
 
 def test_broken_lines_are_quarantined_with_reasons(spark_local, adult_cfg, tmp_path):

@@ -11,7 +11,7 @@ from sparkdl.core.rundir import PLAN_FILE
 from sparkdl.preparation.embeddings import plan_categoricals
 from sparkdl.preparation.features import fit, to_training_frame
 from sparkdl.preparation.ingest import validate
-from sparkdl.serving.portable import export
+from sparkdl.preparation.portable import export
 
 
 def _cfg(scaler):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkdl.serving.portable import PortableFeatures
+from sparkdl.preparation.portable import PortableFeatures
 
 
 def _features(**over):
