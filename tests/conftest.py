@@ -3,6 +3,7 @@ hosts/, slurm/); tests run in tier order so each kind of SparkSession is started
 process."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 TIERS = ["unit", "integration", "cluster", "compat", "e2e", "hosts", "slurm"]
 REPO = Path(__file__).resolve().parent.parent
+
+#: Every JVM the tests start (drivers, executors, Connect servers, standalone daemons, in
+#: this process and the ones it starts) lives seconds to minutes on small data, where
+#: HotSpot's optimizing compiler costs more than it returns: C1 alone (docs/development.md,
+#: "Test time"). sparkdl's own defaults are unchanged; a value set in the environment wins.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 
 def pytest_collection_modifyitems(config, items):
