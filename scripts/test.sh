@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: every tier, as two pytest processes at once on this machine's cores.
 #
-#   shared: unit, integration, cluster, compat — in tier order, sharing this process's
-#           SparkSessions (local[2], local-cluster[2,1,1024]) across their tests;
-#   apart:  e2e, hosts, slurm — tiers whose Spark clusters, Connect servers, notebooks,
-#           network namespaces and Slurm daemons are processes of their own, on ports of their own.
+#   shared: unit, integration, cluster, compat, slurm — in tier order, sharing this process's
+#           SparkSessions (local[2], local-cluster[2,1,1024]) and prepared datasets across their tests;
+#   apart:  e2e, hosts — tiers whose Spark clusters, Connect servers, notebooks and network
+#           namespaces are processes of their own, on ports of their own.
 #
 # Much of each tier is waiting (JVMs starting, executors registering, timeouts being
 # reached), so the two overlap. The apart stream's output is kept in a log and shown after
@@ -21,16 +21,16 @@ fi
 base=$(mktemp -d -t sparkdl-tests-XXXXXX)
 apart=""
 trap '[[ -n "$apart" ]] && kill "$apart" 2>/dev/null; rm -rf "$base"' EXIT
-"$PY" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$base/apart" tests/e2e tests/hosts tests/slurm "$@" \
+"$PY" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$base/apart" tests/e2e tests/hosts "$@" \
     > "$base/apart.log" 2>&1 &
 apart=$!
-"$PY" -m pytest -ra --durations=25 --basetemp="$base/shared" tests/unit tests/integration tests/cluster tests/compat "$@"
+"$PY" -m pytest -ra --durations=25 --basetemp="$base/shared" tests/unit tests/integration tests/cluster tests/compat tests/slurm "$@"
 shared_status=$?
 wait "$apart"
 apart_status=$?
 apart=""
 echo
-echo "================ e2e, hosts and slurm tiers (run alongside the tiers above) ================"
+echo "================ e2e and hosts tiers (run alongside the tiers above) ================"
 cat "$base/apart.log"
-echo "shared tiers: exit ${shared_status}; e2e, hosts and slurm tiers: exit ${apart_status}"
+echo "shared tiers: exit ${shared_status}; e2e and hosts tiers: exit ${apart_status}"
 [[ $shared_status -eq 0 && $apart_status -eq 0 ]]

@@ -1,10 +1,11 @@
-"""``sparkdl slurm submit`` on a real Slurm cluster: the Adult job, prepared by ``sparkdl
-prepare``, trains as a batch job whose 2 ranks ``srun`` starts. Requeued mid-run (as a
-node failure or preemption requeues a job), the job runs its driver again, which resumes
-the run from its latest checkpoint; the run is committed as a Spark launch commits it,
-with MLflow, and ``sparkdl score`` scores it."""
+"""``sparkdl slurm submit`` on a real Slurm cluster: the Adult job, on the dataset the
+session's ``prepare`` made, trains as a batch job whose 2 ranks ``srun`` starts. Requeued
+mid-run (as a node failure or preemption requeues a job), the job runs its driver again,
+which resumes the run from its latest checkpoint; the run is committed as a Spark launch
+commits it, with MLflow, and ``sparkdl score``'s job scores it."""
 import glob
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from sparkdl.serving.score import score
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "conf" / "adult.yaml"
-TEST_FILE = REPO / "sparkdl" / "datasets" / "adult" / "adult.test.csv.gz"
 
 
 def _sparkdl(env, *args, timeout=600):
@@ -24,11 +26,12 @@ def _sparkdl(env, *args, timeout=600):
     return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_and_commits_a_run_that_scores(slurm, tmp_path):
+def test_a_requeued_job_resumes_from_its_checkpoint_and_commits_a_run_that_scores(slurm, spark_cluster, adult_config,
+                                                                                   adult_lake, tmp_path):
     env = {**slurm.env, "PYSPARK_PYTHON": sys.executable}
     env.pop("SPARK_HOME", None)
-    lake = tmp_path / "lake"
-    _sparkdl(env, "prepare", str(CONFIG), "--lake", str(lake), "--set", "spark.master=local[2]")
+    lake = tmp_path / "lake"  # a lake of its own, holding the prepared dataset
+    shutil.copytree(adult_lake[0] / "datasets", lake / "datasets")
     submitted = _sparkdl(env, "slurm", "submit", str(CONFIG), "--lake", str(lake), "--set", "train.epochs=4",
                          "--set", "train.ranks=2", "--set", "progress.lines_every_s=1")
     job_id, output = submitted["slurm_job_id"], Path(submitted["output"])
@@ -56,8 +59,9 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_commits_a_run_that_score
     assert metrics["attempts"][0]["resumed_from_epoch"] >= 2 and metrics["train"]["ranks"] == 2
     assert "launched 2 horovod ranks with srun" in log
     assert json.loads((run / "mlflow.json").read_text())["run_id"]
+    assert "starting Spark" not in log  # the model's preprocessing for MLflow came as numbers from prepare
 
-    _sparkdl(env, "score", "--run", str(run), "--input", str(TEST_FILE), "--output", str(tmp_path / "preds"))
+    score(spark_cluster, run, adult_config.data.test, str(tmp_path / "preds"))
     preds = pq.read_table(tmp_path / "preds", columns=["class", "prediction"]).to_pandas()
     assert len(preds) == 16281
     assert (preds["class"].str.rstrip(".") == preds["prediction"]).mean() >= 0.85  # test accuracy
