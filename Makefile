@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 setup:            ## venv, pinned deps, Horovod build (cached), editable install
 	bash scripts/setup.sh
 
-test:             ## every test tier: unit, integration, cluster, compat, slurm (root); beside them e2e, hosts (root)
+test:             ## every test tier: unit, integration, cluster, compat, slurm (root); beside them scale, e2e, hosts (root)
 	PY=$(PY) bash scripts/test.sh
 
 test-unit:        ## fast: no JVM

@@ -3,8 +3,9 @@
 #
 #   shared: unit, integration, cluster, compat, slurm — in tier order, sharing this process's
 #           SparkSessions (local[2], local-cluster[2,1,1024]) and prepared datasets across their tests;
-#   apart:  e2e, hosts — tiers whose Spark clusters, Connect servers, notebooks and network
-#           namespaces are processes of their own, on ports of their own.
+#   apart:  scale, e2e, hosts — a session of its own for jobs on a million rows, and tiers whose
+#           Spark clusters, Connect servers, notebooks and network namespaces are processes of
+#           their own, on ports of their own.
 #
 # Much of each tier is waiting (JVMs starting, executors registering, timeouts being
 # reached), so the two overlap. The apart stream's output is kept in a log and shown after
@@ -21,7 +22,7 @@ fi
 base=$(mktemp -d -t sparkdl-tests-XXXXXX)
 apart=""
 trap '[[ -n "$apart" ]] && kill "$apart" 2>/dev/null; rm -rf "$base"' EXIT
-"$PY" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$base/apart" tests/e2e tests/hosts "$@" \
+"$PY" -m pytest -ra --durations=15 -p no:cacheprovider --basetemp="$base/apart" tests/scale tests/e2e tests/hosts "$@" \
     > "$base/apart.log" 2>&1 &
 apart=$!
 "$PY" -m pytest -ra --durations=25 --basetemp="$base/shared" tests/unit tests/integration tests/cluster tests/compat tests/slurm "$@"
@@ -30,7 +31,7 @@ wait "$apart"
 apart_status=$?
 apart=""
 echo
-echo "================ e2e and hosts tiers (run alongside the tiers above) ================"
+echo "================ scale, e2e and hosts tiers (run alongside the tiers above) ================"
 cat "$base/apart.log"
-echo "shared tiers: exit ${shared_status}; e2e and hosts tiers: exit ${apart_status}"
+echo "shared tiers: exit ${shared_status}; scale, e2e and hosts tiers: exit ${apart_status}"
 [[ $shared_status -eq 0 && $apart_status -eq 0 ]]

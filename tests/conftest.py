@@ -1,5 +1,5 @@
-"""Shared fixtures. Tiers are directories (unit/, integration/, cluster/, compat/, e2e/,
-hosts/, slurm/); tests run in tier order so each kind of SparkSession is started once per pytest
+"""Shared fixtures. Tiers are directories (unit/, integration/, cluster/, compat/, slurm/,
+scale/, e2e/, hosts/); tests run in tier order so each kind of SparkSession is started once per pytest
 process."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ["unit", "integration", "cluster", "compat", "e2e", "hosts", "slurm"]
+TIERS = ["unit", "integration", "cluster", "compat", "slurm", "scale", "e2e", "hosts"]
 REPO = Path(__file__).resolve().parent.parent
 
 #: Every JVM the tests start (drivers, executors, Connect servers, standalone daemons, in
@@ -70,6 +70,24 @@ def spark_cluster():
     spark = _session("local-cluster[2,1,1024]")
     yield spark
     spark.stop()  # an embedded cluster torn down by interpreter exit relaunches executors noisily
+
+
+@pytest.fixture(scope="module")
+def spark_at_scale():
+    """local-cluster[2,1,1024] with HotSpot's optimizing compiler back on (scale tier): jobs of
+    minutes on a million rows, where it returns what it costs; stopped after the module. In
+    a process that has the cluster tier's session already, that one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master == "local-cluster[2,1,1024]":
+        yield active
+        return
+    both = "-XX:TieredStopAtLevel=4"  # after JAVA_TOOL_OPTIONS on the command line, so it wins
+    spark = _session("local-cluster[2,1,1024]", **{"spark.driver.extraJavaOptions": both,
+                                                    "spark.executor.extraJavaOptions": both})
+    yield spark
+    spark.stop()
 
 
 @pytest.fixture

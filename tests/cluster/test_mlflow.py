@@ -129,3 +129,20 @@ def test_logging_the_model_prints_no_download_bars(adult_run, adult_config, logg
     MlflowRun(mlflow.tracking.MlflowClient(uri), uri, run_id, "0")._log_model(RunDir(adult_run.path), adult_config)
     err = capfd.readouterr().err
     assert "Downloading artifacts" not in err and "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+
+
+def test_a_dataset_prepared_without_portable_numbers_gets_them_from_its_pipeline(spark_cluster, adult_run,
+                                                                                   adult_config, tmp_path):
+    """Datasets prepared before ``prepare`` wrote ``portable.json``: the export reads the
+    PipelineModel with Spark instead, and gets the numbers ``prepare`` writes now."""
+    import shutil
+
+    from sparkdl.core.rundir import PORTABLE_FILE, RunDir
+    from sparkdl.preparation.portable import PortableFeatures
+    from sparkdl.tracking.pyfunc import portable_features
+
+    older = RunDir(tmp_path / "run")
+    shutil.copytree(adult_run.path / "preprocessing", older.preprocessing)
+    (older.preprocessing / PORTABLE_FILE).unlink()
+    prepared = PortableFeatures.load(adult_run.path / "preprocessing" / PORTABLE_FILE)
+    assert portable_features(older, adult_config) == prepared and prepared.width == 108

@@ -17,10 +17,10 @@ from sparkdl.workflow import prepare, run_job
 CONF = Path(__file__).resolve().parents[2] / "conf" / "clicklog.yaml"
 
 
-def test_a_million_click_log_rows_prepare_and_train_on_default_executors(spark_cluster, tmp_path):
-    assert spark_cluster.sparkContext.master == "local-cluster[2,1,1024]"  # 1 GiB per executor
+def test_a_million_click_log_rows_prepare_and_train_on_default_executors(spark_at_scale, tmp_path):
+    assert spark_at_scale.sparkContext.master == "local-cluster[2,1,1024]"  # 1 GiB per executor
     cfg = load_config(CONF, ["data.options.rows=1000000"])  # 2 epochs
-    result = run_job(cfg, str(tmp_path / "lake"), spark=spark_cluster)
+    result = run_job(cfg, str(tmp_path / "lake"), spark=spark_at_scale)
     manifest = Manifest.load(result.path / "manifest.json")
     tables = {e["name"]: e for e in manifest.embeddings}
     spec = json.loads((result.run_dir.model / "spec.json").read_text())
@@ -38,10 +38,10 @@ def test_a_million_click_log_rows_prepare_and_train_on_default_executors(spark_c
     assert m.held_out["auc"] > 0.8
 
 
-def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(spark_cluster, tmp_path):
+def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(spark_at_scale, tmp_path):
     cfg = load_config(CONF, ["data.options.rows=100000", "features.categorical_encoding=onehot"])
     with pytest.raises(ConfigError) as err:
-        prepare(cfg, str(tmp_path / "lake"), spark=spark_cluster)
+        prepare(cfg, str(tmp_path / "lake"), spark=spark_at_scale)
     column = err.value.path.split(".")[2]
     assert err.value.path == f"features.columns.{column}.encoding"
     assert synthetic.CLICKLOG_CATEGORICAL[column] > 1000  # a column that is wide, not a narrow one
@@ -49,9 +49,9 @@ def test_one_hot_for_a_column_of_many_values_is_refused_before_features_are_fit(
     assert not Lake(str(tmp_path / "lake")).has_dataset(cfg.name)  # nothing published
 
 
-def test_a_job_whose_only_features_are_embedded_columns(spark_cluster, tmp_path):
+def test_a_job_whose_only_features_are_embedded_columns(spark_at_scale, tmp_path):
     cfg = load_config(CONF, ["data.options.rows=20000", "schema.numeric=[]", "train.epochs=1"])
-    result = run_job(cfg, str(tmp_path / "lake"), spark=spark_cluster)
+    result = run_job(cfg, str(tmp_path / "lake"), spark=spark_at_scale)
     assert Manifest.load(result.path / "manifest.json").feature_width == 0
     m = result.metrics
     assert m.held_out["rows"] > 0 and 0.0 < m.held_out["auc"] < 1.0
