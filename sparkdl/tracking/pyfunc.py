@@ -73,7 +73,6 @@ class RunPyfunc(mlflow.pyfunc.PythonModel):
         return out
 
 
-
 def portable_features(run: RunDir, cfg: JobConfig):
     """The run's preprocessing as numbers: ``portable.json``, which ``prepare`` writes beside
     the PipelineModel; for a dataset prepared before it did, read out of the PipelineModel
