@@ -83,7 +83,6 @@ def test_spark_udf_scores_a_dataframe_of_raw_rows(spark_cluster, logged, raw_row
     assert scored[PROBABILITY].to_numpy() == pytest.approx(expected[PROBABILITY].to_numpy(), abs=1e-9)
 
 
-
 def test_a_run_logged_to_an_mlflow_server_appears_there(spark_cluster, adult_config, adult_lake, tmp_path):
     from sparkdl.workflow import train
 

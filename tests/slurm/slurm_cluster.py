@@ -36,7 +36,6 @@ def check_installed() -> None:
         raise SlurmUnavailable("the Slurm tier runs slurmd, which starts jobs as their users: run it as root")
 
 
-
 def _daemon(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 
