@@ -28,7 +28,7 @@ log = logging.getLogger("benchmarks")
 
 
 def run(parts: List[str], quick: bool) -> Dict[str, Any]:
-    from benchmarks.data_path import bench_data_path
+    from benchmarks.data_path import bench_data_path, bench_many_files
     from benchmarks.embedding_grads import bench_embedding_grads
     from benchmarks.exchange import bench_exchange
 
@@ -42,7 +42,9 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             res[name] = fn()
             res["seconds"][name] = round(time.perf_counter() - t0, 1)
 
-    part("data_path", lambda: bench_data_path(200_000 if quick else 1_000_000))
+    part("data_path", lambda: {
+        "sizes": [bench_data_path(n) for n in ([200_000] if quick else [1_000_000, 5_000_000])],
+        "many_files": bench_many_files(20_000 if quick else 200_000, 1_000 if quick else 10_000)})
     part("exchange", lambda: bench_exchange(steps=200 if quick else 1000))
     part("embedding_grads", lambda: bench_embedding_grads(steps=10 if quick else 30))
     if "hosts" in parts:
@@ -64,7 +66,7 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
     from benchmarks.distributor import bench_distributor
     from benchmarks.end_to_end import bench_end_to_end
     from benchmarks.etl import bench_etl
-    from benchmarks.image_path import bench_image_path
+    from benchmarks.image_path import bench_image_memory, bench_image_path
     from benchmarks.scale import bench_scale
     from benchmarks.scoring import bench_scoring
     from sparkdl.core.config import SparkConfig
@@ -101,7 +103,8 @@ def run(parts: List[str], quick: bool) -> Dict[str, Any]:
             part("scale", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000]))
             part("clicklog", lambda: bench_scale(spark, lake, [100_000, 300_000] if quick else [1_000_000, 10_000_000],
                                                  epochs=1, job="clicklog", score=False))
-            part("images", lambda: bench_image_path(spark, 4_000 if quick else 50_000))
+            part("images", lambda: {**bench_image_path(spark, 4_000 if quick else 50_000),
+                                     "memory_224": bench_image_memory(spark, 1_000 if quick else 4_000)})
     finally:
         spark.stop()
     return res

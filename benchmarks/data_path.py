@@ -35,52 +35,77 @@ def petastorm_reader(path: Path, repeat: int = 3) -> Optional[Dict[str, Any]]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def write_parquet(path: Path, rows: int, width: int, files: int, seed: int = 0) -> None:
-    """``files`` Parquet files of float32 ``features`` arrays and int ``label``s, as materialize writes."""
+def write_parquet(path: Path, rows: int, width: int, files: int, seed: int = 0,
+                  max_rows_per_file: Optional[int] = None) -> None:
+    """``files`` partitions of float32 ``features`` arrays and int ``label``s, each written as
+    Spark writes a partition under ``maxRecordsPerFile``: files of that many rows, then the
+    remainder (``part-N-c000``, ``c001``, ...); one row group per file. Row ``i``'s first
+    feature is ``i``, so a reader's rows can be told apart."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     path.mkdir(parents=True, exist_ok=True)
-    per = rows // files
+    per, first = rows // files, 0
     for i in range(files):
-        x = rng.standard_normal((per, width), dtype=np.float32)
-        feats = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), width).cast(pa.list_(pa.float32()))
-        pq.write_table(pa.table({"features": feats, "label": pa.array(rng.integers(0, 2, per), pa.int32())}),
-                       path / f"part-{i:03d}.parquet")
+        n = per + (rows % files if i == files - 1 else 0)
+        cap = max_rows_per_file or n
+        for j, lo in enumerate(range(0, n, cap)):
+            m = min(cap, n - lo)
+            x = rng.standard_normal((m, width), dtype=np.float32)
+            x[:, 0] = np.arange(first, first + m)
+            first += m
+            feats = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), width).cast(pa.list_(pa.float32()))
+            pq.write_table(pa.table({"features": feats, "label": pa.array(rng.integers(0, 2, m), pa.int32())}),
+                           path / f"part-{i:05d}-c{j:03d}.parquet", row_group_size=m)
 
 
-def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 16) -> Dict[str, Any]:
+def whole_row_group_coverage(index, world: int, batch: int) -> float:
+    """The share of rows an epoch trained on when whole row groups were dealt ``i % world``
+    and every rank ran the smallest shard's steps (the plan before row ranges)."""
+    groups = index.groups()
+    shards = [sum(g.rows for g in groups[r::world]) for r in range(world)]
+    return round(world * (min(shards) // batch) * batch / max(index.rows, 1), 4)
+
+
+def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 16,
+                    max_rows_per_file: int = 262_144) -> Dict[str, Any]:
+    """Rank 0 of 2 reading an epoch, against a bare loop over the same number of rows, on
+    the layout Spark writes for ``rows`` rows in ``files`` partitions; with the epoch's
+    coverage now and under whole-row-group dealing."""
     import pyarrow.parquet as pq
     import torch
 
-    from sparkdl.training.rank.reader import ShardPlan, ShardReader
+    from sparkdl.core.parquet_index import DatasetIndex
+    from sparkdl.training.rank.reader import ShardReader
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data"
-        write_parquet(path, rows, width, files)
-        shard = sorted(path.glob("*.parquet"))[0::2]
+        write_parquet(path, rows, width, files, max_rows_per_file=max_rows_per_file)
+        index = DatasetIndex.from_footers(str(path))
+        to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
+        deal = ShardReader(index, 0, 2, batch).deal(1)
+        want = deal.rows_per_rank[0]
 
         def bare() -> int:
             # Zero-copy Arrow buffers are read-only; the bare loop takes them as they are, so
             # torch's one-time "not writable" warning is expected here.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             n = 0
-            for f in shard:
+            for f in sorted(path.glob("*.parquet")):
                 t = pq.read_table(f, columns=["features", "label"])
                 x = t.column("features").combine_chunks().flatten().to_numpy().reshape(-1, width)
                 y = t.column("label").to_numpy()
                 for i in range(0, len(y) - batch + 1, batch):
                     n += len(torch.from_numpy(y[i:i + batch]))
                     torch.from_numpy(x[i:i + batch])
+                    if n >= want:
+                        return n
             return n
-
-        plan = ShardPlan.for_dataset(str(path), 2, batch)
-        to_tensors = lambda x, y: (torch.from_numpy(x), torch.from_numpy(y))  # noqa: E731
 
         def sparkdl_reader(buffer: int) -> Callable[[], int]:
             def run() -> int:
-                reader = ShardReader(str(path), 0, 2, plan, buffer, 0, 4, to_tensors=to_tensors)
+                reader = ShardReader(index, 0, 2, batch, shuffle_buffer=buffer, prefetch=4, to_tensors=to_tensors)
                 return sum(len(y) for _, y in reader.epoch(1))
             return run
 
@@ -88,12 +113,48 @@ def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 
         unshuffled = timed(sparkdl_reader(0), repeat=3)
         shuffled = timed(sparkdl_reader(100_000), repeat=3)
         petastorm = petastorm_reader(path)
+        petastorm_rows = sum(g.rows for g in index.groups()[0::2])  # its own shard 0 of 2: row groups i % 2
     extra = {} if petastorm is None else {
         "petastorm_reader_unshuffled": petastorm,
         "ratio_petastorm_reader": ratio(petastorm["rows_per_sec"], base["rows_per_sec"])}
     return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled, **extra,
             "ratio_shuffled": ratio(shuffled["rows_per_sec"], base["rows_per_sec"]),
             "ratio_unshuffled": ratio(unshuffled["rows_per_sec"], base["rows_per_sec"]),
-            "settings": {"rows": rows, "width": width, "batch": batch, "files": files, "ranks": 2,
-                         "rank0_rows": plan.rows_per_shard[0],
+            "coverage": round(deal.coverage, 6), "coverage_whole_row_groups": whole_row_group_coverage(index, 2, batch),
+            "settings": {"rows": rows, "width": width, "batch": batch, "partitions": files,
+                         "files": len(index.files), "max_rows_per_file": max_rows_per_file, "ranks": 2,
+                         "rank0_rows": want, "petastorm_shard_rows": petastorm_rows,
                          "shuffle_buffer": 100_000, "prefetch_batches": 4}}
+
+
+def bench_many_files(rows: int, files: int, width: int = 104, batch: int = 512) -> Dict[str, Any]:
+    """Time from a rank's start to its first batch on ``files`` small files and on 16 files
+    of the same rows, with the dataset's index given (as the manifest gives it), and the
+    files rank 0 opens; beside the time one process takes to read every footer, what every
+    rank paid before the index."""
+    import time
+
+    from sparkdl.core.parquet_index import DatasetIndex
+    from sparkdl.testing.filesystems import counting_filesystem
+    from sparkdl.training.rank.reader import ShardReader
+
+    out: Dict[str, Any] = {"rows": rows, "batch": batch, "ranks": 2}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, n in (("many", files), ("few", 16)):
+            path = Path(tmp) / name
+            write_parquet(path, rows, width, n)
+            t0 = time.perf_counter()
+            index = DatasetIndex.from_footers(str(path))
+            footers_s = time.perf_counter() - t0
+            fs = counting_filesystem()
+            t0 = time.perf_counter()
+            reader = ShardReader(index, 0, 2, batch, shuffle_buffer=10_000, prefetch=4, filesystem=fs)
+            next(iter(reader.epoch(1)))
+            first = time.perf_counter() - t0
+            touched = {x.file for x in reader.deal(1).ranges[0]}
+            opened = set(fs.handler.opened)
+            out[name] = {"files": len(index.files), "first_batch_s": round(first, 4),
+                         "every_footer_s": round(footers_s, 4), "files_opened_by_rank0": len(opened),
+                         "files_dealt_to_rank0": len(touched),
+                         "opened_only_dealt_files": opened <= {index.path(i) for i in touched}}
+    return out

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from benchmarks.measure import ratio
+
 
 def _n(value: float) -> str:
     return f"{value:,.0f}"
@@ -29,22 +31,36 @@ def to_markdown(res: Dict[str, Any]) -> str:
            "for times (TorchDistributor), below 1 is faster.", ""]
     rows: List[List[Any]] = []
     notes: List[str] = []
-    d = res.get("data_path")
-    if d:
-        rows.append(["1. data path, shuffled batches (rows/s, rank 0 of 2)", _n(d["sparkdl_shuffled"]["rows_per_sec"]),
-                     f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_shuffled"]])
-        rows.append(["1. data path, unshuffled", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
+    for d in (res.get("data_path") or {}).get("sizes", []):
+        size = f"{d['settings']['rows']:,} rows in {d['settings']['files']} files"
+        rows.append([f"1. data path, shuffled batches (rows/s, rank 0 of 2), {size}",
+                     _n(d["sparkdl_shuffled"]["rows_per_sec"]), f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
+                     d["ratio_shuffled"]])
+        rows.append([f"1. data path, unshuffled, {size}", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_unshuffled"]])
+        rows.append([f"1. data path, rows trained per epoch / rows, {size}", d["coverage"],
+                     f"{d['coverage_whole_row_groups']} dealing whole row groups",
+                     ratio(d["coverage"], d["coverage_whole_row_groups"])])
         if "petastorm_reader_unshuffled" in d:
             loader = d["petastorm_reader_unshuffled"]
             rows.append(["1. data path, Petastorm 0.13.1 `make_batch_reader` (its own env, pyarrow 14), in order",
                          _n(loader["rows_per_sec"]), f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
                          d["ratio_petastorm_reader"]])
-            got, want = loader.get("rows_per_run", [loader["rows"]]), d["settings"].get("rank0_rows")
+            got, want = loader.get("rows_per_run", [loader["rows"]]), d["settings"].get("petastorm_shard_rows")
             if want and any(n != want for n in got):
-                notes.append(f"Petastorm's make_batch_reader delivered {', '.join(f'{n:,}' for n in got)} of rank "
-                             f"0's {want:,} rows in its {len(got)} runs (its default thread pool drops row "
+                notes.append(f"Petastorm's make_batch_reader delivered {', '.join(f'{n:,}' for n in got)} of its "
+                             f"shard's {want:,} rows in its {len(got)} runs (its default thread pool drops row "
                              "groups; sparkdl reads every one). Its rate is its best run's.")
+    many = (res.get("data_path") or {}).get("many_files")
+    if many:
+        for name in ("many", "few"):
+            m = many[name]
+            rows.append([f"1. data path, rank start to first batch, {many['rows']:,} rows in {m['files']:,} files (s)",
+                         m["first_batch_s"], f"{m['every_footer_s']} reading every footer",
+                         ratio(m["first_batch_s"], m["every_footer_s"])])
+        notes.append(f"With the dataset's index, rank 0 of 2 opened {many['many']['files_opened_by_rank0']:,} of "
+                     f"{many['many']['files']:,} files (those it was dealt: "
+                     f"{many['many']['opened_only_dealt_files']}); before the index every rank read every footer.")
     e = res.get("end_to_end")
     if e:
         for t in e["training"]:
@@ -101,6 +117,11 @@ def to_markdown(res: Dict[str, Any]) -> str:
         rows.append(["7. images: uint8 pixels into the loop, shuffled (images/s, rank 0 of 2)",
                      _n(im["sparkdl_reader"]["rows_per_sec"]), f"{_n(im['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
                      im["ratio_reader"]])
+        mem = im.get("memory_224")
+        if mem:
+            notes.append(f"Images (7): one epoch on {mem['images']:,} generated {'x'.join(map(str, mem['shape']))} "
+                         f"images with the default loader settings peaked at "
+                         f"{' / '.join(f'{v:,} MiB' for v in mem['peak_rss_mib_per_rank'])} resident per rank.")
     if rows:
         out += _table(["what", "sparkdl", "baseline", "ratio"], rows) + [n + "\n" for n in notes]
     x = res.get("exchange")

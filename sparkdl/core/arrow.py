@@ -18,8 +18,9 @@ def _row_width(offsets: np.ndarray, name: str, where: str, item: str = "row", un
     return width
 
 
-def pixel_matrix(arr, name: str, where: str) -> np.ndarray:
-    """An Arrow binary column of equal-length uint8 images → ``(rows, pixels)`` float32 in [0, 1]."""
+def pixel_bytes(arr, name: str, where: str) -> np.ndarray:
+    """An Arrow binary column of equal-length uint8 images → a ``(rows, pixels)`` uint8 view
+    of its buffer (read-only: Arrow's memory)."""
     import pyarrow as pa
 
     if arr.null_count:
@@ -28,7 +29,16 @@ def pixel_matrix(arr, name: str, where: str) -> np.ndarray:
     offsets = offsets[arr.offset:arr.offset + len(arr) + 1]
     width = _row_width(offsets, name, where, "image", "bytes")
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
-    return data.reshape(len(arr), width).astype(np.float32) * np.float32(1 / 255)
+    return data.reshape(len(arr), width)
+
+
+#: Pixels' uint8 values scaled to [0, 1]: the one factor the reader's device copy and scoring share.
+PIXEL_SCALE = np.float32(1 / 255)
+
+
+def pixel_matrix(arr, name: str, where: str) -> np.ndarray:
+    """An Arrow binary column of equal-length uint8 images → ``(rows, pixels)`` float32 in [0, 1]."""
+    return pixel_bytes(arr, name, where).astype(np.float32) * PIXEL_SCALE
 
 
 def _list_matrix(arr, name: str, where: str, dtype) -> np.ndarray:
@@ -59,15 +69,16 @@ def _combined(column):
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def feature_matrix(column, name: str, where: str) -> np.ndarray:
+def feature_matrix(column, name: str, where: str, raw_pixels: bool = False) -> np.ndarray:
     """An Arrow column of equal-length numeric arrays (or of equal-size uint8 images) →
-    one contiguous ``(rows, width)`` float32 matrix, without a Python object per row.
-    Errors name the column and file."""
+    one contiguous ``(rows, width)`` float32 matrix, without a Python object per row
+    (``raw_pixels``: images as their uint8 bytes, a quarter of the memory, scaled on the
+    device). Errors name the column and file."""
     import pyarrow as pa
 
     arr = _combined(column)
     if pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type):
-        return pixel_matrix(arr, name, where)
+        return pixel_bytes(arr, name, where) if raw_pixels else pixel_matrix(arr, name, where)
     return _list_matrix(arr, name, where, np.float32)
 
 

@@ -4,9 +4,10 @@ The split is a seeded hash of each record's raw text, so it is deterministic wha
 the partitioning (and identical records never straddle train and validation). When
 ``materialize.test_fraction`` is set (and there is no ``data.test``), a test split is
 carved from the next hash range beside validation. Each
-split is written as Parquet that Petastorm's ``make_batch_reader`` reads, in enough
-row groups that every rank of the largest configured world gets several. The
-``manifest.json`` is what training and scoring read; nothing re-derives it.
+split is written as Parquet that Petastorm's ``make_batch_reader`` reads, in row groups
+of equal size (:func:`row_group_rows`), and the manifest keeps every file's row groups
+(the index the ranks deal rows from). The ``manifest.json`` is what training and scoring
+read; nothing re-derives it.
 """
 from __future__ import annotations
 
@@ -14,15 +15,19 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, List, Optional
 
+import numpy as np
+
 from sparkdl.core.columns import FEATURES, INDICES, LABEL, RAW
 from sparkdl.core.config import JobConfig
 from sparkdl.core.errors import DatasetTooSmallError
 from sparkdl.core.lake import Lake, new_id, staged_dir, utc_now
+from sparkdl.core.parquet_index import DatasetIndex
 from sparkdl.core.records import VersionedRecord
 from sparkdl.core.rundir import MANIFEST
 from sparkdl.core.stopwatch import StageClock
@@ -68,6 +73,10 @@ class Manifest(VersionedRecord):
     #: The training split's distribution per declared feature (:mod:`sparkdl.preparation.profile`),
     #: what drift checks compare new rows with; None for images and datasets prepared before it.
     profile: Optional[Dict[str, Any]] = None
+    #: Each split's data files and the rows of each of their row groups
+    #: (:class:`~sparkdl.core.parquet_index.DatasetIndex`), so ranks read no footer to plan;
+    #: None for datasets prepared before it (the driver reads their footers once).
+    index: Optional[Dict[str, Any]] = None
     version: int = MANIFEST_VERSION
 
     VERSION: ClassVar[int] = MANIFEST_VERSION
@@ -79,6 +88,12 @@ class Manifest(VersionedRecord):
         """The manifest at ``path``: its file, or the dataset directory holding it."""
         p = Path(path)
         return super().load(p / MANIFEST if p.is_dir() else p)
+
+    def index_of(self, split: str) -> Optional[DatasetIndex]:
+        """``split``'s row-group index, or None when the manifest predates indexes."""
+        if not self.index or split not in self.index:
+            return None
+        return DatasetIndex.from_dict(self.paths[split], self.index[split])
 
     @property
     def classes(self) -> List[str]:
@@ -108,9 +123,10 @@ def split_bucket(seed: int):
     return F.pmod(F.xxhash64(F.col(RAW), F.lit(seed)), F.lit(_HASH_BUCKETS))
 
 
-def split_frames(accepted, m, indicator: Optional[str] = None) -> Dict[str, Any]:
-    """train / validation (/ test when ``m.test_fraction``) by hash range; with an
-    ``indicator`` column, validation is its true rows and the hash carves test from the rest."""
+def split_conditions(m, indicator: Optional[str] = None) -> Dict[str, Any]:
+    """Each split's condition on an accepted row: train / validation (/ test when
+    ``m.test_fraction``) by hash range; with an ``indicator`` column, validation is its true
+    rows and the hash carves test from the rest."""
     from pyspark.sql import functions as F
 
     bucket = split_bucket(m.seed)
@@ -120,10 +136,24 @@ def split_frames(accepted, m, indicator: Optional[str] = None) -> Dict[str, Any]
         start = int(round(m.validation_fraction * _HASH_BUCKETS))
         validation = bucket < F.lit(start)
     t_end = start + int(round(m.test_fraction * _HASH_BUCKETS))
-    out = {"train": accepted.where(~validation & (bucket >= F.lit(t_end))), "validation": accepted.where(validation)}
+    out = {"train": ~validation & (bucket >= F.lit(t_end)), "validation": validation}
     if m.test_fraction > 0:
-        out["test"] = accepted.where(~validation & (bucket < F.lit(t_end)))
+        out["test"] = ~validation & (bucket < F.lit(t_end))
     return out
+
+
+def split_frames(accepted, m, indicator: Optional[str] = None) -> Dict[str, Any]:
+    """The accepted rows of each split (:func:`split_conditions`)."""
+    return {name: accepted.where(cond) for name, cond in split_conditions(m, indicator).items()}
+
+
+def split_counts(accepted, m, indicator: Optional[str] = None) -> Dict[str, int]:
+    """Rows in each split, in one pass over the (cached) accepted rows: what the layout is cut by."""
+    from pyspark.sql import functions as F
+
+    conds = split_conditions(m, indicator)
+    row = accepted.agg(*[F.sum(F.when(c, 1).otherwise(0)).alias(k) for k, c in conds.items()]).collect()[0]
+    return {k: int(row[k] or 0) for k in conds}
 
 
 def label_summary(spark, cfg: JobConfig, train_path: Path) -> Dict[str, Any]:
@@ -148,23 +178,27 @@ def label_summary(spark, cfg: JobConfig, train_path: Path) -> Dict[str, Any]:
     return out
 
 
-def parquet_layout(path: Path) -> Dict[str, int]:
-    """Rows and row groups of a written Parquet directory, from the file footers only."""
-    import pyarrow.parquet as pq
-
-    rows = groups = 0
-    for f in sorted(path.glob("*.parquet")):
-        meta = pq.ParquetFile(f).metadata
-        rows += meta.num_rows
-        groups += meta.num_row_groups
-    return {"rows": rows, "row_groups": groups}
+def row_group_rows(rows: int, m, row_bytes: int) -> int:
+    """Rows per row group for a split of ``rows`` rows of about ``row_bytes`` bytes: the split
+    in ``max_ranks x row_groups_per_rank`` equal groups, smaller where that passes
+    ``max_rows_per_row_group`` or ``max_bytes_per_row_group`` (equal groups keep reads even;
+    the reader's row ranges keep ranks even whatever the layout)."""
+    return max(1, min(row_cap(m, row_bytes), math.ceil(rows / (m.max_ranks * m.row_groups_per_rank))))
 
 
-def write_split(df, path: Path, row_groups: int, max_rows: int) -> Dict[str, int]:
-    """Write one split as at least ``row_groups`` Parquet files of at most ``max_rows`` rows
-    (a file holds one row group at these sizes)."""
-    df.repartition(row_groups).write.mode("overwrite").option("maxRecordsPerFile", max_rows).parquet(str(path))
-    return parquet_layout(path)
+def row_cap(m, row_bytes: int) -> int:
+    """The most rows one row group may hold: ``max_rows_per_row_group``, fewer where their
+    bytes would pass ``max_bytes_per_row_group``."""
+    return max(1, min(m.max_rows_per_row_group, m.max_bytes_per_row_group // max(row_bytes, 1)))
+
+
+def write_split(df, path: Path, rows: int, per_group: int, cap: int) -> DatasetIndex:
+    """Write one split of ``rows`` rows as Parquet files of about ``per_group`` rows, one row
+    group each (a round-robin repartition deals rows evenly; ``cap``, the most rows a file
+    may hold, only guards against a partition past it); its row-group index."""
+    files = max(1, math.ceil(rows / per_group))
+    df.repartition(files).write.mode("overwrite").option("maxRecordsPerFile", cap).parquet(str(path))
+    return DatasetIndex.from_footers(str(path))
 
 
 def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] = None) -> Manifest:
@@ -175,7 +209,6 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
     dataset_id = new_id()
     final = lake.dataset_root(cfg.name) / dataset_id
     m = cfg.materialize
-    groups = m.max_ranks * m.row_groups_per_rank
     with staged_dir(final) as stage:
         with clock.stage("ingest"):
             if cfg.data.test:  # a missing test source is found now, not after the training data's work
@@ -195,26 +228,34 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             with clock.stage("profile"):
                 profile = profile_rows(splits["train"], cfg.schema.numeric, cfg.schema.categorical, m.seed)
 
-        layouts, test_report = {}, None
+        layouts: Dict[str, DatasetIndex] = {}
+        test_report = None
+        with clock.stage("materialize"):
+            counts = split_counts(accepted, m, cfg.schema.validation_indicator)
+        for split in ("train", "validation"):
+            if counts[split] < m.max_ranks:
+                raise DatasetTooSmallError(
+                    f"the {split} split has {counts[split]} rows, fewer than materialize.max_ranks={m.max_ranks}; "
+                    "every rank needs data. Add data, lower max_ranks, or change validation_fraction.")
         if cfg.data.test:
             with clock.stage("ingest"):
                 test_df, test_report = ingest(spark, cfg.data, cfg.schema, cfg.data.test,
                                               str(stage / "quarantine" / "test"), key="test")
-            splits["test"] = test_df
+            splits["test"], counts["test"] = test_df, test_report.accepted
+        row_bytes = (int(np.prod(cfg.data.image.shape)) if cfg.data.image
+                     else 4 * fitted.width + 4 * len(plan.columns)) + 16
         for split, df in splits.items():
             t2 = time.monotonic()
             with clock.stage("materialize"):
                 keep = [cfg.path_column] if cfg.path_column else []
                 frame = feats.to_training_frame(fitted.model, df, cfg.schema, keep, embeddings=plan,
                                                 plan_path=plan_path)
-                layouts[split] = write_split(frame, stage / split, groups, m.max_rows_per_row_group)
-            rows = layouts[split]["rows"]
-            log.info("materialized %s: %d rows in %d row groups, %.1fs (%.0f rows/s)", split, rows,
-                     layouts[split]["row_groups"], time.monotonic() - t2, rows / max(time.monotonic() - t2, 1e-9))
-            if split != "test" and rows < m.max_ranks:
-                raise DatasetTooSmallError(
-                    f"the {split} split has {rows} rows, fewer than materialize.max_ranks={m.max_ranks}; "
-                    "every rank needs data. Add data, lower max_ranks, or change validation_fraction.")
+                per_group = row_group_rows(counts[split], m, row_bytes)
+                layouts[split] = write_split(frame, stage / split, counts[split], per_group, row_cap(m, row_bytes))
+            rows = layouts[split].rows
+            log.info("materialized %s: %d rows in %d row groups of about %d rows, %.1fs (%.0f rows/s)", split, rows,
+                     len(layouts[split].groups()), per_group, time.monotonic() - t2,
+                     rows / max(time.monotonic() - t2, 1e-9))
         release(accepted)
         if cfg.data.test:
             release(splits["test"])
@@ -230,8 +271,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             name=cfg.name, dataset_id=dataset_id,
             created=utc_now(),
             rows={"input": report.input, "accepted": report.accepted, "quarantined": report.quarantined},
-            splits={k: v["rows"] for k, v in layouts.items()},
-            row_groups={k: v["row_groups"] for k, v in layouts.items()},
+            splits={k: v.rows for k, v in layouts.items()},
+            row_groups={k: len(v.groups()) for k, v in layouts.items()},
             feature_width=fitted.width, feature_names=fitted.names,
             label=label,
             schema_hash=schema_hash(cfg, fitted.names),
@@ -249,6 +290,7 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                      **({"indices": INDICES} if plan.columns else {})},
             embeddings=[c.summary() for c in plan.columns],
             profile=profile,
+            index={k: v.to_dict() for k, v in layouts.items()},
         )
         manifest.save(stage / MANIFEST)
     lake.publish_dataset(cfg.name, dataset_id)

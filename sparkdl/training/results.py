@@ -36,7 +36,8 @@ def run_metrics(run_id: str, ranks: int, results: List[Dict[str, Any]], attempts
     launch_seconds = attempts[-1]["time_to_first_step_s"]
     train = {"ranks": ranks, "epochs": len(history),
              "samples_per_sec": (sum(h["samples_per_sec"] for h in history) / len(history)) if history else 0,
-             "steps_per_epoch": chief["steps_per_epoch"], "rows_per_shard": chief["rows_per_shard"],
+             "steps_per_epoch": chief["steps_per_epoch"], "rows_per_rank": chief["rows_per_rank"],
+             "coverage": min((h["coverage"] for h in history if "coverage" in h), default=None),
              "devices": [r["device"] for r in results], "seconds": round(sum(a.get("seconds", 0) for a in attempts), 2),
              "time_to_first_step_s": launch_seconds, "identical_parameters": True, "kept_epoch": kept_epoch,
              "stopped_early": bool(stopping and stopping["stopped_early"])}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sparkdl.core.config import JobConfig
+from sparkdl.core.config import JobConfig, LoaderConfig, MaterializeConfig
 from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
 from sparkdl.core.locks import DriverLock, try_flock
 from sparkdl.core.rundir import RunDir
@@ -38,6 +38,11 @@ UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allredu
                    "schema.validation_indicator", "train.pipeline", "train.tensor")
 
 
+#: Keys added since with a default: left out of the fingerprint while at it.
+DEFAULTED_SINCE_0_2 = {"train.loader.shuffle_buffer_bytes": LoaderConfig.shuffle_buffer_bytes,
+                       "materialize.max_bytes_per_row_group": MaterializeConfig.max_bytes_per_row_group}
+
+
 def config_fingerprint(cfg: JobConfig) -> str:
     """What makes two runs the same run: everything but where Spark runs, how the launch
     waits and retries, how progress shows, where MLflow logs (those may differ between
@@ -48,12 +53,13 @@ def config_fingerprint(cfg: JobConfig) -> str:
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
     raw["materialize"].pop("profile", None)  # what the manifest keeps for drift checks, not what trains
-    for path in UNSET_SINCE_0_2:  # so a run staged before these keys existed still resumes
+    added = {**{path: None for path in UNSET_SINCE_0_2}, **DEFAULTED_SINCE_0_2}
+    for path, default in added.items():  # so a run staged before these keys existed still resumes
         *groups, key = path.split(".")
         parent = raw
         for g in groups:
             parent = parent[g]
-        if key in parent and parent[key] is None:
+        if key in parent and parent[key] == default:
             del parent[key]
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -2,23 +2,29 @@
 the run's directory, and checked against the backend before anything starts."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.core.config import JobConfig, TrainConfig
 from sparkdl.core.config.backends import RULES
 from sparkdl.core.errors import ConfigError
 from sparkdl.core.models import model_spec
+from sparkdl.core.parquet_index import DatasetIndex
 from sparkdl.core.rundir import RunDir
 from sparkdl.preparation.materialize import Manifest
 from sparkdl.training.rank.callbacks import Callback
-from sparkdl.training.rank.loop import TrainSpec
+from sparkdl.training.rank.dealing import steps_per_epoch
+from sparkdl.training.rank.loop import TrainSpec, too_few_rows
 from sparkdl.training.rank.progress import StepProgress, TensorBoardLogger
+
+log = logging.getLogger(__name__)
 
 
 def train_spec(cfg: JobConfig, manifest: Manifest, stage: RunDir, init_from: Optional[str],
-               callbacks: Sequence[Callback] = ()) -> TrainSpec:
-    """The spec every rank trains from (pickled into the barrier stage)."""
-    return TrainSpec(train_path=manifest.paths["train"], validation_path=manifest.paths["validation"],
+               data: Tuple[DatasetIndex, DatasetIndex], callbacks: Sequence[Callback] = ()) -> TrainSpec:
+    """The spec every rank trains from (pickled into the barrier stage); ``data``: the
+    training and validation splits' indexes (:func:`dataset_data`)."""
+    return TrainSpec(train_data=data[0], validation_data=data[1],
                      model_spec=model_spec(cfg.model, manifest.feature_width, len(manifest.classes), manifest.task,
                                            manifest.target, embedding_tables(cfg.train, manifest)),
                      train=cfg.train, checkpoint_dir=str(stage.checkpoints), model_dir=str(stage.model),
@@ -26,6 +32,27 @@ def train_spec(cfg: JobConfig, manifest: Manifest, stage: RunDir, init_from: Opt
                      class_weights=class_weights(cfg, manifest),
                      image_shape=tuple(manifest.image["shape"]) if manifest.image else None,
                      indices=manifest.columns.get("indices"))
+
+
+def dataset_data(t: TrainConfig, manifest: Manifest, replicas: int) -> Tuple[DatasetIndex, DatasetIndex]:
+    """The training and validation splits' indexes; a training split too small for one
+    step of every replica is a ConfigError here, before anything starts."""
+    train, validation = dataset_index(manifest, "train"), dataset_index(manifest, "validation")
+    k = t.allreduce.backward_passes_per_step
+    if steps_per_epoch(train.rows, replicas, t.batch_size, k) == 0:
+        raise ConfigError("train.batch_size", too_few_rows(train.rows, replicas, t.batch_size, k))
+    return train, validation
+
+
+def dataset_index(manifest: Manifest, split: str) -> DatasetIndex:
+    """A split's row-group index: the manifest's, or for a dataset prepared before
+    manifests kept one, read from its footers here, once for every rank."""
+    index = manifest.index_of(split)
+    if index is None:
+        log.info("dataset %s has no row-group index in its manifest (prepared by an earlier sparkdl): reading "
+                 "the %s split's footers once on the driver", manifest.dataset_id, split)
+        index = DatasetIndex.from_footers(manifest.paths[split])
+    return index
 
 
 def embedding_tables(t: TrainConfig, manifest: Manifest) -> List[Dict[str, Any]]:

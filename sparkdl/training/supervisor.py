@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from sparkdl.core.champions import resolve_optional
 from sparkdl.core.config import JobConfig
-from sparkdl.core.errors import LakeError, LaunchError, TrainingError
+from sparkdl.core.errors import LakeError, TrainingError
 from sparkdl.core.lake import Lake, new_id, staged_dir, staging_path, utc_now
 from sparkdl.core.run_metrics import RunMetrics
 from sparkdl.core.rundir import RunDir
@@ -38,7 +38,7 @@ from sparkdl.training.rank.checkpoints import list_checkpoints
 from sparkdl.training.rank.loop import TrainSpec, train_rank
 from sparkdl.training.results import run_metrics
 from sparkdl.training.resume import RunLock, find_resumable, write_resume_info
-from sparkdl.training.spec import train_spec
+from sparkdl.training.spec import dataset_data, train_spec
 from sparkdl.training.verdicts import AwaitVerdict
 
 log = logging.getLogger(__name__)
@@ -161,10 +161,8 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
 
         check_launcher(cfg.train.launch.launcher)
         ranks = cfg.train.ranks or default_ranks(cfg.train.launch.launcher)
-    readers = cfg.train.replicas(ranks)  # each replica reads a shard; a model's ranks share their replica's
-    if readers > min(manifest.row_groups["train"], manifest.row_groups["validation"]):
-        raise LaunchError(f"{readers} data-parallel replicas but the dataset has only {manifest.row_groups} row "
-                          "groups; every replica needs at least one: prepare it with a larger materialize.max_ranks")
+    # each replica reads its rows, a model's ranks share their replica's
+    data = dataset_data(cfg.train, manifest, cfg.train.replicas(ranks))
     init_from = None
     if cfg.train.fine_tune.init_from:
         start = resolve_optional(lake_, cfg.train.fine_tune.init_from)
@@ -190,7 +188,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
             started = True
             if hooks.answers_epochs:  # the ranks wait for the driver's verdict after each epoch
                 callbacks = (*callbacks, AwaitVerdict(str(stage.verdicts)))
-            spec = train_spec(cfg, manifest, stage, init_from, callbacks)
+            spec = train_spec(cfg, manifest, stage, init_from, data, callbacks)
             metrics = _train_and_write_back(spark, spec, ranks, cfg, manifest, stage, run_id, clock, hooks)
             stage.resume_info.unlink()
             stage.lock.unlink()

@@ -84,7 +84,8 @@ def test_run_directory_is_complete_and_reloads_to_the_same_predictions(backend_r
 
 
 def _write_uneven_dataset(root: Path, base: Manifest) -> Manifest:
-    """Row groups that split 3/1 between two ranks (shard 0: 3000 rows, shard 1: 1000)."""
+    """Row groups of 3000 and 1000 rows (dealt whole, i % 2, they would split 3/1), in a
+    manifest without an index (as datasets prepared before indexes have)."""
     src = pq.read_table(base.paths["train"])
     val = pq.read_table(base.paths["validation"])
     train_dir, val_dir = root / "train", root / "validation"
@@ -95,19 +96,20 @@ def _write_uneven_dataset(root: Path, base: Manifest) -> Manifest:
     pq.write_table(val.slice(600, 200), val_dir / "part-1.parquet", row_group_size=200)
     paths = dict(base.paths, train=str(train_dir), validation=str(val_dir))
     return dataclasses.replace(base, paths=paths, row_groups={"train": 2, "validation": 2},
-                               splits={"train": 4000, "validation": 800})
+                               splits={"train": 4000, "validation": 800}, index=None)
 
 
-def test_uneven_shards_train_with_equal_steps_and_no_hang(spark_cluster, adult_config, adult_lake, tmp_path):
+def test_uneven_row_groups_give_equal_rows_to_every_rank_and_every_row_each_epoch(spark_cluster, adult_config, adult_lake, tmp_path):
     lake, manifest = adult_lake
     uneven = _write_uneven_dataset(tmp_path / "uneven", manifest)
     cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.batch_size": 100,
                                     "train.launch.progress_timeout_s": 60})
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=uneven)
     t = result.metrics.train
-    assert t["rows_per_shard"] == [3000, 1000]
-    assert t["steps_per_epoch"] == 10  # the smaller shard's 1000 rows / batch 100, on both ranks
-    assert [h["steps"] for h in result.metrics.history] == [10, 10]
+    assert t["rows_per_rank"] == [2000, 2000] and t["coverage"] == 1.0
+    assert t["steps_per_epoch"] == 20  # 4000 rows / (2 ranks x batch 100)
+    assert [h["steps"] for h in result.metrics.history] == [20, 20]
+    assert [h["rows_per_rank"] for h in result.metrics.history] == [[2000, 2000]] * 2
     assert result.metrics.history[-1]["val_rows"] == 800
 
 

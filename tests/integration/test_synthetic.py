@@ -35,16 +35,15 @@ def test_synthetic_job_prepares(spark_local, tmp_path):
     m = prepare(cfg, str(tmp_path / "lake"), spark=spark_local)
     assert m.rows == {"input": 5000, "accepted": 5000, "quarantined": 0}
     assert m.feature_width == 8 + sum(synthetic.CATEGORICAL.values())
-    assert m.row_groups["train"] == 16  # max_ranks 4 x row_groups_per_rank 4: no file reaches 262,144 rows
+    assert m.row_groups["train"] == 16  # max_ranks 4 x row_groups_per_rank 4: no group reaches 262,144 rows
+    assert m.index_of("train").rows == m.splits["train"]
 
     capped = prepare(cfg.with_values({"materialize.max_rows_per_row_group": 200}), str(tmp_path / "lake2"),
                      spark=spark_local)
-    # 4,500 training rows in 16 partitions of about 280: each file splits at 200 rows
-    assert capped.row_groups["train"] >= capped.splits["train"] / 200 and capped.row_groups["train"] > 16
-    import pyarrow.parquet as pq
-
-    files = sorted(Path(capped.paths["train"]).glob("*.parquet"))
-    assert max(pq.ParquetFile(f).metadata.num_rows for f in files) <= 200
+    # about 4,500 training rows in groups of at most 200: as many groups as that takes, of even sizes
+    groups = [g.rows for g in capped.index_of("train").groups()]
+    assert len(groups) == capped.row_groups["train"] == -(-capped.splits["train"] // 200)
+    assert max(groups) <= 200 and max(groups) - min(groups) <= 8
 
 
 def test_written_files_round_trip(spark_local, tmp_path):

@@ -4,15 +4,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkdl.training.rank.reader import (
-    Prefetcher,
-    RowGroups,
-    ShardPlan,
-    ShardReader,
-    feature_matrix,
-    shard_rows,
-    shuffled_batches,
-)
+from sparkdl.core.parquet_index import DatasetIndex
+from sparkdl.testing.filesystems import counting_filesystem
+from sparkdl.training.rank.loop import too_few_rows
+from sparkdl.training.rank.reader import Prefetcher, ShardReader, feature_matrix, shuffled_batches
 
 
 @pytest.fixture
@@ -26,23 +21,25 @@ def dataset(tmp_path):
         feats = pa.array([[float(v), float(v) * 2] for v in ids], type=pa.list_(pa.float32()))
         pq.write_table(pa.table({"features": feats, "label": pa.array(ids % 2, pa.int32())}),
                        tmp_path / f"part-{i:02d}.parquet")
-    return str(tmp_path), rid
+    return DatasetIndex.from_footers(str(tmp_path)), rid
+
+
+def reader(index, rank, size, batch, **kw):
+    return ShardReader(index, rank, size, batch, **kw)
 
 
 def test_every_row_once_across_ranks_every_time(dataset):
-    path, total = dataset
-    plan = ShardPlan.for_dataset(path, 2, 10)
-    for _ in range(20):  # Petastorm's thread pool dropped row groups at random; this must not
+    index, total = dataset
+    for size in (1, 2, 3, 7):
         seen = []
-        for rank in (0, 1):
-            reader = ShardReader(path, rank, 2, plan, 0, 0, 0)
-            seen.extend(int(v) for x, _ in reader.all_rows(64) for v in x[:, 0])
+        for rank in range(size):
+            seen.extend(int(v) for x, _ in reader(index, rank, size, 10).all_rows(64) for v in x[:, 0])
         assert sorted(seen) == list(range(total))
 
 
-def test_plan_is_petastorms_sorted_files_and_row_groups_round_robin(tmp_path):
-    """Files sorted by path, '_'/'.' names skipped, each row group a piece, piece i to rank
-    i % size: what make_batch_reader does (tests/compat checks it against Petastorm itself)."""
+def test_the_index_is_petastorms_sorted_files_and_row_groups(tmp_path):
+    """Files sorted by path, '_'/'.' names skipped, row groups in file order: the pieces
+    make_batch_reader sees (tests/compat reads the same rows with Petastorm itself)."""
     def write(name, starts):
         tables = [pa.table({"features": pa.array([[float(s + j)] for j in range(5)], pa.list_(pa.float32())),
                             "label": pa.array([0] * 5, pa.int64())}) for s in starts]
@@ -54,33 +51,68 @@ def test_plan_is_petastorms_sorted_files_and_row_groups_round_robin(tmp_path):
     write("part-c.parquet", [400])
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / ".part-a.parquet.crc").write_text("not parquet")
-    groups = RowGroups.of(f"file://{tmp_path}")  # URIs and plain paths alike
-    assert [(g.path.rsplit("/", 1)[1], g.index) for g in groups.groups] == [
-        ("part-a.parquet", 0), ("part-a.parquet", 1), ("part-b.parquet", 0), ("part-b.parquet", 1),
-        ("part-c.parquet", 0)]
-    assert shard_rows(str(tmp_path), 2) == [15, 10]
-    plan = ShardPlan([15, 10], 1, 1)
-    firsts = [sorted({int(x[0, 0]) // 100 * 100 for x, _ in ShardReader(str(tmp_path), r, 2, plan, 0, 0, 0)
-                      .all_rows(5)}) for r in (0, 1)]
-    assert firsts == [[0, 200, 400], [100, 300]]
+    index = DatasetIndex.from_footers(f"file://{tmp_path}")  # URIs and plain paths alike
+    assert [(f.name, f.row_groups) for f in index.files] == [
+        ("part-a.parquet", (5, 5)), ("part-b.parquet", (5, 5)), ("part-c.parquet", (5,))]
+    assert DatasetIndex.from_dict(index.root, index.to_dict()) == index
+    pieces = [[int(v) for x, _ in reader(index, r, 2, 1).all_rows(4) for v in x[:, 0]] for r in (0, 1)]
+    assert pieces == [[0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201],  # 12 and 13 rows, in file order
+                      [202, 203, 204, 300, 301, 302, 303, 304, 400, 401, 402, 403, 404]]
 
 
 def test_missing_or_broken_dataset_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        RowGroups.of(str(tmp_path / "nope"))
+        DatasetIndex.from_footers(str(tmp_path / "nope"))
     (tmp_path / "_SUCCESS").write_text("")
     with pytest.raises(FileNotFoundError, match="no data files"):
-        RowGroups.of(str(tmp_path))
+        DatasetIndex.from_footers(str(tmp_path))
     (tmp_path / "part-0.parquet").write_bytes(b"PAR1 truncated")
     with pytest.raises(ValueError, match="part-0.parquet in dataset .* not a readable Parquet file"):
-        RowGroups.of(str(tmp_path))
+        DatasetIndex.from_footers(str(tmp_path))
+
+
+def test_a_rank_opens_only_the_files_it_reads_and_each_footer_once(dataset):
+    index, _ = dataset
+    fs = counting_filesystem()
+    handler = fs.handler
+    r = ShardReader(index, 1, 3, 16, shuffle_buffer=100, filesystem=fs)
+    mine = r.deal(1).ranges[1]
+    assert sum(len(y) for _, y in r.epoch(1)) == r.steps * 16
+    files = {index.path(x.file) for x in mine}
+    assert set(handler.opened) == files and not handler.listed  # no other file, not even a footer; no listing
+    assert len(handler.opened) == 2 * len(files)  # its footer once, then its rows once
+
+
+def test_a_rank_trains_on_exactly_the_rows_it_was_dealt(dataset):
+    index, total = dataset
+    for size, batch in ((2, 32), (3, 7)):
+        everyone = []
+        for rank in range(size):
+            r = reader(index, rank, size, batch, shuffle_buffer=50, seed=4)
+            deal = r.deal(2)
+            got = sorted(int(v) for x, _ in r.epoch(2) for v in x[:, 0])
+            want = sorted(int(v) for x, _ in r._chunks(deal.ranges[rank]) for v in x[:, 0])
+            assert got == want and len(got) == r.steps * batch
+            everyone += got
+        assert len(set(everyone)) == len(everyone) and total - len(everyone) < size * batch
+
+
+def test_the_shuffle_buffer_is_capped_in_bytes_alike_for_every_reader_of_the_rows(dataset):
+    index, _ = dataset
+    wide = reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**20)
+    mine = wide.deal(1).ranges[0]
+    row = wide._ranges.row_bytes(mine[0])
+    assert 8 < row < 64  # two float32s and a label, uncompressed, with Parquet's list levels
+    assert wide.buffer_rows(mine) == min(10_000, int(2**20 // row))
+    labels_only = reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**20, inputs=False)
+    assert labels_only.buffer_rows(mine) == wide.buffer_rows(mine)  # a pipeline's stages shuffle alike
+    assert reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**30).buffer_rows(mine) == 10_000
 
 
 def test_batches_are_contiguous_writable_float32_and_int64(dataset):
-    path, _ = dataset
-    plan = ShardPlan(shard_rows(path, 3), 1, 1)
+    index, _ = dataset
     for rank in range(3):
-        for bx, by in ShardReader(path, rank, 3, plan, 0, 0, 0).all_rows(10):  # what torch.from_numpy gets
+        for bx, by in reader(index, rank, 3, 1).all_rows(10):  # what torch.from_numpy gets
             assert bx.dtype == np.float32 and by.dtype == np.int64
             assert bx.flags.c_contiguous and bx.flags.writeable and by.flags.writeable
 
@@ -106,15 +138,16 @@ def test_feature_matrix_names_the_column_and_file_of_bad_storage(column, message
 
 
 def test_equal_steps_and_seeded_shuffle(dataset):
-    path, _ = dataset
-    plan = ShardPlan.for_dataset(path, 2, 32, multiple_of=2)
-    assert plan.steps == (min(plan.rows_per_shard) // 32) // 2 * 2
+    index, total = dataset
+    steps = (total // (2 * 32)) // 2 * 2
+
     def epoch(rank, e, seed=5):
-        reader = ShardReader(path, rank, 2, plan, 200, seed, 2)
-        return [x[:, 0].copy() for x, _ in reader.epoch(e)]
+        r = reader(index, rank, 2, 32, shuffle_buffer=200, seed=seed, prefetch=2, multiple_of=2)
+        assert r.steps == steps
+        return [x[:, 0].copy() for x, _ in r.epoch(e)]
     a, b = epoch(0, 1), epoch(1, 1)
     assert all(x.flags.writeable for x in a)  # torch.from_numpy warns on Arrow's read-only buffers
-    assert len(a) == len(b) == plan.steps and all(len(x) == 32 for x in a + b)
+    assert len(a) == len(b) == steps and all(len(x) == 32 for x in a + b)
     assert all(np.array_equal(x, y) for x, y in zip(a, epoch(0, 1)))  # same seed, same epoch: same order
     assert not all(np.array_equal(x, y) for x, y in zip(a, epoch(0, 2)))  # next epoch: new order
     flat = np.concatenate(a)
@@ -143,9 +176,11 @@ def test_no_shuffle_buffer_keeps_file_order_and_cuts_batches_across_chunks():
 
 
 def test_too_few_rows_for_one_step_is_a_clear_error(dataset):
-    path, _ = dataset
-    with pytest.raises(ValueError, match="fewer than one step"):
-        ShardPlan.for_dataset(path, 2, 10_000)
+    index, total = dataset
+    assert reader(index, 0, 2, 10_000).steps == 0
+    message = too_few_rows(total, 2, 10_000, 1)
+    assert f"has {total} rows, fewer than one step of 2 replicas x train.batch_size=10000" in message
+    assert "lower train.batch_size or train.ranks" in message
 
 
 def test_prefetcher_reraises_producer_errors():
@@ -156,11 +191,13 @@ def test_prefetcher_reraises_producer_errors():
         list(Prefetcher(broken(), 2))
 
 
-def test_image_bytes_become_floats_in_0_1():
+def test_image_bytes_become_floats_in_0_1_or_stay_uint8_for_the_device():
     images = pa.array([bytes([0, 255, 51, 102]), bytes([1, 2, 3, 4])], pa.binary())
     m = feature_matrix(images, "features", "f")
     assert m.dtype == np.float32 and m.shape == (2, 4)
     assert m[0].tolist() == pytest.approx([0.0, 1.0, 0.2, 0.4])
+    raw = feature_matrix(images, "features", "f", raw_pixels=True)
+    assert raw.dtype == np.uint8 and raw[0].tolist() == [0, 255, 51, 102]
     with pytest.raises(ValueError, match="image 1 of the row group has 3 bytes, image 0 has 4"):
         feature_matrix(pa.array([bytes(4), bytes(3)], pa.binary()), "features", "f")
 
@@ -177,14 +214,14 @@ def test_augmentation_flips_and_crops_and_is_seeded_per_epoch_and_rank(dataset):
         padded = np.pad(original, 1)
         assert any(np.array_equal(row, padded[i:i + 3, j:j + 3]) for i in range(3) for j in range(3))
     # on the reader: the same (seed, epoch, rank) gives the same augmented batches, another epoch others
-    path, _ = dataset
-    plan = ShardPlan.for_dataset(path, 2, 16)
+    index, _ = dataset
     noisy = lambda b, rng: b + rng.random(b.shape, dtype=np.float32)  # noqa: E731
-    def first(e):
-        return next(iter(ShardReader(path, 0, 2, plan, 0, 7, 2, transform=noisy).epoch(e)))[0]
-    plain = next(iter(ShardReader(path, 0, 2, plan, 0, 7, 2).epoch(1)))[0]
-    assert np.array_equal(first(1), first(1)) and not np.array_equal(first(1), plain)
-    assert np.allclose(first(1), plain, atol=1.0) and not np.array_equal(first(1), first(2))
+
+    def first(e, transform=None):  # in file order (no shuffle buffer): the same rows every epoch
+        return next(iter(reader(index, 0, 2, 16, seed=7, prefetch=2, transform=transform).epoch(e)))[0]
+    plain = first(1)
+    assert np.array_equal(first(1, noisy), first(1, noisy)) and not np.array_equal(first(1, noisy), plain)
+    assert np.allclose(first(1, noisy), plain, atol=1.0) and not np.array_equal(first(1, noisy), first(2, noisy))
 
 
 def test_an_index_column_travels_with_its_rows_through_the_shuffle(tmp_path):
@@ -194,32 +231,31 @@ def test_an_index_column_travels_with_its_rows_through_the_shuffle(tmp_path):
             "features": pa.array([[float(v)] for v in ids], type=pa.list_(pa.float32())),
             "categories": pa.array([[int(v), int(v) % 7] for v in ids], type=pa.list_(pa.int32())),
             "label": pa.array(ids % 2, pa.int32())}), tmp_path / f"part-{i}.parquet")
-    plan = ShardPlan.for_dataset(str(tmp_path), 2, 16)
-    reader = ShardReader(str(tmp_path), 0, 2, plan, 50, 3, 2, indices="categories")
+    r = reader(DatasetIndex.from_footers(str(tmp_path)), 0, 2, 16, shuffle_buffer=50, seed=3, prefetch=2,
+               indices="categories")
     seen = 0
-    for x, idx, y in reader.epoch(1):
+    for x, idx, y in r.epoch(1):
         assert idx.dtype == np.int64 and idx.shape == (16, 2)
         assert np.array_equal(idx[:, 0], x[:, 0].astype(np.int64)) and np.array_equal(y, idx[:, 0] % 2)
         seen += len(y)
-    assert seen == plan.steps * 16
-    assert sum(len(b[0]) for b in reader.all_rows(64)) == plan.rows_per_shard[0]
+    assert seen == r.steps * 16 == 192
+    assert sum(len(b[0]) for b in r.all_rows(64)) == 200
 
 
 def test_a_pipelines_stages_read_their_part_of_the_same_rows_in_the_same_order(dataset):
     """The first stage reads the inputs, the last the labels, a stage between neither; the
     shuffle depends only on row counts, so each batch's inputs and labels still match."""
-    path, _ = dataset
-    plan = ShardPlan.for_dataset(path, 2, 32)
+    index, total = dataset
 
     def batches(**reads):
-        return list(ShardReader(path, 1, 2, plan, 200, 9, 2, **reads).epoch(3))
+        return list(reader(index, 1, 2, 32, shuffle_buffer=200, seed=9, prefetch=2, **reads).epoch(3))
 
     whole, first, last, between = batches(), batches(labels=False), batches(inputs=False), \
         batches(inputs=False, labels=False)
-    assert len(whole) == len(first) == len(last) == len(between) == plan.steps
+    assert len(whole) == len(first) == len(last) == len(between) == total // 64
     for (x, y), (fx, fy), (lx, ly), (bx, by) in zip(whole, first, last, between):
         assert np.array_equal(fx, x) and np.array_equal(ly, y) and np.array_equal(y, x[:, 0].astype(np.int64) % 2)
         assert fy.shape == ly.shape == y.shape and not fy.any() and not by.any()  # labels not read: zeros
         assert lx.shape == bx.shape == (32, 0)  # inputs not read: as many rows, no columns
-    validation = ShardReader(path, 0, 2, plan, 0, 0, 0, inputs=False)
-    assert sum(len(y) for x, y in validation.all_rows(64)) == plan.rows_per_shard[0]
+    validation = reader(index, 0, 2, 32, inputs=False)
+    assert sum(len(y) for x, y in validation.all_rows(64)) == total // 2

@@ -82,14 +82,17 @@ class MaterializeConfig:
     test_fraction: float = 0.0
     #: The seed of the splits.
     seed: int = 42
-    #: The most ranks the dataset is laid out for: each split gets ``max_ranks x
-    #: row_groups_per_rank`` row groups.
+    #: The ranks the dataset is laid out for: each split gets at least ``max_ranks x
+    #: row_groups_per_rank`` equal row groups (any number of ranks reads it evenly: ranks are
+    #: dealt row ranges, docs/data.md).
     max_ranks: int = 4
-    #: Row groups per rank, so shards stay even and a reader can shuffle between them.
+    #: Row groups per rank, so reads stay even and a reader can shuffle between them.
     row_groups_per_rank: int = 4
-    #: The most rows in one Parquet file (and so in one row group) of a split: a bigger split
-    #: gets more row groups, each small enough to decode and shuffle in a rank's memory.
+    #: The most rows in one Parquet file (one row group) of a split: a bigger split gets more
+    #: row groups, each small enough to decode and shuffle in a rank's memory.
     max_rows_per_row_group: int = 262144
+    #: The most bytes (uncompressed) in one row group: wide rows (images) get fewer rows each.
+    max_bytes_per_row_group: int = 64 * 2**20
     #: Keep the training split's distribution per feature in the manifest, what drift checks
     #: compare new rows with (a few Spark passes over a sample of at most 200,000 rows):
     #: ``auto`` does when the job has ``drift`` or ``promote`` settings.
@@ -103,3 +106,4 @@ class MaterializeConfig:
         check(self.max_ranks >= 1, "materialize.max_ranks", "must be >= 1")
         check(self.row_groups_per_rank >= 1, "materialize.row_groups_per_rank", "must be >= 1")
         check(self.max_rows_per_row_group >= 1, "materialize.max_rows_per_row_group", "must be >= 1")
+        check(self.max_bytes_per_row_group >= 2**16, "materialize.max_bytes_per_row_group", "must be >= 64 KiB (65536)")

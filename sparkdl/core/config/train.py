@@ -218,14 +218,19 @@ class TensorConfig:
 class LoaderConfig:
     """How each rank reads its shard."""
 
-    #: Rows mixed across row groups before batching; 0: in file order.
+    #: Rows mixed across row groups before batching; 0: in file order (and the same rows for
+    #: a rank every epoch, docs/data.md).
     shuffle_buffer: int = 10000
+    #: The most bytes the shuffle buffer holds (row size from the Parquet footer); the smaller
+    #: of this and ``shuffle_buffer`` wins, so wide rows (images) keep a rank's reader bounded.
+    shuffle_buffer_bytes: int = 256 * 2**20
     #: Batches read ahead on a background thread while the rank computes.
     prefetch_batches: int = 4
 
     def __post_init__(self):
         check(self.shuffle_buffer >= 0, "train.loader.shuffle_buffer", "must be >= 0 (0 turns shuffling off)")
         check(self.prefetch_batches >= 0, "train.loader.prefetch_batches", "must be >= 0")
+        check(self.shuffle_buffer_bytes >= 2**20, "train.loader.shuffle_buffer_bytes", "must be >= 1 MiB (1048576)")
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ class LoopState:
     #: The step's loss (a detached 0-d tensor on the device), set before ``on_step_end``;
     #: None on a rank that computes no loss (a pipeline's earlier stages).
     loss: Any = None
+    #: The step's batch as the reader gave it (tensors on the CPU: features [, indices], labels),
+    #: set before ``on_step_start``.
+    batch: Any = None
     #: Data-parallel replicas (``size`` unless ranks split one model between them).
     replicas: int = 0
     #: The rank that reports step progress: the first whose steps compute the loss.

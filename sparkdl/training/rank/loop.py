@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from sparkdl.core.arrow import PIXEL_SCALE
 from sparkdl.core.columns import FEATURES, LABEL
 from sparkdl.core.config import TrainConfig
 from sparkdl.core.models import build_model_and_loss, freeze, load_matching, predictions, save_model
+from sparkdl.core.parquet_index import DatasetIndex
 from sparkdl.core.rundir import WEIGHTS
 from sparkdl.core.stopwatch import Laps
 from sparkdl.core.task_metrics import StatsLayout, scalar_metrics
@@ -37,8 +39,9 @@ from sparkdl.training.rank.augment import ImageAugment
 from sparkdl.training.rank.callbacks import Callback, Callbacks, LoopEvent, LoopState
 from sparkdl.training.rank.checkpoints import load_latest, load_shard, save_checkpoint, save_shard
 from sparkdl.training.rank.controls import EarlyStopping, LrSchedule
+from sparkdl.training.rank.dealing import validation_deal
 from sparkdl.training.rank.objective import LOSSES, Objective
-from sparkdl.training.rank.reader import ShardPlan, ShardReader, shard_rows
+from sparkdl.training.rank.reader import ShardReader
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,9 @@ log = logging.getLogger(__name__)
 class TrainSpec:
     """Everything a rank needs (small and picklable; data and models stay in the lake)."""
 
-    train_path: str
-    validation_path: str
+    #: The training and validation splits: their directories and row groups (the dataset's index).
+    train_data: DatasetIndex
+    validation_data: DatasetIndex
     model_spec: Dict[str, Any]
     train: TrainConfig
     checkpoint_dir: str
@@ -97,6 +101,18 @@ def parameter_digest(state: Dict[str, Any]) -> Optional[str]:
     return h.hexdigest()
 
 
+def on_device(batch, device) -> List[Any]:
+    """A batch's tensors on ``device``; uint8 pixels become float32 in [0, 1] there, after a
+    copy of a quarter of the bytes (``non_blocking``: the reader pins them on CUDA)."""
+    import torch
+
+    out = []
+    for t in batch:
+        t = t.to(device, non_blocking=True)
+        out.append(t.to(torch.float32).mul_(float(PIXEL_SCALE)) if t.dtype == torch.uint8 else t)
+    return out
+
+
 def evaluate(spec: TrainSpec, backend, model, objective: Objective, reader: ShardReader, device, batch_size: int,
              epoch: int, lockstep_batches: int = 0) -> Dict[str, float]:
     """The task's metrics over every validation row of every rank (``val_`` names),
@@ -109,9 +125,8 @@ def evaluate(spec: TrainSpec, backend, model, objective: Objective, reader: Shar
     model.eval()
     done, last = 0, None
     with torch.no_grad():
-        for *inputs, y in reader.all_rows(batch_size):
-            last = [t.to(device) for t in inputs]
-            y = y.to(device)
+        for batch in reader.all_rows(batch_size):
+            *last, y = on_device(batch, device)
             out = backend.forward(model, last)
             done += 1
             if out is None:  # a rank that computes no outputs (a pipeline's earlier stages)
@@ -199,12 +214,10 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
         data_s += b - a
         if batch is None:
             break
-        *inputs, y = batch
-        state.step = step
+        state.step, state.batch = step, batch
         for hook in callbacks.on_step_start_hooks:
             hook(state)
-        inputs = [x.to(device, non_blocking=True) for x in inputs]  # features [, embedding indices]
-        y = y.to(device, non_blocking=True)
+        *inputs, y = on_device(batch, device)  # features [, embedding indices], labels
         if step == 0:
             backend.settle(model, inputs)
         boundary = (step + 1) % k == 0
@@ -227,6 +240,27 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
         step += 1
     return float(loss_sum), rows, {"seconds": clock() - t0, "data_s": data_s, "compute_s": compute_s,
                                    "step_s": step_s}
+
+
+def too_few_rows(rows: int, replicas: int, batch_size: int, multiple_of: int) -> str:
+    """Why an epoch of ``rows`` rows gives no step, and what to change."""
+    return (f"the training split has {rows} rows, fewer than one step of {replicas} replicas x "
+            f"train.batch_size={batch_size}" + (f" x {multiple_of} accumulated passes" if multiple_of > 1 else "")
+            + ": lower train.batch_size or train.ranks, or add data")
+
+
+def epoch_note(rows: int, replicas: int, per_replica: int) -> str:
+    """What an epoch covers, for rank 0's first line."""
+    used = replicas * per_replica
+    return (f"{per_replica} rows per replica, {used} of {rows} training rows per epoch, "
+            f"{rows - used} left out, coverage {used / max(rows, 1):.4f}")
+
+
+def rows_per_replica(rows_per_rank: List[float], group: int) -> List[int]:
+    """Rows each replica trained on, from every rank's count: ranks ``[r * group, (r + 1) *
+    group)`` hold replica r's parts, and those that compute the loss count its rows (a
+    pipeline's earlier stages count none), so the replica's rows are their largest count."""
+    return [int(max(rows_per_rank[r:r + group])) for r in range(0, len(rows_per_rank), group)]
 
 
 def _local_sgd_note(t: TrainConfig) -> str:
@@ -301,28 +335,32 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     if (replica, replicas) != backend.data_parallel():
         raise RuntimeError(f"rank {ctx.rank}: the backend's mesh puts it in replica {backend.data_parallel()}, the "
                            f"config in {(replica, replicas)}")
-    plan = ShardPlan.for_dataset(spec.train_path, replicas, t.batch_size, multiple_of=k)
-    to_tensors = lambda *arrays: tuple(torch.from_numpy(a) for a in arrays)  # noqa: E731
+    pin = device.type == "cuda"  # page-locked batches, so the non_blocking copies overlap compute
+    to_tensors = lambda *arrays: tuple(  # noqa: E731
+        torch.from_numpy(a).pin_memory() if pin else torch.from_numpy(a) for a in arrays)
     indices = spec.indices
     augment = (ImageAugment(tuple(spec.image_shape), t.augment.flip, t.augment.crop_padding)
                if t.augment.active and spec.image_shape else None)
     reads, labels = backend.reads
-    reader = ShardReader(spec.train_path, replica, replicas, plan, t.loader.shuffle_buffer, t.seed,
-                         t.loader.prefetch_batches, spec.features, spec.label, to_tensors, augment, indices,
-                         inputs=reads, labels=labels)
-    val_reader = ShardReader(spec.validation_path, replica, replicas, plan, 0, t.seed, 0,
-                             spec.features, spec.label, to_tensors, indices=indices, inputs=reads, labels=labels)
-    # A sharded model's forward is a collective: every rank validates in as many batches.
+    reader = ShardReader(spec.train_data, replica, replicas, t.batch_size, shuffle_buffer=t.loader.shuffle_buffer,
+                         shuffle_buffer_bytes=t.loader.shuffle_buffer_bytes, seed=t.seed,
+                         prefetch=t.loader.prefetch_batches, multiple_of=k, features=spec.features, label=spec.label,
+                         to_tensors=to_tensors, transform=augment, indices=indices, inputs=reads, labels=labels)
+    if reader.steps == 0:
+        raise ValueError(too_few_rows(spec.train_data.rows, replicas, t.batch_size, k))
     val_batch = max(t.batch_size, 1024)
-    lockstep = (max(math.ceil(rows / val_batch) for rows in shard_rows(spec.validation_path, ctx.size))
-                if backend.sharded else 0)
+    val_reader = ShardReader(spec.validation_data, replica, replicas, val_batch, features=spec.features,
+                             label=spec.label, to_tensors=to_tensors, indices=indices, inputs=reads, labels=labels)
+    # A sharded model's forward is a collective: every rank validates in as many batches.
+    lockstep = (max(math.ceil(rows / val_batch) for rows in validation_deal(spec.validation_data, replicas)
+                    .rows_per_rank) if backend.sharded else 0)
     laps.lap("shard_plan")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if (amp_dtype is torch.float16 and device.type == "cuda") else None
     if ctx.is_chief:
         ctx.report(EventType.LOG, level="info", message=(
-            f"{ctx.size} ranks{_layout_note(t, replicas)} x {plan.steps} steps/epoch x batch {t.batch_size} "
-            f"(shards {plan.rows_per_shard} rows); "
+            f"{ctx.size} ranks{_layout_note(t, replicas)} x {reader.steps} steps/epoch x batch {t.batch_size} "
+            f"({epoch_note(spec.train_data.rows, replicas, reader.steps * t.batch_size)}); "
             f"{spec.task}, loss {spec.loss}; lr {lr:g} ({t.lr_schedule.kind}, warmup {t.lr_schedule.warmup_epochs:g} "
             f"epochs); compression {t.allreduce.compression}; {_local_sgd_note(t)}accumulation {k}; "
             f"precision {t.mixed_precision}; "
@@ -331,7 +369,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
 
     state = LoopState(rank=ctx.rank, size=ctx.size, replicas=replicas, reporting_rank=backend.reporting_rank,
                       attempt=ctx.attempt, epochs=t.epochs,
-                      startup=laps, epoch=start_epoch, steps_per_epoch=plan.steps, history=history, report=ctx.report,
+                      startup=laps, epoch=start_epoch, steps_per_epoch=reader.steps, history=history, report=ctx.report,
                       broadcast=backend.broadcast_object, model=net, optimizer=opt, stop_reason=stop_reason)
     callbacks.fire(LoopEvent.ON_TRAIN_START, state)
     for epoch in range(start_epoch + 1, t.epochs + 1):
@@ -341,12 +379,16 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         loss_sum, rows, timing = _train_epoch(state, callbacks, backend, model, opt, reader, objective, device, t,
                                               scaler, amp_dtype)
         backend.end_epoch(net)
-        total_loss, total_rows = backend.allreduce_sum([loss_sum, float(rows)], f"train.{epoch}").tolist()
+        sums = backend.allreduce_sum([loss_sum, float(rows)] + [float(rows if r == ctx.rank else 0)
+                                                                for r in range(ctx.size)], f"train.{epoch}").tolist()
+        total_loss, total_rows = sums[:2]
+        trained = rows_per_replica(sums[2:], t.model_parallel_size())
         metrics = evaluate(spec, backend, net, objective, val_reader, device, val_batch, epoch, lockstep)
         seconds = timing["seconds"]
         entry = {"epoch": epoch, "loss": total_loss / max(total_rows, 1), **metrics,
                  "lr": opt.param_groups[0]["lr"], "samples_per_sec": total_rows / max(seconds, 1e-9),
-                 "steps": plan.steps, "attempt": ctx.attempt, **timing}
+                 "steps": reader.steps, "rows_per_rank": trained,
+                 "coverage": round(sum(trained) / max(spec.train_data.rows, 1), 6), "attempt": ctx.attempt, **timing}
         history.append(entry)
         callbacks.fire(LoopEvent.ON_EPOCH_END, state)
         shard = backend.checkpoint_shard(net, opt)
@@ -374,7 +416,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         save_model(final_state, _final_spec(spec, history, state.extras), Path(spec.model_dir))
     part, part_state = backend.part(net)
     return {"rank": ctx.rank, "digest": parameter_digest(final_state if part_state is None else part_state),
-            "part": part, "steps_per_epoch": plan.steps,
-            "rows_per_shard": plan.rows_per_shard, "device": str(device), "pid": os.getpid(),
+            "part": part, "steps_per_epoch": reader.steps,
+            "rows_per_rank": [reader.steps * t.batch_size] * replicas, "train_rows": spec.train_data.rows,
+            "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
             "history": history if ctx.is_chief else None}

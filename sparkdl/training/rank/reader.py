@@ -1,127 +1,34 @@
-"""Batches for one rank: a row-group plan sharded by rank, a shuffle buffer, and
-asynchronous prefetch, with pyarrow alone (``pyarrow.fs``: local paths, ``file://`` and
-any filesystem pyarrow opens).
+"""Batches for one rank: the row ranges it is dealt (:mod:`sparkdl.training.rank.dealing`),
+a shuffle buffer bounded in rows and in bytes, and asynchronous prefetch, with pyarrow
+alone (``pyarrow.fs``: local paths, ``file://`` and any filesystem pyarrow opens).
 
-The plan is the one Petastorm's ``make_batch_reader`` makes, so a sparkdl dataset
-shards the same way in a Petastorm pipeline: data files sorted by path (names starting
-with ``_`` or ``.`` skipped, like ``_SUCCESS`` and ``.crc`` files), each row group one
-piece, piece i to rank ``i % size``. Shards are therefore uneven in rows. Every rank
-computes every shard's rows from the Parquet footers (no collective needed) and all
-ranks run ``min_rows // batch_size`` steps per epoch, so no rank waits in an allreduce
-that another never joins.
+The rank knows the dataset's files and row groups from its index
+(:class:`~sparkdl.core.parquet_index.DatasetIndex`, built once by ``materialize``): it
+lists no directory and opens the footer only of files it reads, once each.
 
-Each row group's array column is decoded straight into one contiguous float32 matrix
-(no per-row objects), faster than Petastorm's decoder, which builds a numpy array per
-row and stacks them (docs/benchmarks.md, data path).
+Each row range's array column is decoded straight into one contiguous matrix (no
+per-row objects), faster than Petastorm's decoder, which builds a numpy array per row
+and stacks them (docs/benchmarks.md, data path). Image pixels stay uint8, a quarter of
+float32's bytes, until the loop has copied the batch to its device.
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from sparkdl.core.arrow import feature_matrix, index_matrix
 from sparkdl.core.columns import FEATURES, LABEL
+from sparkdl.core.config.train import LoaderConfig
+from sparkdl.core.parquet_index import DatasetIndex, open_dataset_dir
+from sparkdl.training.rank.dealing import Deal, RowRange, steps_per_epoch, training_deal, validation_deal
 
 log = logging.getLogger(__name__)
 
 _END = object()
-
-
-def _open_dataset_dir(path: str) -> Tuple[Any, str]:
-    """The pyarrow filesystem for ``path`` (a local path or a URI) and the path within it."""
-    from pyarrow import fs as pafs
-
-    if "://" in path:
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), path
-
-
-def _is_hidden(relative: str) -> bool:
-    return any(part.startswith(("_", ".")) for part in relative.split("/"))
-
-
-@dataclass(frozen=True)
-class RowGroup:
-    """One row group of one data file."""
-
-    path: str
-    index: int
-    rows: int
-
-
-@dataclass(frozen=True)
-class RowGroups:
-    """A dataset's row groups in plan order, the filesystem that opens them, and each
-    file's footer (read once, reused for every row group of the file)."""
-
-    fs: Any
-    groups: List[RowGroup]
-    footers: Dict[str, Any]
-
-    @classmethod
-    def of(cls, path: str) -> "RowGroups":
-        import pyarrow.parquet as pq
-        from pyarrow import fs as pafs
-
-        fs, root = _open_dataset_dir(path)
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"dataset {path} does not exist: prepare it first (sparkdl prepare)")
-        if info.type == pafs.FileType.File:
-            files = [root]
-        else:
-            base = root.rstrip("/") + "/"
-            found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-            files = sorted(f.path for f in found
-                           if f.type == pafs.FileType.File and not _is_hidden(f.path[len(base):]))
-        if not files:
-            raise FileNotFoundError(f"dataset {path} holds no data files (only names starting with '_' or '.')")
-        footers: Dict[str, Any] = {}
-        groups = []
-        for file in files:
-            with fs.open_input_file(file) as f:
-                try:
-                    meta = pq.ParquetFile(f).metadata
-                except Exception as e:  # pyarrow's ArrowInvalid: not Parquet, truncated, ...
-                    raise ValueError(f"{file} in dataset {path} is not a readable Parquet file ({e}); "
-                                     "remove it or prepare the dataset again") from e
-            footers[file] = meta
-            groups.extend(RowGroup(file, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups))
-        return cls(fs, groups, footers)
-
-    def shard(self, rank: int, size: int) -> List[RowGroup]:
-        """Rank ``rank``'s row groups: ``i % size == rank``."""
-        return self.groups[rank::size]
-
-
-def shard_rows(path: str, size: int) -> List[int]:
-    """Rows in each of ``size`` shards of the dataset at ``path``."""
-    groups = RowGroups.of(path)
-    return [sum(g.rows for g in groups.shard(rank, size)) for rank in range(size)]
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """How one epoch is cut for every rank."""
-
-    rows_per_shard: List[int]
-    batch_size: int
-    steps: int
-
-    @classmethod
-    def for_dataset(cls, path: str, size: int, batch_size: int, multiple_of: int = 1) -> "ShardPlan":
-        rows = shard_rows(path, size)
-        steps = (min(rows) // batch_size) // multiple_of * multiple_of
-        if steps == 0:
-            raise ValueError(f"the smallest of {size} shards of {path} has {min(rows)} rows (shards: {rows}), "
-                             f"fewer than one step of batch_size={batch_size} x {multiple_of}: lower "
-                             "train.batch_size or train.ranks, or materialize more row groups")
-        return cls(rows, batch_size, steps)
 
 
 def label_array(col) -> np.ndarray:
@@ -132,29 +39,61 @@ def label_array(col) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _pyarrow_chunks(groups: RowGroups, mine: List[RowGroup], features: str, label: str,
-                    indices: Optional[str] = None, inputs: bool = True,
-                    labels: bool = True) -> Iterator[Tuple[np.ndarray, ...]]:
-    """(features, labels) per row group, or (features, indices, labels) with an index column.
-    What ``inputs``/``labels`` leave unread comes as a placeholder of as many rows (features
-    and indices zero columns wide, labels zeros), so the rows and their order are the same."""
-    import pyarrow.parquet as pq
+class RangeReader:
+    """Reads row ranges of one dataset as aligned arrays, opening each file's footer once."""
 
-    columns = ([features] + ([indices] if indices else []) if inputs else []) + ([label] if labels else [])
-    for g in mine:
-        rows = groups.footers[g.path].row_group(g.index).num_rows
-        table = None
-        if columns:
-            with groups.fs.open_input_file(g.path) as f:
-                table = pq.ParquetFile(f, metadata=groups.footers[g.path]).read_row_group(g.index, columns=columns)
-        where = f"{g.path} (row group {g.index})"
-        x = feature_matrix(table.column(features), features, where) if inputs else np.zeros((rows, 0), np.float32)
-        y = label_array(table.column(label)) if labels else np.zeros(rows, np.int64)
-        if indices:
-            i = index_matrix(table.column(indices), indices, where) if inputs else np.zeros((rows, 0), np.int64)
-            yield x, i, y
-        else:
-            yield x, y
+    def __init__(self, index: DatasetIndex, filesystem: Any = None):
+        self.index = index
+        self.fs = filesystem if filesystem is not None else open_dataset_dir(index.root)[0]
+        self._footers: Dict[int, Any] = {}
+        self._base = open_dataset_dir(index.root)[1].rstrip("/") + "/"
+
+    def footer(self, file: int) -> Any:
+        """Data file ``file``'s Parquet metadata, read at its first use."""
+        meta = self._footers.get(file)
+        if meta is None:
+            import pyarrow.parquet as pq
+
+            with self.fs.open_input_file(self._base + self.index.files[file].name) as f:
+                meta = self._footers[file] = pq.ParquetFile(f).metadata
+        return meta
+
+    def row_bytes(self, r: RowRange) -> float:
+        """Bytes per row of ``r``'s row group, uncompressed, all columns: the same for every
+        reader of these rows whatever columns it decodes (a pipeline's stages)."""
+        group = self.footer(r.file).row_group(r.group)
+        return group.total_byte_size / max(group.num_rows, 1)
+
+    def chunks(self, ranges: Sequence[RowRange], features: str, label: str, indices: Optional[str] = None,
+               inputs: bool = True, labels: bool = True) -> Iterator[Tuple[np.ndarray, ...]]:
+        """(features, labels) per range, or (features, indices, labels) with an index column.
+        What ``inputs``/``labels`` leave unread comes as a placeholder of as many rows
+        (features and indices zero columns wide, labels zeros), so the rows and their order
+        are the same. Image features come as uint8."""
+        import pyarrow.parquet as pq
+
+        columns = ([features] + ([indices] if indices else []) if inputs else []) + ([label] if labels else [])
+        for r in ranges:
+            table = None
+            if columns:
+                meta = self.footer(r.file)
+                with self.fs.open_input_file(self._base + self.index.files[r.file].name) as f:
+                    table = pq.ParquetFile(f, metadata=meta).read_row_group(r.group, columns=columns)
+                table = table.slice(r.start, r.length)
+                if table.num_rows != r.length:
+                    raise ValueError(f"{self.index.path(r.file)} row group {r.group} has {table.num_rows + r.start} "
+                                     f"rows, the dataset's index says more (rows {r.start}..{r.start + r.length}): "
+                                     "the dataset changed after it was prepared; prepare it again")
+            where = f"{self.index.path(r.file)} (row group {r.group})"
+            n = r.length
+            x = (feature_matrix(table.column(features), features, where, raw_pixels=True) if inputs
+                 else np.zeros((n, 0), np.float32))
+            y = label_array(table.column(label)) if labels else np.zeros(n, np.int64)
+            if indices:
+                i = index_matrix(table.column(indices), indices, where) if inputs else np.zeros((n, 0), np.int64)
+                yield x, i, y
+            else:
+                yield x, y
 
 
 #: One block of rows: aligned arrays (features, [indices,] labels), each indexed by row first.
@@ -274,17 +213,24 @@ class Prefetcher:
         self._thread.join(timeout=10)
 
 
-class ShardReader:
-    """One rank's view of a dataset: exactly ``plan.steps`` shuffled training batches per
-    epoch, and every validation row once."""
+#: The shuffle buffer's byte cap when none is given: ``train.loader.shuffle_buffer_bytes``'s default.
+DEFAULT_BUFFER_BYTES = LoaderConfig.shuffle_buffer_bytes
 
-    def __init__(self, path: str, rank: int, size: int, plan: ShardPlan, shuffle_buffer: int, seed: int,
-                 prefetch: int, features: str = FEATURES, label: str = LABEL,
+
+class ShardReader:
+    """One rank's view of a dataset: exactly :attr:`steps` shuffled training batches per
+    epoch from the rows :func:`~sparkdl.training.rank.dealing.training_deal` gives it, and
+    its piece of every row for validation."""
+
+    def __init__(self, index: DatasetIndex, rank: int, size: int, batch_size: int, *, shuffle_buffer: int = 0,
+                 shuffle_buffer_bytes: int = DEFAULT_BUFFER_BYTES, seed: int = 0, prefetch: int = 0,
+                 multiple_of: int = 1, features: str = FEATURES, label: str = LABEL,
                  to_tensors: Optional[Callable] = None,
                  transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
-                 indices: Optional[str] = None, inputs: bool = True, labels: bool = True):
-        self.path, self.rank, self.size, self.plan = path, rank, size, plan
-        self.shuffle_buffer, self.seed, self.prefetch = shuffle_buffer, seed, prefetch
+                 indices: Optional[str] = None, inputs: bool = True, labels: bool = True, filesystem: Any = None):
+        self.index, self.rank, self.size, self.batch_size = index, rank, size, batch_size
+        self.shuffle_buffer, self.shuffle_buffer_bytes = shuffle_buffer, shuffle_buffer_bytes
+        self.seed, self.prefetch, self.multiple_of = seed, prefetch, multiple_of
         self.features, self.label = features, label
         #: An integer array column (embedding indices): batches are then (features, indices, labels).
         self.indices = indices
@@ -293,40 +239,48 @@ class ShardReader:
         #: with a generator seeded by (seed, epoch, rank).
         self.transform = transform if inputs else None
         #: Whether this rank reads the rows' inputs and their labels (a pipeline's first stage
-        #: needs only the inputs, its last only the labels); see :func:`_pyarrow_chunks`.
+        #: needs only the inputs, its last only the labels); see :meth:`RangeReader.chunks`.
         self.inputs, self.labels = inputs, labels
-        self._groups: Optional[RowGroups] = None
+        self._ranges = RangeReader(index, filesystem)
+        self.steps = steps_per_epoch(index.rows, size, batch_size, multiple_of)
 
-    def _chunks(self, rng: Optional[np.random.Generator]) -> Iterator:
-        """This rank's row groups as (features, [indices,] labels) chunks; ``rng`` set: in a shuffled order."""
-        if self._groups is None:
-            self._groups = RowGroups.of(self.path)
-        mine = self._groups.shard(self.rank, self.size)
-        if rng is not None:
-            mine = [mine[i] for i in rng.permutation(len(mine))]
-        return _pyarrow_chunks(self._groups, mine, self.features, self.label, self.indices, self.inputs, self.labels)
+    def deal(self, epoch: int) -> Deal:
+        """Every rank's rows in ``epoch`` (the same on every rank)."""
+        return training_deal(self.index, self.size, self.batch_size, epoch, self.seed, self.shuffle_buffer > 0,
+                             self.multiple_of)
 
-    def epoch(self, epoch: int) -> Iterator:
+    def buffer_rows(self, ranges: Sequence[RowRange]) -> int:
+        """The shuffle buffer's rows: ``shuffle_buffer``, or fewer where their bytes would pass
+        ``shuffle_buffer_bytes`` (row size from the first range's row group)."""
+        if not self.shuffle_buffer or not ranges:
+            return self.shuffle_buffer
+        by_bytes = int(self.shuffle_buffer_bytes // max(self._ranges.row_bytes(ranges[0]), 1.0))
+        return max(1, min(self.shuffle_buffer, by_bytes))
+
+    def _chunks(self, ranges: Sequence[RowRange]) -> Iterator:
+        return self._ranges.chunks(ranges, self.features, self.label, self.indices, self.inputs, self.labels)
+
+    def epoch(self, epoch: int, deal: Optional[Deal] = None) -> Iterator:
         """Training batches for ``epoch``: the order depends only on (seed, epoch, rank)."""
+        mine = (deal or self.deal(epoch)).ranges[self.rank]
         rng = np.random.default_rng([self.seed, epoch, self.rank])
-        chunks = self._chunks(rng if self.shuffle_buffer > 0 else None)
-        batches = shuffled_batches(chunks, self.plan.batch_size, self.shuffle_buffer, rng)
-        source = (b for b, _ in zip(batches, range(self.plan.steps)))
+        batches = shuffled_batches(self._chunks(mine), self.batch_size, self.buffer_rows(mine), rng)
+        source = (b for b, _ in zip(batches, range(self.steps)))
         if self.transform is not None:
             aug_rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
             source = ((self.transform(b[0], aug_rng),) + tuple(b[1:]) for b in source)
+        tensors = (self.to_tensors(*arrays) for arrays in source)  # in the prefetch thread (pinned copies there)
         if self.prefetch > 0:
-            pf = Prefetcher(source, self.prefetch)
+            pf = Prefetcher(tensors, self.prefetch)
             try:
-                for arrays in pf:
-                    yield self.to_tensors(*arrays)
+                yield from pf
             finally:
                 pf.close()
         else:
-            for arrays in source:
-                yield self.to_tensors(*arrays)
+            yield from tensors
 
     def all_rows(self, batch_size: int) -> Iterator:
-        """Every row of this rank's shard, unshuffled (for validation)."""
-        for arrays in shuffled_batches(self._chunks(None), batch_size, 0, np.random.default_rng(0)):
+        """This rank's piece of every row, in file order (for validation)."""
+        mine = validation_deal(self.index, self.size).ranges[self.rank]
+        for arrays in shuffled_batches(self._chunks(mine), batch_size, 0, np.random.default_rng(0)):
             yield self.to_tensors(*arrays)
