@@ -231,7 +231,9 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
         layouts: Dict[str, DatasetIndex] = {}
         test_report = None
         with clock.stage("materialize"):
+            t1 = time.monotonic()
             counts = split_counts(accepted, m, cfg.schema.validation_indicator)
+            log.info("counted the splits' rows in %.1fs: %s", time.monotonic() - t1, counts)
         for split in ("train", "validation"):
             if counts[split] < m.max_ranks:
                 raise DatasetTooSmallError(
