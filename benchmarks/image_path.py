@@ -39,8 +39,8 @@ def bench_image_path(spark, images: int, batch: int = 256) -> Dict[str, Any]:
     from PIL import Image
 
     from sparkdl.core.arrow import feature_matrix
-    from sparkdl.preparation.synthetic import write_image_folder
     from sparkdl.core.parquet_index import DatasetIndex
+    from sparkdl.preparation.synthetic import write_image_folder
     from sparkdl.training.rank.reader import ShardReader
     from sparkdl.workflow import prepare
 

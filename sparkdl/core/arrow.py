@@ -66,7 +66,9 @@ def _list_matrix(arr, name: str, where: str, dtype) -> np.ndarray:
 def _combined(column):
     import pyarrow as pa
 
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(column, pa.ChunkedArray):  # one chunk as it is: combining copies even that
+        return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return column
 
 
 def feature_matrix(column, name: str, where: str, raw_pixels: bool = False) -> np.ndarray:

@@ -9,8 +9,12 @@ directory, sorted by path, names starting with ``_`` or ``.`` skipped (Spark's
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Tuple
+
+#: Footers read at once when an index is built from a dataset's files.
+_FOOTER_THREADS = 16
 
 
 def open_dataset_dir(path: str) -> Tuple[Any, str]:
@@ -85,24 +89,29 @@ class DatasetIndex:
         info = fs.get_file_info(base)
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"dataset {root} does not exist: prepare it first (sparkdl prepare)")
-        if info.type == pafs.FileType.File:
-            raise ValueError(f"dataset {root} is a file: a dataset is a directory of Parquet files")
-        prefix = base.rstrip("/") + "/"
-        found = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        names = sorted(f.path[len(prefix):] for f in found
-                       if f.type == pafs.FileType.File and not _is_hidden(f.path[len(prefix):]))
+        if info.type == pafs.FileType.File:  # one Parquet file: the dataset of that file alone
+            parent, name = root.rstrip("/").rsplit("/", 1) if "/" in root.rstrip("/") else (".", root)
+            names, base, root = [name], base.rsplit("/", 1)[0] if "/" in base else ".", parent
+        else:
+            prefix = base.rstrip("/") + "/"
+            found = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            names = sorted(f.path[len(prefix):] for f in found
+                           if f.type == pafs.FileType.File and not _is_hidden(f.path[len(prefix):]))
         if not names:
             raise FileNotFoundError(f"dataset {root} holds no data files (only names starting with '_' or '.')")
-        files = []
-        for name in names:
+        prefix = base.rstrip("/") + "/"
+
+        def row_groups(name: str) -> DataFile:
             with fs.open_input_file(prefix + name) as f:
                 try:
                     meta = pq.ParquetFile(f).metadata
                 except Exception as e:  # pyarrow's ArrowInvalid: not Parquet, truncated, ...
                     raise ValueError(f"{prefix + name} in dataset {root} is not a readable Parquet file ({e}); "
                                      "remove it or prepare the dataset again") from e
-            files.append(DataFile(name, tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))))
-        return cls(root, tuple(files))
+            return DataFile(name, tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
+
+        with ThreadPoolExecutor(min(_FOOTER_THREADS, len(names))) as pool:  # an object store answers in parallel
+            return cls(root, tuple(pool.map(row_groups, names)))
 
     def __iter__(self) -> Iterator[DataFile]:
         return iter(self.files)

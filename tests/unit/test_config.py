@@ -52,7 +52,6 @@ def test_minimal_config_gets_defaults():
     (_with(data={"format": "csv"}), "data.train", "required value missing"),
     (_with(spark={"conf": {"a": {"b": 1}}}), "spark.conf.a", "string or number"),
     (_with(model={"kind": "custom"}), "model.factory", "module:function"),
-    (_with(train={"ranks": 8}), "train.ranks", "max_ranks"),
     (_with(train={"launch": {"env": {"HOROVOD-CYCLE": "1"}}}), "train.launch.env.HOROVOD-CYCLE",
      "environment variable name"),
     (_with(train={"lr": 0.1, "optimizer": {"lr": 0.2}}), "train.lr", "keep only 'train.optimizer.lr'"),

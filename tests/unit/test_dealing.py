@@ -106,3 +106,47 @@ def test_steps_round_down_to_the_accumulated_passes():
     assert steps_per_epoch(10_000, 2, 100, 1) == 50
     assert steps_per_epoch(10_000, 2, 100, 3) == 48
     assert steps_per_epoch(199, 2, 100, 1) == 0
+
+
+def test_row_groups_are_equal_and_capped_in_rows_and_bytes():
+    from sparkdl.core.config import MaterializeConfig
+    from sparkdl.preparation.materialize import row_cap, row_group_rows
+
+    m = MaterializeConfig()  # 4 x 4 groups, 262,144 rows, 64 MiB
+    assert row_group_rows(1_000_000, m, 300) == 62_500  # the split in 16 equal groups
+    assert row_group_rows(4_500_455, m, 100) == 262_144  # more groups where 16 would pass the row cap
+    assert row_cap(m, 300) == 223_696 and row_group_rows(4_500_455, m, 300) == 223_696  # the byte cap
+    assert row_group_rows(20_000, m, 3 * 224 * 224 + 16) == 445  # 224 x 224 x 3 images: 64 MiB groups
+    assert row_group_rows(3, m, 300) == 1
+
+
+def test_a_validation_split_smaller_than_the_replicas_is_refused_before_the_launch(tmp_path):
+    from sparkdl.core.config import TrainConfig
+    from sparkdl.core.errors import ConfigError
+    from sparkdl.preparation.materialize import Manifest
+    from sparkdl.training.spec import dataset_data
+
+    index = {"train": {"files": [["part-0.parquet", [4000]]]}, "validation": {"files": [["part-0.parquet", [3]]]}}
+    manifest = Manifest(name="j", dataset_id="d", created="now", rows={}, splits={"train": 4000, "validation": 3},
+                        row_groups={"train": 1, "validation": 1}, feature_width=1, feature_names=["x"], label={},
+                        schema_hash="h", paths={"train": str(tmp_path / "train"),
+                                                "validation": str(tmp_path / "validation")}, index=index)
+    train, validation = dataset_data(TrainConfig(batch_size=100), manifest, 3)
+    assert (train.rows, validation.rows) == (4000, 3)
+    with pytest.raises(ConfigError, match="validation split has 3 rows, fewer than the 4 data-parallel replicas"):
+        dataset_data(TrainConfig(batch_size=100), manifest, 4)
+    with pytest.raises(ConfigError, match="train.batch_size.*4000 rows, fewer than one step of 3 replicas"):
+        dataset_data(TrainConfig(batch_size=2000), manifest, 3)
+
+
+def test_ranks_that_computed_different_deals_fail_the_run():
+    from sparkdl.training.rank.dealing import GroupTable, training_piece
+    from sparkdl.training.rank.loop import check_same_deal
+
+    index = DatasetIndex("/d", tuple(DataFile(f"p{i}", (100,)) for i in range(8)))
+    table = GroupTable(index)
+    digests = [training_piece(table, 2, 10, 3, 0, rank)[1] for rank in (0, 1)]
+    check_same_deal([float(d) for d in digests], 3)  # the same deal on both ranks
+    other = training_piece(table, 2, 10, 4, 0, 0)[1]  # another epoch's order, as another numpy might draw it
+    with pytest.raises(RuntimeError, match="epoch 3: the ranks computed different deals"):
+        check_same_deal([float(digests[0]), float(other)], 3)

@@ -76,37 +76,67 @@ def test_a_rank_opens_only_the_files_it_reads_and_each_footer_once(dataset):
     fs = counting_filesystem()
     handler = fs.handler
     r = ShardReader(index, 1, 3, 16, shuffle_buffer=100, filesystem=fs)
-    mine = r.deal(1).ranges[1]
+    mine, _ = r.piece(1)
+    assert mine == r.deal(1).ranges[1]
     assert sum(len(y) for _, y in r.epoch(1)) == r.steps * 16
     files = {index.path(x.file) for x in mine}
     assert set(handler.opened) == files and not handler.listed  # no other file, not even a footer; no listing
     assert len(handler.opened) == 2 * len(files)  # its footer once, then its rows once
 
 
-def test_a_rank_trains_on_exactly_the_rows_it_was_dealt(dataset):
+@pytest.mark.parametrize("decoded_at_once", [16 * 2**20, 200])  # a part of a row group in one piece, or in many
+def test_a_rank_trains_on_exactly_the_rows_it_was_dealt(dataset, monkeypatch, decoded_at_once):
+    from sparkdl.training.rank import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "_PARTIAL_READ_BYTES", decoded_at_once)
     index, total = dataset
-    for size, batch in ((2, 32), (3, 7)):
+    first = np.concatenate([[0], np.cumsum([f.rows for f in index.files])])  # one row group a file
+    for size, batch in ((2, 32), (3, 7), (1, 64)):
         everyone = []
         for rank in range(size):
             r = reader(index, rank, size, batch, shuffle_buffer=50, seed=4)
-            deal = r.deal(2)
-            got = sorted(int(v) for x, _ in r.epoch(2) for v in x[:, 0])
-            want = sorted(int(v) for x, _ in r._chunks(deal.ranges[rank]) for v in x[:, 0])
+            mine, _ = r.piece(2)
+            got = sorted(int(v) for x, _ in r.epoch(2) for v in x[:, 0])  # features carry the row's number
+            want = sorted(v for g in mine for v in range(first[g.file] + g.start, first[g.file] + g.start + g.length))
             assert got == want and len(got) == r.steps * batch
             everyone += got
         assert len(set(everyone)) == len(everyone) and total - len(everyone) < size * batch
 
 
-def test_the_shuffle_buffer_is_capped_in_bytes_alike_for_every_reader_of_the_rows(dataset):
-    index, _ = dataset
-    wide = reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**20)
-    mine = wide.deal(1).ranges[0]
-    row = wide._ranges.row_bytes(mine[0])
-    assert 8 < row < 64  # two float32s and a label, uncompressed, with Parquet's list levels
-    assert wide.buffer_rows(mine) == min(10_000, int(2**20 // row))
-    labels_only = reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**20, inputs=False)
-    assert labels_only.buffer_rows(mine) == wide.buffer_rows(mine)  # a pipeline's stages shuffle alike
-    assert reader(index, 0, 2, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**30).buffer_rows(mine) == 10_000
+def test_the_shuffle_buffer_is_capped_in_decoded_bytes_alike_for_every_reader_of_the_rows(tmp_path):
+    """One-hot rows compress to almost nothing in Parquet; the cap counts what a rank holds."""
+    width = 500
+    x = np.zeros((400, width), np.float32)
+    x[np.arange(400), np.arange(400) % width] = 1.0
+    feats = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), width).cast(pa.list_(pa.float32()))
+    pq.write_table(pa.table({"features": feats, "label": pa.array(np.arange(400) % 2, pa.int64())}),
+                   tmp_path / "part-0.parquet")
+    index = DatasetIndex.from_footers(str(tmp_path))
+    assert (tmp_path / "part-0.parquet").stat().st_size < 400 * width * 4 / 20  # stored small ...
+    row = width * 4 + 8  # ... but decoded, 2,008 bytes a row
+    whole = reader(index, 0, 1, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**19)
+    mine, _ = whole.piece(1)
+    first = next(whole._chunks(mine))
+    assert whole.capacity(mine).rows(first) == 2**19 // row == 261  # measured on the decoded rows
+    stage = reader(index, 0, 1, 8, shuffle_buffer=10_000, shuffle_buffer_bytes=2**19, row_bytes=row, inputs=False)
+    labels_only = next(stage._chunks(mine))
+    assert labels_only[0].shape[1] == 0 and len(labels_only[1]) == len(first[1])
+    assert stage.capacity(mine).rows(labels_only) == 261  # a pipeline stage reading labels only: the same buffer
+    assert reader(index, 0, 1, 8, shuffle_buffer=10_000).capacity(mine).rows(first) == 400  # never past its rows
+    batches = [y for _, y in whole.epoch(1)]
+    assert sorted(np.concatenate(batches).tolist()) == sorted((np.arange(400) % 2).tolist())
+
+
+def test_on_device_scales_uint8_pixels_as_scoring_does():
+    import torch
+
+    from sparkdl.training.rank.loop import on_device
+
+    images = pa.array([bytes([0, 255, 51, 102]), bytes([7, 8, 9, 10])], pa.binary())
+    raw = feature_matrix(images, "features", "f", raw_pixels=True)
+    x, y = on_device((torch.from_numpy(raw.copy()), torch.tensor([1, 0])), torch.device("cpu"))
+    assert x.dtype == torch.float32 and torch.equal(x, torch.from_numpy(feature_matrix(images, "features", "f")))
+    assert y.dtype == torch.int64  # labels as they were
 
 
 def test_batches_are_contiguous_writable_float32_and_int64(dataset):

@@ -43,10 +43,6 @@ class JobConfig:
     def __post_init__(self):
         check(bool(re.match(r"^[A-Za-z0-9_.\-]+$", self.name)), "name",
                "use letters, digits, '_', '-', '.' (it names run directories)")
-        if self.train.ranks is not None:
-            check(self.train.ranks <= self.materialize.max_ranks, "train.ranks",
-                   f"{self.train.ranks} ranks > materialize.max_ranks={self.materialize.max_ranks}; "
-                   "raise max_ranks so every rank gets several row groups")
         self._check_inputs()
         self._check_features()
         self._check_task()

@@ -81,6 +81,13 @@ class TrainSpec:
         return Objective(self.task, self.loss, list(self.class_weights) if self.class_weights else None,
                          self.model_spec.get("target"), custom_loss)
 
+    @property
+    def row_bytes(self) -> int:
+        """Bytes one decoded training row takes on a rank: its features (uint8 pixels for
+        images, float32 otherwise), embedding indices (int64) and label."""
+        features = self.model_spec["input_width"] * (1 if self.image_shape else 4)
+        return features + 8 * len(self.model_spec.get("embeddings", [])) + 8
+
     def stats_layout(self) -> StatsLayout:
         return StatsLayout(self.task, self.model_spec.get("num_classes", 0))
 
@@ -242,11 +249,31 @@ def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, re
                                    "step_s": step_s}
 
 
+#: What one validation batch's inputs may take as float32 on the device.
+VALIDATION_BATCH_BYTES = 64 * 2**20
+
+
+def validation_batch(batch_size: int, row_bytes: int, pixels: bool) -> int:
+    """Validation's batch: 1,024 rows, or the training batch if larger, fewer where their
+    float32 inputs would pass :data:`VALIDATION_BATCH_BYTES` (images), never below the
+    training batch."""
+    float_bytes = row_bytes * (4 if pixels else 1)
+    return max(batch_size, min(1024, VALIDATION_BATCH_BYTES // max(float_bytes, 1)))
+
+
 def too_few_rows(rows: int, replicas: int, batch_size: int, multiple_of: int) -> str:
     """Why an epoch of ``rows`` rows gives no step, and what to change."""
     return (f"the training split has {rows} rows, fewer than one step of {replicas} replicas x "
             f"train.batch_size={batch_size}" + (f" x {multiple_of} accumulated passes" if multiple_of > 1 else "")
             + ": lower train.batch_size or train.ranks, or add data")
+
+
+def check_same_deal(digests: List[float], epoch: int) -> None:
+    """Every rank dealt epoch ``epoch``'s rows from the same order (each computes it alone):
+    else rows were read twice or not at all, the steps still equal."""
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"epoch {epoch}: the ranks computed different deals of the rows (digests "
+                           f"{[int(d) for d in digests]}): their executors must run the same numpy and sparkdl")
 
 
 def epoch_note(rows: int, replicas: int, per_replica: int) -> str:
@@ -343,14 +370,15 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
                if t.augment.active and spec.image_shape else None)
     reads, labels = backend.reads
     reader = ShardReader(spec.train_data, replica, replicas, t.batch_size, shuffle_buffer=t.loader.shuffle_buffer,
-                         shuffle_buffer_bytes=t.loader.shuffle_buffer_bytes, seed=t.seed,
+                         shuffle_buffer_bytes=t.loader.shuffle_buffer_bytes, row_bytes=spec.row_bytes, seed=t.seed,
                          prefetch=t.loader.prefetch_batches, multiple_of=k, features=spec.features, label=spec.label,
                          to_tensors=to_tensors, transform=augment, indices=indices, inputs=reads, labels=labels)
     if reader.steps == 0:
         raise ValueError(too_few_rows(spec.train_data.rows, replicas, t.batch_size, k))
-    val_batch = max(t.batch_size, 1024)
+    val_batch = validation_batch(t.batch_size, spec.row_bytes, bool(spec.image_shape))
     val_reader = ShardReader(spec.validation_data, replica, replicas, val_batch, features=spec.features,
-                             label=spec.label, to_tensors=to_tensors, indices=indices, inputs=reads, labels=labels)
+                             label=spec.label, indices=indices, inputs=reads, labels=labels,
+                             to_tensors=lambda *arrays: tuple(torch.from_numpy(a) for a in arrays))  # not pinned
     # A sharded model's forward is a collective: every rank validates in as many batches.
     lockstep = (max(math.ceil(rows / val_batch) for rows in validation_deal(spec.validation_data, replicas)
                     .rows_per_rank) if backend.sharded else 0)
@@ -379,10 +407,12 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
         loss_sum, rows, timing = _train_epoch(state, callbacks, backend, model, opt, reader, objective, device, t,
                                               scaler, amp_dtype)
         backend.end_epoch(net)
-        sums = backend.allreduce_sum([loss_sum, float(rows)] + [float(rows if r == ctx.rank else 0)
-                                                                for r in range(ctx.size)], f"train.{epoch}").tolist()
+        mine = [0.0] * (2 * ctx.size)  # this rank's rows and its deal's digest, in its own slots
+        mine[ctx.rank], mine[ctx.size + ctx.rank] = float(rows), float(reader.digest)
+        sums = backend.allreduce_sum([loss_sum, float(rows)] + mine, f"train.{epoch}").tolist()
         total_loss, total_rows = sums[:2]
-        trained = rows_per_replica(sums[2:], t.model_parallel_size())
+        check_same_deal(sums[2 + ctx.size:], epoch)
+        trained = rows_per_replica(sums[2:2 + ctx.size], t.model_parallel_size())
         metrics = evaluate(spec, backend, net, objective, val_reader, device, val_batch, epoch, lockstep)
         seconds = timing["seconds"]
         entry = {"epoch": epoch, "loss": total_loss / max(total_rows, 1), **metrics,

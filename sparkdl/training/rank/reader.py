@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,7 +26,15 @@ from sparkdl.core.arrow import feature_matrix, index_matrix
 from sparkdl.core.columns import FEATURES, LABEL
 from sparkdl.core.config.train import LoaderConfig
 from sparkdl.core.parquet_index import DatasetIndex, open_dataset_dir
-from sparkdl.training.rank.dealing import Deal, RowRange, steps_per_epoch, training_deal, validation_deal
+from sparkdl.training.rank.dealing import (
+    Deal,
+    GroupTable,
+    RowRange,
+    steps_per_epoch,
+    training_deal,
+    training_piece,
+    validation_deal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +49,24 @@ def label_array(col) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+#: Footers a reader keeps (files it read recently); older ones are read again when needed.
+_FOOTERS_KEPT = 1024
+#: The most bytes decoded at a time when a range is part of a row group.
+_PARTIAL_READ_BYTES = 16 * 2**20
+#: The most bytes the shuffle buffer hands on at once when it empties at an epoch's end.
+_DRAIN_BYTES = 16 * 2**20
+
+
 class RangeReader:
-    """Reads row ranges of one dataset as aligned arrays, opening each file's footer once."""
+    """Reads row ranges of one dataset as aligned arrays, opening only the files it reads
+    and keeping their footers."""
 
     def __init__(self, index: DatasetIndex, filesystem: Any = None):
         self.index = index
-        self.fs = filesystem if filesystem is not None else open_dataset_dir(index.root)[0]
-        self._footers: Dict[int, Any] = {}
-        self._base = open_dataset_dir(index.root)[1].rstrip("/") + "/"
+        fs, base = open_dataset_dir(index.root)
+        self.fs = filesystem if filesystem is not None else fs
+        self._base = base.rstrip("/") + "/"
+        self._footers: "OrderedDict[int, Any]" = OrderedDict()
 
     def footer(self, file: int) -> Any:
         """Data file ``file``'s Parquet metadata, read at its first use."""
@@ -56,13 +76,38 @@ class RangeReader:
 
             with self.fs.open_input_file(self._base + self.index.files[file].name) as f:
                 meta = self._footers[file] = pq.ParquetFile(f).metadata
+            if len(self._footers) > _FOOTERS_KEPT:
+                self._footers.popitem(last=False)
+        else:
+            self._footers.move_to_end(file)
         return meta
 
-    def row_bytes(self, r: RowRange) -> float:
-        """Bytes per row of ``r``'s row group, uncompressed, all columns: the same for every
-        reader of these rows whatever columns it decodes (a pipeline's stages)."""
-        group = self.footer(r.file).row_group(r.group)
-        return group.total_byte_size / max(group.num_rows, 1)
+    def _read(self, r: RowRange, columns: List[str]) -> Any:
+        """Range ``r``'s ``columns`` as a table: its row group whole, or, for part of one,
+        decoded a few MiB at a time up to the range's end, keeping only its rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        meta = self.footer(r.file)
+        group = meta.row_group(r.group)
+        if group.num_rows != self.index.files[r.file].row_groups[r.group]:
+            raise ValueError(f"{self.index.path(r.file)} row group {r.group} has {group.num_rows} rows, the dataset's "
+                             f"index says {self.index.files[r.file].row_groups[r.group]}: the dataset changed after "
+                             "it was prepared; prepare it again")
+        with self.fs.open_input_file(self._base + self.index.files[r.file].name) as f:
+            pf = pq.ParquetFile(f, metadata=meta)
+            if r.start == 0 and r.length == group.num_rows:
+                return pf.read_row_group(r.group, columns=columns)
+            step = max(1, int(_PARTIAL_READ_BYTES * group.num_rows // max(group.total_byte_size, 1)))
+            end, seen, kept = r.start + r.length, 0, []
+            for batch in pf.iter_batches(batch_size=step, row_groups=[r.group], columns=columns, use_threads=False):
+                lo, hi = max(seen, r.start), min(seen + batch.num_rows, end)
+                if hi > lo:
+                    kept.append(batch.slice(lo - seen, hi - lo))
+                seen += batch.num_rows
+                if seen >= end:
+                    break
+            return pa.Table.from_batches(kept)  # a range holds at least one row
 
     def chunks(self, ranges: Sequence[RowRange], features: str, label: str, indices: Optional[str] = None,
                inputs: bool = True, labels: bool = True) -> Iterator[Tuple[np.ndarray, ...]]:
@@ -70,20 +115,9 @@ class RangeReader:
         What ``inputs``/``labels`` leave unread comes as a placeholder of as many rows
         (features and indices zero columns wide, labels zeros), so the rows and their order
         are the same. Image features come as uint8."""
-        import pyarrow.parquet as pq
-
         columns = ([features] + ([indices] if indices else []) if inputs else []) + ([label] if labels else [])
         for r in ranges:
-            table = None
-            if columns:
-                meta = self.footer(r.file)
-                with self.fs.open_input_file(self._base + self.index.files[r.file].name) as f:
-                    table = pq.ParquetFile(f, metadata=meta).read_row_group(r.group, columns=columns)
-                table = table.slice(r.start, r.length)
-                if table.num_rows != r.length:
-                    raise ValueError(f"{self.index.path(r.file)} row group {r.group} has {table.num_rows + r.start} "
-                                     f"rows, the dataset's index says more (rows {r.start}..{r.start + r.length}): "
-                                     "the dataset changed after it was prepared; prepare it again")
+            table = self._read(r, columns) if columns else None
             where = f"{self.index.path(r.file)} (row group {r.group})"
             n = r.length
             x = (feature_matrix(table.column(features), features, where, raw_pixels=True) if inputs
@@ -125,16 +159,22 @@ def _rebatch(blocks: Iterator[Rows], batch_size: int) -> Iterator[Rows]:
         yield tuple(np.concatenate(parts) for parts in zip(*held))
 
 
-def _shuffled_rows(chunks: Iterator[Rows], capacity: int, rng: np.random.Generator) -> Iterator[Rows]:
-    """A shuffle buffer of ``capacity`` rows. Once it is full, every arriving row takes the
-    slot of a uniformly drawn buffered row, which leaves: each row is copied in once and
-    out once. A chunk larger than the buffer is instead permuted together with it, and
-    ``capacity`` of those rows stay (one copy of each instead of many small draws)."""
+def row_bytes_of(arrays: Rows) -> int:
+    """Bytes one row takes in these aligned arrays."""
+    return sum(a.itemsize * int(np.prod(a.shape[1:])) for a in arrays)
+
+
+def _shuffled_rows(chunks: Iterator[Rows], capacity: Capacity, rng: np.random.Generator) -> Iterator[Rows]:
+    """A shuffle buffer of ``capacity`` rows (:class:`Capacity`). Once it is full, every
+    arriving row takes the slot of a uniformly drawn buffered row, which leaves: each row is
+    copied in once and out once. A chunk larger than the buffer is instead permuted together
+    with it, and the buffer's rows of those stay (one copy of each instead of many small draws)."""
     buf: Optional[List[np.ndarray]] = None
     n = 0
     for arrays in chunks:
         rows = len(arrays[-1])
         if buf is None:
+            capacity = capacity.rows(arrays)
             buf = [np.empty((capacity,) + a.shape[1:], a.dtype) for a in arrays]
         start = min(capacity - n, rows)
         for b, a in zip(buf, arrays):
@@ -150,18 +190,42 @@ def _shuffled_rows(chunks: Iterator[Rows], capacity: int, rng: np.random.Generat
             yield tuple(b.take(slots, axis=0) for b in buf)  # copies, before the slots are refilled
             for b, a in zip(buf, arrays):
                 b[slots] = a[start:]
-    if n:
+    if n:  # the rest in a random order, a few MiB at a time (one copy of the whole buffer would double it)
         order = rng.permutation(n)
-        yield tuple(b[:n].take(order, axis=0) for b in buf)
+        block = max(1, _DRAIN_BYTES // max(row_bytes_of(tuple(buf)), 1))
+        for i in range(0, n, block):
+            yield tuple(b.take(order[i:i + block], axis=0) for b in buf)
 
 
-def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer_rows: int,
+@dataclass(frozen=True)
+class Capacity:
+    """A shuffle buffer's size: at most ``rows`` rows, ``bytes`` bytes and ``limit`` rows (all
+    the rows it will see), the smallest winning. Rows' size is ``row_bytes`` when given
+    (decoded, every column: the same for every reader of the rows, whatever columns it
+    reads), else that of the first chunk."""
+
+    rows_cap: int
+    bytes: Optional[int] = None
+    row_bytes: Optional[int] = None
+    limit: Optional[int] = None
+
+    def rows(self, first: Rows) -> int:
+        out = self.rows_cap
+        if self.bytes is not None:
+            out = min(out, self.bytes // max(self.row_bytes or row_bytes_of(first), 1))
+        if self.limit is not None:
+            out = min(out, self.limit)
+        return max(1, out)
+
+
+def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer: "int | Capacity",
                      rng: np.random.Generator) -> Iterator[Rows]:
     """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
-    shuffled through a buffer of ``buffer_rows`` rows (0: in order). Batches are writable
-    (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
-    if buffer_rows:
-        rows = _shuffled_rows(chunks, buffer_rows, rng)
+    shuffled through a buffer of ``buffer`` rows or :class:`Capacity` (0: in order). Batches
+    are writable (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
+    capacity = buffer if isinstance(buffer, Capacity) else Capacity(buffer)
+    if capacity.rows_cap:
+        rows = _shuffled_rows(chunks, capacity, rng)
     else:
         rows = (tuple(np.require(a, requirements="W") for a in arrays) for arrays in chunks)
     return _rebatch(rows, batch_size)
@@ -192,7 +256,12 @@ class Prefetcher:
         except BaseException as e:  # re-raised in the consumer
             self._error = e
         finally:
-            self._queue.put(_END)
+            while not self._stop.is_set():  # closed: nobody reads the end, and the queue may be full
+                try:
+                    self._queue.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
 
     def __iter__(self):
         while True:
@@ -219,17 +288,20 @@ DEFAULT_BUFFER_BYTES = LoaderConfig.shuffle_buffer_bytes
 
 class ShardReader:
     """One rank's view of a dataset: exactly :attr:`steps` shuffled training batches per
-    epoch from the rows :func:`~sparkdl.training.rank.dealing.training_deal` gives it, and
+    epoch from the rows :func:`~sparkdl.training.rank.dealing.training_piece` gives it, and
     its piece of every row for validation."""
 
     def __init__(self, index: DatasetIndex, rank: int, size: int, batch_size: int, *, shuffle_buffer: int = 0,
-                 shuffle_buffer_bytes: int = DEFAULT_BUFFER_BYTES, seed: int = 0, prefetch: int = 0,
-                 multiple_of: int = 1, features: str = FEATURES, label: str = LABEL,
+                 shuffle_buffer_bytes: int = DEFAULT_BUFFER_BYTES, row_bytes: Optional[int] = None, seed: int = 0,
+                 prefetch: int = 0, multiple_of: int = 1, features: str = FEATURES, label: str = LABEL,
                  to_tensors: Optional[Callable] = None,
                  transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
                  indices: Optional[str] = None, inputs: bool = True, labels: bool = True, filesystem: Any = None):
         self.index, self.rank, self.size, self.batch_size = index, rank, size, batch_size
         self.shuffle_buffer, self.shuffle_buffer_bytes = shuffle_buffer, shuffle_buffer_bytes
+        #: Decoded bytes per row, every column (the loop gives it from the spec, so a pipeline's
+        #: stages size their buffers alike); None: measured on the first chunk read.
+        self.row_bytes = row_bytes
         self.seed, self.prefetch, self.multiple_of = seed, prefetch, multiple_of
         self.features, self.label = features, label
         #: An integer array column (embedding indices): batches are then (features, indices, labels).
@@ -242,29 +314,38 @@ class ShardReader:
         #: needs only the inputs, its last only the labels); see :meth:`RangeReader.chunks`.
         self.inputs, self.labels = inputs, labels
         self._ranges = RangeReader(index, filesystem)
+        self._table: Optional[GroupTable] = None
+        self._validation: Optional[Tuple[RowRange, ...]] = None
         self.steps = steps_per_epoch(index.rows, size, batch_size, multiple_of)
+        #: The last epoch's :func:`~sparkdl.training.rank.dealing.order_digest` (every rank's must match).
+        self.digest: Optional[int] = None
 
     def deal(self, epoch: int) -> Deal:
         """Every rank's rows in ``epoch`` (the same on every rank)."""
         return training_deal(self.index, self.size, self.batch_size, epoch, self.seed, self.shuffle_buffer > 0,
                              self.multiple_of)
 
-    def buffer_rows(self, ranges: Sequence[RowRange]) -> int:
-        """The shuffle buffer's rows: ``shuffle_buffer``, or fewer where their bytes would pass
-        ``shuffle_buffer_bytes`` (row size from the first range's row group)."""
-        if not self.shuffle_buffer or not ranges:
-            return self.shuffle_buffer
-        by_bytes = int(self.shuffle_buffer_bytes // max(self._ranges.row_bytes(ranges[0]), 1.0))
-        return max(1, min(self.shuffle_buffer, by_bytes))
+    def piece(self, epoch: int) -> Tuple[Tuple[RowRange, ...], int]:
+        """This rank's rows in ``epoch``, and the deal's digest."""
+        if self._table is None:
+            self._table = GroupTable(self.index)
+        return training_piece(self._table, self.size, self.batch_size, epoch, self.seed, self.rank,
+                              self.shuffle_buffer > 0, self.multiple_of)
+
+    def capacity(self, ranges: Sequence[RowRange]) -> Capacity:
+        """The shuffle buffer for these ranges: ``shuffle_buffer`` rows, fewer where their bytes
+        would pass ``shuffle_buffer_bytes``, and never more than the ranges hold."""
+        return Capacity(self.shuffle_buffer, self.shuffle_buffer_bytes, self.row_bytes,
+                        sum(r.length for r in ranges))
 
     def _chunks(self, ranges: Sequence[RowRange]) -> Iterator:
         return self._ranges.chunks(ranges, self.features, self.label, self.indices, self.inputs, self.labels)
 
-    def epoch(self, epoch: int, deal: Optional[Deal] = None) -> Iterator:
+    def epoch(self, epoch: int) -> Iterator:
         """Training batches for ``epoch``: the order depends only on (seed, epoch, rank)."""
-        mine = (deal or self.deal(epoch)).ranges[self.rank]
+        mine, self.digest = self.piece(epoch)
         rng = np.random.default_rng([self.seed, epoch, self.rank])
-        batches = shuffled_batches(self._chunks(mine), self.batch_size, self.buffer_rows(mine), rng)
+        batches = shuffled_batches(self._chunks(mine), self.batch_size, self.capacity(mine), rng)
         source = (b for b, _ in zip(batches, range(self.steps)))
         if self.transform is not None:
             aug_rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
@@ -281,6 +362,7 @@ class ShardReader:
 
     def all_rows(self, batch_size: int) -> Iterator:
         """This rank's piece of every row, in file order (for validation)."""
-        mine = validation_deal(self.index, self.size).ranges[self.rank]
-        for arrays in shuffled_batches(self._chunks(mine), batch_size, 0, np.random.default_rng(0)):
+        if self._validation is None:
+            self._validation = validation_deal(self.index, self.size).ranges[self.rank]
+        for arrays in shuffled_batches(self._chunks(self._validation), batch_size, 0, np.random.default_rng(0)):
             yield self.to_tensors(*arrays)
