@@ -53,14 +53,14 @@ def to_markdown(res: Dict[str, Any]) -> str:
                              "groups; sparkdl reads every one). Its rate is its best run's.")
     many = (res.get("data_path") or {}).get("many_files")
     if many:
-        for name in ("many", "few"):
-            m = many[name]
-            rows.append([f"1. data path, rank start to first batch, {many['rows']:,} rows in {m['files']:,} files (s)",
-                         m["first_batch_s"], f"{m['every_footer_s']} reading every footer",
-                         ratio(m["first_batch_s"], m["every_footer_s"])])
-        notes.append(f"With the dataset's index, rank 0 of 2 opened {many['many']['files_opened_by_rank0']:,} of "
-                     f"{many['many']['files']:,} files (those it was dealt: "
-                     f"{many['many']['opened_only_dealt_files']}); before the index every rank read every footer.")
+        m, f = many["many"], many["few"]
+        rows.append([f"1. data path, rank start to first batch, {many['rows']:,} rows in {m['files']:,} files (s)",
+                     m["first_batch_s"], f"{f['first_batch_s']} in {f['files']} files of the same rows",
+                     ratio(m["first_batch_s"], f["first_batch_s"])])
+        notes.append(f"Data path (1): with the dataset's index, rank 0 of 2 opened {m['files_opened_by_rank0']:,} of "
+                     f"{m['files']:,} files to its first batch, only files it was dealt "
+                     f"({m['opened_only_dealt_files']}); reading every footer, as every rank did before the index, "
+                     f"took {m['every_footer_s']} s.")
     e = res.get("end_to_end")
     if e:
         for t in e["training"]:

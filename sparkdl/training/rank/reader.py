@@ -100,7 +100,7 @@ class RangeReader:
                 return pf.read_row_group(r.group, columns=columns)
             step = max(1, int(_PARTIAL_READ_BYTES * group.num_rows // max(group.total_byte_size, 1)))
             end, seen, kept = r.start + r.length, 0, []
-            for batch in pf.iter_batches(batch_size=step, row_groups=[r.group], columns=columns, use_threads=False):
+            for batch in pf.iter_batches(batch_size=step, row_groups=[r.group], columns=columns):
                 lo, hi = max(seen, r.start), min(seen + batch.num_rows, end)
                 if hi > lo:
                     kept.append(batch.slice(lo - seen, hi - lo))
