@@ -185,7 +185,7 @@ def test_equal_steps_and_seeded_shuffle(dataset):
     assert np.any(np.diff(flat) < 0)  # shuffled, not file order
 
 
-@pytest.mark.parametrize("chunk", [50, 200])  # smaller than the buffer (slot draws), larger (one permutation)
+@pytest.mark.parametrize("chunk", [50, 200])  # smaller than the buffer (a block of two chunks), larger (of one)
 def test_shuffle_buffer_keeps_every_row_and_mixes_them(chunk):
     chunks = [(np.arange(i, i + chunk, dtype=np.float32)[:, None], np.arange(i, i + chunk))
               for i in range(0, 1400, chunk)]
@@ -196,6 +196,9 @@ def test_shuffle_buffer_keeps_every_row_and_mixes_them(chunk):
     assert all(len(x) == 16 for x, _ in out[:-1])
     assert np.abs(flat - np.arange(1400)).mean() > 16  # rows move well beyond a batch ...
     assert np.corrcoef(flat, np.arange(1400))[0, 1] > 0.5  # ... but a 64-row buffer is no full shuffle
+    if chunk < 64:  # a block pools several chunks: batches mix rows of both
+        assert sum(len(set((x[:, 0] // chunk).tolist())) > 1 for x, _ in out) > len(out) // 2
+    assert all(x.flags.writeable and x.flags.c_contiguous for x, _ in out)
 
 
 def test_no_shuffle_buffer_keeps_file_order_and_cuts_batches_across_chunks():

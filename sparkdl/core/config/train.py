@@ -218,8 +218,9 @@ class TensorConfig:
 class LoaderConfig:
     """How each rank reads its shard."""
 
-    #: Rows mixed across row groups before batching; 0: in file order (and the same rows for
-    #: a rank every epoch, docs/data.md).
+    #: Rows shuffled together before batching: each block of this many rows (from several row
+    #: groups) is permuted whole; 0: in file order (and the same rows for a rank every epoch,
+    #: docs/data.md).
     shuffle_buffer: int = 10000
     #: The most bytes the shuffle buffer holds (row size from the Parquet footer); the smaller
     #: of this and ``shuffle_buffer`` wins, so wide rows (images) keep a rank's reader bounded.

@@ -53,8 +53,6 @@ def label_array(col) -> np.ndarray:
 _FOOTERS_KEPT = 1024
 #: The most bytes decoded at a time when a range is part of a row group.
 _PARTIAL_READ_BYTES = 16 * 2**20
-#: The most bytes the shuffle buffer hands on at once when it empties at an epoch's end.
-_DRAIN_BYTES = 16 * 2**20
 
 
 class RangeReader:
@@ -164,43 +162,65 @@ def row_bytes_of(arrays: Rows) -> int:
     return sum(a.itemsize * int(np.prod(a.shape[1:])) for a in arrays)
 
 
-def _shuffled_rows(chunks: Iterator[Rows], capacity: Capacity, rng: np.random.Generator) -> Iterator[Rows]:
-    """A shuffle buffer of ``capacity`` rows (:class:`Capacity`). Once it is full, every
-    arriving row takes the slot of a uniformly drawn buffered row, which leaves: each row is
-    copied in once and out once. A chunk larger than the buffer is instead permuted together
-    with it, and the buffer's rows of those stay (one copy of each instead of many small draws)."""
-    buf: Optional[List[np.ndarray]] = None
-    n = 0
+def _gathered(pool: List[Rows], picks: np.ndarray, batch_size: int) -> Iterator[Rows]:
+    """Rows ``picks`` (numbered across the pool's chunks laid end to end) in batches of
+    ``batch_size`` (the last may be short), each a set of new writable arrays into which
+    every row is copied once, straight from its chunk: within a batch, one chunk's rows go
+    together (one ``take`` per chunk and column, planned for all the batches at once)."""
+    offsets = np.cumsum([0] + [len(p[-1]) for p in pool])
+    chunk = np.searchsorted(offsets, picks, side="right") - 1
+    key = np.arange(len(picks)) // batch_size * len(pool) + chunk  # (batch, chunk): rows taken together
+    order = np.argsort(key, kind="stable")
+    local, key = (picks - offsets[chunk])[order], key[order]
+    cuts = np.flatnonzero(np.diff(key)) + 1
+    starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(picks)]
+    chunks = (key[starts] % len(pool)).tolist()
+    segment = 0
+    for lo in range(0, len(picks), batch_size):
+        hi = min(lo + batch_size, len(picks))
+        out = tuple(np.empty((hi - lo,) + a.shape[1:], a.dtype) for a in pool[0])
+        while segment < len(starts) and starts[segment] < hi:
+            a_lo, a_hi, c = starts[segment], ends[segment], chunks[segment]
+            for o, a in zip(out, pool[c]):  # "clip": written into ``out`` directly, not through a buffer
+                np.take(a, local[a_lo:a_hi], axis=0, out=o[a_lo - lo:a_hi - lo], mode="clip")
+            segment += 1
+        yield out
+
+
+def _shuffled_rows(chunks: Iterator[Rows], capacity: Capacity, batch_size: int,
+                   rng: np.random.Generator) -> Iterator[Rows]:
+    """Batches shuffled in blocks: decoded chunks are pooled until they hold the buffer's
+    rows (:class:`Capacity`), then the pool is permuted whole and each batch gathered from
+    it (a row is copied once, from its decoded chunk into its batch). The fewer than
+    ``batch_size`` rows a block leaves go into the next one."""
+    pool: List[Rows] = []
+    held = 0
+    cap: Optional[int] = None
+
+    def drain(final: bool) -> Iterator[Rows]:
+        nonlocal pool, held
+        order = rng.permutation(held)
+        whole = held if final else held // batch_size * batch_size
+        yield from _gathered(pool, order[:whole], batch_size)
+        rest = order[whole:]
+        pool = list(_gathered(pool, rest, len(rest))) if len(rest) else []
+        held = len(rest)
+
     for arrays in chunks:
-        rows = len(arrays[-1])
-        if buf is None:
-            capacity = capacity.rows(arrays)
-            buf = [np.empty((capacity,) + a.shape[1:], a.dtype) for a in arrays]
-        start = min(capacity - n, rows)
-        for b, a in zip(buf, arrays):
-            b[n:n + start] = a[:start]
-        n += start
-        if rows - start > capacity:
-            joined = [np.concatenate([b, a[start:]]) for b, a in zip(buf, arrays)]
-            order = rng.permutation(len(joined[-1]))
-            yield tuple(j.take(order[capacity:], axis=0) for j in joined)
-            buf = [j.take(order[:capacity], axis=0) for j in joined]
-        elif start < rows:
-            slots = rng.choice(capacity, rows - start, replace=False)
-            yield tuple(b.take(slots, axis=0) for b in buf)  # copies, before the slots are refilled
-            for b, a in zip(buf, arrays):
-                b[slots] = a[start:]
-    if n:  # the rest in a random order, a few MiB at a time (one copy of the whole buffer would double it)
-        order = rng.permutation(n)
-        block = max(1, _DRAIN_BYTES // max(row_bytes_of(tuple(buf)), 1))
-        for i in range(0, n, block):
-            yield tuple(b.take(order[i:i + block], axis=0) for b in buf)
+        if cap is None:
+            cap = capacity.rows(arrays)
+        pool.append(arrays)
+        held += len(arrays[-1])
+        if held >= cap:
+            yield from drain(final=False)
+    if held:
+        yield from drain(final=True)
 
 
 @dataclass(frozen=True)
 class Capacity:
-    """A shuffle buffer's size: at most ``rows`` rows, ``bytes`` bytes and ``limit`` rows (all
-    the rows it will see), the smallest winning. Rows' size is ``row_bytes`` when given
+    """A shuffle buffer's size: at most ``rows_cap`` rows, ``bytes`` bytes and ``limit`` rows
+    (all the rows it will see), the smallest winning. Rows' size is ``row_bytes`` when given
     (decoded, every column: the same for every reader of the rows, whatever columns it
     reads), else that of the first chunk."""
 
@@ -225,10 +245,8 @@ def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer: "int | Cap
     are writable (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
     capacity = buffer if isinstance(buffer, Capacity) else Capacity(buffer)
     if capacity.rows_cap:
-        rows = _shuffled_rows(chunks, capacity, rng)
-    else:
-        rows = (tuple(np.require(a, requirements="W") for a in arrays) for arrays in chunks)
-    return _rebatch(rows, batch_size)
+        return _shuffled_rows(chunks, capacity, batch_size, rng)
+    return _rebatch((tuple(np.require(a, requirements="W") for a in arrays) for arrays in chunks), batch_size)
 
 
 class Prefetcher:
