@@ -7,7 +7,7 @@ import pytest
 from sparkdl.core.parquet_index import DatasetIndex
 from sparkdl.testing.filesystems import counting_filesystem
 from sparkdl.training.rank.loop import too_few_rows
-from sparkdl.training.rank.reader import Prefetcher, ShardReader, feature_matrix, shuffled_batches
+from sparkdl.training.rank.reader import Capacity, Prefetcher, ShardReader, feature_matrix, shuffled_batches
 
 
 @pytest.fixture
@@ -201,6 +201,44 @@ def test_shuffle_buffer_keeps_every_row_and_mixes_them(chunk):
     assert all(x.flags.writeable and x.flags.c_contiguous for x, _ in out)
 
 
+@pytest.mark.parametrize("sizes, batch, buffer", [
+    ([5, 100, 7, 3], 16, 4),       # a buffer smaller than a batch: blocks of a batch at least
+    ([10] * 40, 32, 16),
+    ([3, 500, 2, 9, 300], 8, 1),
+    ([20] * 600, 64, 5000),        # many tiny chunks: joined before they are pooled
+    ([5000] * 6 + [100], 100, 5000),
+])
+def test_the_shuffle_keeps_every_row_once_whatever_the_buffer(sizes, batch, buffer):
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    chunks = [(np.arange(a, b, dtype=np.float32)[:, None], np.arange(a, b)) for a, b in zip(starts[:-1], starts[1:])]
+    out = list(shuffled_batches(iter(chunks), batch, Capacity(buffer, limit=int(starts[-1])),
+                                np.random.default_rng(1)))
+    flat = np.concatenate([x[:, 0] for x, _ in out])
+    assert sorted(flat.tolist()) == list(range(int(starts[-1])))
+    assert np.array_equal(flat, np.concatenate([y for _, y in out]))
+    assert all(len(x) == batch for x, _ in out[:-1])
+
+
+def test_the_last_block_of_an_epoch_is_not_a_small_one():
+    """Ranges of 5,000 rows then one of 100, a 5,000-row buffer: the last batches still mix
+    rows of several ranges, not only the last range's."""
+    sizes = [5000] * 6 + [100]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    chunks = [(np.arange(a, b, dtype=np.float32)[:, None], np.arange(a, b)) for a, b in zip(starts[:-1], starts[1:])]
+    out = list(shuffled_batches(iter(chunks), 100, Capacity(5000, limit=30_100), np.random.default_rng(2)))
+    last = out[-1][1]
+    assert len(np.unique(np.searchsorted(starts, last, side="right"))) > 1
+
+
+def test_each_micro_batch_of_a_batch_is_a_draw_of_the_whole_block():
+    """A pipeline cuts each batch into contiguous micro-batches: each must mix the block's
+    ranges, not hold one range's rows."""
+    chunks = [(np.full((1000, 1), k, np.float32), np.full(1000, k)) for k in range(4)]
+    out = list(shuffled_batches(iter(chunks), 400, Capacity(4000), np.random.default_rng(3), parts=4))
+    means = np.mean([[y[p * 100:(p + 1) * 100].mean() for p in range(4)] for _, y in out], axis=0)
+    assert np.all(np.abs(means - 1.5) < 0.3)  # grouped by range, part p would hold range p: means 0, 1, 2, 3
+
+
 def test_no_shuffle_buffer_keeps_file_order_and_cuts_batches_across_chunks():
     chunks = [(np.arange(i, i + 50, dtype=np.float32)[:, None], np.zeros(50)) for i in range(0, 350, 50)]
     out = list(shuffled_batches(iter(chunks), 16, 0, np.random.default_rng(0)))
@@ -280,8 +318,8 @@ def test_a_pipelines_stages_read_their_part_of_the_same_rows_in_the_same_order(d
     shuffle depends only on row counts, so each batch's inputs and labels still match."""
     index, total = dataset
 
-    def batches(**reads):
-        return list(reader(index, 1, 2, 32, shuffle_buffer=200, seed=9, prefetch=2, **reads).epoch(3))
+    def batches(**reads):  # row_bytes: every column's, as the loop gives it from the spec
+        return list(reader(index, 1, 2, 32, shuffle_buffer=200, seed=9, prefetch=2, row_bytes=16, **reads).epoch(3))
 
     whole, first, last, between = batches(), batches(labels=False), batches(inputs=False), \
         batches(inputs=False, labels=False)
@@ -290,5 +328,7 @@ def test_a_pipelines_stages_read_their_part_of_the_same_rows_in_the_same_order(d
         assert np.array_equal(fx, x) and np.array_equal(ly, y) and np.array_equal(y, x[:, 0].astype(np.int64) % 2)
         assert fy.shape == ly.shape == y.shape and not fy.any() and not by.any()  # labels not read: zeros
         assert lx.shape == bx.shape == (32, 0)  # inputs not read: as many rows, no columns
+    with pytest.raises(ValueError, match="needs row_bytes"):
+        reader(index, 0, 2, 32, shuffle_buffer=10, inputs=False)
     validation = reader(index, 0, 2, 32, inputs=False)
     assert sum(len(y) for x, y in validation.all_rows(64)) == total // 2

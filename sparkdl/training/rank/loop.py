@@ -372,7 +372,8 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     reader = ShardReader(spec.train_data, replica, replicas, t.batch_size, shuffle_buffer=t.loader.shuffle_buffer,
                          shuffle_buffer_bytes=t.loader.shuffle_buffer_bytes, row_bytes=spec.row_bytes, seed=t.seed,
                          prefetch=t.loader.prefetch_batches, multiple_of=k, features=spec.features, label=spec.label,
-                         to_tensors=to_tensors, transform=augment, indices=indices, inputs=reads, labels=labels)
+                         to_tensors=to_tensors, transform=augment, indices=indices, inputs=reads, labels=labels,
+                         parts=t.pipeline_settings.micro_batches if t.strategy == "pipeline" else 1)
     if reader.steps == 0:
         raise ValueError(too_few_rows(spec.train_data.rows, replicas, t.batch_size, k))
     val_batch = validation_batch(t.batch_size, spec.row_bytes, bool(spec.image_shape))

@@ -13,6 +13,7 @@ float32's bytes, until the loop has copied the batch to its device.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -53,6 +54,10 @@ def label_array(col) -> np.ndarray:
 _FOOTERS_KEPT = 1024
 #: The most bytes decoded at a time when a range is part of a row group.
 _PARTIAL_READ_BYTES = 16 * 2**20
+#: Decoded chunks smaller than this are joined before they are pooled for shuffling.
+_SMALL_CHUNK_BYTES = 2**20
+#: Rows whose gathering into batches is planned at once (bounds the plan's index arrays).
+_PLAN_ROWS = 65536
 
 
 class RangeReader:
@@ -118,14 +123,16 @@ class RangeReader:
             table = self._read(r, columns) if columns else None
             where = f"{self.index.path(r.file)} (row group {r.group})"
             n = r.length
+            if table is not None and table.num_rows != n:
+                raise ValueError(f"{where}: read {table.num_rows} rows of a range of {n}")
             x = (feature_matrix(table.column(features), features, where, raw_pixels=True) if inputs
                  else np.zeros((n, 0), np.float32))
             y = label_array(table.column(label)) if labels else np.zeros(n, np.int64)
-            if indices:
-                i = index_matrix(table.column(indices), indices, where) if inputs else np.zeros((n, 0), np.int64)
-                yield x, i, y
-            else:
-                yield x, y
+            arrays = (x, index_matrix(table.column(indices), indices, where) if inputs
+                      else np.zeros((n, 0), np.int64), y) if indices else (x, y)
+            if any(len(a) != n for a in arrays):  # the shuffle pairs rows by position
+                raise ValueError(f"{where}: columns of {[len(a) for a in arrays]} rows in a range of {n}")
+            yield arrays
 
 
 #: One block of rows: aligned arrays (features, [indices,] labels), each indexed by row first.
@@ -162,59 +169,89 @@ def row_bytes_of(arrays: Rows) -> int:
     return sum(a.itemsize * int(np.prod(a.shape[1:])) for a in arrays)
 
 
-def _gathered(pool: List[Rows], picks: np.ndarray, batch_size: int) -> Iterator[Rows]:
+def _gathered(pool: List[Rows], picks: np.ndarray, batch_size: int, parts: int = 1) -> Iterator[Rows]:
     """Rows ``picks`` (numbered across the pool's chunks laid end to end) in batches of
     ``batch_size`` (the last may be short), each a set of new writable arrays into which
-    every row is copied once, straight from its chunk: within a batch, one chunk's rows go
-    together (one ``take`` per chunk and column, planned for all the batches at once)."""
+    every row is copied once, straight from its chunk. Within each of a batch's ``parts``
+    contiguous parts (a pipeline's micro-batches), one chunk's rows go together: one
+    ``take`` per part, chunk and column, planned a window of batches at a time."""
+    if not len(picks):
+        return
     offsets = np.cumsum([0] + [len(p[-1]) for p in pool])
-    chunk = np.searchsorted(offsets, picks, side="right") - 1
-    key = np.arange(len(picks)) // batch_size * len(pool) + chunk  # (batch, chunk): rows taken together
-    order = np.argsort(key, kind="stable")
-    local, key = (picks - offsets[chunk])[order], key[order]
-    cuts = np.flatnonzero(np.diff(key)) + 1
-    starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(picks)]
-    chunks = (key[starts] % len(pool)).tolist()
-    segment = 0
-    for lo in range(0, len(picks), batch_size):
-        hi = min(lo + batch_size, len(picks))
-        out = tuple(np.empty((hi - lo,) + a.shape[1:], a.dtype) for a in pool[0])
-        while segment < len(starts) and starts[segment] < hi:
-            a_lo, a_hi, c = starts[segment], ends[segment], chunks[segment]
-            for o, a in zip(out, pool[c]):  # "clip": written into ``out`` directly, not through a buffer
-                np.take(a, local[a_lo:a_hi], axis=0, out=o[a_lo - lo:a_hi - lo], mode="clip")
-            segment += 1
-        yield out
+    window = batch_size * max(1, _PLAN_ROWS // batch_size)
+    for w in range(0, len(picks), window):
+        mine = picks[w:w + window]
+        position = np.arange(len(mine))
+        chunk = np.searchsorted(offsets, mine, side="right") - 1
+        group = position // batch_size * parts + (position % batch_size) * parts // batch_size
+        key = group * len(pool) + chunk  # (batch, part, chunk): the rows taken together
+        order = np.argsort(key, kind="stable")
+        local, key = (mine - offsets[chunk])[order], key[order]
+        cuts = np.flatnonzero(np.diff(key)) + 1
+        starts, ends = [0] + cuts.tolist(), cuts.tolist() + [len(mine)]
+        chunks = (key[starts] % len(pool)).tolist()
+        segment = 0
+        for lo in range(0, len(mine), batch_size):
+            hi = min(lo + batch_size, len(mine))
+            out = tuple(np.empty((hi - lo,) + a.shape[1:], a.dtype) for a in pool[0])
+            while segment < len(starts) and starts[segment] < hi:
+                a_lo, a_hi, c = starts[segment], ends[segment], chunks[segment]
+                for o, a in zip(out, pool[c]):  # "clip": written into ``out`` directly, not through a buffer
+                    np.take(a, local[a_lo:a_hi], axis=0, out=o[a_lo - lo:a_hi - lo], mode="clip")
+                segment += 1
+            yield out
 
 
-def _shuffled_rows(chunks: Iterator[Rows], capacity: Capacity, batch_size: int,
-                   rng: np.random.Generator) -> Iterator[Rows]:
+def _shuffled_rows(chunks: Iterator[Rows], capacity: Capacity, batch_size: int, rng: np.random.Generator,
+                   parts: int = 1) -> Iterator[Rows]:
     """Batches shuffled in blocks: decoded chunks are pooled until they hold the buffer's
-    rows (:class:`Capacity`), then the pool is permuted whole and each batch gathered from
-    it (a row is copied once, from its decoded chunk into its batch). The fewer than
-    ``batch_size`` rows a block leaves go into the next one."""
+    rows (:class:`Capacity`, at least a batch), then the pool is permuted whole and each
+    batch gathered from it (a row is copied once, from its decoded chunk into its batch).
+    The fewer than ``batch_size`` rows a block leaves go into the next one. Near the end of
+    the rows (``capacity.limit``), the last full block is split in two, so the last block is
+    not a small one. Chunks of under 1 MiB are joined first (a row of those is copied twice,
+    which is cheaper than a ``take`` per tiny chunk)."""
     pool: List[Rows] = []
-    held = 0
+    small: List[Rows] = []
+    held = small_bytes = seen = 0
     cap: Optional[int] = None
 
-    def drain(final: bool) -> Iterator[Rows]:
+    def flush_small() -> None:
+        nonlocal small, small_bytes
+        if small:
+            pool.append(small[0] if len(small) == 1 else tuple(np.concatenate(parts_) for parts_ in zip(*small)))
+            small, small_bytes = [], 0
+
+    def drain(emit: int) -> Iterator[Rows]:
         nonlocal pool, held
+        flush_small()
         order = rng.permutation(held)
-        whole = held if final else held // batch_size * batch_size
-        yield from _gathered(pool, order[:whole], batch_size)
-        rest = order[whole:]
+        yield from _gathered(pool, order[:emit], batch_size, parts)
+        rest = order[emit:]
         pool = list(_gathered(pool, rest, len(rest))) if len(rest) else []
         held = len(rest)
 
     for arrays in chunks:
+        rows = len(arrays[-1])
         if cap is None:
-            cap = capacity.rows(arrays)
-        pool.append(arrays)
-        held += len(arrays[-1])
+            cap = max(capacity.rows(arrays), batch_size)
+        size = rows * row_bytes_of(arrays)
+        if size < _SMALL_CHUNK_BYTES:
+            small.append(arrays)
+            small_bytes += size
+            if small_bytes >= 4 * _SMALL_CHUNK_BYTES:
+                flush_small()
+        else:
+            flush_small()
+            pool.append(arrays)
+        held += rows
+        seen += rows
         if held >= cap:
-            yield from drain(final=False)
+            left = None if capacity.limit is None else capacity.limit - seen
+            emit = held if left is None or left >= cap else (held + left) // 2  # split the last full block
+            yield from drain(max(batch_size, emit // batch_size * batch_size))
     if held:
-        yield from drain(final=True)
+        yield from drain(held)
 
 
 @dataclass(frozen=True)
@@ -239,13 +276,13 @@ class Capacity:
 
 
 def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer: "int | Capacity",
-                     rng: np.random.Generator) -> Iterator[Rows]:
+                     rng: np.random.Generator, parts: int = 1) -> Iterator[Rows]:
     """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
-    shuffled through a buffer of ``buffer`` rows or :class:`Capacity` (0: in order). Batches
-    are writable (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
+    shuffled through a buffer of ``buffer`` rows or :class:`Capacity` (0: in order), each of
+    a batch's ``parts`` contiguous parts a uniform draw of its block. Batches are writable (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
     capacity = buffer if isinstance(buffer, Capacity) else Capacity(buffer)
     if capacity.rows_cap:
-        return _shuffled_rows(chunks, capacity, batch_size, rng)
+        return _shuffled_rows(chunks, capacity, batch_size, rng, parts)
     return _rebatch((tuple(np.require(a, requirements="W") for a in arrays) for arrays in chunks), batch_size)
 
 
@@ -314,8 +351,14 @@ class ShardReader:
                  prefetch: int = 0, multiple_of: int = 1, features: str = FEATURES, label: str = LABEL,
                  to_tensors: Optional[Callable] = None,
                  transform: Optional[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = None,
-                 indices: Optional[str] = None, inputs: bool = True, labels: bool = True, filesystem: Any = None):
+                 indices: Optional[str] = None, inputs: bool = True, labels: bool = True, parts: int = 1,
+                 filesystem: Any = None):
+        if shuffle_buffer and row_bytes is None and not (inputs and labels):
+            raise ValueError("a reader of part of the columns needs row_bytes (every column's), so that it "
+                             "shuffles as the readers of the other columns do")
         self.index, self.rank, self.size, self.batch_size = index, rank, size, batch_size
+        #: Contiguous parts of a batch that must each be a uniform draw (a pipeline's micro-batches).
+        self.parts = parts
         self.shuffle_buffer, self.shuffle_buffer_bytes = shuffle_buffer, shuffle_buffer_bytes
         #: Decoded bytes per row, every column (the loop gives it from the spec, so a pipeline's
         #: stages size their buffers alike); None: measured on the first chunk read.
@@ -363,8 +406,8 @@ class ShardReader:
         """Training batches for ``epoch``: the order depends only on (seed, epoch, rank)."""
         mine, self.digest = self.piece(epoch)
         rng = np.random.default_rng([self.seed, epoch, self.rank])
-        batches = shuffled_batches(self._chunks(mine), self.batch_size, self.capacity(mine), rng)
-        source = (b for b, _ in zip(batches, range(self.steps)))
+        batches = shuffled_batches(self._chunks(mine), self.batch_size, self.capacity(mine), rng, self.parts)
+        source = itertools.islice(batches, self.steps)
         if self.transform is not None:
             aug_rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
             source = ((self.transform(b[0], aug_rng),) + tuple(b[1:]) for b in source)
