@@ -222,8 +222,8 @@ class LoaderConfig:
     #: groups) is permuted whole; 0: in file order (and the same rows for a rank every epoch,
     #: docs/data.md).
     shuffle_buffer: int = 10000
-    #: The most bytes the shuffle buffer holds (row size from the Parquet footer); the smaller
-    #: of this and ``shuffle_buffer`` wins, so wide rows (images) keep a rank's reader bounded.
+    #: The most bytes a shuffle block holds (rows at their decoded size); the smaller of this
+    #: and ``shuffle_buffer`` wins, so wide rows (images) keep a rank's reader bounded.
     shuffle_buffer_bytes: int = 256 * 2**20
     #: Batches read ahead on a background thread while the rank computes.
     prefetch_batches: int = 4

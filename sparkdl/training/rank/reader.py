@@ -279,7 +279,8 @@ def shuffled_batches(chunks: Iterator[Rows], batch_size: int, buffer: "int | Cap
                      rng: np.random.Generator, parts: int = 1) -> Iterator[Rows]:
     """Re-batch row-group chunks into ``batch_size`` batches (the last may be short),
     shuffled through a buffer of ``buffer`` rows or :class:`Capacity` (0: in order), each of
-    a batch's ``parts`` contiguous parts a uniform draw of its block. Batches are writable (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
+    a batch's ``parts`` contiguous parts a uniform draw of its block. Batches are writable
+    (``torch.from_numpy`` warns on the read-only arrays Arrow's zero-copy reads give)."""
     capacity = buffer if isinstance(buffer, Capacity) else Capacity(buffer)
     if capacity.rows_cap:
         return _shuffled_rows(chunks, capacity, batch_size, rng, parts)
