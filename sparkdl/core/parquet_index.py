@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 #: Footers read at once when an index is built from a dataset's files.
 _FOOTER_THREADS = 16
@@ -112,6 +112,3 @@ class DatasetIndex:
 
         with ThreadPoolExecutor(min(_FOOTER_THREADS, len(names))) as pool:  # an object store answers in parallel
             return cls(root, tuple(pool.map(row_groups, names)))
-
-    def __iter__(self) -> Iterator[DataFile]:
-        return iter(self.files)

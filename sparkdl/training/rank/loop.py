@@ -448,7 +448,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     part, part_state = backend.part(net)
     return {"rank": ctx.rank, "digest": parameter_digest(final_state if part_state is None else part_state),
             "part": part, "steps_per_epoch": reader.steps,
-            "rows_per_rank": [reader.steps * t.batch_size] * replicas, "train_rows": spec.train_data.rows,
+            "rows_per_rank": [reader.steps * t.batch_size] * replicas,
             "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
             "history": history if ctx.is_chief else None}

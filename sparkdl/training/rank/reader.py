@@ -123,8 +123,6 @@ class RangeReader:
             table = self._read(r, columns) if columns else None
             where = f"{self.index.path(r.file)} (row group {r.group})"
             n = r.length
-            if table is not None and table.num_rows != n:
-                raise ValueError(f"{where}: read {table.num_rows} rows of a range of {n}")
             x = (feature_matrix(table.column(features), features, where, raw_pixels=True) if inputs
                  else np.zeros((n, 0), np.float32))
             y = label_array(table.column(label)) if labels else np.zeros(n, np.int64)
