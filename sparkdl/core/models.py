@@ -31,8 +31,10 @@ def model_spec(cfg: ModelConfig, input_width: int, num_classes: int, task: str =
                embeddings: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """What it takes to rebuild the network and read its outputs (saved as model/spec.json).
     ``num_classes`` is 0 for regression; ``target`` the label's standardization (mean, std);
-    ``embeddings`` one ``{name, size, dim, sparse}`` per embedded categorical column, in the
-    order of the dataset's index column (``sparse``: the table takes sparse gradients)."""
+    ``embeddings`` one ``{name, size, dim, sparse, items, weighted}`` per embedded categorical
+    column, bag or sparse vector, in the order of the dataset's index column (``sparse``:
+    the table takes sparse gradients; ``items``: a bag's slots; ``weighted``: its values
+    end the features)."""
     outputs = 1 if task == "regression" else num_classes
     spec = {"kind": cfg.kind, "task": task, "input_width": input_width, "num_classes": num_classes,
             "outputs": outputs, "hidden": list(cfg.hidden), "dropout": cfg.dropout}
@@ -68,23 +70,61 @@ def _mlp(input_width: int, hidden: Sequence[int], num_classes: int, dropout: flo
     return nn.Sequential(*layers)
 
 
+def _table(e: Dict[str, Any]):
+    """One column's table: an ``Embedding`` (one index a row), or for a bag an
+    ``EmbeddingBag`` whose last row pads (a weighted bag sums, a bag of ids averages)."""
+    from torch import nn
+
+    if not e.get("items"):
+        return nn.Embedding(e["size"], e["dim"], sparse=e.get("sparse", False))
+    return nn.EmbeddingBag(e["size"] + 1, e["dim"], mode="sum" if e.get("weighted") else "mean",
+                           padding_idx=e["size"], sparse=e.get("sparse", False))
+
+
+def _tables(embeddings: List[Dict[str, Any]], dense: int):
+    """The tables of :func:`_embedding_mlp`, with ``inputs(x, indices)``: the dense
+    features (the first ``dense`` columns of ``x``) and every table's lookup, concatenated.
+    ``indices`` holds each table's slots in order; a weighted bag's values are the columns of
+    ``x`` after ``dense``, in the same order."""
+    from torch import nn
+
+    class Tables(nn.ModuleList):
+        def inputs(self, x, indices):
+            import torch
+
+            parts, at, weight_at = [x[:, :dense]], 0, dense
+            for e, table in zip(embeddings, self):
+                items = e.get("items") or 0
+                if not items:
+                    parts.append(table(indices[:, at]))
+                    at += 1
+                    continue
+                weighted = x[:, weight_at:weight_at + items] if e.get("weighted") else None
+                weight_at += items if weighted is not None else 0
+                parts.append(table(indices[:, at:at + items], per_sample_weights=weighted))
+                at += items
+            return torch.cat(parts, dim=1)
+
+    return Tables(_table(e) for e in embeddings)
+
+
 def _embedding_mlp(input_width: int, embeddings: List[Dict[str, Any]], hidden: Sequence[int], num_classes: int,
                    dropout: float):
-    """An embedding table per categorical column, concatenated with the dense features
-    into an MLP (the Wide & Deep / DLRM input layer)."""
-    import torch
+    """An embedding table per categorical column (an embedding bag per bag of ids or
+    sparse vector), concatenated with the dense features into an MLP (the Wide & Deep /
+    DLRM input layer)."""
     from torch import nn
+
+    dense = input_width - sum(e["items"] for e in embeddings if e.get("weighted"))
 
     class EmbeddingMLP(nn.Module):
         def __init__(self):
             super().__init__()
-            self.embeddings = nn.ModuleList(nn.Embedding(e["size"], e["dim"], sparse=e.get("sparse", False))
-                                            for e in embeddings)
-            self.mlp = _mlp(input_width + sum(e["dim"] for e in embeddings), hidden, num_classes, dropout)
+            self.embeddings = _tables(embeddings, dense)
+            self.mlp = _mlp(dense + sum(e["dim"] for e in embeddings), hidden, num_classes, dropout)
 
         def forward(self, x, indices):
-            parts = [x] + [table(indices[:, i]) for i, table in enumerate(self.embeddings)]
-            return self.mlp(torch.cat(parts, dim=1))
+            return self.mlp(self.embeddings.inputs(x, indices))
 
     return EmbeddingMLP()
 

@@ -65,9 +65,10 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
         raw: Dict[str, Any] = {
             "name": self.getOrDefault(self.jobName),
             "data": {"format": "table", "train": source},
-            "schema": {"columns": [{"name": n, "type": t} for n, t in layout.columns.items()],
+            "schema": {"columns": layout.schema_columns(),
                        "label": layout.label, "task": self.task, "classes": list(classes),
                        "numeric": layout.numeric, "categorical": layout.categorical,
+                       "vectors": list(layout.vectors), "sparse": list(layout.sparse), "bags": list(layout.bags),
                        "validation_indicator": layout.validation_indicator},
             "features": {"columns": {c: {"encoding": "embedding"} for c in embedded}},
         }
@@ -102,7 +103,8 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
         label = self.getOrDefault(self.labelCol)
         shape = self.getOrDefault(self.imageShape) if self.isDefined(self.imageShape) else None
         layout = infer_layout(dataset, label, self.getOrDefault(self.featuresCols),
-                              self.getOrDefault(self.categoricalCols), indicator, self.task, owner, shape)
+                              self.getOrDefault(self.categoricalCols), indicator, self.task, owner, shape,
+                              self.getOrDefault(self.sparseCols))
         fit_id = uuid.uuid4().hex[:12]
         staged = Lake(lake).root / "inputs" / self.getOrDefault(self.jobName) / fit_id
         source = str(staged / FILES) if layout.image else f"sparkdl_fit_{fit_id}"

@@ -1,9 +1,12 @@
 """A user's DataFrame as a sparkdl schema: each column's declared type and role inferred
-from its Spark type, and the one projection (vectors expanded, decimals as doubles,
-categorical numbers as text) that both fitting and scoring apply to it.
+from its Spark type, and the one projection (decimals as doubles, categorical numbers as
+text) that both fitting and scoring apply to it.
 
-Inference needs no Spark job; only a classifier's class list is read from the data (one
-aggregation), and a vector column without ML attributes has its size read from one row.
+A vector column is dense numbers, or with ``sparseCols`` a sparse vector; an array of
+numbers (``array<float|double>``) is dense numbers; an array of strings or integers is a bag
+of ids. Inference needs no Spark job beyond these: a classifier's class list (one
+aggregation), a vector or array column's size when it has no ML attributes (one row), and
+the most items a bag or a sparse vector holds (one aggregation for them all).
 """
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ log = logging.getLogger(__name__)
 DECLARED_AS = {"tinyint": "int", "smallint": "int", "int": "int", "bigint": "long", "float": "float",
                "double": "double", "boolean": "boolean", "string": "string"}
 VECTOR = "vector"
+#: Arrays of numbers (dense values) and of ids (bags), and what sparkdl declares each as.
+NUMBER_ARRAYS = {"array<float>": "array<float>", "array<double>": "array<double>"}
+ID_ARRAYS = {"array<string>": "array<string>", "array<tinyint>": "array<int>", "array<smallint>": "array<int>",
+             "array<int>": "array<int>", "array<bigint>": "array<long>"}
 #: The most distinct labels a classifier takes from a DataFrame.
 MAX_CLASSES = 1000
 #: Where scoring keeps a column it cast for the network, to give it back as it was.
@@ -28,15 +35,19 @@ ORIGINAL = "_sparkdl_original_"
 
 @dataclass(frozen=True)
 class FrameLayout:
-    """What a DataFrame's columns are to the job: declared columns (in order) with types,
-    roles, and the vector columns expanded into ``<name>_<i>`` numbers."""
+    """What a DataFrame's columns are to the job: declared columns (in order) with types
+    and roles, the sizes of vector and number-array columns, the most items of bags and
+    sparse vectors."""
 
     columns: Dict[str, str]                       # declared name -> declared type
     numeric: List[str]
     categorical: List[str]
     label: str
     validation_indicator: Optional[str] = None
-    vectors: Dict[str, int] = field(default_factory=dict)  # vector column -> size
+    vectors: Dict[str, int] = field(default_factory=dict)  # dense vector or number-array column -> size
+    sparse: Dict[str, int] = field(default_factory=dict)  # sparse vector column -> size
+    bags: List[str] = field(default_factory=list)
+    max_items: Dict[str, int] = field(default_factory=dict)  # bag or sparse vector -> most items
     #: A column of encoded image bytes (the only feature then), and the images' (c, h, w).
     image: Optional[str] = None
     image_shape: Optional[List[int]] = None
@@ -49,10 +60,11 @@ class FrameLayout:
         types = dict(df.dtypes)
         made: Dict[str, object] = {}
         for name, size in self.vectors.items():
-            from pyspark.ml.functions import vector_to_array
+            if name not in self.columns:  # a layout saved by sparkdl <= 0.2: vectors as <name>_<i> numbers
+                from pyspark.ml.functions import vector_to_array
 
-            array = vector_to_array(F.col(f"`{name}`"))
-            made.update({f"{name}_{i}": array[i] for i in range(size)})
+                array = vector_to_array(F.col(f"`{name}`"))
+                made.update({f"{name}_{i}": array[i] for i in range(size)})
         for name, declared in self.columns.items():
             if name in made or name not in types:
                 continue
@@ -63,6 +75,8 @@ class FrameLayout:
                 made[name] = F.col(f"`{name}`").cast("string")
             elif source.startswith("decimal"):
                 made[name] = F.col(f"`{name}`").cast("double")
+            elif source.startswith("array<decimal"):
+                made[name] = F.col(f"`{name}`").cast("array<double>")
         if with_label:
             return df.select(*[made.get(n, F.col(f"`{n}`")).alias(n) for n in self.columns])
         kept = {ORIGINAL + n: F.col(f"`{n}`") for n in made if n in types}  # given back by :meth:`restore`
@@ -77,6 +91,19 @@ class FrameLayout:
         have = set(scored.columns)
         return scored.select(*[F.col(f"`{ORIGINAL + c}`").alias(c) if ORIGINAL + c in have else F.col(f"`{c}`")
                                for c in columns])
+
+    def schema_columns(self) -> List[Dict[str, object]]:
+        """``schema.columns`` of the job: each column's name and type, with its size and most items."""
+        out: List[Dict[str, object]] = []
+        for name, declared in self.columns.items():
+            entry: Dict[str, object] = {"name": name, "type": declared}
+            size = self.vectors.get(name, self.sparse.get(name))
+            if size is not None:
+                entry["size"] = size
+            if name in self.max_items:
+                entry["max_items"] = self.max_items[name]
+            out.append(entry)
+        return out
 
 
 def _check_name(param: str, name: str, owner: str) -> None:
@@ -94,7 +121,8 @@ def _label_type(spark_type: str, task: str) -> Optional[str]:
 
 
 def infer_layout(df, label: str, features: List[str], categorical: List[str], indicator: Optional[str],
-                 task: str, owner: str, image_shape: Optional[List[int]] = None) -> FrameLayout:
+                 task: str, owner: str, image_shape: Optional[List[int]] = None,
+                 sparse: List[str] = ()) -> FrameLayout:
     """The layout of ``df`` for a ``task`` predicting ``label`` from ``features`` (every
     other column when empty). ``categorical``: number columns to treat as categories. A
     binary column is encoded images (``image_shape``, or the first image's). Every problem
@@ -127,18 +155,23 @@ def infer_layout(df, label: str, features: List[str], categorical: List[str], in
     strays = [c for c in categorical if c not in chosen]
     if strays:
         raise ParamError("categoricalCols", f"{strays} are not among the features {chosen}", owner)
+    not_vectors = [c for c in sparse if c not in chosen or types[c] != VECTOR]
+    if not_vectors:
+        raise ParamError("sparseCols", f"{not_vectors} are not vector columns among the features {chosen}", owner)
     columns: Dict[str, str] = {}
-    numeric, categories, vectors = [], [], {}
+    numeric, categories, vectors, sparse_sizes, bags = [], [], {}, {}, []
     for name in chosen:
         _check_name("featuresCols", name, owner)
         spark_type = types[name]
-        if spark_type == VECTOR:
+        if spark_type == VECTOR or spark_type in NUMBER_ARRAYS or spark_type.startswith("array<decimal"):
             if name in categorical:
-                raise ParamError("categoricalCols", f"'{name}' is a vector column: its values are numbers", owner)
-            vectors[name] = _vector_size(df, name)
-            for i in range(vectors[name]):
-                columns[f"{name}_{i}"] = "double"
-                numeric.append(f"{name}_{i}")
+                raise ParamError("categoricalCols", f"'{name}' holds many numbers: it cannot be a category", owner)
+            columns[name] = VECTOR if spark_type == VECTOR else NUMBER_ARRAYS.get(spark_type, "array<double>")
+            (sparse_sizes if name in sparse else vectors)[name] = _vector_size(df, name)
+            continue
+        if spark_type in ID_ARRAYS:
+            columns[name] = ID_ARRAYS[spark_type]
+            bags.append(name)
             continue
         if spark_type == "binary":
             return _image_layout(df, name, chosen, label, indicator, task, image_shape, owner)
@@ -157,7 +190,25 @@ def infer_layout(df, label: str, features: List[str], categorical: List[str], in
     if indicator is not None:
         _check_name("validationIndicatorCol", indicator, owner)
         columns[indicator] = "boolean"
-    return FrameLayout(columns, numeric, categories, label, indicator, vectors)
+    most = most_items(df, bags, list(sparse_sizes))
+    return FrameLayout(columns, numeric, categories, label, indicator, vectors, sparse_sizes, bags, most)
+
+
+def most_items(df, bags: List[str], sparse: List[str]) -> Dict[str, int]:
+    """The most items any row holds, per bag and sparse vector column (at least 1): one
+    aggregation over the rows (a vector's non-zero entries read from its plain form)."""
+    from pyspark.sql import functions as F
+
+    from sparkdl.preparation.multivalued import plain_vectors
+
+    if not bags and not sparse:
+        return {}
+    plain = plain_vectors(df.select(*[F.col(f"`{n}`") for n in bags + sparse]), sparse)
+    nonzero = {n: F.when(F.col(f"`{n}`.type") == 0, F.size(F.col(f"`{n}`.indices")))
+               .otherwise(F.size(F.filter(F.col(f"`{n}`.values"), lambda x: x != 0))) for n in sparse}
+    sizes = {n: F.size(F.col(f"`{n}`")) for n in bags}
+    row = plain.agg(*[F.max(v).alias(n) for n, v in {**sizes, **nonzero}.items()]).first()
+    return {n: max(1, int(row[n] or 0)) for n in bags + sparse}
 
 
 def _image_layout(df, column: str, chosen: List[str], label: str, indicator: Optional[str], task: str,
@@ -181,17 +232,24 @@ def _image_layout(df, column: str, chosen: List[str], label: str, indicator: Opt
 
 
 def _vector_size(df, name: str) -> int:
-    """A vector column's size: from its ML attributes (VectorAssembler's), else its first row."""
-    from pyspark.ml.functions import vector_to_array
+    """A vector or number-array column's size: from its ML attributes (VectorAssembler's,
+    HashingTF's), else its first row."""
     from pyspark.sql import functions as F
+
+    from sparkdl.preparation.multivalued import plain_vectors
 
     attrs = (df.schema[name].metadata or {}).get("ml_attr", {})
     if "num_attrs" in attrs:
         return int(attrs["num_attrs"])
-    row = df.where(F.col(f"`{name}`").isNotNull()).select(F.size(vector_to_array(F.col(f"`{name}`")))).first()
+    col = F.col(f"`{name}`")
+    size = F.size(col)
+    if dict(df.dtypes)[name] == VECTOR:
+        field = F.col(f"`{name}`").getField
+        size = F.when(field("type") == 0, field("size")).otherwise(F.size(field("values")))
+    row = plain_vectors(df.select(col), [name]).where(col.isNotNull()).select(size).first()
     if row is None:
-        raise ParamError("featuresCols", f"vector column '{name}' has no values to size it by")
-    log.info("vector column %s: %d values (from its first row; it has no ML attributes)", name, row[0])
+        raise ParamError("featuresCols", f"column '{name}' has no values to size it by")
+    log.info("column %s: %d values (from its first row; it has no ML attributes)", name, row[0])
     return int(row[0])
 
 

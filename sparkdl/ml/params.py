@@ -59,6 +59,9 @@ class DeepParams(HasLabelCol, HasValidationIndicatorCol, HasPredictionCol):
                             "columns are categories already)", TypeConverters.toListString)
     embeddingCols = Param(Params._dummy(), "embeddingCols", "categorical columns learned as embeddings; the others "
                           "are one-hot encoded", TypeConverters.toListString)
+    sparseCols = Param(Params._dummy(), "sparseCols", "vector columns kept sparse (HashingTF, CountVectorizer "
+                       "output): their non-zero entries learned with a weighted embedding bag; other vector "
+                       "columns are dense numbers", TypeConverters.toListString)
     lake = Param(Params._dummy(), "lake", "the lake directory the run is written to; unset: the session's "
                  "spark.sparkdl.lake", TypeConverters.toString)
     jobName = Param(Params._dummy(), "jobName", "the job's name: its runs and datasets are filed under it",
@@ -76,7 +79,7 @@ class DeepParams(HasLabelCol, HasValidationIndicatorCol, HasPredictionCol):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self._setDefault(featuresCols=[], categoricalCols=[], embeddingCols=[], baseline=False, settings={},
+        self._setDefault(featuresCols=[], categoricalCols=[], embeddingCols=[], sparseCols=[], baseline=False, settings={},
                          labelCol="label", predictionCol="prediction",
                          **{name: default for name, _, _, _, default in SETTINGS if default is not None})
 

@@ -20,11 +20,11 @@ import json
 import logging
 import zlib
 from dataclasses import asdict, dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
-from sparkdl.core.columns import INDICES, MISSING
+from sparkdl.core.columns import MISSING
 from sparkdl.core.config import FeaturesConfig, SchemaConfig
 from sparkdl.core.errors import ConfigError
 from sparkdl.core.rundir import PLAN_FILE
@@ -42,14 +42,24 @@ def default_dim(size: int) -> int:
 @dataclass(frozen=True)
 class EmbeddedColumn:
     name: str
-    kind: str  # "index" or "hash"
-    size: int  # rows of its embedding table
+    kind: str  # "index", "hash", or "vector" (a sparse vector: its indices are the rows)
+    size: int  # rows of its embedding table (a bag's padding index, one more row)
     dim: int
     cardinality: int  # distinct values in the training split (approximate)
     vocabulary: List[str] = field(default_factory=list)  # index i + 1 holds vocabulary[i]
+    items: int = 0  # 0: one index per row; k: a bag of up to k (multivalued)
+    weighted: bool = False  # a sparse vector's bag: its values weigh its rows (at the end of features)
+
+    @property
+    def slots(self) -> int:
+        """Its entries in the ``categories`` column."""
+        return max(1, self.items)
 
     def summary(self) -> Dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "vocabulary"}
+        out = {k: v for k, v in asdict(self).items() if k != "vocabulary"}
+        if not self.items:  # a one-index column's record, as before bags existed
+            del out["items"], out["weighted"]
+        return out
 
     @cached_property
     def lookup(self) -> Dict[str, int]:
@@ -75,11 +85,22 @@ class EmbeddingPlan:
         return _PLANS[key]
 
     def specs(self) -> List[Dict[str, Any]]:
-        """``{name, size, dim}`` per column: what the model's tables need."""
-        return [{"name": c.name, "size": c.size, "dim": c.dim} for c in self.columns]
+        """``{name, size, dim, items, weighted}`` per column: what the model's tables need."""
+        return [{"name": c.name, "size": c.size, "dim": c.dim,
+                 **({"items": c.items, "weighted": c.weighted} if c.items else {})} for c in self.columns]
+
+    @property
+    def width(self) -> int:
+        """Entries per row of the ``categories`` column."""
+        return sum(c.slots for c in self.columns)
+
+    @property
+    def weights(self) -> int:
+        """Values per row the weighted bags append to ``features``."""
+        return sum(c.items for c in self.columns if c.weighted)
 
 
-def _as_text(col: str):
+def as_text(col: str):
     from pyspark.sql import functions as F
 
     return F.coalesce(F.col(f"`{col}`").cast("string"), F.lit(MISSING))
@@ -92,7 +113,7 @@ def cardinalities(df, columns: List[str]) -> Dict[str, int]:
 
     if not columns:
         return {}
-    row = df.agg(*[F.approx_count_distinct(_as_text(c), 0.05).alias(c) for c in columns]).collect()[0]
+    row = df.agg(*[F.approx_count_distinct(as_text(c), 0.05).alias(c) for c in columns]).collect()[0]
     return {c: int(row[c]) for c in columns}
 
 
@@ -104,7 +125,7 @@ def vocabularies_of(df, names: List[str], min_count: int, limit: int) -> Dict[st
 
     if not names:
         return {}
-    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("c"), _as_text(n).alias("v")) for i, n in enumerate(names)]))
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("c"), as_text(n).alias("v")) for i, n in enumerate(names)]))
     counted = (df.select(pairs.alias("p")).select("p.c", "p.v").groupBy("c", "v").count()
                .where(F.col("count") >= min_count))
     rank = F.row_number().over(Window.partitionBy("c").orderBy(F.col("count").desc(), F.col("v")))
@@ -132,16 +153,41 @@ def plan_categoricals(train_df, schema: SchemaConfig, cfg: FeaturesConfig) -> Em
     hashed = {n: cfg.column_setting(n, "hash_buckets") for n in embedded}
     indexed = [n for n in embedded if hashed[n] is None and counts[n] <= cfg.embedding.max_vocabulary]
     vocabularies = vocabularies_of(train_df, indexed, cfg.embedding.min_count, cfg.embedding.max_vocabulary)
-    columns = []
-    for name in embedded:
-        if name in vocabularies:
-            vocabulary, kind, size = vocabularies[name], "index", len(vocabularies[name]) + 1
-        else:
-            vocabulary, kind, size = [], "hash", hashed[name] or cfg.embedding.hash_buckets
-        dim = cfg.column_setting(name, "dim") or cfg.embedding.dim or default_dim(size)
-        columns.append(EmbeddedColumn(name, kind, size, dim, counts[name], vocabulary))
-        log.info("embedding %s: %s, %d distinct values, table %d x %d", name, kind, counts[name], size, dim)
+    columns = [_embedded(name, counts[name], vocabularies.get(name), hashed[name], cfg) for name in embedded]
+    columns += [_bag(train_df, name, schema.column(name).items, cfg) for name in schema.bags]
+    for name in schema.sparse:
+        spec = schema.column(name)
+        dim = cfg.column_setting(name, "dim") or cfg.embedding.dim or default_dim(spec.size)
+        columns.append(EmbeddedColumn(name, "vector", spec.size, dim, spec.size, [], spec.max_items, True))
+        log.info("sparse vector %s: %d values, up to %d non-zero, table %d x %d", name, spec.size,
+                 spec.max_items, spec.size, dim)
     return EmbeddingPlan(columns)
+
+
+def _embedded(name: str, count: int, vocabulary: Optional[List[str]], buckets: Optional[int], cfg: FeaturesConfig,
+              items: int = 0) -> EmbeddedColumn:
+    """A column's table: its vocabulary's (index 0 the unknown value), or ``buckets`` hashed."""
+    if vocabulary is not None:
+        kind, size = "index", len(vocabulary) + 1
+    else:
+        vocabulary, kind, size = [], "hash", buckets or cfg.embedding.hash_buckets
+    dim = cfg.column_setting(name, "dim") or cfg.embedding.dim or default_dim(size)
+    log.info("embedding %s%s: %s, %d distinct values, table %d x %d", name, f" (a bag of {items})" if items else "",
+             kind, count, size, dim)
+    return EmbeddedColumn(name, kind, size, dim, count, vocabulary, items)
+
+
+def _bag(train_df, name: str, items: int, cfg: FeaturesConfig) -> EmbeddedColumn:
+    """A bag column's table, counted over its items (one Spark job, two when it is indexed)."""
+    from pyspark.sql import functions as F
+
+    flat = train_df.select(F.explode(F.col(f"`{name}`").cast("array<string>")).alias(name))
+    count = cardinalities(flat, [name])[name]
+    buckets = cfg.column_setting(name, "hash_buckets")
+    vocabulary = None
+    if buckets is None and count <= cfg.embedding.max_vocabulary:
+        vocabulary = vocabularies_of(flat, [name], cfg.embedding.min_count, cfg.embedding.max_vocabulary)[name]
+    return _embedded(name, count, vocabulary, buckets, cfg, items)
 
 
 def index_values(values: List[Optional[str]], column: EmbeddedColumn):
@@ -153,34 +199,6 @@ def index_values(values: List[Optional[str]], column: EmbeddedColumn):
         return np.fromiter((zlib.crc32(t.encode("utf-8")) % column.size for t in texts), np.int32, len(texts))
     lookup = column.lookup
     return np.fromiter((lookup.get(t, 0) for t in texts), np.int32, len(texts))
-
-
-def _index_batches(batches: Iterator, plan_path: str, keep: List[str]) -> Iterator:
-    import numpy as np
-    import pyarrow as pa
-
-    plan = EmbeddingPlan.load(plan_path)
-    for batch in batches:
-        names = batch.schema.names
-        cols = [index_values(batch.column(names.index(f"_emb_{c.name}")).to_pylist(), c) for c in plan.columns]
-        matrix = np.stack(cols, axis=1) if cols else np.zeros((batch.num_rows, 0), np.int32)
-        indices = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), len(plan.columns))
-        yield pa.RecordBatch.from_arrays([batch.column(names.index(k)) for k in keep]
-                                         + [indices.cast(pa.list_(pa.int32()))], names=keep + [INDICES])
-
-
-def text_columns(plan: EmbeddingPlan) -> List:
-    """The embedded columns as text (``_emb_<name>``), for :func:`add_indices`."""
-    return [_as_text(c.name).alias(f"_emb_{c.name}") for c in plan.columns]
-
-
-def add_indices(df, plan: EmbeddingPlan, plan_path: str, keep: List[str]):
-    """``keep`` columns of ``df`` plus ``categories``: the :func:`text_columns` of ``df``
-    indexed by the plan, on the executors."""
-    from pyspark.sql.types import ArrayType, IntegerType, StructField, StructType
-
-    schema = StructType([df.schema[k] for k in keep] + [StructField(INDICES, ArrayType(IntegerType()))])
-    return df.mapInArrow(partial(_index_batches, plan_path=plan_path, keep=list(keep)), schema)
 
 
 def load_plan(preprocessing: "Path | str") -> Optional[EmbeddingPlan]:

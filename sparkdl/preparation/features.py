@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from sparkdl.core.columns import FEATURES, FEATURES_VECTOR, LABEL, MISSING, PIXELS
 from sparkdl.core.config import FeaturesConfig, ImageConfig, SchemaConfig
@@ -23,6 +23,7 @@ from sparkdl.core.rundir import IMAGE_SETTINGS
 
 if TYPE_CHECKING:
     from sparkdl.preparation.embeddings import EmbeddingPlan
+    from sparkdl.preparation.multivalued import VectorScaling
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,10 @@ def build_pipeline(schema: SchemaConfig, cfg: FeaturesConfig):
         stages.append(OneHotEncoder(inputCols=[_tmp(c, "idx") for c in onehot],
                                     outputCols=[_tmp(c, "ohe") for c in onehot], dropLast=True))
         parts.extend(_tmp(c, "ohe") for c in onehot)
-    stages.append(VectorAssembler(inputCols=parts, outputCol=FEATURES_VECTOR))
+    if parts:
+        stages.append(VectorAssembler(inputCols=parts, outputCol=FEATURES_VECTOR))
+    else:  # only many-valued features: they are appended after the pipeline (to_training_frame)
+        stages.append(SQLTransformer(statement="SELECT * FROM __THIS__"))
     return Pipeline(stages=stages)
 
 
@@ -88,7 +92,15 @@ def feature_names(model, schema: SchemaConfig, cfg: FeaturesConfig) -> List[str]
     if indexers:
         for col, labels in zip(onehot_columns(schema, cfg), indexers[0].labelsArray):
             names.extend(f"{col}={label}" for label in labels)
-    return names
+    return names + appended_names(schema)
+
+
+def appended_names(schema: SchemaConfig) -> List[str]:
+    """The features appended after the pipeline's: each vector's values (``v[0]``...), then
+    each sparse vector's value slots (``tf.value[0]``...), in the order
+    :func:`sparkdl.preparation.embeddings.assemble` writes them."""
+    names = [f"{n}[{i}]" for n in schema.vectors for i in range(schema.column(n).size)]
+    return names + [f"{n}.value[{j}]" for n in schema.sparse for j in range(schema.column(n).max_items)]
 
 
 def label_index(schema: SchemaConfig):
@@ -112,7 +124,8 @@ def label_column(schema: SchemaConfig):
 
 
 def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), with_label: bool = True,
-                      embeddings: Optional["EmbeddingPlan"] = None, plan_path: Optional[str] = None):
+                      embeddings: Optional["EmbeddingPlan"] = None, plan_path: Optional[str] = None,
+                      scaling: Sequence["VectorScaling"] = ()):
     """Apply fitted preprocessing: ``features`` (array<float>, or an image's uint8 bytes when
     ``model`` is None), ``label``, ``keep`` columns, and with an embedding plan the
     ``categories`` index column."""
@@ -127,15 +140,18 @@ def to_training_frame(model, df, schema: SchemaConfig, keep: List[str] = (), wit
         from pyspark.ml.functions import vector_to_array
 
         out = model.transform(df)
-        cols.append(vector_to_array(F.col(FEATURES_VECTOR), "float32").alias(FEATURES))
+        base = (vector_to_array(F.col(FEATURES_VECTOR), "float32") if FEATURES_VECTOR in out.columns
+                else F.array().cast("array<float>"))
+        cols.append(base.alias(FEATURES))
     if with_label:
         cols.append(label_column(schema).alias(LABEL))
-    if not embeddings or not embeddings.columns:
+    if (not embeddings or not embeddings.columns) and not schema.vectors:
         return out.select(*cols)
-    from sparkdl.preparation.embeddings import add_indices, text_columns
+    from sparkdl.preparation.assembly import assemble, input_columns
 
     names = list(keep) + [FEATURES] + ([LABEL] if with_label else [])
-    return add_indices(out.select(*cols, *text_columns(embeddings)), embeddings, plan_path, names)
+    return assemble(out.select(*cols, *input_columns(schema, embeddings)), schema, embeddings, plan_path, names,
+                    scaling)
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,8 @@ class FittedFeatures:
     model: object
     names: List[str]
     image: Optional[ImageConfig] = None
+    #: The vector columns' scalings (``schema.vectors``, in order).
+    vectors: List["VectorScaling"] = dataclasses.field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -157,7 +175,10 @@ class FittedFeatures:
     def save(self, path: Path) -> None:
         """The preprocessing scoring reapplies: a Spark ML PipelineModel, or the image settings."""
         if self.image is None:
+            from sparkdl.preparation.multivalued import save_scaling
+
             self.model.save(str(path))
+            save_scaling(self.vectors, path)
         else:
             path.mkdir(parents=True, exist_ok=True)
             (path / IMAGE_SETTINGS).write_text(json.dumps(dataclasses.asdict(self.image)))
@@ -179,10 +200,15 @@ def fit(df, schema: SchemaConfig, cfg: FeaturesConfig, image: Optional[ImageConf
         return FittedFeatures(None, [], image)
     model = build_pipeline(schema, cfg).fit(df)
     names = feature_names(model, schema, cfg)
-    attrs = model.transform(df.limit(0)).schema[FEATURES_VECTOR].metadata.get("ml_attr", {})
+    appended = len(appended_names(schema))
+    out = model.transform(df.limit(0)).schema
+    attrs = out[FEATURES_VECTOR].metadata.get("ml_attr", {}) if FEATURES_VECTOR in out.names else {"num_attrs": 0}
     width = attrs.get("num_attrs")
-    if width is not None and width != len(names):
-        raise RuntimeError(f"feature pipeline produced {width} features but {len(names)} names were derived")
-    log.info("dense features: %d (%d numeric, %d one-hot from %d categorical columns)", len(names),
-             len(schema.numeric), len(names) - len(schema.numeric), len(onehot_columns(schema, cfg)))
-    return FittedFeatures(model, names)
+    if width is not None and width + appended != len(names):
+        raise RuntimeError(f"feature pipeline produced {width} features but {len(names) - appended} names were derived")
+    log.info("dense features: %d (%d numeric, %d one-hot from %d categorical columns, %d from vectors and sparse "
+             "values)", len(names), len(schema.numeric), len(names) - len(schema.numeric) - appended,
+             len(onehot_columns(schema, cfg)), appended)
+    from sparkdl.preparation.multivalued import fit_scaling
+
+    return FittedFeatures(model, names, vectors=fit_scaling(df, schema, cfg.scaler))

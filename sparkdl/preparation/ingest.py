@@ -19,8 +19,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from sparkdl.core.columns import CORRUPT, FILE, RAW, REASON
 from sparkdl.core.config import DataConfig, SchemaConfig
 from sparkdl.core.errors import BadDataError
-from sparkdl.core.types import FLOAT32_MAX, SPARK_TYPE
+from sparkdl.core.types import FLOAT32_MAX, MANY, SPARK_TYPE
 from sparkdl.preparation.examples import resolve_path
+from sparkdl.preparation.multivalued import PLAIN_VECTOR, plain_vectors, reason_column
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,9 @@ def check_source(spark, data: DataConfig, schema: SchemaConfig, path: str, key: 
 
 
 def _string_schema(schema: SchemaConfig) -> str:
-    return ", ".join(f"`{c.name}` string" for c in schema.columns) + f", `{CORRUPT}` string"
+    """Text sources' fields: strings, parsed by :func:`validate`; arrays as arrays."""
+    return ", ".join(f"`{c.name}` {SPARK_TYPE[c.type] if c.type in MANY else 'string'}"
+                     for c in schema.columns) + f", `{CORRUPT}` string"
 
 
 def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_label: bool = True):
@@ -160,9 +163,11 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_
     if missing:
         raise BadDataError(f"{path}: column(s) {missing} declared in schema.columns are not in the data "
                            f"(it has {df.columns}). Fix schema.columns or the source.")
-    return df.select(*[F.col(f"`{n}`") for n in names],
-                     F.to_json(F.struct(*[F.col(f"`{n}`") for n in names])).alias(RAW),
-                     file_col.alias(FILE), F.lit(None).cast("string").alias(CORRUPT))
+    declared = [F.col(f"`{n}`") for n in names]
+    # a vector's entries as a struct: the raw text shows them, SQL reads them
+    df = plain_vectors(df.select(*declared, file_col.alias(FILE)), names)
+    return df.select(*declared, F.to_json(F.struct(*declared)).alias(RAW), F.col(FILE),
+                     F.lit(None).cast("string").alias(CORRUPT))
 
 
 
@@ -180,17 +185,22 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
     from pyspark.sql import functions as F
 
     null_set = list(null_values)
+    rows = plain_vectors(rows, [c.name for c in schema.columns])
     dtypes = dict(rows.dtypes)
     text = {c.name: f"__text{i}" for i, c in enumerate(schema.columns)}
     typed = {c.name: f"__value{i}" for i, c in enumerate(schema.columns)}
     cleaned = []
     for c in schema.columns:
         col = F.col(f"`{c.name}`")
+        if c.type in MANY and not _holds_many(dtypes[c.name], c.type):
+            raise BadDataError(f"column '{c.name}' is {dtypes[c.name]} in the data, but schema.columns declares it "
+                               f"{c.type}: give it as {c.type} (a Spark ML vector for 'vector') or change its "
+                               "declared type")
         if dtypes[c.name] == "string":
             col = F.trim(col)
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
-        cleaned += [col.alias(text[c.name]), (col.try_cast(SPARK_TYPE[c.type]) if c.type != "string" else col)
-                    .alias(typed[c.name])]
+        cast = col if c.type in ("string", "vector") else col.try_cast(SPARK_TYPE[c.type])
+        cleaned += [(F.to_json(col) if c.type in MANY else col).alias(text[c.name]), cast.alias(typed[c.name])]
     carried = [F.col(f"`{c}`") for c in carry]
     rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE), *carried)
 
@@ -217,6 +227,8 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                                      F.concat(F.lit(f"column '{c.name}': '"), col.cast("string"),
                                               F.lit(f"' is beyond float32's range (|x| <= {FLOAT32_MAX:.4g})"))))
         values[c.name] = value
+    if schema.many:
+        checks.append(reason_column(schema, {n: F.col(typed[n]) for n in schema.many}))
     if require_label:
         label = F.col(text[schema.label]).cast("string")
         missing = label.isNull() | label.isin(null_set)
@@ -233,6 +245,15 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
                                        "(true: a validation row, false: a training row)")))
     return rows.select(*[v.alias(n) for n, v in values.items()], F.coalesce(*checks).alias(REASON),
                        F.col(RAW), F.col(FILE), *carried)
+
+
+def _holds_many(spark_type: str, declared: str) -> bool:
+    """Whether a column of ``spark_type`` can hold ``declared`` many-valued values."""
+    from sparkdl.core.types import SPARK_INPUTS
+
+    if declared == "vector":
+        return spark_type == PLAIN_VECTOR or spark_type == "vector"
+    return spark_type in SPARK_INPUTS[declared]
 
 
 #: Where bad rows go: a directory (Parquet), or a function that writes the frame of

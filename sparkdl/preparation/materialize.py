@@ -227,7 +227,8 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
             fitted.save(stage / "preprocessing")
             plan_path = str(plan.save(stage / "preprocessing")) if plan.columns else None
             if fitted.model is not None:  # the same numbers for scorers without Spark (the MLflow model)
-                export(fitted.model, cfg.schema, cfg.features, cfg.data, plan).save(stage / "preprocessing")
+                export(fitted.model, cfg.schema, cfg.features, cfg.data, plan, fitted.vectors).save(
+                    stage / "preprocessing")
         profile = None
         if cfg.keeps_profile and not cfg.data.image:
             with clock.stage("profile"):
@@ -250,13 +251,13 @@ def materialize(spark, cfg: JobConfig, lake: Lake, clock: Optional[StageClock] =
                                               str(stage / "quarantine" / "test"), key="test")
             splits["test"], counts["test"] = test_df, test_report.accepted
         row_bytes = (int(np.prod(cfg.data.image.shape)) if cfg.data.image
-                     else 4 * fitted.width + 4 * len(plan.columns)) + 16
+                     else 4 * fitted.width + 4 * plan.width) + 16
         for split, df in splits.items():
             t2 = time.monotonic()
             with clock.stage("materialize"):
                 keep = [cfg.path_column] if cfg.path_column else []
                 frame = feats.to_training_frame(fitted.model, df, cfg.schema, keep, embeddings=plan,
-                                                plan_path=plan_path)
+                                                plan_path=plan_path, scaling=fitted.vectors)
                 per_group = row_group_rows(counts[split], m, row_bytes)
                 layouts[split] = write_split(frame, stage / split, counts[split], per_group, row_cap(m, row_bytes))
             rows = layouts[split].rows

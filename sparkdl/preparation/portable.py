@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import pyarrow as pa
 
 from sparkdl.core.columns import MISSING
 from sparkdl.core.rundir import PORTABLE_FILE
 from sparkdl.core.types import FLOAT32_MAX
-from sparkdl.preparation.embeddings import EmbeddedColumn, index_values
+from sparkdl.preparation.assembly import row_inputs
+from sparkdl.preparation.embeddings import EmbeddedColumn, EmbeddingPlan
+from sparkdl.preparation.multivalued import ManyColumn, VectorScaling, as_arrow, many_columns, reasons_of, scaled
 
 _TRUE = {"t", "true", "y", "yes", "1"}
 _FALSE = {"f", "false", "n", "no", "0"}
@@ -46,6 +49,8 @@ class PortableFeatures:
     embeddings: List[Dict[str, Any]] = field(default_factory=list)  # the embedding plan's columns
     null_values: List[str] = field(default_factory=list)
     non_finite: str = "quarantine"
+    many: List[Dict[str, Any]] = field(default_factory=list)  # the many-valued features (ManyColumn)
+    vectors: List[Dict[str, Any]] = field(default_factory=list)  # schema.vectors' scalings (VectorScaling)
 
     def save(self, directory: Path) -> Path:
         path = Path(directory) / PORTABLE_FILE
@@ -58,7 +63,10 @@ class PortableFeatures:
 
     @property
     def width(self) -> int:
-        return len(self.numeric) + sum(len(labels) for labels in self.onehot.values())
+        """The features' width: the pipeline's, the vectors', the sparse vectors' value slots."""
+        many = [ManyColumn(**m) for m in self.many]
+        return len(self.numeric) + sum(len(labels) for labels in self.onehot.values()) \
+            + sum(m.size for m in many if m.role == "vectors") + sum(m.max_items for m in many if m.role == "sparse")
 
     def transform(self, rows) -> Tuple[np.ndarray, Optional[np.ndarray], List[Optional[str]]]:
         """pandas rows → (float32 features, int32 embedding indices or None, a reason per
@@ -68,7 +76,12 @@ class PortableFeatures:
             raise KeyError(f"the rows have no column(s) {missing}, which the model reads (it has {list(rows.columns)})")
         n = len(rows)
         reasons: List[Optional[str]] = [None] * n
-        values = {name: self._parse(name, rows[name].tolist(), reasons) for name in self.types}
+        many = [ManyColumn(**m) for m in self.many]
+        kinds = {m.name: m.type for m in many}
+        values = {name: self._parse(name, rows[name].tolist(), reasons) for name in self.types if name not in kinds}
+        arrays = {m.name: as_arrow(rows[m.name].tolist(), m.type) for m in many}
+        for i, why in enumerate(reasons_of(arrays, many, n)):
+            reasons[i] = reasons[i] or why
         numeric = np.empty((n, len(self.numeric)), np.float64)
         for j, name in enumerate(self.numeric):
             col = np.array([self.surrogates[j] if v is None else float(v) for v in values[name]], np.float64)
@@ -82,24 +95,19 @@ class PortableFeatures:
                 if k is not None:  # an unseen category is all zeros, as Spark's dropped last slot
                     block[i, k] = 1.0
             parts.append(block)
+        plan = EmbeddingPlan([EmbeddedColumn(**c) for c in self.embeddings])
+        for c in plan.columns:
+            if c.name not in arrays:  # a categorical's value as the vocabulary saw it
+                arrays[c.name] = pa.array([_text(v, self.types[c.name]) for v in values[c.name]], pa.string())
+        extra, indices = row_inputs(arrays, plan, [VectorScaling(**v) for v in self.vectors], n)
         features = np.concatenate(parts, axis=1).astype(np.float32)
+        features = np.concatenate([features, extra], axis=1)
         bad = np.array([r is not None for r in reasons], bool)
         features[bad] = 0.0
-        indices = None
-        if self.embeddings:
-            cols = [index_values([None if v is None else _text(v, self.types[c["name"]]) for v in values[c["name"]]],
-                                 EmbeddedColumn(**c)) for c in self.embeddings]
-            indices = np.stack(cols, axis=1).astype(np.int32)
         return features, indices, reasons
 
     def _scaled(self, col: np.ndarray, j: int) -> np.ndarray:
-        """StandardScalerModel: (x - mean) * (1 / std); MinMaxScalerModel: (x - min) * (1 / range),
-        0.5 for a constant column."""
-        if self.scaler == "standard":
-            return (col - self.shift[j]) * self.scale[j]
-        if self.scaler == "minmax":
-            return (col - self.shift[j]) * self.scale[j] if self.scale[j] != 0 else np.full_like(col, 0.5)
-        return col
+        return scaled(col, self.shift[j], self.scale[j], self.scaler) if self.shift else col
 
     def _parse(self, name: str, column: List[Any], reasons: List[Optional[str]]) -> List[Any]:
         """One column's values, typed (None when missing); a bad value sets the row's reason."""
@@ -174,7 +182,7 @@ def _as_type(v: Any, kind: str) -> Tuple[Any, Optional[str]]:
         return None, f"is not a {kind}"
 
 
-def export(pipeline, schema, features_cfg, data_cfg, plan=None) -> PortableFeatures:
+def export(pipeline, schema, features_cfg, data_cfg, plan=None, scaling=()) -> PortableFeatures:
     """Read the fitted ``PipelineModel`` (built by :func:`sparkdl.preparation.features.build_pipeline`)
     into a :class:`PortableFeatures`. Runs on the driver, with Spark."""
     from pyspark.ml.feature import ImputerModel, MinMaxScalerModel, StandardScalerModel, StringIndexerModel
@@ -206,4 +214,5 @@ def export(pipeline, schema, features_cfg, data_cfg, plan=None) -> PortableFeatu
         shift=[float(x) for x in shift], scale=[float(x) for x in scale],
         onehot={c: list(lab) for c, lab in zip(onehot, labels)},
         embeddings=[asdict(c) for c in plan.columns] if plan else [],
-        null_values=list(data_cfg.null_values), non_finite=data_cfg.non_finite)
+        null_values=list(data_cfg.null_values), non_finite=data_cfg.non_finite,
+        many=[asdict(m) for m in many_columns(schema)], vectors=[asdict(v) for v in scaling])

@@ -111,7 +111,10 @@ def baseline(spark, train_path: str, test_path: str, manifest) -> Tuple[str, Dic
     t0 = time.monotonic()
     layout = StatsLayout(manifest.task, len(manifest.classes))
     index_col = manifest.columns.get("indices")
-    wide = [i for i, e in enumerate(manifest.embeddings) if e["size"] <= BASELINE_MAX_TABLE] if index_col else []
+    slots = [max(1, e.get("items", 0)) for e in manifest.embeddings]
+    at = {i: sum(slots[:i]) for i in range(len(slots))}  # each table's first slot in the index column
+    wide = [i for i, e in enumerate(manifest.embeddings)  # bags are many slots: left out with the wider tables
+            if e["size"] <= BASELINE_MAX_TABLE and not e.get("items")] if index_col else []
     categories = [f"_category_{i}" for i in wide]
 
     def load(path):
@@ -119,7 +122,7 @@ def baseline(spark, train_path: str, test_path: str, manifest) -> Tuple[str, Dic
         if manifest.image:  # uint8 pixels → the float features the network sees
             df = float_features(df)
         return df.select(array_to_vector(FEATURES).alias("dense"), F.col(LABEL).cast("double").alias(LABEL),
-                         *[F.col(index_col)[i].alias(c) for i, c in zip(wide, categories)])
+                         *[F.col(index_col)[at[i]].alias(c) for i, c in zip(wide, categories)])
 
     stages = []
     if categories:

@@ -73,13 +73,16 @@ class RunModel(Transformer, MLWritable, MLReadable):
         return RunModelReader(cls)
 
     def preprocessing(self):
-        """The run's PipelineModel and embedding plan, loaded on first use and kept: loading a
-        PipelineModel runs a Spark job per stage (2–3 s for Adult's), once per model, not per call."""
+        """The run's PipelineModel, embedding plan and vector scalings, loaded on first use and
+        kept: loading a PipelineModel runs a Spark job per stage (2–3 s for Adult's), once per
+        model, not per call."""
         if self._preprocessing is None:
             from sparkdl.preparation.embeddings import load_plan
             from sparkdl.preparation.features import load_preprocessing
+            from sparkdl.preparation.multivalued import load_scaling
 
-            self._preprocessing = (load_preprocessing(self.run.preprocessing), load_plan(self.run.preprocessing))
+            where = self.run.preprocessing
+            self._preprocessing = (load_preprocessing(where), load_plan(where), load_scaling(where))
         return self._preprocessing
 
     @property
@@ -141,9 +144,10 @@ class RunModel(Transformer, MLWritable, MLReadable):
         from sparkdl.preparation.features import to_training_frame
         from sparkdl.serving.predict import predict_frame
 
-        pipeline, plan = self.preprocessing()
+        pipeline, plan, scaling = self.preprocessing()
         feats = to_training_frame(pipeline, rows, self.config.schema, keep=list(keep), with_label=False,
-                                  embeddings=plan, plan_path=str(self.run.preprocessing / PLAN_FILE) if plan else None)
+                                  embeddings=plan, plan_path=str(self.run.preprocessing / PLAN_FILE) if plan else None,
+                                  scaling=scaling)
         return predict_frame(feats, str(self.run.model), self.manifest, list(keep), reason=reason)
 
     def __repr__(self) -> str:

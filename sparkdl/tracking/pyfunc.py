@@ -84,6 +84,7 @@ def portable_features(run: RunDir, cfg: JobConfig):
     from sparkdl.core.session import get_spark
     from sparkdl.preparation.embeddings import load_plan
     from sparkdl.preparation.features import load_preprocessing
+    from sparkdl.preparation.multivalued import load_scaling
     from sparkdl.preparation.portable import PortableFeatures, export
 
     prepared = run.preprocessing / PORTABLE_FILE
@@ -93,7 +94,7 @@ def portable_features(run: RunDir, cfg: JobConfig):
     get_spark(dataclasses.replace(cfg.spark, master="local[1]", conf={
         **cfg.spark.conf, "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}))
     return export(load_preprocessing(run.preprocessing), cfg.schema, cfg.features, cfg.data,
-                  load_plan(run.preprocessing))
+                  load_plan(run.preprocessing), load_scaling(run.preprocessing))
 
 
 def signature(cfg: JobConfig, task: str):

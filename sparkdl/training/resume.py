@@ -40,7 +40,10 @@ UNSET_SINCE_0_2 = ("train.local_sgd", "train.allreduce.powersgd", "train.allredu
 
 #: Keys added since with a default: left out of the fingerprint while at it.
 DEFAULTED_SINCE_0_2 = {"train.loader.shuffle_buffer_bytes": LoaderConfig.shuffle_buffer_bytes,
-                       "materialize.max_bytes_per_row_group": MaterializeConfig.max_bytes_per_row_group}
+                       "materialize.max_bytes_per_row_group": MaterializeConfig.max_bytes_per_row_group,
+                       "schema.vectors": [], "schema.sparse": [], "schema.bags": []}
+#: Keys of each ``schema.columns`` entry added since: left out of the fingerprint while unset.
+COLUMN_KEYS_SINCE_0_2 = ("size", "max_items")
 
 
 def config_fingerprint(cfg: JobConfig) -> str:
@@ -61,6 +64,10 @@ def config_fingerprint(cfg: JobConfig) -> str:
             parent = parent[g]
         if key in parent and parent[key] == default:
             del parent[key]
+    for column in raw["schema"]["columns"]:
+        for key in COLUMN_KEYS_SINCE_0_2:
+            if column.get(key, 0) is None:
+                del column[key]
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -91,7 +91,7 @@ def test_a_regressor_on_a_vector_column_with_a_validation_indicator(spark_cluste
     assert manifest.rows["quarantined"] == unmarked > 0  # a missing indicator is a bad row, counted
     assert manifest.quarantine["train"]["reasons"] == {"validation indicator 'is_val' is missing "
                                                        "(true: a validation row, false: a training row)": unmarked}
-    assert manifest.feature_names[:len(numbers)] == [f"numbers_{i}" for i in range(len(numbers))]
+    assert manifest.feature_names[-len(numbers):] == [f"numbers[{i}]" for i in range(len(numbers))]
 
     scored = model.transform(rows.drop("median_house_value", "is_val"))
     assert scored.columns == ["id", "numbers", "ocean_proximity", "score_error", "prediction"]

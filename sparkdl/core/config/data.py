@@ -8,10 +8,14 @@ from typing import Dict, List, Literal, Optional, Tuple
 from sparkdl.core.config.checks import NAME_RE, check
 from sparkdl.core.tables import name_problem
 from sparkdl.core.task_metrics import REGRESSION
-from sparkdl.core.types import DECLARED
+from sparkdl.core.types import BAGS, DECLARED, VECTORS
 
 #: The shapes of generated data (``data.format: synthetic``, ``data.options.shape``).
 SHAPES = ("adult", "clicklog")
+
+
+#: A bag's slots when ``schema.columns[].max_items`` is not set.
+DEFAULT_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -20,8 +24,32 @@ class ColumnSpec:
 
     #: The column's name in the source (its header, key or field).
     name: str
-    #: How its values parse; a value that does not is quarantined with the reason.
+    #: How its values parse; a value that does not is quarantined with the reason. ``vector``
+    #: is a Spark ML vector (dense or sparse); ``array<...>`` an array of numbers or of ids.
     type: Literal[DECLARED]
+    #: ``vector``, ``array<float>``, ``array<double>``: the number of values every row holds
+    #: (another length is quarantined).
+    size: Optional[int] = None
+    #: A bag (``array<string|int|long>``) or a sparse vector: the most items (non-zero values)
+    #: a row may hold; a longer one is quarantined. Batches keep this many slots per row.
+    max_items: Optional[int] = None
+
+    def __post_init__(self):
+        where = f"schema.columns.{self.name}"
+        if self.type in VECTORS:
+            check(self.size is not None and self.size >= 1, f"{where}.size",
+                  f"a {self.type} column declares its length: set size (values per row) >= 1")
+        else:
+            check(self.size is None, f"{where}.size", f"size is for vector and array<float|double> columns, "
+                                                      f"not {self.type}")
+        check(self.max_items is None or self.max_items >= 1, f"{where}.max_items", "must be >= 1")
+        check(self.max_items is None or self.type in BAGS or self.type == "vector", f"{where}.max_items",
+              f"max_items is for bags (array<string|int|long>) and sparse vectors, not {self.type}")
+
+    @property
+    def items(self) -> Optional[int]:
+        """The most items a row holds: ``max_items``, for a bag :data:`DEFAULT_ITEMS` when unset."""
+        return self.max_items or (DEFAULT_ITEMS if self.type in BAGS else None)
 
 
 @dataclass(frozen=True)
@@ -41,6 +69,18 @@ class SchemaConfig:
     categorical: List[str] = field(default_factory=list)
     #: Columns used as numbers (imputed and scaled: ``features``).
     numeric: List[str] = field(default_factory=list)
+    #: Columns of numbers used as they are, concatenated into the features (neither imputed
+    #: nor scaled): ``vector`` and ``array<float|double>`` columns, e.g. embeddings computed
+    #: elsewhere. A missing one is quarantined.
+    vectors: List[str] = field(default_factory=list)
+    #: ``vector`` columns kept sparse (``HashingTF``, ``CountVectorizer`` output): their
+    #: non-zero entries, at most ``max_items``, reach the network as (index, value) pairs
+    #: learned with a weighted ``EmbeddingBag``; a missing one is all zeros.
+    sparse: List[str] = field(default_factory=list)
+    #: ``array<string|int|long>`` columns as bags of ids (the items a user viewed), at most
+    #: ``max_items`` each, learned with an ``EmbeddingBag`` (their mean); indexed or hashed
+    #: as embedded categoricals are (``features.embedding``). A missing one is an empty bag.
+    bags: List[str] = field(default_factory=list)
     #: Columns that identify a row: kept beside the predictions when scoring.
     keys: List[str] = field(default_factory=list)
     #: A boolean column marking the rows that validate each epoch (true) and those that
@@ -57,12 +97,31 @@ class SchemaConfig:
         dup = sorted({n for n in names if names.count(n) > 1})
         check(not dup, "schema.columns", f"duplicate column names {dup}")
         types = {c.name: c.type for c in self.columns}
-        for key, group in (("categorical", self.categorical), ("numeric", self.numeric), ("keys", self.keys)):
+        roles = (("categorical", self.categorical), ("numeric", self.numeric), ("vectors", self.vectors),
+                 ("sparse", self.sparse), ("bags", self.bags), ("keys", self.keys))
+        for key, group in roles:
             for i, n in enumerate(group):
                 check(n in types, f"schema.{key}[{i}]", f"'{n}' is not among schema.columns {names}")
+        for key, group, allowed in (("vectors", self.vectors, VECTORS), ("sparse", self.sparse, {"vector"}),
+                                    ("bags", self.bags, BAGS)):
+            for i, n in enumerate(group):
+                check(types[n] in allowed, f"schema.{key}[{i}]",
+                      f"'{n}' is declared as {types[n]}; schema.{key} takes {' or '.join(sorted(allowed))} columns")
+        for key, group in (("categorical", self.categorical), ("keys", self.keys)):
+            for i, n in enumerate(group):
+                check(types[n] in DECLARED[:6], f"schema.{key}[{i}]",
+                      f"'{n}' is declared as {types[n]}, which holds many values: use schema.vectors, "
+                      "schema.sparse or schema.bags")
+        for n in self.sparse:
+            check(self.column(n).max_items is not None, f"schema.columns.{n}.max_items",
+                  f"sparse vector '{n}' declares the most non-zero values a row holds: set max_items")
         for i, n in enumerate(self.numeric):
             check(types[n] in ("int", "long", "double", "float", "boolean"), f"schema.numeric[{i}]",
                    f"'{n}' is declared as {types[n]}; numeric features need int, long, double, float or boolean")
+        featured = list(self.numeric) + list(self.categorical) + list(self.vectors) + list(self.sparse) \
+            + list(self.bags)
+        twice = sorted({n for n in featured if featured.count(n) > 1})
+        check(not twice, "schema", f"columns {twice} have more than one role; give each one")
         if self.validation_indicator is not None:
             key, n = "schema.validation_indicator", self.validation_indicator
             check(n in types, key, f"'{n}' is not among schema.columns {names}")
@@ -70,11 +129,12 @@ class SchemaConfig:
                                               "(true: a validation row, false: a training row)")
             check(n not in self.features and n != self.label, key,
                    f"'{n}' chooses the split: remove it from the features and the label")
-        both = sorted(set(self.categorical) & set(self.numeric))
-        check(not both, "schema", f"columns {both} are both categorical and numeric; pick one")
         check(self.label in types, "schema.label", f"'{self.label}' is not among schema.columns {names}")
-        check(self.label not in self.categorical and self.label not in self.numeric, "schema.label",
-               f"'{self.label}' is the label; remove it from schema.categorical/numeric")
+        check(self.label not in self.features, "schema.label",
+               f"'{self.label}' is the label; remove it from the features (schema.numeric, categorical, vectors, "
+               "sparse, bags)")
+        check(types[self.label] in DECLARED[:6], "schema.label",
+              f"'{self.label}' is declared as {types[self.label]}; a label is one value per row")
         if self.task == REGRESSION:
             check(not self.classes, "schema.classes", "a regression label is a number, not one of classes: "
                                                        "remove schema.classes (or set schema.task: classification)")
@@ -87,7 +147,16 @@ class SchemaConfig:
 
     @property
     def features(self) -> List[str]:
-        return list(self.numeric) + list(self.categorical)
+        return list(self.numeric) + list(self.categorical) + list(self.vectors) + list(self.sparse) \
+            + list(self.bags)
+
+    @property
+    def many(self) -> List[str]:
+        """The features holding many values per row: vectors, sparse vectors, bags."""
+        return list(self.vectors) + list(self.sparse) + list(self.bags)
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
 
     @property
     def not_inputs(self) -> List[str]:

@@ -16,6 +16,7 @@ from sparkdl.core.config.spark import SparkConfig
 from sparkdl.core.config.tracking import ProgressConfig, TrackingConfig
 from sparkdl.core.config.train import TrainConfig
 from sparkdl.core.task_metrics import REGRESSION, held_out_metric_names, metric_direction, metric_names
+from sparkdl.core.types import MANY
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,25 @@ class JobConfig:
         """Features come from declared columns, or for images from the files themselves."""
         schema = self.schema
         if self.data.format != "images":
-            check(bool(schema.categorical or schema.numeric), "schema",
-                   "declare at least one feature in schema.categorical or schema.numeric")
+            check(bool(schema.features), "schema",
+                   "declare at least one feature in schema.numeric, categorical, vectors, sparse or bags")
+            many = [c.name for c in schema.columns if c.type in MANY]
+            if self.data.format == "csv":
+                check(not many, "schema.columns", f"columns {many} hold many values, which a CSV field cannot: "
+                                                  "read them from parquet, json or a table")
+            vectors = [c.name for c in schema.columns if c.type == "vector"]
+            check(self.data.format != "json" or not vectors, "schema.columns",
+                  f"columns {vectors} are Spark ML vectors, which JSON cannot hold: declare them array<double>, "
+                  "or read them from parquet or a table")
             check(not self.train.augment.active, "train.augment",
                    "augmentation flips and crops images: it needs data.format: images")
             return
         strings = [c.name for c in schema.columns if c.type == "string"]
         check(len(schema.columns) == 2 and len(strings) == 2 and schema.label in strings, "schema.columns",
                "an image job declares two string columns: the file's path and the label (its folder's name)")
-        check(not (schema.categorical or schema.numeric), "schema",
-               "an image job's features are its pixels: leave schema.numeric and schema.categorical empty")
+        check(not schema.features, "schema",
+               "an image job's features are its pixels: leave schema.numeric, categorical, vectors, sparse and "
+               "bags empty")
         check(schema.task == "classification", "schema.task", "image jobs classify (the label is a folder name)")
         if self.model.kind == "cnn":
             check(tuple(self.model.image_shape) == self.data.image.shape, "model.image_shape",
@@ -74,9 +84,12 @@ class JobConfig:
         return self.schema.image_path_column if self.data.format == "images" else None
 
     def _check_features(self) -> None:
-        for name in self.features.columns:
-            check(name in self.schema.categorical, f"features.columns.{name}",
-                   f"'{name}' is not in schema.categorical {self.schema.categorical}")
+        embeddable = list(self.schema.categorical) + list(self.schema.bags)
+        for name, own in self.features.columns.items():
+            check(name in embeddable, f"features.columns.{name}",
+                   f"'{name}' is not in schema.categorical or schema.bags {embeddable}")
+            check(name not in self.schema.bags or own.encoding != "onehot", f"features.columns.{name}.encoding",
+                  f"'{name}' is a bag of ids, learned as an embedding: it cannot be one-hot")
 
     def _check_task(self) -> None:
         """Rules that join the task, the training controls and the splits."""

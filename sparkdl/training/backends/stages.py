@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, List, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
 
 Layer = Tuple[str, Any]
@@ -144,7 +143,7 @@ class EmbeddingStage(nn.Module):
 
     def forward(self, x, indices=None):
         if indices is not None:
-            x = torch.cat([x] + [table(indices[:, i]) for i, table in enumerate(self.embeddings)], dim=1)
+            x = self.embeddings.inputs(x, indices)
         return self.mlp(x)
 
 

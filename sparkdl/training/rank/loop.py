@@ -86,7 +86,8 @@ class TrainSpec:
         """Bytes one decoded training row takes on a rank: its features (uint8 pixels for
         images, float32 otherwise), embedding indices (int64) and label."""
         features = self.model_spec["input_width"] * (1 if self.image_shape else 4)
-        return features + 8 * len(self.model_spec.get("embeddings", [])) + 8
+        slots = sum(max(1, e.get("items", 0)) for e in self.model_spec.get("embeddings", []))
+        return features + 8 * slots + 8
 
     def stats_layout(self) -> StatsLayout:
         return StatsLayout(self.task, self.model_spec.get("num_classes", 0))
