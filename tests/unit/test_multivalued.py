@@ -241,6 +241,8 @@ def test_many_valued_roles_parse_with_their_limits():
     (_config(data={"format": "json"}), "schema.columns", "JSON cannot hold"),
     (dict(_config(), features={"columns": {"b": {"encoding": "onehot"}}}), "features.columns.b.encoding",
      "cannot be one-hot"),
+    (dict(_config(), features={"columns": {"s": {"hash_buckets": 10}}}), "features.columns.s.hash_buckets",
+     "no hash buckets"),
 ])
 def test_many_valued_config_errors_name_the_setting(raw, path, words):
     with pytest.raises(ConfigError) as e:

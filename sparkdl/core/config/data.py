@@ -69,9 +69,9 @@ class SchemaConfig:
     categorical: List[str] = field(default_factory=list)
     #: Columns used as numbers (imputed and scaled: ``features``).
     numeric: List[str] = field(default_factory=list)
-    #: Columns of numbers used as they are, concatenated into the features (neither imputed
-    #: nor scaled): ``vector`` and ``array<float|double>`` columns, e.g. embeddings computed
-    #: elsewhere. A missing one is quarantined.
+    #: Columns of numbers appended to the features, each value scaled as numeric columns
+    #: are (``features.scaler``): ``vector`` and ``array<float|double>`` columns, e.g.
+    #: embeddings computed elsewhere. A missing one is quarantined (no imputation).
     vectors: List[str] = field(default_factory=list)
     #: ``vector`` columns kept sparse (``HashingTF``, ``CountVectorizer`` output): their
     #: non-zero entries, at most ``max_items``, reach the network as (index, value) pairs

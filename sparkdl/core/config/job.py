@@ -84,12 +84,15 @@ class JobConfig:
         return self.schema.image_path_column if self.data.format == "images" else None
 
     def _check_features(self) -> None:
-        embeddable = list(self.schema.categorical) + list(self.schema.bags)
+        embeddable = list(self.schema.categorical) + list(self.schema.bags) + list(self.schema.sparse)
         for name, own in self.features.columns.items():
             check(name in embeddable, f"features.columns.{name}",
-                   f"'{name}' is not in schema.categorical or schema.bags {embeddable}")
-            check(name not in self.schema.bags or own.encoding != "onehot", f"features.columns.{name}.encoding",
-                  f"'{name}' is a bag of ids, learned as an embedding: it cannot be one-hot")
+                   f"'{name}' is not in schema.categorical, bags or sparse {embeddable}")
+            many = name in self.schema.bags or name in self.schema.sparse
+            check(not many or own.encoding != "onehot", f"features.columns.{name}.encoding",
+                  f"'{name}' holds many values, learned as an embedding bag: it cannot be one-hot")
+            check(name not in self.schema.sparse or own.hash_buckets is None, f"features.columns.{name}.hash_buckets",
+                  f"sparse vector '{name}' is indexed by its positions: it has no hash buckets (set its dim only)")
 
     def _check_task(self) -> None:
         """Rules that join the task, the training controls and the splits."""
