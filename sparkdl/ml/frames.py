@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 from sparkdl.core.config.checks import NAME_RE
+from sparkdl.core.config.data import MAX_DENSE_SIZE
 from sparkdl.core.errors import ParamError
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,12 @@ def infer_layout(df, label: str, features: List[str], categorical: List[str], in
             if name in categorical:
                 raise ParamError("categoricalCols", f"'{name}' holds many numbers: it cannot be a category", owner)
             columns[name] = VECTOR if spark_type == VECTOR else NUMBER_ARRAYS.get(spark_type, "array<double>")
-            (sparse_sizes if name in sparse else vectors)[name] = _vector_size(df, name)
+            size = _vector_size(df, name)
+            if spark_type == VECTOR and name not in sparse and size > MAX_DENSE_SIZE:
+                log.info("vector column %s: %d values, kept sparse (wider than %d dense numbers)", name, size,
+                         MAX_DENSE_SIZE)
+                sparse = list(sparse) + [name]
+            (sparse_sizes if name in sparse else vectors)[name] = size
             continue
         if spark_type in ID_ARRAYS:
             columns[name] = ID_ARRAYS[spark_type]

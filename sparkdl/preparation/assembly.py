@@ -13,7 +13,7 @@ import numpy as np
 
 from sparkdl.core.columns import FEATURES, INDICES
 from sparkdl.core.config import SchemaConfig
-from sparkdl.preparation.embeddings import EmbeddedColumn, EmbeddingPlan, as_text, index_values
+from sparkdl.preparation.embeddings import EmbeddedColumn, EmbeddingPlan, as_text, index_array
 from sparkdl.preparation.multivalued import VectorScaling, list_parts, slots, sparse_slots
 
 
@@ -25,7 +25,7 @@ def bag_slots(arr, column: "EmbeddedColumn") -> np.ndarray:
     if len(rows):
         slot = slots(rows, len(arr))
         fits = slot < column.items  # a bad row (too many items) scores nothing: it need not fit
-        out[rows[fits], slot[fits]] = index_values(values.to_pylist(), column)[fits]
+        out[rows[fits], slot[fits]] = index_array(values, column)[fits]
     return out
 
 
@@ -45,7 +45,7 @@ def row_inputs(columns: Dict[str, Any], plan: Optional[EmbeddingPlan], vectors: 
         elif c.items:
             slots.append(bag_slots(columns[c.name], c))
         else:
-            slots.append(index_values(columns[c.name].to_pylist(), c)[:, None])
+            slots.append(index_array(columns[c.name], c)[:, None])
     extra = dense + weights
     return (np.concatenate(extra, axis=1) if extra else np.zeros((n, 0), np.float32)), np.concatenate(slots, axis=1)
 

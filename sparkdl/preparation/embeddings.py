@@ -62,6 +62,13 @@ class EmbeddedColumn:
         return out
 
     @cached_property
+    def vocabulary_array(self):
+        """The vocabulary as an Arrow array (position i: index i + 1)."""
+        import pyarrow as pa
+
+        return pa.array(self.vocabulary, pa.string())
+
+    @cached_property
     def lookup(self) -> Dict[str, int]:
         """value → index (built once per column object; plans are cached per worker)."""
         return {v: i + 1 for i, v in enumerate(self.vocabulary)}
@@ -199,6 +206,20 @@ def index_values(values: List[Optional[str]], column: EmbeddedColumn):
         return np.fromiter((zlib.crc32(t.encode("utf-8")) % column.size for t in texts), np.int32, len(texts))
     lookup = column.lookup
     return np.fromiter((lookup.get(t, 0) for t in texts), np.int32, len(texts))
+
+
+def index_array(arr, column: EmbeddedColumn):
+    """One column's values as an Arrow string array → int32 indices, as :func:`index_values`
+    gives them: a vocabulary looked up in Arrow (no Python call per value); hashing per value."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.kind == "hash":
+        return index_values(arr.to_pylist(), column)
+    texts = pc.fill_null(arr.cast(pa.string()), MISSING)
+    found = pc.index_in(texts, value_set=column.vocabulary_array)
+    return np.asarray(pc.fill_null(pc.add(found, 1), 0).to_numpy(zero_copy_only=False), np.int32)
 
 
 def load_plan(preprocessing: "Path | str") -> Optional[EmbeddingPlan]:

@@ -166,8 +166,31 @@ def read_rows(spark, data: DataConfig, schema: SchemaConfig, path: str, require_
     declared = [F.col(f"`{n}`") for n in names]
     # a vector's entries as a struct: the raw text shows them, SQL reads them
     df = plain_vectors(df.select(*declared, file_col.alias(FILE)), names)
-    return df.select(*declared, F.to_json(F.struct(*declared)).alias(RAW), F.col(FILE),
+    have = dict(df.dtypes)
+    shown = [_raw_value(F.col(f"`{c.name}`"), c.type, have[c.name]).alias(c.name) for c in schema.columns]
+    return df.select(*declared, F.to_json(F.struct(*shown)).alias(RAW), F.col(FILE),
                      F.lit(None).cast("string").alias(CORRUPT))
+
+
+#: The items of a many-valued column that a row's raw text shows.
+RAW_ITEMS = 16
+
+
+def _raw_value(col, declared: str, actual: str):
+    """A column as a row's raw text shows it: a many-valued one by its length and first
+    :data:`RAW_ITEMS` items, so the text (kept with every row until the split) stays small
+    however wide the vectors. A column of another type than declared shows as it is (the
+    check that refuses it comes next)."""
+    from pyspark.sql import functions as F
+
+    if declared not in MANY or not (actual == PLAIN_VECTOR or actual.startswith("array<")):
+        return col
+    if actual == PLAIN_VECTOR:
+        return F.struct(col.getField("type").alias("type"), col.getField("size").alias("size"),
+                        F.size(col.getField("values")).alias("n"),
+                        F.slice(col.getField("indices"), 1, RAW_ITEMS).alias("indices"),
+                        F.slice(col.getField("values"), 1, RAW_ITEMS).alias("values"))
+    return F.struct(F.size(col).alias("n"), F.slice(col, 1, RAW_ITEMS).alias("items"))
 
 
 
@@ -200,7 +223,9 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
             col = F.trim(col)
             col = F.when(col.isin(null_set), F.lit(None)).otherwise(col) if null_set else col
         cast = col if c.type in ("string", "vector") else col.try_cast(SPARK_TYPE[c.type])
-        cleaned += [(F.to_json(col) if c.type in MANY else col).alias(text[c.name]), cast.alias(typed[c.name])]
+        # a many-valued value has no text of its own: its checks read the typed value (reason_column)
+        cleaned += [(F.lit(None).cast("string") if c.type in MANY else col).alias(text[c.name]),
+                    cast.alias(typed[c.name])]
     carried = [F.col(f"`{c}`") for c in carry]
     rows = rows.select(*cleaned, F.col(CORRUPT), F.col(RAW), F.col(FILE), *carried)
 
@@ -209,7 +234,7 @@ def validate(rows, schema: SchemaConfig, null_values: List[str], require_label: 
     for c in schema.columns:
         col, parsed = F.col(text[c.name]), F.col(typed[c.name])
         value = parsed
-        if c.type != "string":
+        if c.type not in MANY and c.type != "string":
             checks.append(F.when(col.isNotNull() & parsed.isNull(),
                                  F.concat(F.lit(f"column '{c.name}': "), F.lit("'"), col.cast("string"),
                                           F.lit(f"' is not a {c.type}"))))
@@ -294,7 +319,9 @@ def ingest(spark, data: DataConfig, schema: SchemaConfig, path: Optional[str], q
     if bad:
         bad_rows = checked.where(F.col(REASON).isNotNull())
         # Group reasons by kind (the text before the offending value) for the report.
-        kinds = bad_rows.select(F.regexp_replace(REASON, r": '.*$", "").alias("kind")).groupBy("kind").count()
+        kind = F.regexp_replace(REASON, r": '.*$", "")  # and a many-valued column's counts: "holds N items"
+        kind = F.regexp_replace(kind, r"(holds|a vector of) [0-9]+ ", "$1 N ")
+        kinds = bad_rows.select(kind.alias("kind")).groupBy("kind").count()
         reasons = {r["kind"]: r["count"] for r in kinds.collect()}
         if total and bad / total > data.max_bad_fraction:
             example = bad_rows.select(FILE, RAW, REASON).first()

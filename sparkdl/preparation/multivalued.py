@@ -171,6 +171,11 @@ def column_reasons(arr, name: str, kind: str, role: str, size: Optional[int], ma
                     lambda r: f"{where}: holds a value beyond float32's range (|x| <= {FLOAT32_MAX:.4g})")
     _reason_for(reasons, rows[(positions < 0) | (positions >= size)],
                 lambda r: f"{where}: holds an index outside its size {size}")
+    if kind == "vector" and len(rows) > 1:  # a sparse vector's index given twice: no one value to read
+        order = np.lexsort((positions, rows))
+        r, p = rows[order], positions[order]
+        twice = (r[1:] == r[:-1]) & (p[1:] == p[:-1])
+        _reason_for(reasons, r[1:][twice], lambda r: f"{where}: holds an index twice")
     if role == "sparse":
         counts = np.bincount(rows[numbers != 0], minlength=len(arr))
         _reason_for(reasons, np.flatnonzero(counts > max_items),
@@ -265,21 +270,32 @@ class VectorScaling:
 
 
 def _moments_batches(batches, columns: Sequence[Tuple[str, str, int]]):
-    """Per batch and vector column: rows, mean, sum of squared deviations, min and max per value."""
+    """One partition's moments per vector column (rows, mean, sum of squared deviations, min
+    and max per value), its batches merged as they come: one row per partition reaches the
+    driver, however many batches it had."""
     import pyarrow as pa
 
+    merged = {name: _moments_of(np.zeros((0, size))) for name, _, size in columns}
     for batch in batches:
         have = batch.schema.names
-        out = {}
         for name, kind, size in columns:
             x = dense_block(batch.column(have.index(name)), kind, size, np.float64)
-            n = len(x)
-            mean = x.mean(0) if n else np.zeros(size)
-            out[name] = {"n": n, "mean": mean.tolist(), "m2": ((x - mean) ** 2).sum(0).tolist(),
-                         "lo": (x.min(0) if n else np.zeros(size)).tolist(),
-                         "hi": (x.max(0) if n else np.zeros(size)).tolist()}
-        yield pa.RecordBatch.from_pylist([{"moments": [out[name] for name, _, _ in columns]}],
-                                         schema=_moments_schema(len(columns)))
+            merged[name] = _as_moments(*merge_moments([merged[name], _moments_of(x)], size))
+    yield pa.RecordBatch.from_pylist([{"moments": [merged[name] for name, _, _ in columns]}],
+                                     schema=_moments_schema(len(columns)))
+
+
+def _moments_of(x: np.ndarray) -> Dict[str, Any]:
+    n, size = x.shape
+    if not n:
+        return _as_moments(0, np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size))
+    mean = x.mean(0)
+    return _as_moments(n, mean, ((x - mean) ** 2).sum(0), x.min(0), x.max(0))
+
+
+def _as_moments(n, mean, m2, lo, hi) -> Dict[str, Any]:
+    return {"n": int(n), "mean": np.asarray(mean).tolist(), "m2": np.asarray(m2).tolist(),
+            "lo": np.asarray(lo).tolist(), "hi": np.asarray(hi).tolist()}
 
 
 def _moments_schema(k: int):
@@ -369,14 +385,24 @@ def sparse_slots(arr, size: int, items: int) -> Tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- pandas rows (the MLflow model)
 
+_LISTS = (list, tuple, np.ndarray)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def _vector_value(v: Any) -> Optional[Dict[str, Any]]:
     """A vector as pandas holds it (a pyspark vector, a dict of the plain struct, a list or
-    array of numbers) → the plain struct as a dict; None when missing."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    array of numbers) → the plain struct as a dict; None when missing. Anything else
+    raises ``TypeError``; a value that is not a number, ``ValueError``."""
+    if _missing(v):
         return None
     if hasattr(v, "indices") and hasattr(v, "size"):  # pyspark.ml.linalg.SparseVector
         return {"type": _SPARSE, "size": int(v.size), "indices": [int(i) for i in v.indices],
                 "values": [float(x) for x in v.values]}
+    if hasattr(v, "toArray"):  # pyspark.ml.linalg.DenseVector
+        v = v.toArray()
     if isinstance(v, dict):  # as pandas reads a vector column from Parquet or Arrow
         kind = _DENSE if v.get("type") is None else int(v["type"])
         values = [float(x) for x in _items(v.get("values"))]
@@ -384,39 +410,63 @@ def _vector_value(v: Any) -> Optional[Dict[str, Any]]:
             return {"type": _DENSE, "size": None, "indices": None, "values": values}
         indices = [int(i) for i in _items(v.get("indices"))]
         if len(indices) != len(values):
-            raise ValueError(f"a sparse vector {v} has {len(indices)} indices and {len(values)} values: give one "
-                             "index per value")
+            raise ValueError(f"a sparse vector of {len(indices)} indices and {len(values)} values")
         return {"type": _SPARSE, "size": int(v["size"]), "indices": indices, "values": values}
+    if not isinstance(v, _LISTS):
+        raise TypeError(type(v).__name__)
     return {"type": _DENSE, "size": None, "indices": None, "values": [float(x) for x in np.asarray(v).ravel()]}
 
 
 def _items(v: Any) -> List[Any]:
-    return [] if v is None else list(v)
+    if v is None:
+        return []
+    if not isinstance(v, _LISTS):
+        raise TypeError(type(v).__name__)
+    return list(v)
 
 
 def _list_value(v: Any) -> Optional[List[Any]]:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    """A list of items as pandas holds it; None when missing. A null item stays None (a
+    NaN number stays NaN: not finite). Anything but a list raises ``TypeError``."""
+    if _missing(v):
         return None
-    return [None if (x is None or (isinstance(x, float) and math.isnan(x))) else x for x in list(v)]
+    if not isinstance(v, _LISTS):
+        raise TypeError(type(v).__name__)
+    return [None if x is None else x for x in list(v)]
 
 
-def as_arrow(values: List[Any], kind: str):
+def _converted(values: List[Any], convert, name: str, kind: str, reasons: List[Optional[str]]) -> List[Any]:
+    out = []
+    for i, v in enumerate(values):
+        try:
+            out.append(convert(v))
+        except TypeError as e:
+            out.append(None)
+            reasons[i] = reasons[i] or f"column '{name}': holds a {e}, not {kind}: give a list, an array or a vector"
+        except ValueError as e:
+            out.append(None)
+            reasons[i] = reasons[i] or f"column '{name}': not {kind} ({e})"
+    return out
+
+
+def as_arrow(values: List[Any], kind: str, name: str = "", reasons: Optional[List[Optional[str]]] = None):
     """One column of pandas values → the Arrow array ingest would have made of it (bags as
-    text, as the vocabulary was counted)."""
+    text, as the vocabulary was counted). A value of no such shape (text, a scalar) is
+    missing here and gets its reason in ``reasons``."""
     import pyarrow as pa
 
+    reasons = [None] * len(values) if reasons is None else reasons
     if kind == "vector":
         kinds = pa.struct([("type", pa.int8()), ("size", pa.int32()), ("indices", pa.list_(pa.int32())),
                            ("values", pa.list_(pa.float64()))])
-        return pa.array([_vector_value(v) for v in values], kinds)
+        return pa.array(_converted(values, _vector_value, name, kind, reasons), kinds)
+    lists = _converted(values, _list_value, name, kind, reasons)
     if kind in BAGS:
         item = str if kind == "array<string>" else _integer_text
-        return pa.array([None if v is None else [None if x is None else item(x) for x in v]
-                         for v in map(_list_value, values)], pa.list_(pa.string()))
-    rows = []
-    for v in map(_list_value, values):  # numbers; text that is not one is a null value
-        rows.append(None if v is None else [_number(x) for x in v])
-    return pa.array(rows, pa.list_(pa.float64()))
+        return pa.array([None if v is None else [None if _missing(x) else item(x) for x in v] for v in lists],
+                        pa.list_(pa.string()))
+    # numbers; text that is not one is a null value
+    return pa.array([None if v is None else [_number(x) for x in v] for v in lists], pa.list_(pa.float64()))
 
 
 def _integer_text(x: Any) -> str:

@@ -79,7 +79,7 @@ class PortableFeatures:
         many = [ManyColumn(**m) for m in self.many]
         kinds = {m.name: m.type for m in many}
         values = {name: self._parse(name, rows[name].tolist(), reasons) for name in self.types if name not in kinds}
-        arrays = {m.name: as_arrow(rows[m.name].tolist(), m.type) for m in many}
+        arrays = {m.name: as_arrow(rows[m.name].tolist(), m.type, m.name, reasons) for m in many}
         for i, why in enumerate(reasons_of(arrays, many, n)):
             reasons[i] = reasons[i] or why
         numeric = np.empty((n, len(self.numeric)), np.float64)

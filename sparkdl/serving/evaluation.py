@@ -116,12 +116,16 @@ def baseline(spark, train_path: str, test_path: str, manifest) -> Tuple[str, Dic
     wide = [i for i, e in enumerate(manifest.embeddings)  # bags are many slots: left out with the wider tables
             if e["size"] <= BASELINE_MAX_TABLE and not e.get("items")] if index_col else []
     categories = [f"_category_{i}" for i in wide]
+    weights = sum(e["items"] for e in manifest.embeddings if e.get("weighted"))
 
     def load(path):
         df = spark.read.parquet(path)
         if manifest.image:  # uint8 pixels → the float features the network sees
             df = float_features(df)
-        return df.select(array_to_vector(FEATURES).alias("dense"), F.col(LABEL).cast("double").alias(LABEL),
+        features = F.col(FEATURES)
+        if weights:  # a sparse vector's value slots mean nothing without their indices: left out
+            features = F.slice(features, 1, manifest.feature_width - weights)
+        return df.select(array_to_vector(features).alias("dense"), F.col(LABEL).cast("double").alias(LABEL),
                          *[F.col(index_col)[at[i]].alias(c) for i, c in zip(wide, categories)])
 
     stages = []

@@ -29,7 +29,11 @@ from sparkdl.core.lake import Lake, require_run
 from sparkdl.core.rundir import RunDir
 from sparkdl.core.types import SPARK_INPUTS
 
+#: Where scoring keeps a many-valued column as the caller gave it, while its checked copy is read.
+_KEPT = "_sparkdl_given_"
+
 log = logging.getLogger(__name__)
+
 
 def load_run(run: "Path | str", lake: Optional[str] = None) -> "RunModel":
     """The run at path ``run``, or with ``lake``, the run of that id in the lake, or the
@@ -127,14 +131,20 @@ class RunModel(Transformer, MLWritable, MLReadable):
         declared = [c.name for c in schema.columns]
         absent = {n: F.lit(None).cast("string") for n in schema.not_inputs if n not in dataset.columns}
         df = dataset.withColumns(absent) if absent else dataset  # Connect refuses an empty withColumns
+        # validation turns a vector into its plain struct: the caller gets the column it gave back
+        kept = {n: _KEPT + n for n in schema.many if n in dataset.columns}
         carry = [n for n in dataset.columns if n not in declared]
         rows = df.select(*[F.col(f"`{n}`") for n in declared], *[F.col(f"`{n}`") for n in carry],
+                         *[F.col(f"`{n}`").alias(k) for n, k in kept.items()],
                          F.lit(None).cast("string").alias(RAW), F.lit(None).cast("string").alias(FILE),
                          F.lit(None).cast("string").alias(CORRUPT))
         checked = validate(rows, schema, data.null_values, require_label=False, non_finite=data.non_finite,
-                           carry=carry)
-        out = self.predict_rows(checked, list(dataset.columns) + [REASON], reason=REASON)
-        return out.withColumnRenamed(REASON, SCORE_ERROR)
+                           carry=carry + list(kept.values()))
+        keep = [kept.get(n, n) for n in dataset.columns]
+        out = self.predict_rows(checked, keep + [REASON], reason=REASON)
+        given = dict(zip(keep, dataset.columns))
+        return out.select(*[F.col(f"`{c}`").alias(given.get(c, SCORE_ERROR if c == REASON else c))
+                            for c in out.columns])
 
     def predict_rows(self, rows, keep: Sequence[str], reason: Optional[str] = None):
         """``keep`` columns of validated, typed ``rows`` plus the predictions (null where

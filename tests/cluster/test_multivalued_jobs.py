@@ -2,6 +2,7 @@
 an ``array<string>`` bag of items train from YAML and from ``DeepClassifier.fit``; each
 kind of bad value is quarantined with its reason; the Transformer, ``sparkdl score`` and
 the MLflow model give the same predictions."""
+import json
 import random
 
 import numpy as np
@@ -109,9 +110,13 @@ def test_each_bad_value_is_quarantined_with_its_reason(run):
     manifest = Manifest.load(run.path / "manifest.json")
     record = manifest.quarantine["train"]
     assert manifest.rows["quarantined"] == len(BAD) and manifest.rows["accepted"] == 3000
-    got = sorted(r["reason"] for r in pq.read_table(record["quarantine_path"]).to_pylist())
+    quarantined = pq.read_table(record["quarantine_path"]).to_pylist()
+    got = sorted(r["reason"] for r in quarantined)
     for (_, words), reason in zip(sorted(BAD, key=lambda b: b[1]), got):
         assert words in reason, (words, reason)
+    assert record["reasons"]["column 'items': holds N items, more than its max_items 8"] == 1
+    raw = next(json.loads(r["raw"]) for r in quarantined if "9 items" in r["reason"])
+    assert raw["items"] == {"n": 9, "items": WORDS[:9]} and raw["tf"]["size"] == TERMS
 
 
 def test_the_network_learns_from_every_kind_and_records_their_tables(run):
@@ -133,10 +138,12 @@ def test_three_scoring_paths_agree(spark_cluster, run, tables, tmp_path):
     from sparkdl.serving.transformer import load_run
 
     test = spark_cluster.read.parquet(str(tables / "test"))
-    by_transformer = load_run(run.path).transform(test).select("id", PREDICTION, PROBABILITY).toPandas()
+    transformed = load_run(run.path).transform(test)
+    assert transformed.dtypes[:6] == test.dtypes  # the caller's columns come back as they were given
+    by_transformer = transformed.select("id", PREDICTION, PROBABILITY).toPandas()
     score(spark_cluster, run.path, str(tables / "test"), str(tmp_path / "preds"))
     by_score = pq.read_table(tmp_path / "preds").to_pandas()
-    info = __import__("json").loads((run.path / MLFLOW_FILE).read_text())
+    info = json.loads((run.path / MLFLOW_FILE).read_text())
     mlflow.set_tracking_uri(info["tracking_uri"])
     rows = pq.read_table(tables / "test").to_pandas()  # vectors as pandas reads them: dicts
     by_pyfunc = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows.drop(columns=["y"]))
@@ -163,7 +170,7 @@ def test_deep_classifier_fits_hashing_tf_an_array_and_a_bag(spark_cluster, table
     manifest_tables = {e["name"]: e for e in model.manifest.embeddings}
     assert manifest_tables["hashed"]["weighted"] and manifest_tables["items"]["items"] >= 6
     scored = model.transform(df)
-    assert scored.where("score_error IS NOT NULL").count() == 0
+    assert dict(scored.dtypes)["hashed"] == "vector" and scored.where("score_error IS NOT NULL").count() == 0
     assert scored.selectExpr("avg(cast(prediction = label as double))").first()[0] > 0.85
     model.save(str(tmp_path / "saved"))
     again = DeepClassificationModel.load(str(tmp_path / "saved")).transform(df)

@@ -46,8 +46,8 @@ def reasons(arr, kind, role, size=None, max_items=None):
 
 def test_vector_reasons_name_the_column_and_the_fault():
     arr = pa.array([dense([1.0, 2.0, 3.0]), dense([1.0, 2.0]), sparse(3, [0, 2], [1.0, 5.0]), sparse(4, [0], [1.0]),
-                    None, dense([1.0, float("nan"), 0.0]), dense([1e39, 0.0, 0.0]), sparse(3, [0, 7], [1.0, 1.0])],
-                   VECTOR)
+                    None, dense([1.0, float("nan"), 0.0]), dense([1e39, 0.0, 0.0]), sparse(3, [0, 7], [1.0, 1.0]),
+                    sparse(3, [2, 0, 2], [1.0, 1.0, 1.0]), sparse(3, [2, 0], [1.0, 1.0])], VECTOR)
     got = reasons(arr, "vector", "vectors", size=3)
     assert got[0] is None and got[2] is None
     assert got[1] == "column 'c': a vector of 2 values, not its declared size 3"
@@ -56,6 +56,7 @@ def test_vector_reasons_name_the_column_and_the_fault():
     assert got[5] == "column 'c': holds a value that is not a finite number"
     assert "beyond float32's range" in got[6]
     assert got[7] == "column 'c': holds an index outside its size 3"
+    assert got[8] == "column 'c': holds an index twice" and got[9] is None  # unsorted is fine
 
 
 def test_sparse_vectors_may_be_missing_but_not_hold_more_non_zeros_than_their_slots():
@@ -133,7 +134,10 @@ def test_moments_merged_over_any_batches_equal_numpy(rows, size, seed, cuts):
     batches = [pa.RecordBatch.from_arrays([pa.array(x[a:b].tolist(), pa.list_(pa.float64()))], names=["v"])
                for a, b in zip(bounds[:-1], bounds[1:])] + [
         pa.RecordBatch.from_arrays([pa.array([], pa.list_(pa.float64()))], names=["v"])]
-    parts = [b.to_pylist()[0]["moments"][0] for b in _moments_batches(batches, [("v", "array<double>", size)])]
+    half = len(batches) // 2  # two partitions: batches merged within each, the partitions on the driver
+    parts = [b.to_pylist()[0]["moments"][0] for part in (batches[:half], batches[half:])
+             for b in _moments_batches(iter(part), [("v", "array<double>", size)])]
+    assert len(parts) == 2
     n, mean, m2, lo, hi = merge_moments(parts, size)
     assert n == rows
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-9, atol=1e-9)
@@ -170,9 +174,22 @@ def test_as_arrow_bags_as_the_text_ingest_counted():
     assert as_arrow([[1, "x", None]], "array<double>").to_pylist() == [[1.0, None, None]]
 
 
-def test_as_arrow_rejects_a_sparse_vector_with_unmatched_indices():
-    with pytest.raises(ValueError, match="2 indices and 1 values"):
-        as_arrow([sparse(4, [1, 2], [1.0])], "vector")
+def test_as_arrow_gives_a_reason_for_a_value_of_no_such_shape():
+    """The MLflow model takes what a client sends: text where a list belongs, a scalar, a
+    broken sparse vector each get a reason, and the other rows are read as they are."""
+    why = [None] * 4
+    arr = as_arrow(["a,b", 7, ["a"], None], "array<string>", "items", why)
+    assert arr.to_pylist() == [None, None, ["a"], None]
+    assert why[0] == "column 'items': holds a str, not array<string>: give a list, an array or a vector"
+    assert why[1].startswith("column 'items': holds a int, not") and why[2:] == [None, None]
+    why = [None] * 3
+    as_arrow([sparse(4, [1, 2], [1.0]), "1,2", [1.0, "x"]], "vector", "v", why)
+    assert why[0] == "column 'v': not vector (a sparse vector of 2 indices and 1 values)"
+    assert why[1].startswith("column 'v': holds a str, not vector") and why[2].startswith("column 'v': not vector")
+    nan = as_arrow([[1.0, float("nan")], np.array([1.0, np.nan])], "array<double>")
+    assert reasons(nan, "array<double>", "vectors", size=2) == ["column 'c': holds a value that is not a finite "
+                                                                "number"] * 2
+    assert as_arrow([np.array([1.0, np.nan])], "array<long>").to_pylist() == [["1", None]]  # pandas' null id
 
 
 # ---------------------------------------------------------------- the network
@@ -234,6 +251,8 @@ def test_many_valued_roles_parse_with_their_limits():
     (_config(columns=BASE["schema"]["columns"][:1] + [{"name": "s", "type": "vector", "size": 100}]
              + BASE["schema"]["columns"][2:]), "schema.columns.s.max_items", "set max_items"),
     (_config(vectors=["v", "s"]), "schema", "more than one role"),
+    (_config(columns=[{"name": "v", "type": "vector", "size": 262144}] + BASE["schema"]["columns"][1:]),
+     "schema.vectors[0]", "move it to schema.sparse"),
     (_config(vectors=["b"], bags=[]), "schema.vectors[0]", "takes array<double> or array<float> or vector"),
     (_config(categorical=["b"], bags=[]), "schema.categorical[0]", "holds many values"),
     (_config(label="v", vectors=[]), "schema.label", "one value per row"),

@@ -45,6 +45,28 @@ def test_sparse_tables_update_only_the_rows_a_batch_touched(hvd):
     assert set(changed.tolist()) == set(idx[:, 1].tolist())  # the rest of the table untouched
 
 
+def test_sparse_bags_step_apart_too_and_leave_their_padding_row(hvd):
+    """Bags of ids and sparse vectors are ``EmbeddingBag`` tables: a large one takes sparse
+    gradients like an ``Embedding``, and only the rows its items touched move."""
+    torch.manual_seed(0)
+    tables = [{"name": "bag", "size": 500, "dim": 3, "sparse": True, "items": 4},
+              {"name": "tf", "size": 800, "dim": 3, "sparse": True, "items": 2, "weighted": True}]
+    model = build_model(model_spec(ModelConfig(hidden=[8]), 2 + 2, 2, embeddings=tables))
+    opt = distributed_optimizer(model, "adam", 0.01, 0.0, "none", 1)
+    assert [type(m).__mro__[1] for m in opt.members] == [torch.optim.Adam, torch.optim.SparseAdam]
+    before = [t.weight.detach().clone() for t in model.embeddings]
+    bag = torch.tensor([[1, 7, 500, 500], [9, 500, 500, 500]])
+    tf = torch.tensor([[3, 799], [800, 800]])
+    x = torch.cat([torch.randn(2, 2), torch.tensor([[0.5, 2.0], [0.0, 0.0]])], dim=1)
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x, torch.cat([bag, tf], 1)), torch.tensor([0, 1])).backward()
+        assert all(t.weight.grad.is_sparse for t in model.embeddings)
+        opt.step()
+    moved = [set((t.weight != b).any(1).nonzero().flatten().tolist()) for t, b in zip(model.embeddings, before)]
+    assert moved == [{1, 7, 9}, {3, 799}]
+
+
 def test_the_pair_acts_as_one_optimizer_for_schedules_and_checkpoints(hvd):
     model = _embedding_mlp(sparse=True)
     opt = distributed_optimizer(model, "sgd", 0.1, 0.0, "none", 1)

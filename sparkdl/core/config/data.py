@@ -16,6 +16,8 @@ SHAPES = ("adult", "clicklog")
 
 #: A bag's slots when ``schema.columns[].max_items`` is not set.
 DEFAULT_ITEMS = 64
+#: The widest vector taken as dense numbers: a wider one (hashed text) belongs in ``schema.sparse``.
+MAX_DENSE_SIZE = 65_536
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,12 @@ class SchemaConfig:
                 check(types[n] in DECLARED[:6], f"schema.{key}[{i}]",
                       f"'{n}' is declared as {types[n]}, which holds many values: use schema.vectors, "
                       "schema.sparse or schema.bags")
+        for i, n in enumerate(self.vectors):
+            size = self.column(n).size
+            check(size <= MAX_DENSE_SIZE, f"schema.vectors[{i}]",
+                  f"'{n}' holds {size} values, more than {MAX_DENSE_SIZE} dense numbers a row (each a float in "
+                  "every batch and a column of the first layer): if it is mostly zeros (HashingTF, "
+                  "CountVectorizer), move it to schema.sparse with max_items")
         for n in self.sparse:
             check(self.column(n).max_items is not None, f"schema.columns.{n}.max_items",
                   f"sparse vector '{n}' declares the most non-zero values a row holds: set max_items")

@@ -39,10 +39,11 @@ def base_optimizer(name: str, params, lr: float, weight_decay: float):
 
 
 def sparse_parameters(model) -> set:
-    """ids of the trainable weights of ``nn.Embedding(sparse=True)`` modules."""
+    """ids of the trainable weights of ``nn.Embedding(sparse=True)`` and
+    ``nn.EmbeddingBag(sparse=True)`` modules (categoricals, bags, sparse vectors)."""
     from torch import nn
 
-    return {id(p) for m in model.modules() if isinstance(m, nn.Embedding) and m.sparse
+    return {id(p) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse
             for p in m.parameters() if p.requires_grad}
 
 
