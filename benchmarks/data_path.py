@@ -103,22 +103,28 @@ def bench_data_path(rows: int, width: int = 104, batch: int = 512, files: int = 
                         return n
             return n
 
-        def sparkdl_reader(buffer: int) -> Callable[[], int]:
+        def sparkdl_reader(buffer: int, prefetch: int = 4) -> Callable[[], int]:
             def run() -> int:
-                reader = ShardReader(index, 0, 2, batch, shuffle_buffer=buffer, prefetch=4, to_tensors=to_tensors)
+                reader = ShardReader(index, 0, 2, batch, shuffle_buffer=buffer, prefetch=prefetch,
+                                     to_tensors=to_tensors)
                 return sum(len(y) for _, y in reader.epoch(1))
             return run
 
         base = timed(bare, repeat=3)
         unshuffled = timed(sparkdl_reader(0), repeat=3)
         shuffled = timed(sparkdl_reader(100_000), repeat=3)
+        # in the consumer's thread, as the bare loop reads: the reader's own work, without the
+        # prefetch thread's hand-offs (which a consumer that computes overlaps, and this one cannot)
+        same_thread = timed(sparkdl_reader(100_000, prefetch=0), repeat=3)
         petastorm = petastorm_reader(path)
         petastorm_rows = sum(g.rows for g in index.groups()[0::2])  # its own shard 0 of 2: row groups i % 2
     extra = {} if petastorm is None else {
         "petastorm_reader_unshuffled": petastorm,
         "ratio_petastorm_reader": ratio(petastorm["rows_per_sec"], base["rows_per_sec"])}
-    return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled, **extra,
+    return {"bare_pyarrow": base, "sparkdl_unshuffled": unshuffled, "sparkdl_shuffled": shuffled,
+            "sparkdl_shuffled_same_thread": same_thread, **extra,
             "ratio_shuffled": ratio(shuffled["rows_per_sec"], base["rows_per_sec"]),
+            "ratio_shuffled_same_thread": ratio(same_thread["rows_per_sec"], base["rows_per_sec"]),
             "ratio_unshuffled": ratio(unshuffled["rows_per_sec"], base["rows_per_sec"]),
             "coverage": round(deal.coverage, 6), "coverage_whole_row_groups": whole_row_group_coverage(index, 2, batch),
             "settings": {"rows": rows, "width": width, "batch": batch, "partitions": files,

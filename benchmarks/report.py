@@ -36,6 +36,10 @@ def to_markdown(res: Dict[str, Any]) -> str:
         rows.append([f"1. data path, shuffled batches (rows/s, rank 0 of 2), {size}",
                      _n(d["sparkdl_shuffled"]["rows_per_sec"]), f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow",
                      d["ratio_shuffled"]])
+        if "sparkdl_shuffled_same_thread" in d:
+            rows.append([f"1. data path, shuffled, no prefetch thread (as the bare loop reads), {size}",
+                         _n(d["sparkdl_shuffled_same_thread"]["rows_per_sec"]),
+                         f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_shuffled_same_thread"]])
         rows.append([f"1. data path, unshuffled, {size}", _n(d["sparkdl_unshuffled"]["rows_per_sec"]),
                      f"{_n(d['bare_pyarrow']['rows_per_sec'])} bare pyarrow", d["ratio_unshuffled"]])
         rows.append([f"1. data path, rows trained per epoch / rows, {size}", d["coverage"],

@@ -54,6 +54,8 @@ def label_array(col) -> np.ndarray:
 _FOOTERS_KEPT = 1024
 #: The most bytes decoded at a time when a range is part of a row group.
 _PARTIAL_READ_BYTES = 16 * 2**20
+#: The largest row group (decoded) read whole for a range that ends past its middle.
+_WHOLE_READ_BYTES = 64 * 2**20
 #: Decoded chunks smaller than this are joined before they are pooled for shuffling.
 _SMALL_CHUNK_BYTES = 2**20
 #: Rows whose gathering into batches is planned at once (bounds the plan's index arrays).
@@ -86,8 +88,9 @@ class RangeReader:
         return meta
 
     def _read(self, r: RowRange, columns: List[str]) -> Any:
-        """Range ``r``'s ``columns`` as a table: its row group whole, or, for part of one,
-        decoded a few MiB at a time up to the range's end, keeping only its rows."""
+        """Range ``r``'s ``columns`` as a table: its row group whole (sliced, for a range ending
+        past the middle of a group of at most :data:`_WHOLE_READ_BYTES`), or, for part of a
+        larger one, decoded a few MiB at a time up to the range's end, keeping only its rows."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -99,10 +102,14 @@ class RangeReader:
                              "it was prepared; prepare it again")
         with self.fs.open_input_file(self._base + self.index.files[r.file].name) as f:
             pf = pq.ParquetFile(f, metadata=meta)
-            if r.start == 0 and r.length == group.num_rows:
+            end = r.start + r.length
+            if end == group.num_rows and r.start == 0:
                 return pf.read_row_group(r.group, columns=columns)
+            if 2 * end >= group.num_rows and group.total_byte_size <= _WHOLE_READ_BYTES:
+                # most of the group is decoded anyway: once, with pyarrow's threads, then sliced
+                return pf.read_row_group(r.group, columns=columns).slice(r.start, r.length)
             step = max(1, int(_PARTIAL_READ_BYTES * group.num_rows // max(group.total_byte_size, 1)))
-            end, seen, kept = r.start + r.length, 0, []
+            seen, kept = 0, []
             for batch in pf.iter_batches(batch_size=step, row_groups=[r.group], columns=columns):
                 lo, hi = max(seen, r.start), min(seen + batch.num_rows, end)
                 if hi > lo:
