@@ -47,7 +47,7 @@ def _train(args: argparse.Namespace) -> int:
     """`train` trains on the prepared dataset and prints the run."""
     from sparkdl.workflow import train
 
-    print(result_lines(train(_config(args), args.lake)))
+    print(result_lines(train(_config(args), args.lake, fresh=args.fresh)))
     return 0
 
 
@@ -70,7 +70,8 @@ def _run(args: argparse.Namespace) -> int:
     from sparkdl.promotion.pipeline import run_scheduled
     from sparkdl.training.supervisor import RunResult
 
-    outcome = run_scheduled(_config(args), args.lake, force=args.force, baseline=not args.no_baseline)
+    outcome = run_scheduled(_config(args), args.lake, force=args.force, baseline=not args.no_baseline,
+                            fresh=args.fresh)
     print(result_lines(RunResult(outcome.run_path.name, outcome.run_path, outcome.metrics)))
     print(_kv(outcome.lines()))
     return 0 if outcome.status in args.zero_exit_for else outcome.exit_code
@@ -238,11 +239,18 @@ def _runs(args: argparse.Namespace) -> int:
 
     lake = Lake(args.lake)
     if args.action in ("stale", "clean"):
-        return _stale_runs(lake, clean=args.action == "clean", include_resumable=args.all)
+        return _stale_runs(lake, clean=args.action == "clean", include_resumable=args.all, failed=args.failed,
+                           older_than=args.older_than)
     if args.action == "list":
+        from sparkdl.training.resume import stale_runs
+
         runs = lake.list_runs()
-        if not runs:
-            print(f"no complete runs in {lake.root}")
+        unfinished = stale_runs(lake)
+        if not runs and not unfinished:
+            print(f"no runs in {lake.root}")
+        for stale in unfinished:  # kept with their checkpoints: the same job continues them
+            print(f"{stale.run_id}  {stale.outcome}  checkpointed epochs {stale.epochs_done}  "
+                  f"{'resumable' if stale.resumable else 'cannot resume'}: {stale.error or stale.why}")
         for path in runs:
             m = RunDir(path).read_metrics()
             key = m.primary_metric
@@ -260,17 +268,31 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 
-def _stale_runs(lake, clean: bool, include_resumable: bool) -> int:
-    """List (or remove) runs whose driver died before committing them."""
+def _stale_runs(lake, clean: bool, include_resumable: bool, failed: bool = False,
+                older_than: Optional[float] = None) -> int:
+    """List (or remove) runs that stopped before their commit: failed, interrupted, or
+    left by a driver that died."""
     from sparkdl.training.resume import remove_stale, stale_runs
 
-    runs = remove_stale(lake, include_resumable) if clean else stale_runs(lake)
+    runs = remove_stale(lake, include_resumable, failed, older_than) if clean else stale_runs(lake)
     for run in runs:
         state = "resumable" if run.resumable else "cannot resume"
-        print(f"{'removed ' if clean else ''}{run.run_id}  checkpointed epochs {run.epochs_done}  {state}: {run.why}")
+        print(f"{'removed ' if clean else ''}{run.run_id}  {run.outcome} {run.stopped or ''}  checkpointed epochs "
+              f"{run.epochs_done}  {state}: {run.why}" + (f" ({run.error})" if run.error else ""))
     if not runs:
-        print(f"no {'removable ' if clean else ''}abandoned runs in {lake.root}")
+        print(f"no {'removable ' if clean else ''}unfinished runs in {lake.root}")
     return 0
+
+
+def _duration(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s`` (or plain seconds) → seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give e.g. 7d, 12h, 30m or 90s") from None
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -279,6 +301,12 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     _add_remote_arg(p)
+
+
+def _add_fresh_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new run even where a run of this job stopped unfinished (failed, interrupted, "
+                        "its driver died), which it would otherwise continue from its last checkpoint")
 
 
 def _add_remote_arg(p: argparse.ArgumentParser) -> None:
@@ -304,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--launcher", choices=("spark", "torchrun", "mpirun", "srun", "ray"),
                    help="what starts the ranks (train.launch.launcher; docs/launchers.md): a barrier stage of "
                         "Spark (the default), torchrun or mpirun on this machine, srun in a Slurm job, or Ray Train")
+    _add_fresh_arg(p)
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("slurm", help="train a prepared dataset as a Slurm batch job (srun ranks; requeues resume)")
@@ -322,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zero-exit-for", type=_outcomes, default=(), metavar="OUTCOMES",
                    help="outcomes to exit 0 for (comma-separated: nothing_to_do, rejected), for schedulers that "
                         "fail a task on any other status; outcome=... is printed either way")
+    _add_fresh_arg(p)
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("tune", help="hyperparameter search: trials as concurrent barrier stages, pruned by epoch")
@@ -350,12 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_remote_arg(p)
     p.set_defaults(handler=_score)
 
-    p = sub.add_parser("runs", help="list or show runs in a lake; list or clean runs whose driver died")
+    p = sub.add_parser("runs", help="list or show runs in a lake; list or clean runs that stopped unfinished")
     p.add_argument("action", choices=["list", "show", "stale", "clean"],
-                   help="stale: runs a dead driver left unfinished; clean: remove those that cannot resume")
+                   help="stale: runs that stopped unfinished (failed, interrupted, their driver died); "
+                        "clean: remove those that cannot resume (--failed, --all: more)")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--lake", required=True)
     p.add_argument("--all", action="store_true", help="with clean: also remove runs that would resume")
+    p.add_argument("--failed", action="store_true",
+                   help="with clean: remove failed and interrupted runs (kept with their checkpoints until then)")
+    p.add_argument("--older-than", type=_duration, metavar="AGE",
+                   help="with clean: only runs that stopped longer ago than AGE (7d, 12h, 30m)")
     p.set_defaults(handler=_runs)
 
     p = sub.add_parser("promote", help="put a committed run to the promotion gate for a model; promoted, it serves")
@@ -391,15 +426,40 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     had_session = _active_session() is not None
+    restore = _stop_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except SparkdlError as e:  # each class carries its exit code; the message names the fix
         print(f"sparkdl: {'training failed: ' if isinstance(e, TrainingError) else ''}{e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Interrupted): a run in progress is kept
+        print(f"sparkdl: interrupted ({e or 'SIGINT'}); the same command continues the run", file=sys.stderr)
+        print("outcome=interrupted")
+        return getattr(e, "exit_code", 130)
     finally:
+        restore()
         started = _active_session()
         if started is not None and not had_session:
             started.stop()  # stop the embedded cluster cleanly; a JVM torn down at exit logs spurious errors
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a scheduler stopping the job) raises :class:`Interrupted` in the main
+    thread, so the run in progress unwinds as for Ctrl-C; returns what puts the old
+    handler back."""
+    import signal
+    import threading
+
+    from sparkdl.core.errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _active_session():

@@ -42,13 +42,13 @@ def tracking_callbacks(cfg: JobConfig) -> List[DriverCallback]:
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None, callbacks: Sequence = (),
           run_id: Optional[str] = None, clock: Optional[StageClock] = None,
-          driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
+          driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False) -> RunResult:
     """Train ``cfg`` on its prepared dataset and commit the run, with progress, the report
     and MLflow tracking (:func:`sparkdl.training.supervisor.train` has the details).
     ``driver_callbacks`` run before those (evaluation, say, so the report shows it)."""
     check_tracking(cfg.tracking)
     return supervisor.train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
-                            clock=clock, driver_callbacks=[*driver_callbacks, *tracking_callbacks(cfg)])
+                            clock=clock, driver_callbacks=[*driver_callbacks, *tracking_callbacks(cfg)], fresh=fresh)
 
 
 class HeldOutEvaluation(DriverCallback):
@@ -73,21 +73,22 @@ class HeldOutEvaluation(DriverCallback):
 
 
 def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = (),
-            driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
+            driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False) -> RunResult:
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
     Spark MLlib linear baseline beside it; returns the committed RunResult. When a run of
-    this job and configuration was cut off by its driver's death, it is continued (on its
-    own dataset) instead of preparing and training anew. ``driver_callbacks`` run after the
-    evaluation (files to keep in the run, say)."""
+    this job and configuration was cut off (its driver died, it failed, it was interrupted),
+    it is continued (on its own dataset) instead of preparing and training anew; ``fresh``
+    starts a new run regardless. ``driver_callbacks`` run after the evaluation (files to
+    keep in the run, say)."""
     check_tracking(cfg.tracking)
     clock = StageClock()
     with clock.stage("session"):
         spark = spark or get_spark(cfg.spark)
-    resumed = find_resumable(Lake(lake), cfg)  # a run of this job whose driver died: continue it
+    resumed = None if fresh else find_resumable(Lake(lake), cfg)  # a run of this job cut off: continue it
     run_id, manifest = resumed if resumed else (None, prepare(cfg, lake, spark, clock))
     evaluation = HeldOutEvaluation(spark, manifest, baseline, clock)
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id, clock=clock,
-                   driver_callbacks=[evaluation, *driver_callbacks])
+                   driver_callbacks=[evaluation, *driver_callbacks], fresh=fresh)
     m = result.metrics
     beside = f" (baseline {m.baseline_metric():.4f})" if m.baseline else ""
     log.info("run %s: %s %s %.4f%s", result.run_id, evaluation.split, m.primary_metric, m.held_out_metric(), beside)

@@ -36,6 +36,19 @@ class RunError(SparkdlError):
     """A run that started could not finish: training or scoring failed."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The driver was told to stop (SIGTERM from a scheduler; SIGINT is Python's own
+    ``KeyboardInterrupt``): the run is kept as interrupted, and the CLI exits 128 + the
+    signal's number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
 class ConfigError(InputError, ValueError):
     """A configuration value is missing, unknown, of the wrong type, or out of range."""
 

@@ -20,7 +20,9 @@
     _COMMITTED        written last, by :func:`sparkdl.core.lake.staged_dir`
 
 and, while the run is being written (``runs/.staging-<run_id>/``), ``resume.json`` and
-``.lock`` (:mod:`sparkdl.training.resume`).
+``.lock`` (:mod:`sparkdl.training.resume`); a staging run that failed or was interrupted
+is kept with its checkpoints and ``outcome.json`` (why it stopped), and the same job
+continues it.
 
 A dataset directory keeps a ``manifest.json`` too; ``model/`` holds ``weights.pt`` and
 ``spec.json``; ``preprocessing/`` keeps ``embeddings.json``, ``image.json`` and
@@ -48,6 +50,8 @@ MLFLOW_FILE = "mlflow.json"
 EVENT_SPOOL = "events"
 VERDICTS = "verdicts"
 INPUT_FILE = "input.json"
+#: Why a kept staging run stopped (failed or interrupted), written as it stopped.
+OUTCOME_FILE = "outcome.json"
 DRIFT_FILE, DRIFT_PLOT = "drift.json", "drift.png"
 PROMOTION_FILE, PROMOTION_PLOT = "promotion.json", "promotion.png"
 
@@ -141,6 +145,10 @@ class RunDir:
     @property
     def promotion_plot(self) -> Path:
         return self.path / PROMOTION_PLOT
+
+    @property
+    def outcome(self) -> Path:
+        return self.path / OUTCOME_FILE
 
     @property
     def lock(self) -> Path:

@@ -142,12 +142,13 @@ def check_input(spark, cfg: JobConfig, lake: Lake) -> Optional[DriftReport]:
     return report
 
 
-def run_scheduled(cfg: JobConfig, lake: str, spark=None, force: bool = False, baseline: bool = True) -> Outcome:
+def run_scheduled(cfg: JobConfig, lake: str, spark=None, force: bool = False, baseline: bool = True,
+                  fresh: bool = False) -> Outcome:
     """Run ``cfg`` as a scheduled job (see the module docstring)."""
     check_tracking(cfg.tracking)
     spark = spark or get_spark(cfg.spark)
     lake_ = Lake(lake)
-    resuming = find_resumable(lake_, cfg) is not None  # its checks passed when it started
+    resuming = not fresh and find_resumable(lake_, cfg) is not None  # its checks passed when it started
     record = None if resuming else input_record(spark, cfg, lake_)
     if record is not None and not force:
         earlier = repeat_of(lake_, cfg.name, record["fingerprint"])
@@ -160,7 +161,7 @@ def run_scheduled(cfg: JobConfig, lake: str, spark=None, force: bool = False, ba
                      "again)", earlier.name)
             return Outcome(NOTHING_TO_DO, earlier)
     drift = None if resuming or not cfg.drift.against else check_input(spark, cfg, lake_)
-    result = run_job(cfg, lake, spark, baseline, driver_callbacks=[KeepInRun(record, drift)])
+    result = run_job(cfg, lake, spark, baseline, driver_callbacks=[KeepInRun(record, drift)], fresh=fresh)
     if not cfg.promote.model:
         return Outcome(TRAINED, result.path, drift=drift)
     return _gate(spark, lake_, result.path, cfg, drift)

@@ -1,4 +1,4 @@
-"""Resuming a run whose driver died, and cleaning up runs that never will resume.
+"""Resuming a run that was cut off, and cleaning up runs that never will resume.
 
 While a run trains, its staging directory (``runs/.staging-<id>/``) holds a lock that its
 driver keeps for its whole life (``flock``: the operating system drops it when the
@@ -6,6 +6,11 @@ process dies, however it dies) and ``resume.json``: a fingerprint of the job's
 configuration and the dataset it trains on. Running the same job again finds an
 abandoned staging run (its lock is free) with the same fingerprint and continues it
 under the same id from its last complete checkpoint, on the same dataset.
+
+A run that fails for good (its retries spent, an error no retry fixes) or is interrupted
+(Ctrl-C, a scheduler's SIGTERM) is kept the same way: its driver writes ``outcome.json``
+(``failed`` or ``interrupted``, the error, the attempts) before it lets go of the lock,
+and the same job continues it. Nothing a run trained is deleted because it stopped.
 
 An abandoned run cannot resume when its ``resume.json`` is missing or unreadable, its
 dataset is gone, or a newer abandoned run of the same job and configuration exists
@@ -21,7 +26,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from sparkdl.core.config import JobConfig, LoaderConfig, MaterializeConfig
 from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
@@ -93,9 +98,51 @@ def is_abandoned(run: RunDir) -> bool:
 
 
 def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:
+    """What makes the staging run resumable; a run continued after a failure keeps why it
+    stopped each time before (``earlier``), and its ``outcome.json`` goes."""
+    earlier = []
+    if run.resume_info.exists():
+        try:
+            earlier = json.loads(run.resume_info.read_text()).get("earlier", [])
+        except (OSError, ValueError):
+            earlier = []
+    last = read_outcome(run)
+    if last is not None:
+        log.warning("continuing run %s, which was %s at %s: %s", run.name[len(STAGING_PREFIX):], last["outcome"],
+                    last.get("at"), last.get("error"))
+        earlier.append(last)
     write_json_atomic(run.resume_info, {"job": cfg.name, "fingerprint": config_fingerprint(cfg),
                                         "dataset": manifest.paths["dataset"], "dataset_id": manifest.dataset_id,
-                                        "started": utc_now()})
+                                        "started": utc_now(), "earlier": earlier})
+    run.outcome.unlink(missing_ok=True)
+
+
+def outcome_of(error: BaseException) -> str:
+    """``interrupted`` for Ctrl-C and a signal to stop, ``failed`` for anything else."""
+    return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
+
+
+def record_outcome(staging: Path, error: BaseException) -> None:
+    """Keep a staging run that stopped on ``error``: why, when, and what was tried
+    (``outcome.json``; the checkpoints stay where they are)."""
+    lines = str(error).strip().splitlines()
+    attempts = getattr(error, "attempts", None)
+    record = {"outcome": outcome_of(error), "error": f"{type(error).__name__}: {lines[0] if lines else ''}"[:2000],
+              "at": utc_now(), "attempts": json.loads(json.dumps(attempts, default=str)) if attempts else []}
+    try:
+        write_json_atomic(RunDir(staging).outcome, record)
+    except OSError as e:  # the error being raised matters more than this record of it
+        log.error("could not record why run %s stopped (%s): %s", staging.name, e, record["error"])
+    log.warning("run %s %s; its checkpoints are kept in %s, and the same job continues it (--fresh starts anew)",
+                staging.name[len(STAGING_PREFIX):], record["outcome"], staging)
+
+
+def read_outcome(run: RunDir) -> Optional[Dict[str, Any]]:
+    """Why a kept staging run stopped; None for a run whose driver died (or a running one)."""
+    try:
+        return json.loads(run.outcome.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -109,6 +156,11 @@ class StaleRun:
     why: str
     job: Optional[str] = None
     fingerprint: Optional[str] = None
+    #: ``failed`` or ``interrupted`` (kept by its driver), ``abandoned`` (its driver died).
+    outcome: str = "abandoned"
+    error: Optional[str] = None
+    #: When it stopped (its outcome's time; for an abandoned run, its last write).
+    stopped: Optional[str] = None
 
 
 def _staging_runs(lake: Lake) -> List[RunDir]:
@@ -128,10 +180,13 @@ def stale_runs(lake: Lake) -> List[StaleRun]:
         run_id = run.name[len(STAGING_PREFIX):]
         done = list_checkpoints(run.checkpoints)
         epochs = done[0][0] if done else 0
+        last = read_outcome(run)
+        how = {"outcome": last["outcome"], "error": last.get("error"), "stopped": last.get("at")} if last else \
+            {"stopped": _last_write(run.path)}
         try:
             info = json.loads(run.resume_info.read_text())
         except (OSError, ValueError):
-            out.append(StaleRun(run_id, run.path, epochs, False, f"no readable {run.resume_info.name}"))
+            out.append(StaleRun(run_id, run.path, epochs, False, f"no readable {run.resume_info.name}", **how))
             continue
         key = (info.get("job"), info.get("fingerprint"))
         if not Path(str(info.get("dataset"))).is_dir():
@@ -141,8 +196,18 @@ def stale_runs(lake: Lake) -> List[StaleRun]:
         else:
             state = (True, f"resumes from epoch {epochs} when the same job runs again")
             newest.add(key)
-        out.append(StaleRun(run_id, run.path, epochs, *state, job=key[0], fingerprint=key[1]))
+        out.append(StaleRun(run_id, run.path, epochs, *state, job=key[0], fingerprint=key[1], **how))
     return out
+
+
+def _last_write(path: Path) -> str:
+    import datetime
+
+    try:
+        stamp = max([path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*") if p.is_file()])
+    except OSError:
+        return ""
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def find_resumable(lake: Lake, cfg: JobConfig) -> Optional[Tuple[str, Manifest]]:
@@ -151,16 +216,20 @@ def find_resumable(lake: Lake, cfg: JobConfig) -> Optional[Tuple[str, Manifest]]
     for stale in stale_runs(lake):
         if stale.resumable and stale.job == cfg.name and stale.fingerprint == fingerprint:
             info = json.loads(RunDir(stale.path).resume_info.read_text())
-            log.info("resuming run %s (its driver stopped after epoch %d)", stale.run_id, stale.epochs_done)
+            log.info("resuming run %s (%s after epoch %d)", stale.run_id, stale.outcome, stale.epochs_done)
             return stale.run_id, Manifest.load(Path(info["dataset"]))
     return None
 
 
-def remove_stale(lake: Lake, include_resumable: bool = False) -> List[StaleRun]:
-    """Delete abandoned staging runs that cannot resume (all of them with ``include_resumable``)."""
+def remove_stale(lake: Lake, include_resumable: bool = False, failed: bool = False,
+                 older_than_s: Optional[float] = None) -> List[StaleRun]:
+    """Delete staging runs that cannot resume; with ``include_resumable`` every one, with
+    ``failed`` every failed or interrupted one; ``older_than_s``: only those that stopped
+    longer ago than that."""
     removed = []
     for stale in stale_runs(lake):
-        if not (include_resumable or not stale.resumable):
+        chosen = include_resumable or not stale.resumable or (failed and stale.outcome != "abandoned")
+        if not chosen or (older_than_s is not None and _age_s(stale.stopped) < older_than_s):
             continue
         lock = RunLock(RunDir(stale.path))
         if not lock.acquire():  # a driver took it up since it was listed
@@ -171,3 +240,16 @@ def remove_stale(lake: Lake, include_resumable: bool = False) -> List[StaleRun]:
         finally:
             lock.release()
     return removed
+
+
+def _age_s(stamp: Optional[str]) -> float:
+    """Seconds since a ``utc_now()`` stamp (0 for none: never old)."""
+    import datetime
+
+    if not stamp:
+        return 0.0
+    try:
+        then = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return 0.0
+    return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()

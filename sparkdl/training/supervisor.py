@@ -37,7 +37,7 @@ from sparkdl.training.rank.callbacks import Callback
 from sparkdl.training.rank.checkpoints import list_checkpoints
 from sparkdl.training.rank.loop import TrainSpec, train_rank
 from sparkdl.training.results import run_metrics
-from sparkdl.training.resume import RunLock, find_resumable, write_resume_info
+from sparkdl.training.resume import RunLock, find_resumable, record_outcome, write_resume_info
 from sparkdl.training.spec import dataset_data, train_spec
 from sparkdl.training.verdicts import AwaitVerdict
 
@@ -137,11 +137,14 @@ def _dispatch(event: Event, callbacks: DriverCallbacks) -> None:
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
           callbacks: Sequence[Callback] = (), run_id: Optional[str] = None,
-          clock: Optional[StageClock] = None, driver_callbacks: Sequence[DriverCallback] = ()) -> RunResult:
+          clock: Optional[StageClock] = None, driver_callbacks: Sequence[DriverCallback] = (),
+          fresh: bool = False) -> RunResult:
     """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
 
-    A run of the same job and configuration whose driver died is continued instead, under
-    its id, from its last checkpoint, on its dataset (:mod:`sparkdl.training.resume`).
+    A run of the same job and configuration that was cut off (its driver died, it failed
+    for good, it was interrupted: its staging directory is kept, with why in
+    ``outcome.json``) is continued instead, under its id, from its last checkpoint, on its
+    dataset (:mod:`sparkdl.training.resume`); ``fresh`` starts a new run regardless.
     ``callbacks`` run in every rank's loop (:mod:`sparkdl.training.rank.callbacks`);
     ``driver_callbacks`` on this driver (:mod:`sparkdl.training.driver_callbacks`: progress,
     evaluation before the commit, the report and MLflow). ``clock`` gets the launch, train
@@ -150,7 +153,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
 
     hooks = DriverCallbacks(driver_callbacks)
     lake_ = Lake(lake)
-    if run_id is None and (found := find_resumable(lake_, cfg)) is not None:
+    if run_id is None and not fresh and (found := find_resumable(lake_, cfg)) is not None:
         run_id, manifest = found
     manifest = manifest or Manifest.load(lake_.current_dataset(cfg.name))
     if cfg.train.launch.launcher == "spark":
@@ -181,7 +184,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                         "wait for it, or start a run of your own")
     started = False
     try:
-        with staged_dir(final, keep_existing=True) as stage_path:
+        with staged_dir(final, keep_existing=True, keep_failed=record_outcome) as stage_path:
             stage = RunDir(stage_path)
             write_resume_info(stage, cfg, manifest)
             hooks.on_run_start(RunStart(run_id, stage, cfg, lake_.root))

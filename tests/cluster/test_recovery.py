@@ -58,15 +58,28 @@ def test_a_deterministic_bug_fails_once_with_its_own_traceback(spark_cluster, ad
     assert e.value.rank == 0 and "InjectedFault" in e.value.exception and "at_step" in e.value.traceback_tail
 
 
-def test_attempts_run_out_and_the_lake_shows_no_run(spark_cluster, adult_config, adult_lake, tmp_path):
+def test_attempts_run_out_the_run_is_kept_and_the_same_job_continues_it(spark_cluster, adult_config, adult_lake,
+                                                                         tmp_path):
+    """Every attempt fails in epoch 2: no run is committed, but the staging run stays with
+    epoch 1's checkpoint and why it failed; the same job again continues it under its id
+    from there, training no epoch twice."""
+    from sparkdl.training.resume import stale_runs
+
     lake, manifest = adult_lake
-    cfg = adult_config.with_values({"train.epochs": 2, "train.ranks": 2, "train.failure.max_attempts": 2})
+    cfg = adult_config.with_values({"train.epochs": 3, "train.ranks": 2, "train.failure.max_attempts": 2})
     with pytest.raises(TrainingError) as e:  # the worker dies on every attempt
         train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
-              callbacks=[FaultSpec(rank=1, epoch=1, step=2, mode="exit", attempt=0)])
+              callbacks=[FaultSpec(rank=1, epoch=2, step=2, mode="exit", attempt=0)])
     assert len(e.value.attempts) == 2
     runs = Lake(str(tmp_path / "lake"))
-    assert runs.list_runs() == [] and all(not p.exists() or not any(p.iterdir()) for p in [runs.runs_root])
+    [kept] = stale_runs(runs)
+    assert runs.list_runs() == [] and (kept.outcome, kept.epochs_done, kept.resumable) == ("failed", 1, True)
+    assert kept.error.startswith("TrainingError: rank") and "Python worker crashed" in kept.error
+    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
+    m = result.metrics
+    assert result.run_id == kept.run_id and m.attempts[0]["resumed_from_epoch"] == 1
+    assert _epochs(m) == [1, 2, 3] and [h["attempt"] for h in m.history][1:] == [1, 1]
+    assert stale_runs(runs) == [] and runs.list_runs() == [result.path]
 
 
 def _executors(spark):

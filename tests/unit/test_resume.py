@@ -105,3 +105,88 @@ def test_a_driver_taking_its_run_waits_out_another_drivers_look_and_the_look_wri
         lock.release()
     assert [s.run_id[-6:] for s in stale_runs(lake)] == ["aaaaaa"]
     assert run.lock.read_text() == named  # a look at an abandoned run does not sign it either
+
+
+def test_a_run_that_stopped_is_kept_with_why_and_continued_by_the_same_job(tmp_path):
+    """A staging run that failed for good or was interrupted keeps its checkpoints and its
+    outcome; it resumes like one whose driver died; ``clean --failed`` (by age) removes it."""
+    from sparkdl.core.errors import Interrupted, TrainingError
+    from sparkdl.training.resume import record_outcome, write_resume_info
+
+    cfg = parse_config(MINIMAL)
+    lake = Lake(str(tmp_path / "lake"))
+    data = _dataset(tmp_path / "lake" / "datasets" / "job" / "d1")
+    failed = _staging(lake, "job-20260101-000000-aaaaaa", cfg, data, epochs=2)
+    error = TrainingError(1, "boom", "Traceback ...")
+    error.attempts = [{"attempt": 1, "error": "boom"}, {"attempt": 2, "error": "boom"}]
+    record_outcome(failed.path, error)
+    stopped = _staging(lake, "job-20260102-000000-bbbbbb", cfg.with_values({"train.epochs": 7}), data, epochs=1)
+    record_outcome(stopped.path, Interrupted(15))
+    stale = {s.run_id[-6:]: s for s in stale_runs(lake)}
+    assert (stale["aaaaaa"].outcome, stale["aaaaaa"].epochs_done, stale["aaaaaa"].resumable) == ("failed", 2, True)
+    assert stale["aaaaaa"].error == "TrainingError: rank 1 failed: boom"
+    assert json.loads(failed.outcome.read_text())["attempts"] == error.attempts
+    assert stale["bbbbbb"].outcome == "interrupted" and "SIGTERM" in stale["bbbbbb"].error
+    assert remove_stale(lake) == []  # both would resume: plain clean keeps them
+
+    run_id, manifest = find_resumable(lake, cfg)  # the same job continues the failed run
+    assert run_id.endswith("aaaaaa") and manifest.dataset_id == "d1"
+    write_resume_info(failed, cfg, manifest)  # as its next driver starts: why it stopped goes to the record
+    assert not failed.outcome.exists()
+    assert json.loads(failed.resume_info.read_text())["earlier"][0]["outcome"] == "failed"
+    assert [s.outcome for s in stale_runs(lake)] == ["interrupted", "abandoned"]
+
+    assert remove_stale(lake, failed=True, older_than_s=3600) == []  # stopped moments ago
+    assert [s.run_id[-6:] for s in remove_stale(lake, failed=True)] == ["bbbbbb"]  # not the abandoned one
+    assert [p.name[-6:] for p in lake.runs_root.iterdir()] == ["aaaaaa"]
+
+
+def test_the_cli_lists_kept_runs_and_exits_for_a_signal_as_schedulers_expect(tmp_path, capsys):
+    from sparkdl.cli import main
+    from sparkdl.core.errors import Interrupted
+    from sparkdl.training.resume import record_outcome
+
+    cfg = parse_config(MINIMAL)
+    lake = Lake(str(tmp_path / "lake"))
+    run = _staging(lake, "job-20260101-000000-aaaaaa", cfg, _dataset(tmp_path / "lake" / "datasets" / "d1"))
+    record_outcome(run.path, Interrupted(2))
+    assert main(["runs", "list", "--lake", str(lake.root)]) == 0
+    assert "job-20260101-000000-aaaaaa  interrupted  checkpointed epochs 2  resumable" in capsys.readouterr().out
+    assert main(["runs", "clean", "--lake", str(lake.root), "--failed", "--older-than", "7d"]) == 0
+    assert "no removable unfinished runs" in capsys.readouterr().out and run.path.exists()
+    assert main(["runs", "clean", "--lake", str(lake.root), "--failed", "--older-than", "0s"]) == 0
+    assert "removed job-20260101-000000-aaaaaa  interrupted" in capsys.readouterr().out and not run.path.exists()
+
+
+def test_sigterm_to_the_cli_unwinds_the_command_and_exits_143(tmp_path):
+    """A scheduler's SIGTERM reaches a running command as :class:`Interrupted`: what it
+    holds unwinds (a run in progress is kept, interrupted), and it exits 128 + 15."""
+    import signal
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text("""
+import sys, time
+import sparkdl.cli as cli
+def slow(args):
+    print('started', flush=True)
+    try:
+        time.sleep(60)
+    finally:
+        print('unwound', flush=True)
+cli._train = slow
+parser = cli.build_parser
+def build():
+    p = parser()
+    p._subparsers._group_actions[0].choices['train'].set_defaults(handler=slow)
+    return p
+cli.build_parser = build
+sys.exit(cli.main(['train', 'conf.yaml', '--lake', 'x']))
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and out.split() == ["unwound", "outcome=interrupted"]
+    assert "interrupted (stopped by SIGTERM)" in err
