@@ -118,6 +118,11 @@ class FailureKind(str, enum.Enum):
     TIMEOUT = "timeout"                # a bounded wait ran out
 
 
+class CheckpointReadError(RunError, OSError):
+    """A run has checkpoints and none of them loads: it fails naming them, never starts
+    again from epoch 0 on its own."""
+
+
 class TrainingError(RunError, RuntimeError):
     """A rank failed. Carries the rank, its exception, the tail of its traceback, the kind
     of failure and when it happened by the failing rank's clock (picklable, so ranks can

@@ -108,8 +108,8 @@ def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:
             earlier = []
     last = read_outcome(run)
     if last is not None:
-        log.warning("continuing run %s, which was %s at %s: %s", run.name[len(STAGING_PREFIX):], last["outcome"],
-                    last.get("at"), last.get("error"))
+        log.warning("continuing run %s, which stopped (%s) at %s: %s", run.name[len(STAGING_PREFIX):],
+                    last["outcome"], last.get("at"), last.get("error"))
         earlier.append(last)
     write_json_atomic(run.resume_info, {"job": cfg.name, "fingerprint": config_fingerprint(cfg),
                                         "dataset": manifest.paths["dataset"], "dataset_id": manifest.dataset_id,

@@ -113,6 +113,9 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
             # Launch cost: stage submission → first optimizer step on rank 0 (Spark scheduling,
             # worker start, imports, rendezvous, joining the group, broadcast, shard plan).
             record["time_to_first_step_s"] = round(results[0]["first_step_at"] - wall0, 2)
+            if results[0].get("skipped_checkpoints"):  # newer checkpoints that did not load, set aside
+                record["skipped_checkpoints"] = results[0]["skipped_checkpoints"]
+                record["resumed_from_epoch"] = results[0]["resumed_from_epoch"]
             return results
         except TrainingError as err:
             callbacks.on_attempt_end(attempt, err)

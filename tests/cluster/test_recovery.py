@@ -59,26 +59,30 @@ def test_a_deterministic_bug_fails_once_with_its_own_traceback(spark_cluster, ad
 
 
 def test_attempts_run_out_the_run_is_kept_and_the_same_job_continues_it(spark_cluster, adult_config, adult_lake,
-                                                                         tmp_path):
-    """Every attempt fails in epoch 2: no run is committed, but the staging run stays with
-    epoch 1's checkpoint and why it failed; the same job again continues it under its id
-    from there, training no epoch twice."""
+                                                                         tmp_path, caplog):
+    """Every attempt fails in epoch 3: no run is committed, but the staging run stays with
+    its checkpoints and why it failed. Its newest checkpoint is then truncated: the same job
+    again continues the run under its id from the one before, says so, and records it."""
     from sparkdl.training.resume import stale_runs
 
     lake, manifest = adult_lake
-    cfg = adult_config.with_values({"train.epochs": 3, "train.ranks": 2, "train.failure.max_attempts": 2})
+    cfg = adult_config.with_values({"train.epochs": 4, "train.ranks": 2, "train.failure.max_attempts": 2})
     with pytest.raises(TrainingError) as e:  # the worker dies on every attempt
         train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest,
-              callbacks=[FaultSpec(rank=1, epoch=2, step=2, mode="exit", attempt=0)])
-    assert len(e.value.attempts) == 2
+              callbacks=[FaultSpec(rank=1, epoch=3, step=2, mode="exit", attempt=0)])
+    assert len(e.value.attempts) == 2 and e.value.attempts[1]["resumed_from_epoch"] == 2
     runs = Lake(str(tmp_path / "lake"))
     [kept] = stale_runs(runs)
-    assert runs.list_runs() == [] and (kept.outcome, kept.epochs_done, kept.resumable) == ("failed", 1, True)
+    assert runs.list_runs() == [] and (kept.outcome, kept.epochs_done, kept.resumable) == ("failed", 2, True)
     assert kept.error.startswith("TrainingError: rank") and "Python worker crashed" in kept.error
+    newest = kept.path / "checkpoints" / "epoch-0002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # torn by something outside sparkdl
     result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
     m = result.metrics
     assert result.run_id == kept.run_id and m.attempts[0]["resumed_from_epoch"] == 1
-    assert _epochs(m) == [1, 2, 3] and [h["attempt"] for h in m.history][1:] == [1, 1]
+    assert m.attempts[0]["skipped_checkpoints"][0].startswith("epoch-0002.pt: unreadable")
+    assert any("epoch-0002.pt: unreadable" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    assert _epochs(m) == [1, 2, 3, 4] and [h["attempt"] for h in m.history][1:] == [1, 1, 1]
     assert stale_runs(runs) == [] and runs.list_runs() == [result.path]
 
 

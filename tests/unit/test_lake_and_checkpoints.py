@@ -43,6 +43,32 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path):
     (tmp_path / ".epoch-0004.pt.abcd.tmp").write_bytes(b"half")  # never renamed: ignored
     state = load_latest(tmp_path)
     assert state["epoch"] == 2 and float(state["model"]["w"]) == 2.0
+    assert len(state["skipped"]) == 1 and state["skipped"][0].startswith("epoch-0003.pt: unreadable (")
+    assert (tmp_path / "epoch-0003.pt.unreadable").is_file()  # set aside, kept
+    assert [e for e, _ in list_checkpoints(tmp_path)] == [2, 1]
+
+
+def test_set_aside_checkpoints_are_never_pruned_for_and_the_run_goes_on(tmp_path):
+    """Two unreadable checkpoints newer than the good one, keeping 2: the checkpoints the
+    resumed run writes are kept (pruned by epoch, they lost to the broken newer ones)."""
+    save_checkpoint(tmp_path, 1, {"x": 1}, keep=2)
+    for epoch in (2, 3):
+        (tmp_path / f"epoch-000{epoch}.pt").write_bytes(b"torn")
+    assert load_latest(tmp_path)["epoch"] == 1
+    save_checkpoint(tmp_path, 2, {"x": 2}, keep=2)
+    assert [e for e, _ in list_checkpoints(tmp_path)] == [2, 1] and load_latest(tmp_path)["skipped"] == []
+
+
+def test_when_no_checkpoint_loads_the_run_fails_naming_them_and_keeps_them(tmp_path):
+    from sparkdl.core.errors import CheckpointReadError
+
+    save_checkpoint(tmp_path, 1, {"x": 1})
+    (tmp_path / "epoch-0002.pt").write_bytes(b"torn")
+    with pytest.raises(CheckpointReadError, match=r"epoch-0002\.pt: unreadable .*; epoch-0001\.pt: unreadable "
+                                                  r"\(a callback's state is bad\)\. The run does not start again from epoch 0"):
+        load_latest(tmp_path, accept=lambda s: (_ for _ in ()).throw(ValueError("a callback's state is bad")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
+    assert load_latest(tmp_path)["epoch"] == 1  # a state the callbacks take: it loads
 
 
 def test_checkpoints_keep_the_newest(tmp_path):

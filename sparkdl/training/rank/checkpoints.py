@@ -3,7 +3,10 @@
 A checkpoint is written to a temporary name, flushed to disk, and renamed to
 ``epoch-NNNN.pt``; a crash mid-write leaves only a temporary file, which resumption
 never reads. Loading tries the newest checkpoint first and falls back to older ones
-if a file cannot be read, so a damaged file is never trained from.
+if a file cannot be read, so a damaged file is never trained from; the ones it passed
+over are set aside (``epoch-NNNN.pt.unreadable``: kept, never tried or pruned for again)
+and named in the state it returns, and when checkpoints exist and none loads, the run
+fails naming them rather than start again from epoch 0.
 
 A model split across ranks (pipeline stages) keeps each part in a shard of its own,
 ``epoch-NNNN.shard-KK.pt``, written the same way by the part's rank before rank 0 writes
@@ -19,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from sparkdl.core.errors import CheckpointWriteError
+from sparkdl.core.errors import CheckpointReadError, CheckpointWriteError
 from sparkdl.core.lake import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -97,20 +100,42 @@ def load_shard(directory: Path, epoch: int, shard: int, map_location: str = "cpu
     return torch.load(shard_path(directory, epoch, shard), map_location=map_location, weights_only=True)
 
 
-def load_latest(directory: Path, map_location: str = "cpu") -> Optional[Dict[str, Any]]:
-    """The newest readable, complete checkpoint, or None."""
+#: The suffix of a checkpoint that did not load, set aside when an older one did.
+UNREADABLE = ".unreadable"
+
+
+def load_latest(directory: Path, map_location: str = "cpu",
+                accept: Optional[Callable[[Dict[str, Any]], None]] = None) -> Optional[Dict[str, Any]]:
+    """The newest readable, complete checkpoint (its ``skipped``: each newer one that did
+    not load, ``"<file>: <why>"``, now set aside), or None where there is no checkpoint. A
+    :class:`CheckpointReadError` names every file when there are checkpoints and none loads.
+    ``accept`` raises for a state that reads but cannot be used (a callback's state)."""
     import torch
 
+    skipped: List[Tuple[Path, str]] = []
     for epoch, path in list_checkpoints(directory):
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
+            if accept is not None:
+                accept(state)
         except Exception as e:  # unreadable: fall back to the previous one
-            log.warning("checkpoint %s is unreadable (%s); trying an older one", path, e)
+            why = " ".join(str(e).split())[:300] or type(e).__name__
+            log.warning("checkpoint %s is unreadable (%s); trying an older one", path, why)
+            skipped.append((path, f"unreadable ({why})"))
             continue
         shards = [shard_path(directory, epoch, k) for k in range(int(state.get("shards", 0)))]
         missing = [p.name for p in shards if not p.is_file()]
         if state.get("complete") and state.get("epoch") == epoch and not missing:
+            for bad, _ in skipped:  # newer than the one in use: never loaded, never pruned for, again
+                bad.rename(bad.with_name(bad.name + UNREADABLE))
+            state["skipped"] = [f"{p.name}: {why}" for p, why in skipped]
             return state
-        log.warning("checkpoint %s is incomplete%s; trying an older one", path,
-                    f" (missing {missing})" if missing else "")
+        why = f"incomplete (missing {missing})" if missing else "incomplete"
+        log.warning("checkpoint %s is %s; trying an older one", path, why)
+        skipped.append((path, why))
+    if skipped:
+        raise CheckpointReadError(
+            f"no checkpoint in {directory} loads: " + "; ".join(f"{p.name}: {why}" for p, why in skipped)
+            + ". The run does not start again from epoch 0 on its own: restore a good copy, or move these files "
+              "aside to train from scratch (or start a new run: sparkdl run --fresh)")
     return None

@@ -168,16 +168,19 @@ def _build(spec: TrainSpec, ctx: RankContext, device, lr: float):
     return model, trained, opt, spec.objective(custom_loss).to(device), frozen
 
 
-def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -> Tuple[int, List, Optional[str]]:
+def _resume(spec: TrainSpec, ctx: RankContext, net, opt,
+            callbacks: Callbacks) -> Tuple[int, List, Optional[str], List[str]]:
     """Rank 0 loads the latest complete checkpoint; every rank gets its state by broadcast:
     parameters, optimizer state, the epoch and history, the callbacks' state, and its own
-    part (its RNG, its exchange's state: :meth:`Backend.rank_state`)."""
+    part (its RNG, its exchange's state: :meth:`Backend.rank_state`). Also returns the newer
+    checkpoints that did not load (rank 0; see :func:`load_latest`)."""
     import torch
 
     start_epoch, history, controls, stop_reason, ranks, shards = 0, [], {}, None, None, 0
     model_state = optimizer_state = None
+    skipped: List[str] = []
     if ctx.is_chief:
-        state = load_latest(Path(spec.checkpoint_dir))
+        state = load_latest(Path(spec.checkpoint_dir), accept=lambda s: callbacks.load_state_dict(s.get("callbacks", {})))
         if state is not None:
             model_state, optimizer_state = state["model"], state["optimizer"]
             torch.set_rng_state(state["rng"])  # checkpoints without "ranks" (earlier layouts) keep rank 0's only
@@ -185,6 +188,11 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -
             controls, stop_reason = state.get("callbacks", {}), state.get("stop_reason")
             ranks, shards = state.get("ranks"), int(state.get("shards", 0))
             ctx.report(EventType.LOG, level="info", message=f"resuming from the checkpoint of epoch {start_epoch}")
+            if state["skipped"]:
+                ctx.report(EventType.LOG, level="warning",
+                           message=f"newer checkpoints did not load and are set aside as *.unreadable: "
+                                   f"{'; '.join(state['skipped'])}; resuming from epoch {start_epoch}")
+                skipped = list(state["skipped"])
     ctx.backend.load_state(net, opt, model_state, optimizer_state)
     start_epoch, history, controls, stop_reason, ranks, shards = ctx.backend.broadcast_object(
         (start_epoch, history, controls, stop_reason, ranks, shards), "resume")
@@ -196,7 +204,7 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt, callbacks: Callbacks) -
         mine = ranks[ctx.rank]
         torch.set_rng_state(mine["rng"])
         ctx.backend.load_rank_state(opt, mine)
-    return start_epoch, history, stop_reason
+    return start_epoch, history, stop_reason, skipped
 
 
 def _train_epoch(state: LoopState, callbacks: Callbacks, backend, model, opt, reader: ShardReader,
@@ -356,7 +364,7 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     backend = ctx.backend
     net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
     laps.lap("model_and_optimizer")
-    start_epoch, history, stop_reason = _resume(spec, ctx, net, opt, callbacks)
+    start_epoch, history, stop_reason, skipped_checkpoints = _resume(spec, ctx, net, opt, callbacks)
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
@@ -452,4 +460,5 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
             "rows_per_rank": [reader.steps * t.batch_size] * replicas,
             "device": str(device), "pid": os.getpid(),
             "first_step_at": state.first_step_at or time.time(), "extras": state.extras,
-            "history": history if ctx.is_chief else None}
+            "history": history if ctx.is_chief else None, "skipped_checkpoints": skipped_checkpoints,
+            "resumed_from_epoch": start_epoch}
