@@ -51,15 +51,19 @@ DEFAULTED_SINCE_0_2 = {"train.loader.shuffle_buffer_bytes": LoaderConfig.shuffle
 COLUMN_KEYS_SINCE_0_2 = ("size", "max_items")
 
 
-def config_fingerprint(cfg: JobConfig) -> str:
-    """What makes two runs the same run: everything but where Spark runs, how the launch
-    waits and retries, how progress shows, where MLflow logs (those may differ between
-    the first driver and the next) and what is checked around the run (drift, the gate)."""
+def config_fingerprint(cfg: JobConfig, with_ranks: bool = False) -> str:
+    """What makes two runs the same run: everything but where Spark runs, on how many
+    ranks, how the launch waits and retries, how progress shows, where MLflow logs (those
+    may differ between the first driver and the next) and what is checked around the run
+    (drift, the gate). ``with_ranks``: as runs staged before a run could change its number
+    of ranks were fingerprinted."""
     raw = cfg.to_dict()
     for key in ("spark", "progress", "tracking", "promote", "drift"):
         raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
+    if not with_ranks:
+        raw["train"].pop("ranks", None)
     raw["materialize"].pop("profile", None)  # what the manifest keeps for drift checks, not what trains
     added = {**{path: None for path in UNSET_SINCE_0_2}, **DEFAULTED_SINCE_0_2}
     for path, default in added.items():  # so a run staged before these keys existed still resumes
@@ -212,9 +216,9 @@ def _last_write(path: Path) -> str:
 
 def find_resumable(lake: Lake, cfg: JobConfig) -> Optional[Tuple[str, Manifest]]:
     """The abandoned run this job continues, with the dataset it trains on; None: start anew."""
-    fingerprint = config_fingerprint(cfg)
+    fingerprints = {config_fingerprint(cfg), config_fingerprint(cfg, with_ranks=True)}
     for stale in stale_runs(lake):
-        if stale.resumable and stale.job == cfg.name and stale.fingerprint == fingerprint:
+        if stale.resumable and stale.job == cfg.name and stale.fingerprint in fingerprints:
             info = json.loads(RunDir(stale.path).resume_info.read_text())
             log.info("resuming run %s (%s after epoch %d)", stale.run_id, stale.outcome, stale.epochs_done)
             return stale.run_id, Manifest.load(Path(info["dataset"]))

@@ -82,7 +82,7 @@ def supervise(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, attempts: List
         attempt += 1
         done = list_checkpoints(Path(spec.checkpoint_dir))
         record = {"attempt": attempt, "started": utc_now(), "resumed_from_epoch": done[0][0] if done else 0,
-                  "error": None}
+                  "ranks": ranks, "error": None}
         attempts.append(record)
         t0, wall0 = time.monotonic(), time.time()
         attempt_spool = spool / f"attempt-{attempt}" if spool else None

@@ -62,7 +62,8 @@ def test_attempts_run_out_the_run_is_kept_and_the_same_job_continues_it(spark_cl
                                                                          tmp_path, caplog):
     """Every attempt fails in epoch 3: no run is committed, but the staging run stays with
     its checkpoints and why it failed. Its newest checkpoint is then truncated: the same job
-    again continues the run under its id from the one before, says so, and records it."""
+    again, on 1 rank instead of 2, continues the run under its id from the one before, says
+    so, and records it."""
     from sparkdl.training.resume import stale_runs
 
     lake, manifest = adult_lake
@@ -77,9 +78,13 @@ def test_attempts_run_out_the_run_is_kept_and_the_same_job_continues_it(spark_cl
     assert kept.error.startswith("TrainingError: rank") and "Python worker crashed" in kept.error
     newest = kept.path / "checkpoints" / "epoch-0002.pt"
     newest.write_bytes(newest.read_bytes()[:1000])  # torn by something outside sparkdl
-    result = train(cfg, str(tmp_path / "lake"), spark=spark_cluster, manifest=manifest)
+    result = train(cfg.with_values({"train.ranks": 1}), str(tmp_path / "lake"), spark=spark_cluster,
+                   manifest=manifest)
     m = result.metrics
     assert result.run_id == kept.run_id and m.attempts[0]["resumed_from_epoch"] == 1
+    assert [a["ranks"] for a in e.value.attempts + m.attempts] == [2, 2, 1] and m.train["ranks"] == 1
+    assert [h.get("rows_per_rank") and len(h["rows_per_rank"]) for h in m.history] == [2, 1, 1, 1]
+    assert m.validation["accuracy"] > 0.84
     assert m.attempts[0]["skipped_checkpoints"][0].startswith("epoch-0002.pt: unreadable")
     assert any("epoch-0002.pt: unreadable" in r.message and r.levelname == "WARNING" for r in caplog.records)
     assert _epochs(m) == [1, 2, 3, 4] and [h["attempt"] for h in m.history][1:] == [1, 1, 1]

@@ -50,13 +50,24 @@ def test_the_newest_abandoned_run_of_the_same_config_resumes_and_the_rest_are_st
         assert run_id.endswith("bbbbbb") and manifest.dataset_id == "d1"
         assert find_resumable(lake, cfg.with_values({"train.epochs": 3})) is None  # another configuration
         for same_run in ({"train.launch.start_timeout_s": 5}, {"progress.display": "lines"},
-                         {"tracking.uri": "http://127.0.0.1:5000"}):
+                         {"tracking.uri": "http://127.0.0.1:5000"}, {"train.ranks": 3}):  # on another world too
             assert find_resumable(lake, cfg.with_values(same_run)) is not None
         assert sorted(s.run_id[-6:] for s in remove_stale(lake)) == ["aaaaaa", "cccccc", "dddddd"]
         assert [s.run_id[-6:] for s in remove_stale(lake, include_resumable=True)] == ["bbbbbb"]
         assert [p.name[-6:] for p in lake.runs_root.iterdir()] == ["eeeeee"]
     finally:
         lock.release()
+
+
+def test_a_run_staged_when_the_ranks_were_in_its_fingerprint_still_resumes(tmp_path):
+    cfg = parse_config(MINIMAL).with_values({"train.ranks": 2})
+    lake = Lake(str(tmp_path / "lake"))
+    run = _staging(lake, "job-20260101-000000-aaaaaa", cfg, _dataset(tmp_path / "d1"))
+    info = json.loads(run.resume_info.read_text())
+    run.resume_info.write_text(json.dumps({**info, "fingerprint": config_fingerprint(cfg, with_ranks=True)}))
+    assert config_fingerprint(cfg, with_ranks=True) != config_fingerprint(cfg)
+    assert find_resumable(lake, cfg)[0].endswith("aaaaaa")
+    assert find_resumable(lake, cfg.with_values({"train.ranks": 1})) is None  # its old print holds 2 ranks
 
 
 def test_the_lock_is_free_once_its_holder_dies(tmp_path):

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from sparkdl.core.arrow import PIXEL_SCALE
 from sparkdl.core.columns import FEATURES, LABEL
 from sparkdl.core.config import TrainConfig
+from sparkdl.core.errors import CheckpointReadError
 from sparkdl.core.models import build_model_and_loss, freeze, load_matching, predictions, save_model
 from sparkdl.core.parquet_index import DatasetIndex
 from sparkdl.core.rundir import WEIGHTS
@@ -196,6 +197,11 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt,
     ctx.backend.load_state(net, opt, model_state, optimizer_state)
     start_epoch, history, controls, stop_reason, ranks, shards = ctx.backend.broadcast_object(
         (start_epoch, history, controls, stop_reason, ranks, shards), "resume")
+    if shards and shards != ctx.backend.shard_count():
+        raise CheckpointReadError(
+            f"the checkpoint of epoch {start_epoch} in {spec.checkpoint_dir} is {shards} shards of a model split "
+            f"across ranks, and this attempt splits it {ctx.backend.shard_count() or 'not at all'}: continue the run "
+            f"on the ranks that wrote it (train.ranks: {shards} for FSDP), or start a new run (sparkdl run --fresh)")
     if shards:  # each part of a split model (an FSDP rank's shard, a pipeline stage) resumes from its own file
         shard = ctx.backend.shard_index()
         ctx.backend.load_shard(net, opt, load_shard(Path(spec.checkpoint_dir), start_epoch, shard))
@@ -321,11 +327,16 @@ def _layout_note(t: TrainConfig, replicas: int) -> str:
 def controls(t: TrainConfig, base_lr: float) -> List[Callback]:
     """The callbacks the config asks for: the learning-rate schedule, early stopping."""
     out: List[Callback] = []
-    if t.lr_schedule.kind != "constant" or t.lr_schedule.warmup_epochs > 0:
+    if _scheduled(t):
         out.append(LrSchedule(t.lr_schedule, base_lr))
     if t.early_stopping is not None:
         out.append(EarlyStopping(t.early_stopping))
     return out
+
+
+def _scheduled(t: TrainConfig) -> bool:
+    """Whether the rate follows a schedule (set every step) rather than staying as it starts."""
+    return t.lr_schedule.kind != "constant" or t.lr_schedule.warmup_epochs > 0
 
 
 def kept_entry(history: List[Dict[str, Any]], extras: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -365,6 +376,9 @@ def train_rank(spec: TrainSpec, ctx: RankContext) -> Dict[str, Any]:
     net, model, opt, objective, frozen = _build(spec, ctx, device, lr)
     laps.lap("model_and_optimizer")
     start_epoch, history, stop_reason, skipped_checkpoints = _resume(spec, ctx, net, opt, callbacks)
+    if not _scheduled(t):  # (a schedule sets the rate every step)
+        for group in opt.param_groups:  # a resumed optimizer keeps its rate; this world's scaling rules
+            group["lr"] = lr
     laps.lap("resume_and_broadcast")
 
     k = t.allreduce.backward_passes_per_step
