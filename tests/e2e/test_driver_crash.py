@@ -44,7 +44,7 @@ def test_rerunning_after_the_driver_died_resumes_the_same_run(tmp_path):
 
     listed = subprocess.run([sys.executable, "-m", "sparkdl.cli", "runs", "stale", "--lake", str(lake)],
                             capture_output=True, text=True, env=_env(), timeout=120)
-    assert f"{run_id}  checkpointed epochs" in listed.stdout and "resumable" in listed.stdout
+    assert f"{run_id}  abandoned " in listed.stdout and "resumable" in listed.stdout  # its driver died
 
     second = subprocess.run(_command(lake), env=_env(), capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-4000:]
@@ -58,4 +58,4 @@ def test_rerunning_after_the_driver_died_resumes_the_same_run(tmp_path):
     assert not staging.exists() and not (lake / "runs" / run_id / "resume.json").exists()
     left = subprocess.run([sys.executable, "-m", "sparkdl.cli", "runs", "stale", "--lake", str(lake)],
                           capture_output=True, text=True, env=_env(), timeout=120)
-    assert "no abandoned runs" in left.stdout
+    assert "no unfinished runs" in left.stdout
