@@ -433,7 +433,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"sparkdl: {'training failed: ' if isinstance(e, TrainingError) else ''}{e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Interrupted): a run in progress is kept
-        print(f"sparkdl: interrupted ({e or 'SIGINT'}); the same command continues the run", file=sys.stderr)
+        again = "; the same command continues the run" if args.handler in (_run, _train) else ""
+        print(f"sparkdl: interrupted ({e or 'SIGINT'}){again}", file=sys.stderr)
         print("outcome=interrupted")
         return getattr(e, "exit_code", 130)
     finally:
@@ -456,6 +457,7 @@ def _stop_on_sigterm():
         return lambda: None
 
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the unwinding short
         raise Interrupted(signum)
 
     previous = signal.signal(signal.SIGTERM, stop)

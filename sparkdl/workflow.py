@@ -19,7 +19,7 @@ from sparkdl.tracking.progress import TrainingProgress
 from sparkdl.tracking.report import RunReport
 from sparkdl.training import supervisor
 from sparkdl.training.driver_callbacks import DriverCallback
-from sparkdl.training.resume import find_resumable
+from sparkdl.training.resume import KEPT, find_resumable
 from sparkdl.training.supervisor import RunResult
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,15 @@ def tracking_callbacks(cfg: JobConfig) -> List[DriverCallback]:
 
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None, callbacks: Sequence = (),
           run_id: Optional[str] = None, clock: Optional[StageClock] = None,
-          driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False) -> RunResult:
+          driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False,
+          keep: Sequence[str] = KEPT) -> RunResult:
     """Train ``cfg`` on its prepared dataset and commit the run, with progress, the report
     and MLflow tracking (:func:`sparkdl.training.supervisor.train` has the details).
     ``driver_callbacks`` run before those (evaluation, say, so the report shows it)."""
     check_tracking(cfg.tracking)
     return supervisor.train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id,
-                            clock=clock, driver_callbacks=[*driver_callbacks, *tracking_callbacks(cfg)], fresh=fresh)
+                            clock=clock, driver_callbacks=[*driver_callbacks, *tracking_callbacks(cfg)], fresh=fresh,
+                            keep=keep)
 
 
 class HeldOutEvaluation(DriverCallback):
@@ -73,13 +75,14 @@ class HeldOutEvaluation(DriverCallback):
 
 
 def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callbacks: Sequence = (),
-            driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False) -> RunResult:
+            driver_callbacks: Sequence[DriverCallback] = (), fresh: bool = False,
+            keep: Sequence[str] = KEPT) -> RunResult:
     """The whole job: prepare → train → write back, evaluated on the held-out split with a
     Spark MLlib linear baseline beside it; returns the committed RunResult. When a run of
     this job and configuration was cut off (its driver died, it failed, it was interrupted),
     it is continued (on its own dataset) instead of preparing and training anew; ``fresh``
-    starts a new run regardless. ``driver_callbacks`` run after the evaluation (files to
-    keep in the run, say)."""
+    starts a new run regardless (``keep``: see :func:`train`). ``driver_callbacks`` run after
+    the evaluation (files to keep in the run, say)."""
     check_tracking(cfg.tracking)
     clock = StageClock()
     with clock.stage("session"):
@@ -88,7 +91,8 @@ def run_job(cfg: JobConfig, lake: str, spark=None, baseline: bool = True, callba
     run_id, manifest = resumed if resumed else (None, prepare(cfg, lake, spark, clock))
     evaluation = HeldOutEvaluation(spark, manifest, baseline, clock)
     result = train(cfg, lake, spark=spark, manifest=manifest, callbacks=callbacks, run_id=run_id, clock=clock,
-                   driver_callbacks=[evaluation, *driver_callbacks], fresh=fresh)
+                   # decided here, once: a run kept meanwhile by another driver is not taken up with this dataset
+                   driver_callbacks=[evaluation, *driver_callbacks], fresh=run_id is None, keep=keep)
     m = result.metrics
     beside = f" (baseline {m.baseline_metric():.4f})" if m.baseline else ""
     log.info("run %s: %s %s %.4f%s", result.run_id, evaluation.split, m.primary_metric, m.held_out_metric(), beside)

@@ -103,12 +103,12 @@ def staging_path(final: Path) -> Path:
 
 @contextlib.contextmanager
 def staged_dir(final: Path, keep_existing: bool = False,
-               keep_failed: Optional[Callable[[Path, BaseException], None]] = None) -> Iterator[Path]:
+               keep_failed: Optional[Callable[[Path, BaseException], bool]] = None) -> Iterator[Path]:
     """Yield a staging directory beside ``final``; rename it to ``final`` only on success.
     ``keep_existing``: continue in a staging directory left by an earlier writer (the
-    caller holds its lock) instead of starting empty. ``keep_failed``: on failure, keep the
-    staging directory (a run's checkpoints) and call this with it and the error, instead
-    of deleting it."""
+    caller holds its lock) instead of starting empty. ``keep_failed``: on failure, called
+    with the staging directory and the error; where it returns True the directory is kept
+    (a run's checkpoints), else deleted."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         raise LakeError(f"{final} already exists; refusing to overwrite it")
@@ -121,10 +121,8 @@ def staged_dir(final: Path, keep_existing: bool = False,
         (staging / COMMIT_MARKER).write_text(utc_now())
         os.replace(staging, final)
     except BaseException as e:
-        if keep_failed is None:
+        if keep_failed is None or not keep_failed(staging, e):
             shutil.rmtree(staging, ignore_errors=True)
-        else:
-            keep_failed(staging, e)
         raise
 
 

@@ -117,7 +117,8 @@ class _DeepEstimator(Estimator, DeepParams, DefaultParamsReadable, DefaultParams
         else:
             layout.project(dataset).createOrReplaceTempView(source)
         try:
-            result = run_job(cfg, lake, spark, baseline=self.getOrDefault(self.baseline))
+            # each fit reads a view of its own: a run it left could never be continued, so none is kept
+            result = run_job(cfg, lake, spark, baseline=self.getOrDefault(self.baseline), fresh=True, keep=())
         finally:
             if layout.image:  # the run has them as its dataset now
                 shutil.rmtree(staged, ignore_errors=True)

@@ -26,7 +26,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.core.config import JobConfig, LoaderConfig, MaterializeConfig
 from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
@@ -62,7 +62,7 @@ def config_fingerprint(cfg: JobConfig, with_ranks: bool = False) -> str:
         raw.pop(key, None)
     raw["train"].pop("launch", None)
     raw["train"].pop("failure", None)
-    if not with_ranks:
+    if not with_ranks and raw["train"].get("strategy") != "fsdp":  # an FSDP checkpoint is a shard per rank
         raw["train"].pop("ranks", None)
     raw["materialize"].pop("profile", None)  # what the manifest keeps for drift checks, not what trains
     added = {**{path: None for path in UNSET_SINCE_0_2}, **DEFAULTED_SINCE_0_2}
@@ -89,12 +89,12 @@ class RunLock(DriverLock):
 
 def is_abandoned(run: RunDir) -> bool:
     """No live driver holds the staging run's lock (probed without writing to it, so the
-    file keeps naming its last driver)."""
+    file keeps naming its last driver, and on a read-only lake too)."""
     if not run.path.is_dir():
         return False
     if not run.lock.exists():
         return True
-    with open(run.lock, "a+") as f:
+    with open(run.lock, "r") as f:
         if not try_flock(f):
             return False
         fcntl.flock(f, fcntl.LOCK_UN)
@@ -121,9 +121,35 @@ def write_resume_info(run: RunDir, cfg: JobConfig, manifest: Manifest) -> None:
     run.outcome.unlink(missing_ok=True)
 
 
+def earlier_stops(run: RunDir) -> List[Dict[str, Any]]:
+    """How the run stopped each time before it was continued (failed, interrupted), for its metrics."""
+    try:
+        return list(json.loads(run.resume_info.read_text()).get("earlier", []))
+    except (OSError, ValueError):
+        return []
+
+
 def outcome_of(error: BaseException) -> str:
     """``interrupted`` for Ctrl-C and a signal to stop, ``failed`` for anything else."""
     return "interrupted" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "failed"
+
+
+#: The outcomes whose staging runs are kept, by default.
+KEPT = ("failed", "interrupted")
+
+
+def keep_stopped(keep: Sequence[str] = KEPT) -> Callable[[Path, BaseException], bool]:
+    """For :func:`~sparkdl.core.lake.staged_dir`: keep a run that stopped with one of the
+    ``keep`` outcomes and has a checkpoint to continue from (recorded by
+    :func:`record_outcome`); anything else goes, as it has nothing to continue."""
+
+    def keep_if_worth_it(staging: Path, error: BaseException) -> bool:
+        if outcome_of(error) not in keep or not list_checkpoints(RunDir(staging).checkpoints):
+            return False
+        record_outcome(staging, error)
+        return True
+
+    return keep_if_worth_it
 
 
 def record_outcome(staging: Path, error: BaseException) -> None:

@@ -37,7 +37,7 @@ from sparkdl.training.rank.callbacks import Callback
 from sparkdl.training.rank.checkpoints import list_checkpoints
 from sparkdl.training.rank.loop import TrainSpec, train_rank
 from sparkdl.training.results import run_metrics
-from sparkdl.training.resume import RunLock, find_resumable, record_outcome, write_resume_info
+from sparkdl.training.resume import KEPT, RunLock, earlier_stops, find_resumable, keep_stopped, write_resume_info
 from sparkdl.training.spec import dataset_data, train_spec
 from sparkdl.training.verdicts import AwaitVerdict
 
@@ -141,13 +141,15 @@ def _dispatch(event: Event, callbacks: DriverCallbacks) -> None:
 def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = None,
           callbacks: Sequence[Callback] = (), run_id: Optional[str] = None,
           clock: Optional[StageClock] = None, driver_callbacks: Sequence[DriverCallback] = (),
-          fresh: bool = False) -> RunResult:
+          fresh: bool = False, keep: Sequence[str] = KEPT) -> RunResult:
     """Train ``cfg`` on its prepared dataset in ``lake`` and commit a complete run.
 
     A run of the same job and configuration that was cut off (its driver died, it failed
     for good, it was interrupted: its staging directory is kept, with why in
     ``outcome.json``) is continued instead, under its id, from its last checkpoint, on its
     dataset (:mod:`sparkdl.training.resume`); ``fresh`` starts a new run regardless.
+    ``keep``: the outcomes (``failed``, ``interrupted``) whose run is kept to continue;
+    a run without a checkpoint is never kept.
     ``callbacks`` run in every rank's loop (:mod:`sparkdl.training.rank.callbacks`);
     ``driver_callbacks`` on this driver (:mod:`sparkdl.training.driver_callbacks`: progress,
     evaluation before the commit, the report and MLflow). ``clock`` gets the launch, train
@@ -187,7 +189,7 @@ def train(cfg: JobConfig, lake: str, spark=None, manifest: Optional[Manifest] = 
                         "wait for it, or start a run of your own")
     started = False
     try:
-        with staged_dir(final, keep_existing=True, keep_failed=record_outcome) as stage_path:
+        with staged_dir(final, keep_existing=True, keep_failed=keep_stopped(keep)) as stage_path:
             stage = RunDir(stage_path)
             write_resume_info(stage, cfg, manifest)
             hooks.on_run_start(RunStart(run_id, stage, cfg, lake_.root))
@@ -222,6 +224,9 @@ def _train_and_write_back(spark, spec: TrainSpec, ranks: int, cfg: JobConfig, ma
         log.error("training failed after %d attempt(s): %s", len(attempts), attempts)
         raise
     metrics = run_metrics(run_id, ranks, results, attempts, manifest)
+    earlier = earlier_stops(stage)
+    if earlier:  # the run failed or was interrupted before, and was continued
+        metrics.train["earlier_stops"] = earlier
     clock.add("launch", metrics.train["time_to_first_step_s"])
     clock.add("train", metrics.train["seconds"] - metrics.train["time_to_first_step_s"])
     with clock.stage("write_back"):

@@ -159,8 +159,10 @@ def _run_trial(search: _Search, trial) -> None:
         log.info("trial %d started: %s", trial.number, ", ".join(f"{k}={v}" for k, v in values.items()))
         pruning = TrialPruning(trial, search.space.metric, search.stopping)
         evaluation = HeldOutEvaluation(search.spark, manifest, False, StageClock())
+        # a requeued trial continues its cut-off run; any other starts its own (trials may share a fingerprint)
+        again = "requeued_from" in trial.user_attrs
         result = train(cfg, search.lake, spark=search.spark, manifest=manifest,
-                       driver_callbacks=[evaluation, pruning])
+                       driver_callbacks=[evaluation, pruning], fresh=not again, keep=("interrupted",))
         search.done.put((trial, result, None))
     except BaseException as e:  # reported by the search's thread
         search.done.put((trial, None, e))

@@ -84,7 +84,7 @@ def test_attempts_run_out_the_run_is_kept_and_the_same_job_continues_it(spark_cl
     assert result.run_id == kept.run_id and m.attempts[0]["resumed_from_epoch"] == 1
     assert [a["ranks"] for a in e.value.attempts + m.attempts] == [2, 2, 1] and m.train["ranks"] == 1
     assert [h.get("rows_per_rank") and len(h["rows_per_rank"]) for h in m.history] == [2, 1, 1, 1]
-    assert m.validation["accuracy"] > 0.84
+    assert m.validation["accuracy"] > 0.84 and m.train["earlier_stops"][0]["outcome"] == "failed"
     assert m.attempts[0]["skipped_checkpoints"][0].startswith("epoch-0002.pt: unreadable")
     assert any("epoch-0002.pt: unreadable" in r.message and r.levelname == "WARNING" for r in caplog.records)
     assert _epochs(m) == [1, 2, 3, 4] and [h["attempt"] for h in m.history][1:] == [1, 1, 1]

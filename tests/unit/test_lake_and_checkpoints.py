@@ -65,7 +65,8 @@ def test_when_no_checkpoint_loads_the_run_fails_naming_them_and_keeps_them(tmp_p
     save_checkpoint(tmp_path, 1, {"x": 1})
     (tmp_path / "epoch-0002.pt").write_bytes(b"torn")
     with pytest.raises(CheckpointReadError, match=r"epoch-0002\.pt: unreadable .*; epoch-0001\.pt: unreadable "
-                                                  r"\(a callback's state is bad\)\. The run does not start again from epoch 0"):
+                                                  r"\(a callback's state is bad\)\. The run does not start again "
+                                                  r"from epoch 0"):
         load_latest(tmp_path, accept=lambda s: (_ for _ in ()).throw(ValueError("a callback's state is bad")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.pt", "epoch-0002.pt"]
     assert load_latest(tmp_path)["epoch"] == 1  # a state the callbacks take: it loads
@@ -126,3 +127,34 @@ def test_a_full_then_read_only_lake_is_a_clear_error_and_the_previous_checkpoint
         assert load_latest(mnt)["epoch"] == 1
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_read_the_file_system_refuses_is_passed_over_not_set_aside(tmp_path, monkeypatch):
+    """An EIO or ESTALE on a shared file system may pass: the newest checkpoint is skipped
+    for this start (tried twice) but stays where it is; a broken one and its shards go aside
+    under a number of their own when one of that epoch was set aside before."""
+    for epoch in (1, 2):
+        save_checkpoint(tmp_path, epoch, {"x": epoch})
+    real, calls = torch.load, []
+
+    def flaky(path, *args, **kwargs):
+        calls.append(path.name)
+        if path.name == "epoch-0002.pt":
+            raise OSError(5, "Input/output error")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr("time.sleep", lambda s: None)  # the pause before the second try
+    monkeypatch.setattr(torch, "load", flaky)
+    state = load_latest(tmp_path)
+    assert state["epoch"] == 1 and calls == ["epoch-0002.pt", "epoch-0002.pt", "epoch-0001.pt"]
+    assert state["skipped"] == ["epoch-0002.pt: unreadable ([Errno 5] Input/output error)"]
+    assert (tmp_path / "epoch-0002.pt").is_file()
+    monkeypatch.setattr(torch, "load", real)
+
+    (tmp_path / "epoch-0002.pt.unreadable").write_bytes(b"an earlier one")
+    (tmp_path / "epoch-0002.pt").write_bytes(b"torn")
+    (tmp_path / "epoch-0002.shard-00.pt").write_bytes(b"its shard")
+    assert load_latest(tmp_path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.pt", "epoch-0002.pt.unreadable",
+                                                          "epoch-0002.pt.unreadable.2",
+                                                          "epoch-0002.shard-00.pt.unreadable.2"]

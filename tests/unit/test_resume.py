@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sparkdl.core.config.loading import parse_config
 from sparkdl.core.lake import Lake
 from sparkdl.core.rundir import RunDir
@@ -201,3 +203,30 @@ sys.exit(cli.main(['train', 'conf.yaml', '--lake', 'x']))
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 143 and out.split() == ["unwound", "outcome=interrupted"]
     assert "interrupted (stopped by SIGTERM)" in err
+
+
+def test_only_a_run_with_a_checkpoint_and_a_kept_outcome_stays(tmp_path):
+    """A run that stopped before its first checkpoint (a config or data error, an early
+    crash) has nothing to continue and goes; so does an outcome the caller does not keep
+    (an estimator's fit keeps none, a search's trial only interrupted ones)."""
+    from sparkdl.core.errors import Interrupted
+    from sparkdl.core.lake import staged_dir
+    from sparkdl.training.resume import keep_stopped
+
+    cfg = parse_config(MINIMAL)
+    lake = Lake(str(tmp_path / "lake"))
+    data = _dataset(tmp_path / "d1")
+    for run_id, epochs, keep, error, stays in (("a", 0, ("failed", "interrupted"), RuntimeError("x"), False),
+                                                ("b", 1, ("interrupted",), RuntimeError("x"), False),
+                                                ("c", 1, ("interrupted",), Interrupted(15), True),
+                                                ("d", 1, (), Interrupted(2), False)):
+        final = lake.run_dir(run_id)
+        with pytest.raises(type(error)):
+            with staged_dir(final, keep_failed=keep_stopped(keep)) as stage:
+                for epoch in range(1, epochs + 1):
+                    save_checkpoint(RunDir(stage).checkpoints, epoch, {"x": epoch})
+                RunDir(stage).resume_info.write_text(json.dumps(
+                    {"job": cfg.name, "fingerprint": config_fingerprint(cfg), "dataset": str(data)}))
+                raise error
+        assert (lake.runs_root / f".staging-{run_id}").exists() is stays, run_id
+    assert [s.run_id for s in stale_runs(lake)] == ["c"]

@@ -211,11 +211,30 @@ def run_on_ranks(spark, fn: Callable[[RankContext], Any], num_ranks: Optional[in
         runner.start()
         log.info("launched %d %s ranks %s (attempt %d)", n, backend,
                  "in one barrier stage" if by_spark else f"with {launch.launcher}", attempt)
-        failure = _watch(runner, server, n, launch, on_event, t0, executors,
-                         until_exit=launch.launcher_restarts > 0)
+        try:
+            failure = _watch(runner, server, n, launch, on_event, t0, executors,
+                             until_exit=launch.launcher_restarts > 0)
+        except BaseException:  # Ctrl-C, SIGTERM, a broken watch: the ranks stop before the run is let go
+            _stop(runner, launch.cancel_grace_s)
+            raise
         if failure is not None:
             raise _with_crash(failure, runner.error, _python_memory_limit(spark)) if by_spark else failure
         return runner.results()
+
+
+def _stop(runner, grace_s: float) -> None:
+    """Cancel the ranks and wait for them, bounded; a second Ctrl-C stops the wait."""
+    if not runner.is_alive():
+        return
+    log.warning("stopping the ranks (waiting up to %.0fs)", grace_s)
+    try:
+        runner.cancel()
+        runner.join(grace_s)
+    except BaseException as e:  # the first interruption is the one to report
+        log.warning("stopping the ranks was cut short: %r", e)
+        return
+    if runner.is_alive():
+        log.warning("the ranks did not stop within %.0fs of being cancelled", grace_s)
 
 
 #: After the first rank error, how long the driver keeps listening for the others, so the

@@ -104,38 +104,64 @@ def load_shard(directory: Path, epoch: int, shard: int, map_location: str = "cpu
 UNREADABLE = ".unreadable"
 
 
+def _read(path: Path, map_location: str) -> Dict[str, Any]:
+    """A checkpoint file's state; a read the file system refuses is tried once more (a
+    shared file system's passing error), a broken file is not."""
+    import time
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as e:
+        log.warning("reading checkpoint %s failed (%s); trying once more", path, e)
+        time.sleep(1.0)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _set_aside(directory: Path, epoch: int, path: Path) -> None:
+    """Rename a broken checkpoint and its shards to ``*.unreadable`` (numbered where an
+    earlier one of the same epoch was set aside): kept, out of every listing."""
+    files = [path] + sorted(directory.glob(f"epoch-{epoch:04d}.shard-*.pt"))
+    n = 1
+    while any(f.with_name(f.name + UNREADABLE + (f".{n}" if n > 1 else "")).exists() for f in files):
+        n += 1
+    for f in files:
+        f.rename(f.with_name(f.name + UNREADABLE + (f".{n}" if n > 1 else "")))
+
 def load_latest(directory: Path, map_location: str = "cpu",
                 accept: Optional[Callable[[Dict[str, Any]], None]] = None) -> Optional[Dict[str, Any]]:
     """The newest readable, complete checkpoint (its ``skipped``: each newer one that did
     not load, ``"<file>: <why>"``, now set aside), or None where there is no checkpoint. A
     :class:`CheckpointReadError` names every file when there are checkpoints and none loads.
     ``accept`` raises for a state that reads but cannot be used (a callback's state)."""
-    import torch
 
-    skipped: List[Tuple[Path, str]] = []
+    skipped: List[Tuple[int, Path, str, bool]] = []  # (epoch, file, why, set aside: broken for good)
     for epoch, path in list_checkpoints(directory):
         try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            state = _read(path, map_location)
             if accept is not None:
                 accept(state)
         except Exception as e:  # unreadable: fall back to the previous one
             why = " ".join(str(e).split())[:300] or type(e).__name__
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, why)
-            skipped.append((path, f"unreadable ({why})"))
+            # a read the file system refused may work later: passed over, not set aside
+            skipped.append((epoch, path, f"unreadable ({why})", not isinstance(e, OSError)))
             continue
         shards = [shard_path(directory, epoch, k) for k in range(int(state.get("shards", 0)))]
         missing = [p.name for p in shards if not p.is_file()]
         if state.get("complete") and state.get("epoch") == epoch and not missing:
-            for bad, _ in skipped:  # newer than the one in use: never loaded, never pruned for, again
-                bad.rename(bad.with_name(bad.name + UNREADABLE))
-            state["skipped"] = [f"{p.name}: {why}" for p, why in skipped]
+            for bad_epoch, bad, _, broken in skipped:  # newer than the one in use: never tried or pruned for again
+                if broken:
+                    _set_aside(directory, bad_epoch, bad)
+            state["skipped"] = [f"{p.name}: {why}" for _, p, why, _ in skipped]
             return state
         why = f"incomplete (missing {missing})" if missing else "incomplete"
         log.warning("checkpoint %s is %s; trying an older one", path, why)
-        skipped.append((path, why))
+        skipped.append((epoch, path, why, True))
     if skipped:
         raise CheckpointReadError(
-            f"no checkpoint in {directory} loads: " + "; ".join(f"{p.name}: {why}" for p, why in skipped)
+            f"no checkpoint in {directory} loads: " + "; ".join(f"{p.name}: {why}" for _, p, why, _ in skipped)
             + ". The run does not start again from epoch 0 on its own: restore a good copy, or move these files "
               "aside to train from scratch (or start a new run: sparkdl run --fresh)")
     return None

@@ -181,7 +181,8 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt,
     model_state = optimizer_state = None
     skipped: List[str] = []
     if ctx.is_chief:
-        state = load_latest(Path(spec.checkpoint_dir), accept=lambda s: callbacks.load_state_dict(s.get("callbacks", {})))
+        state = load_latest(Path(spec.checkpoint_dir),
+                            accept=lambda s: callbacks.load_state_dict(s.get("callbacks", {})))
         if state is not None:
             model_state, optimizer_state = state["model"], state["optimizer"]
             torch.set_rng_state(state["rng"])  # checkpoints without "ranks" (earlier layouts) keep rank 0's only
@@ -210,6 +211,9 @@ def _resume(spec: TrainSpec, ctx: RankContext, net, opt,
         mine = ranks[ctx.rank]
         torch.set_rng_state(mine["rng"])
         ctx.backend.load_rank_state(opt, mine)
+    elif start_epoch:  # another world: a stream of its own for each rank, not the one epoch 1 drew
+        torch.manual_seed(int.from_bytes(hashlib.sha256(
+            f"{spec.train.seed}:{start_epoch}:{ctx.rank}".encode()).digest()[:7], "little"))
     return start_epoch, history, stop_reason, skipped
 
 
