@@ -51,19 +51,19 @@ def _sparkdl(*args: str, timeout: int = 900) -> dict:
 
 
 def test_the_adult_job_through_connect_equals_the_classic_run_and_scores(connect_server, tmp_path):
-    epochs = ("--set", "train.epochs=5", "--set", "tracking.mlflow=off")  # MLflow has tests of its own
+    epochs = ("--set", "train.epochs=3", "--set", "tracking.mlflow=off")  # MLflow has tests of its own
     remote = _sparkdl("run", "conf/adult.yaml", *epochs, "--lake", str(tmp_path / "lake"), "--remote", connect_server)
     classic = _sparkdl("run", "conf/adult.yaml", *epochs, "--lake", str(tmp_path / "classic"))
     assert "Spark Connect session ready" in remote["_log"] and "Spark Connect" not in classic["_log"]
     # the same data path, partitioning and seeds: the same network, to the last digit printed
-    assert float(remote["test_accuracy"]) >= 0.85
+    assert float(remote["test_accuracy"]) >= 0.84
     for key in ("test_accuracy", "test_auc", "test_log_loss", "baseline_logistic_regression_accuracy"):
         assert remote[key] == classic[key], key
     # executors reach this machine here, so the events came over the socket, not the spool
     assert "rank 0 started" in remote["_log"] and "spool" not in remote["_log"]
     run = Path(remote["run_path"])
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["train"]["ranks"] == 2 and len(metrics["history"]) == 5 and not (run / "events").exists()
+    assert metrics["train"]["ranks"] == 2 and len(metrics["history"]) == 3 and not (run / "events").exists()
 
     scored = _sparkdl("score", "--run", str(run), "--input", str(TEST_FILE), "--output", str(tmp_path / "remote"),
                       "--remote", connect_server)

@@ -57,13 +57,13 @@ def _ingest(spark, fmt: str, lines):
     CASES["lines"] += len(lines)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(csv_line, min_size=1, max_size=40))
 def test_any_csv_lines_are_counted_once_and_never_crash(spark_local, lines):
     _ingest(spark_local, "csv", lines)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(json_line, min_size=1, max_size=40))
 def test_any_json_lines_are_counted_once_and_never_crash(spark_local, lines):
     _ingest(spark_local, "json", lines)
