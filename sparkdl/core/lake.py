@@ -49,9 +49,13 @@ def absolute(path: str) -> str:
     return str(local_path(path).expanduser().resolve())
 
 
+#: How every record sparkdl writes spells a time (ISO 8601, UTC, seconds).
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utc_now() -> str:
-    """Now, as every record sparkdl writes spells a time (ISO 8601, UTC, seconds)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """Now, as every record sparkdl writes spells a time (:data:`STAMP_FORMAT`)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime())
 
 
 def new_id(prefix: str = "") -> str:

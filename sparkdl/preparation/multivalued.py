@@ -276,21 +276,23 @@ def _moments_batches(batches, columns: Sequence[Tuple[str, str, int]]):
     import pyarrow as pa
 
     merged = {name: _moments_of(np.zeros((0, size))) for name, _, size in columns}
-    for batch in batches:
+    for batch in batches:  # merged as arrays; made Python lists once, for the row sent
         have = batch.schema.names
         for name, kind, size in columns:
             x = dense_block(batch.column(have.index(name)), kind, size, np.float64)
-            merged[name] = _as_moments(*merge_moments([merged[name], _moments_of(x)], size))
-    yield pa.RecordBatch.from_pylist([{"moments": [merged[name] for name, _, _ in columns]}],
+            n, mean, m2, lo, hi = merge_moments([merged[name], _moments_of(x)], size)
+            merged[name] = {"n": n, "mean": mean, "m2": m2, "lo": lo, "hi": hi}
+    yield pa.RecordBatch.from_pylist([{"moments": [_as_moments(**merged[name]) for name, _, _ in columns]}],
                                      schema=_moments_schema(len(columns)))
 
 
 def _moments_of(x: np.ndarray) -> Dict[str, Any]:
+    """One block's moments, as arrays."""
     n, size = x.shape
     if not n:
-        return _as_moments(0, np.zeros(size), np.zeros(size), np.zeros(size), np.zeros(size))
+        return {"n": 0, "mean": np.zeros(size), "m2": np.zeros(size), "lo": np.zeros(size), "hi": np.zeros(size)}
     mean = x.mean(0)
-    return _as_moments(n, mean, ((x - mean) ** 2).sum(0), x.min(0), x.max(0))
+    return {"n": n, "mean": mean, "m2": ((x - mean) ** 2).sum(0), "lo": x.min(0), "hi": x.max(0)}
 
 
 def _as_moments(n, mean, m2, lo, hi) -> Dict[str, Any]:

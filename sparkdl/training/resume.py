@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkdl.core.config import JobConfig, LoaderConfig, MaterializeConfig
-from sparkdl.core.lake import STAGING_PREFIX, Lake, utc_now, write_json_atomic
+from sparkdl.core.lake import STAGING_PREFIX, STAMP_FORMAT, Lake, utc_now, write_json_atomic
 from sparkdl.core.locks import DriverLock, try_flock
 from sparkdl.core.rundir import RunDir
 from sparkdl.preparation.materialize import Manifest
@@ -237,7 +237,7 @@ def _last_write(path: Path) -> str:
         stamp = max([path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*") if p.is_file()])
     except OSError:
         return ""
-    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).strftime(STAMP_FORMAT)
 
 
 def find_resumable(lake: Lake, cfg: JobConfig) -> Optional[Tuple[str, Manifest]]:
@@ -279,7 +279,7 @@ def _age_s(stamp: Optional[str]) -> float:
     if not stamp:
         return 0.0
     try:
-        then = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        then = datetime.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
     except ValueError:
         return 0.0
     return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
